@@ -1,0 +1,40 @@
+# Two commands set up and run everything on a fresh machine (Python 3.11, pip, gcc):
+#   make demo   create .venv, install, index the bundled sample, answer a question, start the UI
+#   make test   create .venv, install, run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+DEMO_INDEX ?= demo_index
+DEMO_QUESTION ?= How long should green tea steep, and how hot should the water be?
+
+# llama-cpp-python compiles from source (about 5 minutes, cached by pip afterwards). A portable
+# AVX2 build: -march=native turned on AMX kernels that crash on some virtual machines.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: install demo test test-all clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -e '.[test]'
+	# openai-whisper without its ~1 GB triton dependency, unused on CPU (its other needs are in pyproject).
+	$(PY) -m pip install --no-deps openai-whisper==20250625
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: install
+	$(VENV)/bin/rag ingest rag/sample --index $(DEMO_INDEX)
+	$(VENV)/bin/rag ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX)
+	$(VENV)/bin/rag ui --index $(DEMO_INDEX)
+
+test: install
+	$(PY) -m pytest
+
+test-all: install
+	$(PY) -m pytest -m ''
+
+clean:
+	rm -rf $(VENV) $(DEMO_INDEX) .pytest_cache

@@ -1,0 +1,1 @@
+"""Evaluation (DeepEval metrics, retrieval metrics, regression suite): filed for a later issue."""

@@ -1,0 +1,1 @@
+"""Ingestion: loaders per format, Whisper transcription, chunking, and the incremental pipeline."""

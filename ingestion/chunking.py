@@ -1,0 +1,78 @@
+"""Sentence-aware chunking sized in tokens of the embedding model.
+
+Text sections go through llama-index's `SentenceSplitter` (sentence boundaries, overlap) with the
+embedding model's own tokenizer, so a chunk never exceeds what the model reads. Timed sections
+(speech segments) are grouped whole, so every audio chunk keeps an exact start/end span.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ingestion.sections import Section
+
+
+@dataclass
+class ChunkText:
+    text: str
+    page: int | None = None
+    start: float | None = None
+    end: float | None = None
+    heading: str | None = None
+
+
+class Chunker:
+    def __init__(self, count_tokens: Callable[[str], int], chunk_size: int = 254,
+                 chunk_overlap: int = 32):
+        from llama_index.core.node_parser import SentenceSplitter
+
+        self.count_tokens = count_tokens
+        self.chunk_size = chunk_size
+        self.splitter = SentenceSplitter(
+            chunk_size=chunk_size, chunk_overlap=min(chunk_overlap, chunk_size // 2),
+            tokenizer=lambda text: range(count_tokens(text)),
+        )
+
+    def split(self, sections: list[Section]) -> list[ChunkText]:
+        out: list[ChunkText] = []
+        timed: list[Section] = []
+        for section in sections:
+            if section.start is not None:
+                timed.append(section)
+                continue
+            out.extend(self._flush_timed(timed))
+            for piece in self.splitter.split_text(section.text):
+                if piece.strip():
+                    out.append(ChunkText(piece, page=section.page, heading=section.heading))
+        out.extend(self._flush_timed(timed))
+        return out
+
+    def _flush_timed(self, segments: list[Section]) -> list[ChunkText]:
+        """Group consecutive speech segments up to the chunk size; long ones are split."""
+        out: list[ChunkText] = []
+        group: list[Section] = []
+        tokens = 0
+
+        def emit() -> None:
+            if group:
+                text = " ".join(s.text.strip() for s in group).strip()
+                if text:
+                    out.append(ChunkText(text, start=group[0].start, end=group[-1].end,
+                                         heading=group[0].heading))
+                group.clear()
+
+        for segment in segments:
+            n = self.count_tokens(segment.text)
+            if group and tokens + n > self.chunk_size:
+                emit()
+                tokens = 0
+            if n > self.chunk_size:
+                for piece in self.splitter.split_text(segment.text):
+                    out.append(ChunkText(piece, start=segment.start, end=segment.end))
+                continue
+            group.append(segment)
+            tokens += n
+        emit()
+        segments.clear()
+        return out

@@ -1,0 +1,185 @@
+"""The Python API: `RAG.open(index_dir)` then `ingest`, `ask`, `retrieve`.
+
+Heavy pieces (embedding model, Milvus, the LLM, Whisper) load on first use, so opening an
+index to read its stats is cheap and `import rag` stays fast.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable
+
+from rag.config import Settings, load_settings
+from rag.errors import ConfigError
+from rag.generation import Answer, Citation, build_messages, fit_contexts, resolve_citations
+from rag.models.embedding import display_name, embedding_fingerprint, resolve_embedding_model
+
+INDEX_SETTINGS_KEY = "index_settings"
+
+
+class RAG:
+    """One index and the models that serve it."""
+
+    def __init__(self, settings: Settings, llm: Any = None):
+        self.settings = settings
+        self._llm = llm
+        self.index_dir = Path(settings.index_dir)
+
+    @classmethod
+    def open(cls, index_dir: str | Path | None = None, *, llm: Any = None, **settings: Any) -> "RAG":
+        """Open (or create) the index at `index_dir`; keyword arguments override any setting."""
+        return cls(load_settings(index_dir, **settings), llm=llm)
+
+    # --- lazily built parts ------------------------------------------------------------
+    @cached_property
+    def embedder(self):
+        from rag.models.embedder import Embedder
+
+        s = self.settings
+        return Embedder(s.embedding_model, s.embedding_device, s.embedding_dtype,
+                        s.embedding_batch_size)
+
+    @cached_property
+    def index(self):
+        from retrievers.catalog import Catalog
+        from retrievers.index import CATALOG_FILE, ChunkIndex
+        from retrievers.milvus_store import MilvusDenseStore
+
+        s = self.settings
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        catalog = Catalog(self.index_dir / CATALOG_FILE)
+        recorded = catalog.get_meta(INDEX_SETTINGS_KEY)
+        resolved = resolve_embedding_model(s.embedding_model)
+        fingerprint = embedding_fingerprint(resolved)
+        if recorded is None:
+            recorded = {
+                "embedding_model": display_name(s.embedding_model),
+                "embedding_fingerprint": fingerprint,
+                "dimension": self.embedder.dimension,
+                "chunk_size": s.chunk_size,
+                "chunk_overlap": s.chunk_overlap,
+                "created_at": time.time(),
+            }
+            catalog.set_meta(INDEX_SETTINGS_KEY, recorded)
+        elif recorded["embedding_fingerprint"] != fingerprint:
+            catalog.close()
+            raise ConfigError(
+                f"{self.index_dir}: this index was built with embedding model "
+                f"{recorded['embedding_model']} ({recorded['embedding_fingerprint']}); "
+                f"{display_name(s.embedding_model)} ({fingerprint}) would mix incompatible "
+                "vectors. Use the original model, or a new index directory"
+            )
+        catalog.close()
+        dense = MilvusDenseStore(s.milvus_target, s.collection, int(recorded["dimension"]),
+                                 token=s.milvus_token)
+        return ChunkIndex(self.index_dir, dense, s.bm25_k1, s.bm25_b, s.bm25_epsilon)
+
+    @cached_property
+    def retriever(self):
+        from retrievers.hybrid import HybridRetriever
+
+        s = self.settings
+        return HybridRetriever(
+            self.index, self.embedder.encode_query, candidate_k=s.candidate_k, fusion=s.fusion,
+            rrf_k=s.rrf_k, weights={"bm25": s.bm25_weight, "dense": s.dense_weight},
+        )
+
+    @property
+    def llm(self):
+        if self._llm is None:
+            from rag.llm import backend_from_settings
+
+            self._llm = backend_from_settings(self.settings)
+        return self._llm
+
+    def _pipeline(self, show_progress: bool):
+        from ingestion.chunking import Chunker
+        from ingestion.pipeline import IngestionPipeline
+
+        s = self.settings
+        chunker = Chunker(self.embedder.count_tokens, s.chunk_size, s.chunk_overlap)
+        return IngestionPipeline(
+            self.index, self.embedder, chunker, transcriber=self._transcriber,
+            max_file_bytes=int(s.max_file_mb * 2**20), show_progress=show_progress,
+        )
+
+    def _transcriber(self):
+        from ingestion.audio import WhisperTranscriber
+        from rag.config import PACKAGED
+
+        s = self.settings
+        checkpoint: str | Path = s.whisper_model
+        if checkpoint in ("", PACKAGED):
+            from rag.models.whisper_ct2 import packaged_whisper_checkpoint
+
+            checkpoint = packaged_whisper_checkpoint()
+        return WhisperTranscriber(checkpoint, language=s.whisper_language or None)
+
+    # --- public operations -------------------------------------------------------------
+    def ingest(self, paths: Iterable[str | Path], *, show_progress: bool = False,
+               on_result=None) -> list:
+        """Index files and folders; returns one `FileResult` per file (never raises per file)."""
+        return self._pipeline(show_progress).ingest(paths, on_result=on_result)
+
+    def retrieve(self, query: str, top_k: int | None = None, mode: str | None = None) -> list:
+        """The fused top-k `Hit`s for a query (no LLM)."""
+        return self.retriever.retrieve(query, top_k or self.settings.top_k,
+                                       mode or self.settings.retrieval_mode)
+
+    def ask(self, question: str, top_k: int | None = None) -> Answer:
+        """Retrieve, then write an answer whose `[n]` marks all name entries of `citations`."""
+        started = time.perf_counter()
+        hits = self.retrieve(question, top_k)
+        retrieved = time.perf_counter()
+        contexts, messages = self._prompt(question, hits)
+        raw = self.llm.chat(messages, self.settings.llm_max_tokens)
+        text, citations = resolve_citations(raw, contexts)
+        done = time.perf_counter()
+        timings = {"retrieve": (retrieved - started) * 1000, "generate": (done - retrieved) * 1000,
+                   "total": (done - started) * 1000}
+        return Answer(text, citations, contexts, timings)
+
+    def _prompt(self, question: str, hits: list) -> tuple[list[Citation], list[dict[str, str]]]:
+        s = self.settings
+        overhead = self.llm.count_tokens(build_messages(question, [])[0]["content"] + question) + 64
+        budget = max(128, self.llm.context_window - s.llm_max_tokens - overhead)
+        fitted = fit_contexts(hits, budget, self.llm.count_tokens)
+        contexts = [Citation.from_hit(n, hit) for n, hit in enumerate(fitted, start=1)]
+        return contexts, build_messages(question, contexts)
+
+    def delete(self, source: str | Path) -> int:
+        """Remove a source (by path) from both indexes; returns the number of chunks removed."""
+        from ingestion.pipeline import source_id_for
+
+        return self.index.delete_source(source_id_for(Path(source)))
+
+    def stats(self) -> dict[str, Any]:
+        catalog = self.index.catalog
+        sources = catalog.sources()
+        return {
+            "index_dir": str(self.index_dir),
+            "milvus": self.settings.milvus_target,
+            "sources": len(sources),
+            "chunks": catalog.count(),
+            "index_settings": catalog.get_meta(INDEX_SETTINGS_KEY),
+            "by_type": _count_by(sources, "file_type"),
+        }
+
+    def close(self) -> None:
+        if "index" in self.__dict__:
+            self.index.close()
+
+    def __enter__(self) -> "RAG":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _count_by(rows: list[dict[str, Any]], key: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for row in rows:
+        out[row[key] or "?"] = out.get(row[key] or "?", 0) + 1
+    return dict(sorted(out.items()))

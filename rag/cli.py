@@ -1,0 +1,219 @@
+"""The `rag` command line. argparse keeps `rag --help` instant; each command imports what it needs.
+
+Exit codes: 0 success, 1 a check failed, 2 usage or configuration error, 3 some files failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag", description="Answers with sources from your own documents and recordings.",
+    )
+    parser.add_argument("--version", action="version", version="rag 0.1.0")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index", metavar="DIR", help="index directory (default ./rag_index, or RAG_INDEX_DIR)")
+    common.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                        help="override any setting, e.g. --set top_k=8 (repeatable)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("ingest", parents=[common], help="index files and folders (recursively)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print per-file results as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("ask", parents=[common], help="answer a question with citations")
+    p.add_argument("question")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("retrieve", parents=[common], help="retrieval only, no LLM")
+    p.add_argument("query")
+    p.add_argument("--mode", choices=["hybrid", "bm25", "dense"])
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("config", parents=[common], help="print the effective settings and where each comes from")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("stats", parents=[common], help="what the index holds")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--check", action="store_true", help="verify BM25 and Milvus hold the same chunk ids")
+
+    p = sub.add_parser("delete", parents=[common], help="remove a source from the index")
+    p.add_argument("source")
+
+    p = sub.add_parser("ui", parents=[common], help="start the Gradio chat UI")
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    from rag.errors import RagError
+
+    try:
+        return COMMANDS[args.command](args)
+    except RagError as exc:
+        print(f"rag: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rag: interrupted", file=sys.stderr)
+        return 130
+
+
+def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from rag.errors import ConfigError
+
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def _open(args: argparse.Namespace, **extra: Any):
+    from rag.api import RAG
+
+    overrides = _settings_overrides(args)
+    overrides.update({k: v for k, v in extra.items() if v is not None})
+    return RAG.open(args.index, **overrides)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    rag = _open(args)
+    results = rag.ingest(args.paths, show_progress=not (args.quiet or args.json))
+    rag.close()
+    totals: dict[str, int] = {"files": len(results), "chunks": 0}
+    for r in results:
+        totals[r.status] = totals.get(r.status, 0) + 1
+        totals["chunks"] += r.chunks if r.status != "failed" else 0
+    if args.json:
+        print(json.dumps({"files": [r.to_json() for r in results], "totals": totals}, indent=2))
+    else:
+        for r in results:
+            if r.status == "failed":
+                print(f"failed     {r.path}: {r.error}")
+            else:
+                print(f"{r.status:<10} {r.path} ({r.chunks} chunks)")
+        summary = ", ".join(f"{v} {k}" for k, v in totals.items())
+        print(f"done: {summary}")
+    return EXIT_PARTIAL if totals.get("failed") else EXIT_OK
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    rag = _open(args)
+    answer = rag.ask(args.question, top_k=args.top_k)
+    rag.close()
+    if args.json:
+        print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
+        return EXIT_OK
+    print(answer.text)
+    if answer.citations:
+        print()
+        for c in answer.citations:
+            print(f"[{c.n}] {c.label()}")
+    return EXIT_OK
+
+
+def cmd_retrieve(args: argparse.Namespace) -> int:
+    rag = _open(args)
+    hits = rag.retrieve(args.query, top_k=args.top_k, mode=args.mode)
+    rag.close()
+    if args.json:
+        print(json.dumps({"results": [h.to_json() for h in hits]}, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for rank, hit in enumerate(hits, start=1):
+        c = hit.chunk
+        where = c.source + (f" p.{c.page}" if c.page is not None else "")
+        if c.start is not None:
+            where += f" {c.start:.1f}-{c.end:.1f}s"
+        parts = " ".join(f"{k}#{v}" for k, v in hit.ranks.items())
+        print(f"{rank:>2}. {hit.score:.4f} [{parts}] {where}")
+        print("    " + " ".join(c.text.split())[:200])
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from rag.config import load_settings
+    from rag.models.embedder import choose_dtype
+
+    settings = load_settings(args.index, **_settings_overrides(args))
+    values = settings.as_dict()
+    derived = {
+        "milvus_target": settings.milvus_target,
+        "embedding_dtype_effective": choose_dtype(settings.embedding_dtype, settings.embedding_device),
+    }
+    if args.json:
+        print(json.dumps({"settings": values, "sources": settings.sources, "derived": derived},
+                         indent=2))
+        return EXIT_OK
+    width = max(len(k) for k in values)
+    for key, value in values.items():
+        print(f"{key:<{width}} = {value!r:<40} # {settings.sources.get(key, 'default')}")
+    for key, value in derived.items():
+        print(f"{key:<{width}} = {value!r:<40} # derived")
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    rag = _open(args)
+    stats = rag.stats()
+    code = EXIT_OK
+    if args.check:
+        report = rag.index.check()
+        stats["check"] = {
+            "ok": report.ok, "catalog_live": report.catalog_live, "bm25": report.bm25,
+            "dense": report.dense, "missing_in_dense": report.missing_in_dense[:20],
+            "extra_in_dense": report.extra_in_dense[:20],
+            "missing_in_bm25": report.missing_in_bm25[:20],
+        }
+        code = EXIT_OK if report.ok else EXIT_CHECK
+    rag.close()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        for key, value in stats.items():
+            print(f"{key}: {value}")
+    return code
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    rag = _open(args)
+    removed = rag.delete(args.source)
+    rag.close()
+    if not removed:
+        print(f"rag: {args.source}: not in the index", file=sys.stderr)
+        return EXIT_CHECK
+    print(f"deleted {args.source} ({removed} chunks)")
+    return EXIT_OK
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from ui.app import launch
+
+    rag = _open(args)
+    host = args.host or rag.settings.ui_host
+    port = args.port or rag.settings.ui_port
+    launch(rag, host=host, port=port)
+    return EXIT_OK
+
+
+COMMANDS = {
+    "ingest": cmd_ingest, "ask": cmd_ask, "retrieve": cmd_retrieve, "config": cmd_config,
+    "stats": cmd_stats, "delete": cmd_delete, "ui": cmd_ui,
+}

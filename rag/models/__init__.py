@@ -1,0 +1,1 @@
+"""Offline model resolution: packaged weights by default, user paths or model ids on request."""

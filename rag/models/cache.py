@@ -1,0 +1,91 @@
+"""Assemble model files shipped in parts, verify them by sha256 and cache the result once per machine.
+
+Hand-written because no library covers "concatenate wheel-shipped parts, verify, cache": it is
+a few lines over hashlib. A sidecar JSON records the parts' sizes and mtimes, so later runs skip
+re-hashing hundreds of megabytes unless the parts changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+from rag.errors import ModelFileError
+
+CHUNK = 1 << 20
+
+
+def cache_dir() -> Path:
+    """`$RAG_CACHE_DIR`, else `~/.cache/rag-framework/models`."""
+    root = os.environ.get("RAG_CACHE_DIR") or Path.home() / ".cache" / "rag-framework" / "models"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_of(paths: Iterable[Path]) -> str:
+    """sha256 of the concatenation of files, streamed."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            while block := handle.read(CHUNK):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def parts_signature(parts: list[Path]) -> list[list]:
+    """Cheap identity of the parts (name, size, mtime) used to trust an earlier hash check."""
+    return [[str(p), p.stat().st_size, int(p.stat().st_mtime)] for p in parts]
+
+
+def verified_assembly(parts: list[Path], expected_sha256: str, out_path: Path, fix: str) -> Path:
+    """Concatenate `parts` into `out_path` once, checking the sha256; reuse it while parts are unchanged.
+
+    `fix` is the sentence telling the user how to repair a corrupt or missing part.
+    """
+    for part in parts:
+        if not part.is_file():
+            raise ModelFileError(f"{part}: model part is missing; {fix}")
+    sidecar = out_path.with_suffix(out_path.suffix + ".json")
+    signature = parts_signature(parts)
+    if out_path.is_file() and sidecar.is_file():
+        try:
+            recorded = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        if recorded.get("parts") == signature and recorded.get("sha256") == expected_sha256:
+            if out_path.stat().st_size == recorded.get("size"):
+                return out_path
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as handle:
+                    while block := handle.read(CHUNK):
+                        digest.update(block)
+                        out.write(block)
+        actual = digest.hexdigest()
+        if actual != expected_sha256:
+            names = ", ".join(str(p) for p in parts)
+            raise ModelFileError(
+                f"{names}: assembled model has sha256 {actual}, expected {expected_sha256}; {fix}"
+            )
+        os.replace(tmp_name, out_path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    record = {"parts": signature, "sha256": expected_sha256, "size": out_path.stat().st_size}
+    _write_json_atomic(sidecar, record)
+    return out_path
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)

@@ -1,0 +1,116 @@
+"""Sentence embeddings with sentence-transformers, in bfloat16 where the CPU supports it.
+
+MODELS.md measured bfloat16 at 2.3-2.5x the float32 speed on CPUs with avx512_bf16/AMX, with
+a mean cosine of 0.99998 to float32 vectors; elsewhere float32 is used. Batch 16 was fastest.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rag.models.embedding import embedding_fingerprint, resolve_embedding_model
+
+
+def cpu_has_bf16() -> bool:
+    """True when /proc/cpuinfo lists a bfloat16 matrix/vector extension."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def choose_dtype(requested: str, device: str) -> str:
+    if requested != "auto":
+        return requested
+    if device.startswith("cuda"):
+        return "float16"
+    return "bfloat16" if cpu_has_bf16() else "float32"
+
+
+class Embedder:
+    """Loads the model once and turns texts into L2-normalised float32 vectors."""
+
+    def __init__(self, model: str, device: str = "cpu", dtype: str = "auto", batch_size: int = 16):
+        self.name = model
+        self.path = resolve_embedding_model(model)
+        self.device = device
+        self.dtype = choose_dtype(dtype, device)
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return embedding_fingerprint(self.path)
+
+    @cached_property
+    def model(self):
+        if Path(self.path).is_dir():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        kwargs = {}
+        if self.dtype in ("bfloat16", "float16"):
+            kwargs["model_kwargs"] = {"torch_dtype": getattr(torch, self.dtype)}
+        return SentenceTransformer(self.path, device=self.device, **kwargs)
+
+    @cached_property
+    def dimension(self) -> int:
+        getter = getattr(self.model, "get_embedding_dimension", None) or getattr(
+            self.model, "get_sentence_embedding_dimension"
+        )
+        return int(getter())
+
+    @cached_property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length)
+
+    @cached_property
+    def tokenizer(self):
+        """The model's fast tokenizer, for counting tokens when chunking (no torch needed)."""
+        from tokenizers import Tokenizer
+
+        file = Path(self.path) / "tokenizer.json"
+        if file.is_file():
+            return Tokenizer.from_file(str(file))
+        return Tokenizer.from_pretrained(self.path)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def encode(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Vectors for `texts` (n x dim, float32, unit length); `progress(n_done)` after each batch."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # Longest first, as sentence-transformers does inside one call: batches of similar
+        # length waste less padding. Results are put back in the caller's order.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = []
+        with self._lock:
+            for start in range(0, len(order), self.batch_size):
+                batch = [texts[i] for i in order[start : start + self.batch_size]]
+                vectors = self.model.encode(
+                    batch,
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+                out.append(np.asarray(vectors, dtype=np.float32))
+                if progress:
+                    progress(len(batch))
+        vectors = np.empty((len(texts), out[0].shape[1]), dtype=np.float32)
+        vectors[order] = np.concatenate(out)
+        return vectors
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]

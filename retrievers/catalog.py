@@ -1,0 +1,215 @@
+"""The chunk catalog: one SQLite file holding sources, chunks, their BM25 term counts and index settings.
+
+SQLite gives atomic commits across all of these at once, which is what makes the two-index
+write safe under kill -9: a chunk is only "live" once the transaction that marks it so has
+committed, and the BM25 side is rebuilt from live rows, so it can never disagree with the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from retrievers.records import Chunk
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    source_id TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    file_type TEXT NOT NULL DEFAULT '',
+    n_chunks INTEGER NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    mtime REAL NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id TEXT PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'live', 'retired')),
+    position INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    terms TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_source ON chunks (source_id, state);
+CREATE INDEX IF NOT EXISTS chunks_by_state ON chunks (state);
+"""
+
+LIVE, PENDING, RETIRED = "live", "pending", "retired"
+
+
+class Catalog:
+    """SQLite-backed record of what is indexed. Single writer; WAL so readers are not blocked."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- settings ---------------------------------------------------------------------
+    def get_meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    # --- sources ----------------------------------------------------------------------
+    def source(self, source_id: str) -> dict[str, Any] | None:
+        cur = self.db.execute("SELECT * FROM sources WHERE source_id = ?", (source_id,))
+        row = cur.fetchone()
+        return dict(zip([c[0] for c in cur.description], row)) if row else None
+
+    def sources(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT * FROM sources ORDER BY path")
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    # --- chunk lifecycle: pending -> live -> retired -> deleted ------------------------
+    def stage(self, chunks: list[Chunk], terms: list[list[str]]) -> None:
+        """Record new chunks as pending (not yet visible), in one transaction."""
+        rows = [
+            (c.chunk_id, c.source_id, PENDING, c.position, c.text, json.dumps(c.meta()),
+             json.dumps(dict(Counter(t))))
+            for c, t in zip(chunks, terms)
+        ]
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO chunks (chunk_id, source_id, state, position, text, meta, terms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(chunk_id) DO UPDATE SET "
+                "state = CASE WHEN chunks.state = 'live' THEN 'live' ELSE 'pending' END",
+                rows,
+            )
+
+    def publish(
+        self, source_id: str, path: str, content_hash: str, file_type: str,
+        new_ids: list[str], size: int = 0, mtime: float = 0.0,
+    ) -> list[str]:
+        """Atomically make `new_ids` the source's live chunks; returns the ids it retired."""
+        with self.transaction():
+            old = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT chunk_id FROM chunks WHERE source_id = ? AND state = 'live'",
+                    (source_id,),
+                )
+            ]
+            keep = set(new_ids)
+            retired = [cid for cid in old if cid not in keep]
+            self.db.executemany(
+                "UPDATE chunks SET state = 'retired' WHERE chunk_id = ?", [(c,) for c in retired]
+            )
+            self.db.executemany(
+                "UPDATE chunks SET state = 'live' WHERE chunk_id = ?", [(c,) for c in new_ids]
+            )
+            self.db.execute(
+                "INSERT INTO sources (source_id, path, content_hash, file_type, n_chunks, size, "
+                "mtime, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source_id) DO "
+                "UPDATE SET path = excluded.path, content_hash = excluded.content_hash, "
+                "file_type = excluded.file_type, n_chunks = excluded.n_chunks, "
+                "size = excluded.size, mtime = excluded.mtime, updated_at = excluded.updated_at",
+                (source_id, path, content_hash, file_type, len(new_ids), size, mtime, time.time()),
+            )
+        return retired
+
+    def unpublish(self, source_id: str) -> list[str]:
+        """Atomically retire every chunk of a source and forget the source."""
+        with self.transaction():
+            ids = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT chunk_id FROM chunks WHERE source_id = ? AND state = 'live'",
+                    (source_id,),
+                )
+            ]
+            self.db.execute(
+                "UPDATE chunks SET state = 'retired' WHERE source_id = ? AND state = 'live'",
+                (source_id,),
+            )
+            self.db.execute("DELETE FROM sources WHERE source_id = ?", (source_id,))
+        return ids
+
+    def forget(self, chunk_ids: Iterable[str]) -> None:
+        """Delete rows of chunks that are no longer live anywhere."""
+        with self.transaction():
+            self.db.executemany(
+                "DELETE FROM chunks WHERE chunk_id = ? AND state != 'live'",
+                [(c,) for c in chunk_ids],
+            )
+
+    def ids_in_state(self, state: str) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT chunk_id FROM chunks WHERE state = ?", (state,))]
+
+    def live_terms(self) -> Iterator[tuple[str, dict[str, int]]]:
+        for chunk_id, terms in self.db.execute(
+            "SELECT chunk_id, terms FROM chunks WHERE state = 'live'"
+        ):
+            yield chunk_id, json.loads(terms)
+
+    def terms_of(self, chunk_ids: list[str]) -> dict[str, dict[str, int]]:
+        out = {}
+        for batch in _batches(chunk_ids):
+            marks = ",".join("?" * len(batch))
+            for chunk_id, terms in self.db.execute(
+                f"SELECT chunk_id, terms FROM chunks WHERE chunk_id IN ({marks})", batch
+            ):
+                out[chunk_id] = json.loads(terms)
+        return out
+
+    def chunks(self, chunk_ids: list[str]) -> dict[str, Chunk]:
+        """Chunks by id (any state), for turning search hits into citations."""
+        out = {}
+        for batch in _batches(chunk_ids):
+            marks = ",".join("?" * len(batch))
+            for chunk_id, text, meta in self.db.execute(
+                f"SELECT chunk_id, text, meta FROM chunks WHERE chunk_id IN ({marks})", batch
+            ):
+                out[chunk_id] = Chunk.from_meta(chunk_id, text, json.loads(meta))
+        return out
+
+    def live_chunks_of(self, source_id: str) -> list[Chunk]:
+        rows = self.db.execute(
+            "SELECT chunk_id, text, meta FROM chunks WHERE source_id = ? AND state = 'live' "
+            "ORDER BY position",
+            (source_id,),
+        )
+        return [Chunk.from_meta(cid, text, json.loads(meta)) for cid, text, meta in rows]
+
+    def count(self, state: str = LIVE) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM chunks WHERE state = ?", (state,)).fetchone()[0]
+
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _batches(items: list[str], size: int = 900) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

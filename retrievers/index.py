@@ -1,0 +1,144 @@
+"""The two indexes kept in step: catalog + BM25 (one SQLite file) and the Milvus dense store.
+
+Write protocol for one source, chosen so kill -9 at any point loses nothing committed and
+leaves no orphans:
+  1. stage the new chunks as `pending` in the catalog (invisible to queries);
+  2. upsert their vectors into Milvus (ids are deterministic, so a redo is idempotent);
+  3. one SQLite transaction makes them `live` and the source's old chunks `retired`;
+  4. delete the retired vectors from Milvus, then forget the retired rows.
+Queries only ever return live ids, so old chunks stay searchable until step 3 commits.
+`repair()` (run on open) finishes or undoes whatever a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from retrievers.bm25 import BM25Index
+from retrievers.catalog import LIVE, PENDING, RETIRED, Catalog
+from retrievers.milvus_store import MilvusDenseStore
+from retrievers.records import Chunk
+from retrievers.text import tokenize
+
+log = logging.getLogger(__name__)
+CATALOG_FILE = "catalog.sqlite"
+
+
+@dataclass
+class ConsistencyReport:
+    catalog_live: int
+    bm25: int
+    dense: int
+    missing_in_dense: list[str]
+    extra_in_dense: list[str]
+    missing_in_bm25: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing_in_dense or self.extra_in_dense or self.missing_in_bm25)
+
+
+class ChunkIndex:
+    """Catalog, BM25 and Milvus behind one write path; see the module docstring."""
+
+    def __init__(
+        self, directory: Path, dense: MilvusDenseStore,
+        k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25,
+    ):
+        self.directory = Path(directory)
+        self.catalog = Catalog(self.directory / CATALOG_FILE)
+        self.dense = dense
+        self.bm25 = BM25Index(k1=k1, b=b, epsilon=epsilon)
+        self._dirty = False
+        self.repair()
+        for chunk_id, terms in self.catalog.live_terms():
+            self.bm25.add(chunk_id, terms)
+
+    # --- writes ------------------------------------------------------------------------
+    def write_source(
+        self, chunks: Sequence[Chunk], vectors: np.ndarray, *, source_id: str, path: str,
+        content_hash: str, file_type: str, size: int = 0, mtime: float = 0.0,
+    ) -> list[str]:
+        """Replace a source's chunks with `chunks`; returns the retired chunk ids."""
+        terms = [tokenize(c.text) for c in chunks]
+        self.catalog.stage(list(chunks), terms)
+        self.dense.upsert(chunks, vectors)
+        self._dirty = True
+        new_ids = [c.chunk_id for c in chunks]
+        retired = self.catalog.publish(source_id, path, content_hash, file_type, new_ids, size, mtime)
+        self.bm25.remove(retired)
+        for chunk, chunk_terms in zip(chunks, terms):
+            self.bm25.add_tokens(chunk.chunk_id, chunk_terms)
+        self._drop(retired)
+        return retired
+
+    def delete_source(self, source_id: str) -> int:
+        """Remove a source and all its chunks from both indexes; returns how many chunks."""
+        retired = self.catalog.unpublish(source_id)
+        self.bm25.remove(retired)
+        self._drop(retired)
+        self.flush()
+        return len(retired)
+
+    def _drop(self, chunk_ids: list[str]) -> None:
+        if chunk_ids:
+            self.dense.delete(chunk_ids)
+            self._dirty = True
+            self.catalog.forget(chunk_ids)
+
+    def flush(self) -> None:
+        """Make Milvus writes fast to search (Milvus Lite searches unflushed rows 30-100x slower)."""
+        if self._dirty:
+            self.dense.flush()
+            self._dirty = False
+
+    def repair(self) -> int:
+        """Undo interrupted writes: drop pending and retired chunks from Milvus and the catalog."""
+        leftovers = self.catalog.ids_in_state(PENDING) + self.catalog.ids_in_state(RETIRED)
+        if leftovers:
+            log.warning("repairing %d chunks left by an interrupted ingest", len(leftovers))
+            self.dense.delete(leftovers)
+            self.dense.flush()
+            self.catalog.forget(leftovers)
+        return len(leftovers)
+
+    # --- reads -------------------------------------------------------------------------
+    def live_ids(self) -> set[str]:
+        return self.bm25.ids()
+
+    def chunks(self, chunk_ids: list[str]) -> dict[str, Chunk]:
+        return self.catalog.chunks(chunk_ids)
+
+    def check(self, fix: bool = False, embed: Callable[[list[str]], np.ndarray] | None = None
+              ) -> ConsistencyReport:
+        """Compare the live ids of the catalog, BM25 and Milvus; optionally repair differences."""
+        self.flush()
+        live = set(self.catalog.ids_in_state(LIVE))
+        dense = self.dense.all_ids()
+        bm25 = self.bm25.ids()
+        report = ConsistencyReport(
+            catalog_live=len(live), bm25=len(bm25), dense=len(dense),
+            missing_in_dense=sorted(live - dense), extra_in_dense=sorted(dense - live),
+            missing_in_bm25=sorted(live - bm25),
+        )
+        if fix and not report.ok:
+            if report.extra_in_dense:
+                self.dense.delete(report.extra_in_dense)
+            if report.missing_in_dense and embed is not None:
+                chunks = self.catalog.chunks(report.missing_in_dense)
+                ordered = [chunks[c] for c in report.missing_in_dense]
+                self.dense.upsert(ordered, embed([c.text for c in ordered]))
+            for chunk_id, terms in self.catalog.terms_of(report.missing_in_bm25).items():
+                self.bm25.add(chunk_id, terms)
+            self.dense.flush()
+        return report
+
+    def close(self) -> None:
+        self.flush()
+        self.catalog.close()
+        self.dense.close()

@@ -1,0 +1,172 @@
+"""The dense side: chunk vectors in Milvus through pymilvus `MilvusClient`.
+
+A local path is Milvus Lite (embedded, one process owns the directory); an http(s) URI is a
+Milvus server or cluster. Cosine HNSW by default. Scalar fields carry what filters and
+citations need, so a server deployment can answer without the local catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from rag.errors import IndexLockedError
+from retrievers.records import Chunk
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 65535
+ID_LENGTH = 64
+
+
+def milvus_client(uri: str, token: str = ""):
+    """A `MilvusClient`, with Milvus Lite's single-owner lock turned into a clear message."""
+    from pymilvus import MilvusClient
+
+    if not uri.startswith(("http://", "https://", "tcp://", "unix:")):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
+    except Exception as exc:  # pymilvus wraps the lite lock error in several ways
+        text = f"{type(exc).__name__}: {exc}"
+        if "lock" in text.lower():
+            raise IndexLockedError(
+                f"{uri}: the Milvus Lite index is open in another process{_holder(uri)}. Close "
+                "it, or share it: run `milvus-lite server --data-dir "
+                f"{uri} --host 127.0.0.1 --port 19530` and set milvus_uri=http://127.0.0.1:19530"
+            ) from exc
+        raise
+
+
+def _holder(uri: str) -> str:
+    """Which process holds a Milvus Lite directory, when /proc can tell."""
+    target = os.path.realpath(uri)
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return ""
+    for pid_dir in proc.iterdir():
+        if not pid_dir.name.isdigit() or int(pid_dir.name) == os.getpid():
+            continue
+        try:
+            for fd in (pid_dir / "fd").iterdir():
+                if os.readlink(fd).startswith(target):
+                    cmd = (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                    return f" (pid {pid_dir.name}: {cmd[:120]})"
+        except OSError:
+            continue
+    return ""
+
+
+class MilvusDenseStore:
+    """Upsert, delete and search chunk vectors in one Milvus collection."""
+
+    def __init__(self, uri: str, collection: str, dim: int, token: str = "", index: str = "HNSW"):
+        self.uri, self.collection, self.dim, self.index_type = uri, collection, dim, index
+        self.client = milvus_client(uri, token)
+        self._ensure_collection()
+
+    def _ensure_collection(self) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        if self.client.has_collection(self.collection):
+            described = self.client.describe_collection(self.collection)
+            for f in described.get("fields", []):
+                if f.get("name") == "vector":
+                    dim = int(f.get("params", {}).get("dim", self.dim))
+                    if dim != self.dim:
+                        from rag.errors import ConfigError
+
+                        raise ConfigError(
+                            f"{self.uri}: collection {self.collection} holds {dim}-d vectors, "
+                            f"the embedding model gives {self.dim}-d; use another collection"
+                        )
+            self.client.load_collection(self.collection)
+            return
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_LENGTH)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        schema.add_field("source", DataType.VARCHAR, max_length=4096)
+        schema.add_field("file_type", DataType.VARCHAR, max_length=32)
+        schema.add_field("page", DataType.INT64)
+        schema.add_field("start", DataType.DOUBLE)
+        schema.add_field("end", DataType.DOUBLE)
+        schema.add_field("ingested_at", DataType.DOUBLE)
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT)
+        params = self.client.prepare_index_params()
+        if self.index_type == "HNSW":
+            params.add_index("vector", index_type="HNSW", metric_type="COSINE",
+                             params={"M": 16, "efConstruction": 200})
+        else:
+            params.add_index("vector", index_type=self.index_type, metric_type="COSINE")
+        self.client.create_collection(self.collection, schema=schema, index_params=params)
+        self.client.load_collection(self.collection)
+
+    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray, batch: int = 512) -> None:
+        for start in range(0, len(chunks), batch):
+            rows = [
+                _row(c, v) for c, v in zip(chunks[start : start + batch], vectors[start : start + batch])
+            ]
+            self.client.upsert(self.collection, rows)
+
+    def delete(self, chunk_ids: Iterable[str], batch: int = 512) -> None:
+        ids = list(chunk_ids)
+        for start in range(0, len(ids), batch):
+            self.client.delete(self.collection, ids=ids[start : start + batch])
+
+    def flush(self) -> None:
+        self.client.flush(self.collection)
+
+    def search(
+        self, vector: np.ndarray, k: int, filter_expr: str = "", ef: int = 64
+    ) -> list[tuple[str, float]]:
+        params: dict[str, Any] = {"metric_type": "COSINE"}
+        if self.index_type == "HNSW":
+            params["params"] = {"ef": max(ef, k)}
+        result = self.client.search(
+            self.collection, data=[vector.tolist()], limit=k, filter=filter_expr,
+            search_params=params, output_fields=[],
+        )
+        return [(hit["id"], float(hit["distance"])) for hit in result[0]]
+
+    def all_ids(self) -> set[str]:
+        """Every id in the collection (a full scan: used by checks and repair, not queries)."""
+        ids: set[str] = set()
+        iterator = self.client.query_iterator(self.collection, batch_size=1000, filter="",
+                                              output_fields=["id"])
+        try:
+            while rows := iterator.next():
+                ids.update(r["id"] for r in rows)
+        finally:
+            iterator.close()
+        return ids
+
+    def count(self) -> int:
+        rows = self.client.query(self.collection, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _row(chunk: Chunk, vector: np.ndarray) -> dict[str, Any]:
+    return {
+        "id": chunk.chunk_id,
+        "vector": vector.tolist(),
+        "source": chunk.source[:4096],
+        "file_type": chunk.file_type[:32],
+        "page": -1 if chunk.page is None else int(chunk.page),
+        "start": -1.0 if chunk.start is None else float(chunk.start),
+        "end": -1.0 if chunk.end is None else float(chunk.end),
+        "ingested_at": float(chunk.ingested_at),
+        "text": _clip_utf8(chunk.text, MAX_TEXT),
+    }
+
+
+def _clip_utf8(text: str, limit: int) -> str:
+    """Milvus counts VARCHAR length in bytes."""
+    data = text.encode("utf-8")
+    return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore")

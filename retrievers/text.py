@@ -1,0 +1,44 @@
+"""BM25 tokenisation: lowercase, strip punctuation, drop English stop words, Snowball-stem.
+
+Stemming uses PyStemmer (the C Snowball stemmers); the stop list is the classic English list
+used by scikit-learn and Lucene, inlined so the sparse side needs no NLTK download.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import Stemmer
+
+TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*", re.UNICODE)
+
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are aren't as at be because been before
+    being below between both but by can cannot could couldn't did didn't do does doesn't doing don't
+    down during each few for from further had hadn't has hasn't have haven't having he he'd he'll
+    he's her here here's hers herself him himself his how how's i i'd i'll i'm i've if in into is
+    isn't it it's its itself let's me more most mustn't my myself no nor not of off on once only or
+    other ought our ours ourselves out over own same shan't she she'd she'll she's should shouldn't
+    so some such than that that's the their theirs them themselves then there there's these they
+    they'd they'll they're they've this those through to too under until up very was wasn't we we'd
+    we'll we're we've were weren't what what's when when's where where's which while who who's whom
+    why why's with won't would wouldn't you you'd you'll you're you've your yours yourself
+    yourselves s t d ll m o re ve y""".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> "Stemmer.Stemmer":
+    stemmer = Stemmer.Stemmer("english")
+    stemmer.maxCacheSize = 100_000
+    return stemmer
+
+
+def tokenize(text: str) -> list[str]:
+    """Terms for BM25, in order (duplicates kept: BM25 counts them)."""
+    words = [
+        w.replace("'", "") for w in TOKEN.findall(text.lower().replace("\u2019", "'"))
+        if w not in STOP_WORDS
+    ]
+    return _stemmer().stemWords(words)

@@ -1,0 +1,99 @@
+"""Shared fixtures: real models loaded once per session (as sentence-transformers' own tests do)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "rag" / "sample"
+SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLE_TEXT = ["tea_brewing_guide.md", "harbor_lamp_manual.txt", "inaugural_address_notes.md"]
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from rag.models.embedder import Embedder
+
+    model = Embedder("packaged")
+    model.model  # load now, once
+    return model
+
+
+@pytest.fixture(scope="session")
+def llm():
+    from rag.llm import LlamaCppChat
+
+    chat = LlamaCppChat(context_window=4096, threads=2)
+    chat.llama  # load now, once
+    return chat
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory) -> Path:
+    """A private copy of the bundled sample (text + speech), so tests may modify it."""
+    target = tmp_path_factory.mktemp("sample")
+    for item in SAMPLE.iterdir():
+        shutil.copy(item, target / item.name)
+    return target
+
+
+@pytest.fixture(scope="session")
+def sample_rag(tmp_path_factory, sample_dir, embedder, llm):
+    """A RAG over the whole bundled sample, sharing the session's models."""
+    from rag.api import RAG
+
+    rag = RAG.open(tmp_path_factory.mktemp("index"), llm=llm)
+    rag.__dict__["embedder"] = embedder
+    results = rag.ingest([sample_dir])
+    assert all(r.status == "added" for r in results), results
+    yield rag
+    rag.close()
+
+
+def _is_loopback(address) -> bool:
+    host = address[0] if isinstance(address, tuple) else address
+    if not isinstance(host, str):
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Refuse every socket connection that is not loopback or a Unix socket, and count tries."""
+    attempts: list = []
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def guard(sock, address):
+        if sock.family == socket.AF_UNIX or _is_loopback(address):
+            return True
+        attempts.append(address)
+        return False
+
+    def connect(sock, address):
+        if not guard(sock, address):
+            raise ConnectionRefusedError(f"network blocked by test: {address}")
+        return real_connect(sock, address)
+
+    def connect_ex(sock, address):
+        if not guard(sock, address):
+            return 111
+        return real_connect_ex(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    return attempts

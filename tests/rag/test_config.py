@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+from rag.config import load_settings
+from rag.errors import ConfigError
+
+
+def test_layers_apply_in_order(tmp_path):
+    work = tmp_path / "work"
+    index = tmp_path / "idx"
+    work.mkdir()
+    index.mkdir()
+    (work / "rag.toml").write_text('top_k = 3\nrrf_k = 10\n[llm]\nmax_tokens = 100\n')
+    (index / "rag.toml").write_text("top_k = 4\nchunk_size = 128\n")
+    env = {"RAG_TOP_K": "6", "RAG_CHUNK_OVERLAP": "8"}
+    s = load_settings(index, cwd=work, environ=env, chunk_overlap=16)
+    assert s.rrf_k == 10 and s.sources["rrf_k"].endswith("work/rag.toml")
+    assert s.llm_max_tokens == 100
+    assert s.chunk_size == 128 and s.sources["chunk_size"].endswith("idx/rag.toml")
+    assert s.top_k == 6 and s.sources["top_k"] == "env"
+    assert s.chunk_overlap == 16 and s.sources["chunk_overlap"] == "argument"
+    assert s.index_dir == index
+
+
+def test_defaults_are_offline_and_local(tmp_path):
+    s = load_settings(cwd=tmp_path, environ={})
+    assert s.ui_host == "127.0.0.1"
+    assert s.is_milvus_lite and s.milvus_target == str(Path("rag_index") / "milvus.db")
+    assert s.llm_backend == "llama-cpp" and s.embedding_model == "packaged"
+
+
+def test_env_selects_index_dir_whose_toml_applies(tmp_path):
+    index = tmp_path / "other"
+    index.mkdir()
+    (index / "rag.toml").write_text("top_k = 9\n")
+    s = load_settings(cwd=tmp_path, environ={"RAG_INDEX_DIR": str(index)})
+    assert s.top_k == 9
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"top_k": "many"}, "top_k"),
+        ({"retrieval_mode": "magic"}, "retrieval_mode"),
+        ({"no_such_knob": 1}, "unknown setting 'no_such_knob'"),
+    ],
+)
+def test_bad_values_name_the_setting(tmp_path, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(cwd=tmp_path, environ={}, **kwargs)
+
+
+def test_broken_toml_names_the_file(tmp_path):
+    (tmp_path / "rag.toml").write_text("top_k = = 3")
+    with pytest.raises(ConfigError, match="rag.toml"):
+        load_settings(cwd=tmp_path, environ={})
+
+
+def test_rag_config_cli_shows_origin(tmp_path, monkeypatch, capsys):
+    from rag.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAG_TOP_K", "7")
+    assert main(["config", "--json"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert out["settings"]["top_k"] == 7 and out["sources"]["top_k"] == "env"
+    assert out["derived"]["embedding_dtype_effective"] in {"bfloat16", "float32"}

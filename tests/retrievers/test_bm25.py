@@ -1,0 +1,75 @@
+"""The incremental BM25 index must score exactly like rank-bm25's BM25Okapi."""
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rank_bm25 import BM25Okapi
+
+from retrievers.bm25 import BM25Index
+from retrievers.text import tokenize
+
+SAMPLE = Path(__file__).resolve().parents[2] / "rag" / "sample"
+
+
+def paragraphs() -> list[str]:
+    texts = []
+    for path in sorted(SAMPLE.glob("*.*")):
+        if path.suffix in {".md", ".txt"}:
+            texts += [p for p in path.read_text().split("\n\n") if p.strip()]
+    return texts
+
+
+QUERIES = ["green tea water temperature", "warranty lightning", "ask not what your country",
+           "the the of", "steeping oolong leaves infusions", "nothing matches zebra"]
+
+
+def assert_same_as_okapi(index: BM25Index, docs: dict[str, str]):
+    ids = list(docs)
+    okapi = BM25Okapi([tokenize(docs[i]) for i in ids])
+    for query in QUERIES:
+        tokens = tokenize(query)
+        expected = okapi.get_scores(tokens)
+        got = index.scores(tokens)
+        dense = np.array([got.get(i, 0.0) for i in ids])
+        np.testing.assert_allclose(dense, expected, rtol=1e-9, atol=1e-12)
+        top = index.top_k(tokens, 3)
+        want = sorted(
+            [(i, s) for i, s in zip(ids, expected) if i in got], key=lambda x: (-x[1], x[0])
+        )[:3]
+        assert [i for i, _ in top] == [i for i, _ in want]
+
+
+def test_scores_equal_bm25okapi():
+    docs = {f"c{n}": text for n, text in enumerate(paragraphs())}
+    assert len(docs) > 10
+    index = BM25Index()
+    for chunk_id, text in docs.items():
+        index.add_tokens(chunk_id, tokenize(text))
+    assert_same_as_okapi(index, docs)
+
+
+def test_scores_stay_equal_after_removals_and_readds():
+    docs = {f"c{n}": text for n, text in enumerate(paragraphs())}
+    index = BM25Index()
+    for chunk_id, text in docs.items():
+        index.add(chunk_id, dict(Counter(tokenize(text))))
+    removed = list(docs)[::3]
+    index.remove(removed)
+    for chunk_id in removed:
+        del docs[chunk_id]
+    assert_same_as_okapi(index, docs)
+    docs["new"] = "Green tea and black tea need different water temperatures."
+    index.add_tokens("new", tokenize(docs["new"]))
+    assert_same_as_okapi(index, docs)
+    assert len(index) == len(docs)
+
+
+def test_tokenizer_stems_and_drops_stop_words():
+    assert tokenize("The Steeping of TEAS, steeped!") == ["steep", "tea", "steep"]
+    assert tokenize("don't") == []
+
+
+def test_empty_index_returns_nothing():
+    assert BM25Index().top_k(["tea"], 5) == []

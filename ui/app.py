@@ -1,0 +1,43 @@
+"""A Gradio chat over one index: answers with numbered sources listed under them.
+
+Binds to 127.0.0.1 unless told otherwise; analytics are off (set in `rag/__init__`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def format_answer(answer: Any) -> str:
+    """The answer text followed by its sources, as Markdown."""
+    lines = [answer.text]
+    if answer.citations:
+        lines.append("")
+        lines.append("**Sources**")
+        for c in answer.citations:
+            snippet = " ".join(c.text.split())[:160]
+            lines.append(f"- [{c.n}] `{c.label()}`: {snippet}")
+    return "\n".join(lines)
+
+
+def build_app(rag: Any):
+    import gradio as gr
+
+    def respond(message: str, history: list) -> str:
+        if not message.strip():
+            return "Ask a question about the indexed documents."
+        return format_answer(rag.ask(message))
+
+    return gr.ChatInterface(
+        respond,
+        title="rag: answers with sources",
+        description=f"Index: {rag.index_dir}",
+    )
+
+
+def launch(rag: Any, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
+    app = build_app(rag)
+    print(f"UI listening on http://{host}:{port}", flush=True)
+    app.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
+               share=False, show_error=True)
+    return app
