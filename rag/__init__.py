@@ -15,6 +15,9 @@ for _name, _value in {
     "DEEPEVAL_TELEMETRY_OPT_OUT": "YES",
     "ANONYMIZED_TELEMETRY": "False",
     "TOKENIZERS_PARALLELISM": "false",
+    # OpenMP threads that sleep instead of spinning: on 2 shared cores, spinning made whisper
+    # 7x slower whenever another process was busy (must be set before torch loads).
+    "OMP_WAIT_POLICY": "PASSIVE",
 }.items():
     os.environ.setdefault(_name, _value)
 

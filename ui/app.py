@@ -31,6 +31,8 @@ def build_app(rag: Any):
     return gr.ChatInterface(
         respond,
         title="rag: answers with sources",
+        api_name="ask",
+        analytics_enabled=False,
         description=f"Index: {rag.index_dir}",
     )
 

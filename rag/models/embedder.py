@@ -78,9 +78,11 @@ class Embedder:
         from tokenizers import Tokenizer
 
         file = Path(self.path) / "tokenizer.json"
-        if file.is_file():
-            return Tokenizer.from_file(str(file))
-        return Tokenizer.from_pretrained(self.path)
+        tokenizer = Tokenizer.from_file(str(file)) if file.is_file() else Tokenizer.from_pretrained(self.path)
+        # The shipped tokenizer.json pads to 128 tokens, which would make every count >= 128.
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        return tokenizer
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)

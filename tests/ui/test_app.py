@@ -41,7 +41,7 @@ def test_ui_answers_with_sources(ui_url):
     from gradio_client import Client
 
     client = Client(ui_url, verbose=False)
-    reply = client.predict("What does the Harbor L-200 warranty cover?", api_name="/chat")
+    reply = client.predict("What does the Harbor L-200 warranty cover?", api_name="/ask")
     assert "**Sources**" in reply
     assert "harbor_lamp_manual.txt" in reply
     assert "[1]" in reply
