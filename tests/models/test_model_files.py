@@ -1,0 +1,73 @@
+"""Missing or corrupt model files stop with a message naming the file and the fix."""
+
+import hashlib
+
+import pytest
+
+from rag.errors import ModelFileError
+from rag.models.cache import verified_assembly
+
+
+def make_parts(tmp_path, contents):
+    parts = []
+    for i, data in enumerate(contents):
+        part = tmp_path / f"part{i}.bin"
+        part.write_bytes(data)
+        parts.append(part)
+    return parts
+
+
+def test_assembly_verifies_and_is_reused(tmp_path):
+    parts = make_parts(tmp_path, [b"abc" * 1000, b"def" * 1000])
+    sha = hashlib.sha256(b"abc" * 1000 + b"def" * 1000).hexdigest()
+    out = verified_assembly(parts, sha, tmp_path / "model.bin", "reinstall")
+    assert out.read_bytes() == b"abc" * 1000 + b"def" * 1000
+    first_mtime = out.stat().st_mtime_ns
+    assert verified_assembly(parts, sha, tmp_path / "model.bin", "reinstall") == out
+    assert out.stat().st_mtime_ns == first_mtime  # not rebuilt
+
+
+def test_corrupt_part_names_the_parts_and_the_fix(tmp_path):
+    parts = make_parts(tmp_path, [b"abc", b"def"])
+    sha = hashlib.sha256(b"abcdef").hexdigest()
+    parts[1].write_bytes(b"deX")
+    with pytest.raises(ModelFileError) as err:
+        verified_assembly(parts, sha, tmp_path / "model.bin", "run pip install --force-reinstall x")
+    message = str(err.value)
+    assert str(parts[1]) in message and "expected " + sha in message and "pip install" in message
+    assert not (tmp_path / "model.bin").exists()
+
+
+def test_missing_part_is_named(tmp_path):
+    parts = make_parts(tmp_path, [b"abc"])
+    parts.append(tmp_path / "gone.bin")
+    with pytest.raises(ModelFileError, match="gone.bin: model part is missing"):
+        verified_assembly(parts, "0" * 64, tmp_path / "model.bin", "reinstall")
+
+
+def test_llm_path_that_is_not_gguf_is_refused(tmp_path):
+    from rag.llm import resolve_gguf
+
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match="model.gguf: not a GGUF file"):
+        resolve_gguf(str(fake))
+    with pytest.raises(ModelFileError, match="not found"):
+        resolve_gguf(str(tmp_path / "missing.gguf"))
+
+
+def test_embedding_folder_without_weights_is_refused(tmp_path):
+    from rag.models.embedding import resolve_embedding_model
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelFileError, match="no model weights"):
+        resolve_embedding_model(str(tmp_path))
+
+
+def test_packaged_models_resolve_to_verified_files():
+    from rag.models.embedding import resolve_embedding_model
+    from rag.models.gguf import packaged_gguf
+
+    gguf = packaged_gguf()
+    assert gguf.read_bytes()[:4] == b"GGUF"
+    assert resolve_embedding_model("packaged").endswith("model")
