@@ -73,7 +73,7 @@ class RAG:
             )
         catalog.close()
         dense = MilvusDenseStore(s.milvus_target, s.collection, int(recorded["dimension"]),
-                                 token=s.milvus_token)
+                                 token=s.milvus_token, full_text=s.sparse == "milvus")
         return ChunkIndex(self.index_dir, dense, s.bm25_k1, s.bm25_b, s.bm25_epsilon)
 
     @cached_property
@@ -84,7 +84,15 @@ class RAG:
         return HybridRetriever(
             self.index, self.embedder.encode_query, candidate_k=s.candidate_k, fusion=s.fusion,
             rrf_k=s.rrf_k, weights={"bm25": s.bm25_weight, "dense": s.dense_weight},
+            sparse=s.sparse, reranker=self._reranker(), rerank_top_n=s.rerank_top_n,
         )
+
+    def _reranker(self):
+        if not self.settings.rerank_model:
+            return None
+        from retrievers.rerank import CrossEncoderReranker
+
+        return CrossEncoderReranker(self.settings.rerank_model, self.settings.embedding_device)
 
     @property
     def llm(self):
@@ -123,15 +131,18 @@ class RAG:
         """Index files and folders; returns one `FileResult` per file (never raises per file)."""
         return self._pipeline(show_progress).ingest(paths, on_result=on_result)
 
-    def retrieve(self, query: str, top_k: int | None = None, mode: str | None = None) -> list:
-        """The fused top-k `Hit`s for a query (no LLM)."""
+    def retrieve(self, query: str, top_k: int | None = None, mode: str | None = None,
+                 filters: Any = None) -> list:
+        """The fused top-k `Hit`s for a query (no LLM). `filters`: a `retrievers.filters.Filters`
+        or a dict like `{"source": "docs/", "file_type": "pdf", "since": "2026-11-01",
+        "page": "3-7"}`, applied inside both retrievers before their top-k cut."""
         return self.retriever.retrieve(query, top_k or self.settings.top_k,
-                                       mode or self.settings.retrieval_mode)
+                                       mode or self.settings.retrieval_mode, filters=filters)
 
-    def ask(self, question: str, top_k: int | None = None) -> Answer:
+    def ask(self, question: str, top_k: int | None = None, filters: Any = None) -> Answer:
         """Retrieve, then write an answer whose `[n]` marks all name entries of `citations`."""
         started = time.perf_counter()
-        hits = self.retrieve(question, top_k)
+        hits = self.retrieve(question, top_k, filters=filters)
         retrieved = time.perf_counter()
         contexts, messages = self._prompt(question, hits)
         raw = self.llm.chat(messages, self.settings.llm_max_tokens)

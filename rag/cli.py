@@ -29,12 +29,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print per-file results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("ask", parents=[common], help="answer a question with citations")
+    filters = argparse.ArgumentParser(add_help=False)
+    group = filters.add_argument_group("filters (applied inside both retrievers)")
+    group.add_argument("--source", action="append", metavar="PATH",
+                       help="only this file, or files under this folder (repeatable)")
+    group.add_argument("--type", action="append", metavar="EXT", dest="file_type",
+                       help="only these file types, e.g. pdf or md,txt (repeatable)")
+    group.add_argument("--page", metavar="N|N-M", help="only pages N, or N to M")
+    group.add_argument("--since", metavar="DATE", help="ingested on or after (YYYY-MM-DD or ISO)")
+    group.add_argument("--until", metavar="DATE", help="ingested on or before (YYYY-MM-DD or ISO)")
+
+    p = sub.add_parser("ask", parents=[common, filters], help="answer a question with citations")
     p.add_argument("question")
     p.add_argument("--top-k", type=int)
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("retrieve", parents=[common], help="retrieval only, no LLM")
+    p = sub.add_parser("retrieve", parents=[common, filters], help="retrieval only, no LLM")
     p.add_argument("query")
     p.add_argument("--mode", choices=["hybrid", "bm25", "dense"])
     p.add_argument("--top-k", type=int)
@@ -94,6 +104,18 @@ def _open(args: argparse.Namespace, **extra: Any):
     return RAG.open(args.index, **overrides)
 
 
+def _filters(args: argparse.Namespace):
+    """--source/--type/--page/--since/--until as a `Filters` (None when none is given)."""
+    from rag.errors import ConfigError
+    from retrievers.filters import as_filters
+
+    try:
+        return as_filters({"source": args.source, "file_type": args.file_type, "page": args.page,
+                           "since": args.since, "until": args.until})
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     rag = _open(args)
     results = rag.ingest(args.paths, show_progress=not (args.quiet or args.json))
@@ -117,7 +139,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     rag = _open(args)
-    answer = rag.ask(args.question, top_k=args.top_k)
+    answer = rag.ask(args.question, top_k=args.top_k, filters=_filters(args))
     rag.close()
     if args.json:
         print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
@@ -132,7 +154,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
     rag = _open(args)
-    hits = rag.retrieve(args.query, top_k=args.top_k, mode=args.mode)
+    hits = rag.retrieve(args.query, top_k=args.top_k, mode=args.mode, filters=_filters(args))
     rag.close()
     if args.json:
         print(json.dumps({"results": [h.to_json() for h in hits]}, indent=2, ensure_ascii=False))

@@ -1,20 +1,45 @@
 """An incrementally updated BM25 index whose scores equal rank-bm25's `BM25Okapi.get_scores`.
 
 rank-bm25 rebuilds its statistics from the whole corpus and scores every document for every
-query, which is too slow for an index that grows file by file and answers at 100k chunks. This
-keeps the same statistics (document frequencies, lengths, the epsilon floor for negative idf)
-up to date under adds and removes, and scores only the documents that contain a query term:
-the rest score exactly 0 in rank-bm25 too. tests/retrievers/test_bm25.py checks equality
-against `BM25Okapi` itself.
+query in Python, which is too slow for an index that grows file by file and answers at 100k
+chunks. This keeps the same statistics (document frequencies, lengths, the epsilon floor for
+negative idf) up to date under adds and removes, and scores only the documents that contain a
+query term, with numpy over compact posting arrays: the rest score exactly 0 in rank-bm25 too.
+tests/retrievers/test_bm25.py checks equality against `BM25Okapi` itself.
+
+Layout, chosen for fast queries, small memory and a fast non-pickle snapshot:
+- each document gets a slot; postings per term are append-only `array` buffers of slots and term
+  frequencies (read by numpy without copying);
+- removing a document marks its slot dead and decrements its terms' document frequencies; dead
+  slots are masked at query time and squeezed out by `compact()` once they are a quarter;
+- per-slot facets (source, file type, page, ingestion time) let metadata filters act inside the
+  ranking, before the top-k cut.
 """
 
 from __future__ import annotations
 
-import math
+from array import array
 from collections import Counter
-from typing import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from retrievers.filters import Filters
+
+
+@dataclass(frozen=True)
+class Facets:
+    """What metadata filters look at, per chunk."""
+
+    source: str = ""
+    file_type: str = ""
+    page: int | None = None
+    ingested_at: float = 0.0
+
+
+NO_FACETS = Facets()
 
 
 class BM25Index:
@@ -24,13 +49,29 @@ class BM25Index:
         self.k1, self.b, self.epsilon = k1, b, epsilon
         self._slot_of: dict[str, int] = {}
         self._ids: list[str | None] = []
-        self._lengths: list[int] = []
-        self._terms_of: list[tuple[str, ...]] = []
-        self._free: list[int] = []
-        self._postings: dict[str, dict[int, int]] = {}
-        self._total_len = 0
-        self._idf: dict[str, float] | None = None
-        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._lengths = array("d")
+        self._alive = bytearray()
+        # per-slot term ids (for df bookkeeping on removal)
+        self._doc_terms: list[array | None] = []
+        # per-slot facets
+        self._page = array("q")
+        self._time = array("d")
+        self._source_code = array("i")
+        self._type_code = array("i")
+        self._sources: list[str] = []
+        self._source_index: dict[str, int] = {}
+        self._types: list[str] = []
+        self._type_index: dict[str, int] = {}
+        # vocabulary and postings
+        self._vocab: dict[str, int] = {}
+        self._terms: list[str] = []
+        self._df = array("q")
+        self._post_slots: list[array] = []
+        self._post_tfs: list[array] = []
+        self._total_len = 0.0
+        self._dead = 0
+        self._idf: np.ndarray | None = None
+        self.version = 0  # bumped on every change; snapshots use it to skip needless writes
 
     # --- maintenance -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -42,104 +83,269 @@ class BM25Index:
     def ids(self) -> set[str]:
         return set(self._slot_of)
 
-    def add(self, chunk_id: str, term_freqs: dict[str, int]) -> None:
+    def add(self, chunk_id: str, term_freqs: dict[str, int], facets: Facets = NO_FACETS) -> None:
         """Add (or replace) one chunk given its term counts."""
         if chunk_id in self._slot_of:
             self.remove([chunk_id])
-        slot = self._free.pop() if self._free else len(self._ids)
-        if slot == len(self._ids):
-            self._ids.append(chunk_id)
-            self._lengths.append(0)
-            self._terms_of.append(())
-        self._ids[slot] = chunk_id
-        length = sum(term_freqs.values())
-        self._lengths[slot] = length
-        self._total_len += length
+        slot = len(self._ids)
+        self._ids.append(chunk_id)
         self._slot_of[chunk_id] = slot
-        self._terms_of[slot] = tuple(term_freqs)
+        length = float(sum(term_freqs.values()))
+        self._lengths.append(length)
+        self._alive.append(1)
+        self._total_len += length
+        term_ids = array("i")
         for term, tf in term_freqs.items():
-            self._postings.setdefault(term, {})[slot] = tf
-            self._arrays.pop(term, None)
-        self._idf = None
+            tid = self._vocab.get(term)
+            if tid is None:
+                tid = self._vocab[term] = len(self._terms)
+                self._terms.append(term)
+                self._df.append(0)
+                self._post_slots.append(array("i"))
+                self._post_tfs.append(array("d"))
+            self._df[tid] += 1
+            self._post_slots[tid].append(slot)
+            self._post_tfs[tid].append(tf)
+            term_ids.append(tid)
+        self._doc_terms.append(term_ids)
+        self._page.append(-1 if facets.page is None else int(facets.page))
+        self._time.append(float(facets.ingested_at))
+        self._source_code.append(self._code(facets.source, self._sources, self._source_index))
+        self._type_code.append(self._code(facets.file_type, self._types, self._type_index))
+        self._changed()
 
-    def add_tokens(self, chunk_id: str, tokens: Iterable[str]) -> None:
-        self.add(chunk_id, dict(Counter(tokens)))
+    def add_tokens(self, chunk_id: str, tokens: Iterable[str], facets: Facets = NO_FACETS) -> None:
+        self.add(chunk_id, dict(Counter(tokens)), facets)
 
     def remove(self, chunk_ids: Iterable[str]) -> None:
+        changed = False
         for chunk_id in chunk_ids:
             slot = self._slot_of.pop(chunk_id, None)
             if slot is None:
                 continue
             self._total_len -= self._lengths[slot]
-            self._lengths[slot] = 0
+            self._alive[slot] = 0
             self._ids[slot] = None
-            self._free.append(slot)
-            for term in self._terms_of[slot]:
-                postings = self._postings[term]
-                del postings[slot]
-                self._arrays.pop(term, None)
-                if not postings:
-                    del self._postings[term]
-            self._terms_of[slot] = ()
-            self._idf = None
+            for tid in self._doc_terms[slot]:
+                self._df[tid] -= 1
+            self._doc_terms[slot] = None
+            self._dead += 1
+            changed = True
+        if changed:
+            self._changed()
+            if self._dead > 1000 and self._dead * 4 > len(self._ids):
+                self.compact()
+
+    def compact(self) -> None:
+        """Renumber live slots densely and drop dead postings (after many removals)."""
+        keep = np.flatnonzero(np.frombuffer(self._alive, dtype=np.uint8))
+        new_slot = np.full(len(self._ids), -1, dtype=np.int64)
+        new_slot[keep] = np.arange(len(keep))
+        for tid in range(len(self._terms)):
+            slots = np.frombuffer(self._post_slots[tid], dtype=np.int32)
+            if not len(slots):
+                continue
+            mapped = new_slot[slots]
+            live = mapped >= 0
+            self._post_slots[tid] = array("i", mapped[live].astype(np.int32).tobytes())
+            self._post_tfs[tid] = array(
+                "d", np.frombuffer(self._post_tfs[tid], dtype=np.float64)[live].tobytes())
+        self._ids = [self._ids[s] for s in keep]
+        self._slot_of = {cid: n for n, cid in enumerate(self._ids)}
+        self._doc_terms = [self._doc_terms[s] for s in keep]
+        for name, code in (("_lengths", "d"), ("_page", "q"), ("_time", "d"),
+                           ("_source_code", "i"), ("_type_code", "i")):
+            values = np.frombuffer(getattr(self, name), dtype=_NP[code])[keep]
+            setattr(self, name, array(code, values.tobytes()))
+        self._alive = bytearray(b"\x01" * len(keep))
+        self._dead = 0
+        self._changed()
+
+    def _changed(self) -> None:
+        self._idf = None
+        self.version += 1
+
+    @staticmethod
+    def _code(value: str, table: list[str], index: dict[str, int]) -> int:
+        code = index.get(value)
+        if code is None:
+            code = index[value] = len(table)
+            table.append(value)
+        return code
 
     # --- scoring -----------------------------------------------------------------------
-    def _idf_table(self) -> dict[str, float]:
-        """rank-bm25's idf: log((N - n + 0.5) / (n + 0.5)), negatives floored at epsilon * mean."""
+    def _idf_table(self) -> np.ndarray:
+        """rank-bm25's idf: log((N - n + 0.5) / (n + 0.5)), negatives floored at epsilon * mean
+        over the terms that occur in the corpus."""
         if self._idf is None:
             n_docs = len(self._slot_of)
-            idf: dict[str, float] = {}
-            total = 0.0
-            negative = []
-            for term, postings in self._postings.items():
-                value = math.log(n_docs - len(postings) + 0.5) - math.log(len(postings) + 0.5)
-                idf[term] = value
-                total += value
-                if value < 0:
-                    negative.append(term)
-            floor = self.epsilon * (total / len(idf)) if idf else 0.0
-            for term in negative:
-                idf[term] = floor
+            df = np.frombuffer(self._df, dtype=np.int64).astype(np.float64)
+            present = df > 0
+            idf = np.zeros(len(df))
+            idf[present] = np.log(n_docs - df[present] + 0.5) - np.log(df[present] + 0.5)
+            if present.any():
+                floor = self.epsilon * float(idf[present].sum() / present.sum())
+                idf[present & (idf < 0)] = floor
             self._idf = idf
         return self._idf
 
-    def _posting_arrays(self, term: str) -> tuple[np.ndarray, np.ndarray]:
-        arrays = self._arrays.get(term)
-        if arrays is None:
-            postings = self._postings[term]
-            slots = np.fromiter(postings.keys(), dtype=np.int64, count=len(postings))
-            tfs = np.fromiter(postings.values(), dtype=np.float64, count=len(postings))
-            arrays = self._arrays[term] = (slots, tfs)
-        return arrays
-
-    def scores(self, query_tokens: list[str]) -> dict[str, float]:
-        """Non-zero BM25Okapi scores of the chunks that contain at least one query term."""
+    def _score_arrays(self, query_tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(scores per slot, mask of live slots that contain a query term)."""
+        n_slots = len(self._ids)
+        total = np.zeros(n_slots, dtype=np.float64)
+        touched = np.zeros(n_slots, dtype=bool)
         if not self._slot_of:
-            return {}
+            return total, touched
         idf = self._idf_table()
         avgdl = self._total_len / len(self._slot_of)
-        lengths = np.asarray(self._lengths, dtype=np.float64)
-        acc: dict[int, float] = {}
-        total = np.zeros(len(self._ids), dtype=np.float64)
-        touched = []
+        lengths = np.frombuffer(self._lengths, dtype=np.float64)
         for term in query_tokens:
-            if term not in self._postings:
+            tid = self._vocab.get(term)
+            if tid is None or self._df[tid] == 0:
                 continue
-            slots, tfs = self._posting_arrays(term)
+            slots = np.frombuffer(self._post_slots[tid], dtype=np.int32)
+            tfs = np.frombuffer(self._post_tfs[tid], dtype=np.float64)
             norm = self.k1 * (1 - self.b + self.b * lengths[slots] / avgdl)
-            total[slots] += idf[term] * (tfs * (self.k1 + 1) / (tfs + norm))
-            touched.append(slots)
-        if not touched:
-            return acc
-        slots = np.unique(np.concatenate(touched))
-        return {self._ids[s]: float(total[s]) for s in slots.tolist()}
+            total[slots] += idf[tid] * (tfs * (self.k1 + 1) / (tfs + norm))
+            touched[slots] = True
+        if self._dead:
+            touched &= np.frombuffer(self._alive, dtype=np.uint8).astype(bool)
+        return total, touched
+
+    def scores(self, query_tokens: list[str]) -> dict[str, float]:
+        """BM25Okapi scores of the chunks that contain at least one query term."""
+        total, touched = self._score_arrays(query_tokens)
+        return {self._ids[s]: float(total[s]) for s in np.flatnonzero(touched).tolist()}
 
     def top_k(
-        self, query_tokens: list[str], k: int, allowed: set[str] | None = None
+        self, query_tokens: list[str], k: int, allowed: set[str] | None = None,
+        filters: "Filters | None" = None,
     ) -> list[tuple[str, float]]:
-        """Best `k` (chunk_id, score), restricted to `allowed` ids before truncation."""
-        scored = self.scores(query_tokens)
+        """Best `k` (chunk_id, score), ties by id; `allowed` ids and `filters` apply before the cut."""
+        total, touched = self._score_arrays(query_tokens)
+        if filters is not None and not filters.empty:
+            touched &= self.filter_mask(filters)
         if allowed is not None:
-            scored = {cid: s for cid, s in scored.items() if cid in allowed}
-        ranked = sorted(scored.items(), key=lambda item: (-item[1], item[0]))
+            touched &= np.fromiter((cid in allowed for cid in self._ids), dtype=bool,
+                                   count=len(self._ids))
+        candidates = np.flatnonzero(touched)
+        if len(candidates) > k:
+            # keep everything tied with the k-th score so the id tie-break is exact
+            kth = np.partition(total[candidates], len(candidates) - k)[len(candidates) - k]
+            candidates = candidates[total[candidates] >= kth]
+        ranked = sorted(((self._ids[s], float(total[s])) for s in candidates.tolist()),
+                        key=lambda item: (-item[1], item[0]))
         return ranked[:k]
+
+    def filter_mask(self, filters: "Filters") -> np.ndarray:
+        """Per-slot booleans: which chunks pass `filters` (vectorised over the facets)."""
+        n = len(self._ids)
+        mask = np.ones(n, dtype=bool)
+        if filters.sources:
+            codes = [c for c, s in enumerate(self._sources) if filters.source_matches(s)]
+            mask &= np.isin(np.frombuffer(self._source_code, dtype=np.int32), codes)
+        if filters.file_types:
+            codes = [c for c, t in enumerate(self._types) if t in filters.file_types]
+            mask &= np.isin(np.frombuffer(self._type_code, dtype=np.int32), codes)
+        times = np.frombuffer(self._time, dtype=np.float64)
+        if filters.since is not None:
+            mask &= times >= filters.since
+        if filters.until is not None:
+            mask &= times <= filters.until
+        if filters.page_min is not None or filters.page_max is not None:
+            pages = np.frombuffer(self._page, dtype=np.int64)
+            mask &= pages >= max(0, filters.page_min or 0)
+            if filters.page_max is not None:
+                mask &= pages <= filters.page_max
+        return mask
+
+    def facets_of(self, chunk_id: str) -> Facets:
+        slot = self._slot_of[chunk_id]
+        page = self._page[slot]
+        return Facets(self._sources[self._source_code[slot]], self._types[self._type_code[slot]],
+                      None if page < 0 else page, self._time[slot])
+
+    # --- snapshot (numpy .npz, no pickle) ------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The whole index as plain arrays (compacted first), for `np.savez`."""
+        if self._dead:
+            self.compact()
+        sizes = np.array([len(p) for p in self._post_slots], dtype=np.int64)
+        offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        doc_sizes = np.array([len(t) for t in self._doc_terms], dtype=np.int64)
+        doc_offsets = np.zeros(len(doc_sizes) + 1, dtype=np.int64)
+        np.cumsum(doc_sizes, out=doc_offsets[1:])
+        return {
+            "params": np.array([self.k1, self.b, self.epsilon]),
+            "ids": _pack(self._ids), "terms": _pack(self._terms),
+            "sources": _pack(self._sources), "types": _pack(self._types),
+            "df": np.frombuffer(self._df, dtype=np.int64),
+            "post_offsets": offsets,
+            "post_slots": _concat(self._post_slots, np.int32),
+            "post_tfs": _concat(self._post_tfs, np.float64).astype(np.int32),  # counts
+            "doc_offsets": doc_offsets,
+            "doc_terms": _concat(self._doc_terms, np.int32),
+            "lengths": np.frombuffer(self._lengths, dtype=np.float64),
+            "page": np.frombuffer(self._page, dtype=np.int64),
+            "time": np.frombuffer(self._time, dtype=np.float64),
+            "source_code": np.frombuffer(self._source_code, dtype=np.int32),
+            "type_code": np.frombuffer(self._type_code, dtype=np.int32),
+        }
+
+    @classmethod
+    def from_arrays(cls, data: dict[str, np.ndarray], k1: float = 1.5, b: float = 0.75,
+                    epsilon: float = 0.25) -> "BM25Index":
+        index = cls(k1, b, epsilon)
+        index._ids = _unpack(data["ids"])
+        index._slot_of = {cid: n for n, cid in enumerate(index._ids)}
+        index._terms = _unpack(data["terms"])
+        index._vocab = {t: n for n, t in enumerate(index._terms)}
+        index._sources = _unpack(data["sources"])
+        index._source_index = {s: n for n, s in enumerate(index._sources)}
+        index._types = _unpack(data["types"])
+        index._type_index = {t: n for n, t in enumerate(index._types)}
+        index._df = array("q", data["df"].astype(np.int64).tobytes())
+        offsets = data["post_offsets"].tolist()
+        slots = data["post_slots"].astype(np.int32)
+        tfs = data["post_tfs"].astype(np.float64)
+        index._post_slots = [array("i", slots[a:z].tobytes()) for a, z in zip(offsets, offsets[1:])]
+        index._post_tfs = [array("d", tfs[a:z].tobytes()) for a, z in zip(offsets, offsets[1:])]
+        doc_offsets = data["doc_offsets"].tolist()
+        doc_terms = data["doc_terms"].astype(np.int32)
+        index._doc_terms = [array("i", doc_terms[a:z].tobytes())
+                            for a, z in zip(doc_offsets, doc_offsets[1:])]
+        index._lengths = array("d", data["lengths"].astype(np.float64).tobytes())
+        index._total_len = float(data["lengths"].sum())
+        index._alive = bytearray(b"\x01" * len(index._ids))
+        index._page = array("q", data["page"].astype(np.int64).tobytes())
+        index._time = array("d", data["time"].astype(np.float64).tobytes())
+        index._source_code = array("i", data["source_code"].astype(np.int32).tobytes())
+        index._type_code = array("i", data["type_code"].astype(np.int32).tobytes())
+        return index
+
+
+_NP = {"d": np.float64, "q": np.int64, "i": np.int32}
+
+
+def _pack(strings: list[str | None]) -> np.ndarray:
+    """Strings as NUL-separated UTF-8 bytes (no pickle, no fixed-width padding)."""
+    if not strings:
+        return np.zeros(0, dtype=np.uint8)
+    text = "".join((s or "") + "\0" for s in strings)
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def _unpack(data: np.ndarray) -> list[str]:
+    return data.tobytes().decode("utf-8").split("\0")[:-1] if len(data) else []
+
+
+def _concat(parts: list, dtype) -> np.ndarray:
+    arrays = [np.frombuffer(p, dtype=dtype) for p in parts if p is not None and len(p)]
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
+
+
+
+def facets_of(chunk) -> Facets:
+    """The filterable metadata of a `Chunk`."""
+    return Facets(chunk.source, chunk.file_type, chunk.page, chunk.ingested_at)

@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from retrievers.bm25 import BM25Index
+from retrievers.bm25 import facets_of
+from retrievers.bm25_store import open_bm25, save_bm25
 from retrievers.catalog import LIVE, PENDING, RETIRED, Catalog
 from retrievers.milvus_store import MilvusDenseStore
 from retrievers.records import Chunk
@@ -53,11 +54,10 @@ class ChunkIndex:
         self.directory = Path(directory)
         self.catalog = Catalog(self.directory / CATALOG_FILE)
         self.dense = dense
-        self.bm25 = BM25Index(k1=k1, b=b, epsilon=epsilon)
         self._dirty = False
         self.repair()
-        for chunk_id, terms in self.catalog.live_terms():
-            self.bm25.add(chunk_id, terms)
+        # BM25 comes from its .npz snapshot, brought up to date with the catalog's live ids.
+        self.bm25 = open_bm25(self.catalog, self.directory, k1=k1, b=b, epsilon=epsilon)
 
     # --- writes ------------------------------------------------------------------------
     def write_source(
@@ -73,7 +73,7 @@ class ChunkIndex:
         retired = self.catalog.publish(source_id, path, content_hash, file_type, new_ids, size, mtime)
         self.bm25.remove(retired)
         for chunk, chunk_terms in zip(chunks, terms):
-            self.bm25.add_tokens(chunk.chunk_id, chunk_terms)
+            self.bm25.add_tokens(chunk.chunk_id, chunk_terms, facets_of(chunk))
         self._drop(retired)
         return retired
 
@@ -133,12 +133,14 @@ class ChunkIndex:
                 chunks = self.catalog.chunks(report.missing_in_dense)
                 ordered = [chunks[c] for c in report.missing_in_dense]
                 self.dense.upsert(ordered, embed([c.text for c in ordered]))
+            missing = self.catalog.chunks(report.missing_in_bm25)
             for chunk_id, terms in self.catalog.terms_of(report.missing_in_bm25).items():
-                self.bm25.add(chunk_id, terms)
+                self.bm25.add(chunk_id, terms, facets_of(missing[chunk_id]))
             self.dense.flush()
         return report
 
     def close(self) -> None:
         self.flush()
+        save_bm25(self.bm25, self.directory)
         self.catalog.close()
         self.dense.close()

@@ -3,6 +3,11 @@
 A local path is Milvus Lite (embedded, one process owns the directory); an http(s) URI is a
 Milvus server or cluster. Cosine HNSW by default. Scalar fields carry what filters and
 citations need, so a server deployment can answer without the local catalog.
+
+With `full_text=True` (setting `sparse = "milvus"`) the text field gets an analyzer and Milvus's
+built-in BM25 function fills a sparse vector field, so keyword search runs inside Milvus too
+(`search_text`, `hybrid_search`): no per-process BM25 index is needed when many processes share
+a server. Milvus's analyzer does not stem, so its BM25 ranks differ a little from rank-bm25's.
 """
 
 from __future__ import annotations
@@ -16,11 +21,17 @@ import numpy as np
 
 from rag.errors import IndexLockedError
 from retrievers.records import Chunk
+from retrievers.text import STOP_WORDS
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 65535
 ID_LENGTH = 64
+SPARSE_FIELD = "sparse"
+# Lowercase + the same English stop words as the rank-bm25 side (Milvus Lite ignores the
+# "_english_" shorthand, and has no stemmer filter: MODELS.md).
+ANALYZER = {"tokenizer": "standard",
+            "filter": ["lowercase", {"type": "stop", "stop_words": sorted(STOP_WORDS)}]}
 
 
 def milvus_client(uri: str, token: str = ""):
@@ -64,8 +75,10 @@ def _holder(uri: str) -> str:
 class MilvusDenseStore:
     """Upsert, delete and search chunk vectors in one Milvus collection."""
 
-    def __init__(self, uri: str, collection: str, dim: int, token: str = "", index: str = "HNSW"):
+    def __init__(self, uri: str, collection: str, dim: int, token: str = "", index: str = "HNSW",
+                 full_text: bool = False):
         self.uri, self.collection, self.dim, self.index_type = uri, collection, dim, index
+        self.full_text = full_text
         self.client = milvus_client(uri, token)
         self._ensure_collection()
 
@@ -74,6 +87,15 @@ class MilvusDenseStore:
 
         if self.client.has_collection(self.collection):
             described = self.client.describe_collection(self.collection)
+            names = {f.get("name") for f in described.get("fields", [])}
+            if self.full_text and SPARSE_FIELD not in names:
+                from rag.errors import ConfigError
+
+                raise ConfigError(
+                    f"{self.uri}: collection {self.collection} was built without Milvus BM25 "
+                    "(sparse = \"rank-bm25\"); use sparse = \"rank-bm25\", or index into a new "
+                    "collection with sparse = \"milvus\""
+                )
             for f in described.get("fields", []):
                 if f.get("name") == "vector":
                     dim = int(f.get("params", {}).get("dim", self.dim))
@@ -95,8 +117,20 @@ class MilvusDenseStore:
         schema.add_field("start", DataType.DOUBLE)
         schema.add_field("end", DataType.DOUBLE)
         schema.add_field("ingested_at", DataType.DOUBLE)
-        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT)
         params = self.client.prepare_index_params()
+        if self.full_text:
+            from pymilvus import Function, FunctionType
+
+            schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True,
+                             analyzer_params=ANALYZER)
+            schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(Function(
+                name="text_bm25", function_type=FunctionType.BM25,
+                input_field_names=["text"], output_field_names=[SPARSE_FIELD],
+            ))
+            params.add_index(SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        else:
+            schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT)
         if self.index_type == "HNSW":
             params.add_index("vector", index_type="HNSW", metric_type="COSINE",
                              params={"M": 16, "efConstruction": 200})
@@ -123,14 +157,52 @@ class MilvusDenseStore:
     def search(
         self, vector: np.ndarray, k: int, filter_expr: str = "", ef: int = 64
     ) -> list[tuple[str, float]]:
+        """Top-k (id, cosine similarity) among rows matching `filter_expr` (a Milvus expression)."""
+        result = self.client.search(
+            self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], limit=k,
+            filter=filter_expr, search_params=self._dense_params(k, ef), output_fields=[],
+            anns_field="vector",
+        )
+        return [(hit["id"], float(hit["distance"])) for hit in result[0]]
+
+    def _dense_params(self, k: int, ef: int = 64) -> dict[str, Any]:
         params: dict[str, Any] = {"metric_type": "COSINE"}
         if self.index_type == "HNSW":
             params["params"] = {"ef": max(ef, k)}
+        return params
+
+    def search_text(self, query: str, k: int, filter_expr: str = "") -> list[tuple[str, float]]:
+        """Top-k (id, score) by Milvus's built-in BM25 (needs `full_text=True`). Milvus Lite
+        reports BM25 as negative distances; they are negated so that higher is better."""
+        self._need_full_text()
         result = self.client.search(
-            self.collection, data=[vector.tolist()], limit=k, filter=filter_expr,
-            search_params=params, output_fields=[],
+            self.collection, data=[query], limit=k, filter=filter_expr, anns_field=SPARSE_FIELD,
+            search_params={"metric_type": "BM25"}, output_fields=[],
         )
+        return [(hit["id"], abs(float(hit["distance"]))) for hit in result[0]]
+
+    def hybrid_search(self, vector: np.ndarray, query: str, k: int, filter_expr: str = "",
+                      rrf_k: int = 60) -> list[tuple[str, float]]:
+        """Dense + BM25 fused by Milvus's RRFRanker in one call (server-side fusion)."""
+        from pymilvus import AnnSearchRequest, RRFRanker
+
+        self._need_full_text()
+        requests = [
+            AnnSearchRequest(data=[np.asarray(vector, dtype=np.float32).tolist()],
+                             anns_field="vector", param=self._dense_params(k), limit=k,
+                             expr=filter_expr or None),
+            AnnSearchRequest(data=[query], anns_field=SPARSE_FIELD, param={"metric_type": "BM25"},
+                             limit=k, expr=filter_expr or None),
+        ]
+        result = self.client.hybrid_search(self.collection, requests, ranker=RRFRanker(rrf_k),
+                                           limit=k, output_fields=[])
         return [(hit["id"], float(hit["distance"])) for hit in result[0]]
+
+    def _need_full_text(self) -> None:
+        if not self.full_text:
+            from rag.errors import ConfigError
+
+            raise ConfigError(f"{self.uri}: Milvus BM25 needs the store opened with sparse = \"milvus\"")
 
     def all_ids(self) -> set[str]:
         """Every id in the collection (a full scan: used by checks and repair, not queries)."""

@@ -11,6 +11,9 @@ from functools import lru_cache
 
 import Stemmer
 
+# Bump when tokenize() changes: BM25 snapshots made with another version are rebuilt.
+TOKENIZER_VERSION = "1:snowball-english:pystemmer3"
+
 TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*", re.UNICODE)
 
 STOP_WORDS = frozenset(

@@ -1,0 +1,100 @@
+"""Open the BM25 index of an index directory fast: a numpy snapshot plus an incremental catch-up.
+
+Rebuilding BM25 from the catalog's JSON term counts takes ~7 s at 100k chunks; loading the `.npz`
+snapshot (plain arrays, `allow_pickle=False`) takes a fraction of that. The catalog stays the
+truth: chunk ids are content-addressed (source + content hash + position), so the snapshot is
+brought up to date by removing ids that are no longer live and adding the live ids it lacks.
+A stale or unreadable snapshot (crash, other tokenizer) therefore costs time, never correctness.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from retrievers.bm25 import BM25Index, Facets
+from retrievers.catalog import Catalog
+from retrievers.text import TOKENIZER_VERSION
+
+log = logging.getLogger(__name__)
+SNAPSHOT_FILE = "bm25.npz"
+FORMAT = 1
+
+
+def open_bm25(catalog: Catalog, directory: Path, k1: float = 1.5, b: float = 0.75,
+              epsilon: float = 0.25) -> BM25Index:
+    """The BM25 index of the catalog's live chunks (from the snapshot when there is one)."""
+    index = _load_snapshot(Path(directory) / SNAPSHOT_FILE, k1, b, epsilon)
+    live = set(catalog.ids_in_state("live"))
+    stale = index.ids() - live
+    if stale:
+        index.remove(stale)
+    missing = live - index.ids()
+    if missing:
+        for chunk_id, terms, meta in _live_rows(catalog, missing, everything=not len(index)):
+            index.add(chunk_id, terms, _facets(meta))
+    if stale or missing:
+        log.info("bm25: %d chunks added, %d removed since the snapshot", len(missing), len(stale))
+    return index
+
+
+def save_bm25(index: BM25Index, directory: Path) -> bool:
+    """Write the snapshot atomically when the index changed since it was loaded or saved."""
+    if getattr(index, "_saved_version", None) == index.version:
+        return False
+    path = Path(directory) / SNAPSHOT_FILE
+    tmp = path.with_name(path.name + ".tmp.npz")
+    arrays = index.to_arrays()
+    header = {"format": FORMAT, "tokenizer": TOKENIZER_VERSION, "chunks": len(index)}
+    with open(tmp, "wb") as handle:
+        np.savez(handle, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                 **arrays)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    index._saved_version = index.version
+    return True
+
+
+def _load_snapshot(path: Path, k1: float, b: float, epsilon: float) -> BM25Index:
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(data["header"].tobytes())
+                if header.get("format") == FORMAT and header.get("tokenizer") == TOKENIZER_VERSION:
+                    index = BM25Index.from_arrays({k: data[k] for k in data.files}, k1, b, epsilon)
+                    index._saved_version = index.version
+                    return index
+                log.info("%s: written by another version; rebuilding BM25", path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            log.warning("%s: unreadable BM25 snapshot (%s); rebuilding from the catalog", path, exc)
+    return BM25Index(k1, b, epsilon)
+
+
+def _live_rows(catalog: Catalog, wanted: set[str], everything: bool):
+    """(chunk_id, term counts, meta) of live chunks: one scan when rebuilding from nothing."""
+    if everything:
+        rows = catalog.db.execute("SELECT chunk_id, terms, meta FROM chunks WHERE state = 'live'")
+        for chunk_id, terms, meta in rows:
+            if chunk_id in wanted:
+                yield chunk_id, json.loads(terms), json.loads(meta)
+        return
+    ids = sorted(wanted)
+    for start in range(0, len(ids), 900):
+        batch = ids[start : start + 900]
+        marks = ",".join("?" * len(batch))
+        yield from (
+            (cid, json.loads(terms), json.loads(meta))
+            for cid, terms, meta in catalog.db.execute(
+                f"SELECT chunk_id, terms, meta FROM chunks WHERE chunk_id IN ({marks})", batch)
+        )
+
+
+def _facets(meta: dict) -> Facets:
+    return Facets(meta.get("source", ""), meta.get("file_type", ""), meta.get("page"),
+                  float(meta.get("ingested_at") or 0.0))
