@@ -42,15 +42,36 @@ def milvus_client(uri: str, token: str = ""):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
     try:
         return MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
-    except Exception as exc:  # pymilvus wraps the lite lock error in several ways
+    except Exception as exc:  # pymilvus logs Milvus Lite's DataDirLockedError and raises a vague one
         text = f"{type(exc).__name__}: {exc}"
-        if "lock" in text.lower():
+        if "lock" in text.lower() or _locked_elsewhere(uri):
             raise IndexLockedError(
                 f"{uri}: the Milvus Lite index is open in another process{_holder(uri)}. Close "
                 "it, or share it: run `milvus-lite server --data-dir "
                 f"{uri} --host 127.0.0.1 --port 19530` and set milvus_uri=http://127.0.0.1:19530"
             ) from exc
         raise
+
+
+def _locked_elsewhere(uri: str) -> bool:
+    """Whether another process holds Milvus Lite's advisory lock (`<dir>/LOCK`, flock)."""
+    lock = Path(uri) / "LOCK"
+    if not lock.is_file():
+        return False
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; fall back to the error text
+        return False
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def _holder(uri: str) -> str:
@@ -65,7 +86,8 @@ def _holder(uri: str) -> str:
         try:
             for fd in (pid_dir / "fd").iterdir():
                 if os.readlink(fd).startswith(target):
-                    cmd = (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                    cmd = " ".join((pid_dir / "cmdline").read_bytes().decode(errors="replace")
+                                   .replace("\0", " ").split())
                     return f" (pid {pid_dir.name}: {cmd[:120]})"
         except OSError:
             continue

@@ -40,13 +40,12 @@ def corpus(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module")
-def filter_index(tmp_path_factory, corpus, embedder):
+def build_index(directory, corpus, embedder, full_text: bool = False):
     from retrievers.index import ChunkIndex
     from retrievers.milvus_store import MilvusDenseStore
 
-    directory = tmp_path_factory.mktemp("filter_index")
-    dense = MilvusDenseStore(str(directory / "milvus.db"), "chunks", embedder.dimension)
+    dense = MilvusDenseStore(str(directory / "milvus.db"), "chunks", embedder.dimension,
+                             full_text=full_text)
     index = ChunkIndex(directory, dense)
     for source, (file_type, texts, when, pages) in corpus.items():
         chunks = make_chunks(source, file_type, texts, when, pages)
@@ -54,5 +53,19 @@ def filter_index(tmp_path_factory, corpus, embedder):
                            source_id=chunks[0].source_id, path=source, content_hash="h" * 16,
                            file_type=file_type)
     index.flush()
+    return index
+
+
+@pytest.fixture(scope="module")
+def filter_index(tmp_path_factory, corpus, embedder):
+    index = build_index(tmp_path_factory.mktemp("filter_index"), corpus, embedder)
+    yield index
+    index.close()
+
+
+@pytest.fixture(scope="module")
+def full_text_index(tmp_path_factory, corpus, embedder):
+    """The same corpus in a collection with Milvus's BM25 function (sparse = "milvus")."""
+    index = build_index(tmp_path_factory.mktemp("ft_index"), corpus, embedder, full_text=True)
     yield index
     index.close()
