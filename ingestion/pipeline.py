@@ -1,16 +1,29 @@
 """The incremental ingestion pipeline: find files, skip unchanged ones, load, chunk, embed, index.
 
-Every file gets one result (added / updated / unchanged / failed with a one-line reason); a bad
-file never stops the batch, and the index write for each file is atomic (see retrievers/index.py).
+Every file gets one result (added / updated / unchanged / failed with a one-line reason, and
+`deleted` for pruned sources); a bad file never stops the batch.
+
+Why files are embedded in batches across files: the embedding model is fastest on batches of
+similar-length texts, and most files yield only a few chunks. Prepared files queue up until
+`batch_chunks` chunks are waiting, then the whole batch is embedded and written with one
+Milvus upsert and one catalog transaction (retrievers/index.py). A file is published (made
+live) only after its vectors are in Milvus, so kill -9 at any point loses at most the batch
+in flight, which the next run redoes.
+
+Why a size+mtime check comes before hashing: a second run over an unchanged corpus must cost
+almost nothing. A file whose size and modification time equal the manifest's is unchanged
+without reading it; otherwise its content hash decides. Files that failed to load are
+remembered the same way, so an unchanged broken file is reported, not re-read (or re-transcribed).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
@@ -19,10 +32,20 @@ import numpy as np
 from ingestion.chunking import Chunker
 from ingestion.loaders import AUDIO_EXTENSIONS, loader_for
 from ingestion.sections import LoadError, Section
+from retrievers.catalog import Publication
 from retrievers.index import ChunkIndex
 from retrievers.records import Chunk, chunk_id_for
 
 log = logging.getLogger(__name__)
+
+UNSUPPORTED_HINTS = {
+    ".doc": "legacy Word .doc is not supported; save it as .docx",
+    ".xls": "legacy Excel .xls is not supported; save it as .xlsx",
+    ".ppt": "legacy PowerPoint .ppt is not supported; save it as .pptx",
+    ".jpg": "images are not supported (no OCR)", ".jpeg": "images are not supported (no OCR)",
+    ".png": "images are not supported (no OCR)", ".tif": "images are not supported (no OCR)",
+    ".tiff": "images are not supported (no OCR)", ".gif": "images are not supported (no OCR)",
+}
 
 
 class EmbedderLike(Protocol):
@@ -41,9 +64,26 @@ class FileResult:
         return asdict(self)
 
 
+@dataclass
+class _Prepared:
+    """A loaded and chunked file waiting for its vectors."""
+
+    slot: int
+    path: Path
+    publication: Publication
+    chunks: list[Chunk]
+    updated: bool
+
+
+@dataclass
+class _Batch:
+    items: list[_Prepared] = field(default_factory=list)
+    n_chunks: int = 0
+
+
 def source_id_for(path: Path) -> str:
     """Stable id of a source: its absolute path."""
-    return hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return hashlib.sha256(str(Path(path).resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def file_sha256(path: Path) -> str:
@@ -72,9 +112,19 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[FileResu
     return files, problems
 
 
+class NotConfigured(RuntimeError):
+    """The file may be fine, but this pipeline cannot read its kind (so it is not remembered)."""
+
+
+def _file_at_fault(exc: BaseException) -> bool:
+    from ingestion.audio import AudioDecodeError
+
+    return isinstance(exc, (LoadError, AudioDecodeError))
+
+
 def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if not isinstance(exc, (LoadError, OSError)):
+    if not isinstance(exc, (LoadError, OSError, NotConfigured)) and not _file_at_fault(exc):
         text = f"{type(exc).__name__}: {text}"
     return text[:300]
 
@@ -85,7 +135,7 @@ class IngestionPipeline:
     def __init__(
         self, index: ChunkIndex, embedder: EmbedderLike, chunker: Chunker, *,
         transcriber: Callable[[], Any] | None = None, max_file_bytes: int = 512 << 20,
-        show_progress: bool = True,
+        show_progress: bool = True, batch_chunks: int = 256,
     ):
         self.index = index
         self.embedder = embedder
@@ -94,28 +144,74 @@ class IngestionPipeline:
         self._transcriber = None
         self.max_file_bytes = max_file_bytes
         self.show_progress = show_progress
+        self.batch_chunks = max(1, batch_chunks)
 
+    # --- the run ------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str | Path],
-               on_result: Callable[[FileResult], None] | None = None) -> list[FileResult]:
-        files, results = expand_paths(paths)
+               on_result: Callable[[FileResult], None] | None = None,
+               prune: bool = False) -> list[FileResult]:
+        """Ingest files and folders; with `prune`, also delete indexed sources under the given
+        paths whose files no longer exist. Returns one result per file, in file order."""
+        paths = list(paths)
+        files, problems = expand_paths(paths)
         from tqdm import tqdm
 
-        bar = tqdm(files, desc="ingest", unit="file", disable=not self.show_progress,
-                   file=sys.stderr, dynamic_ncols=True)
+        results: list[FileResult | None] = [None] * len(files)
+        batch = _Batch()
+        bars = self._bars(len(files))
+        emit = self._emitter(results, on_result)
         try:
-            for path in bar:
-                bar.set_postfix_str(path.name[-40:])
-                result = self.ingest_file(path)
-                results.append(result)
-                if on_result:
-                    on_result(result)
+            for slot, path in enumerate(files):
+                bars["files"].set_postfix_str(path.name[-40:])
+                prepared = self._prepare(slot, path, bars)
+                if isinstance(prepared, FileResult):
+                    emit(slot, prepared)
+                else:
+                    batch.items.append(prepared)
+                    batch.n_chunks += len(prepared.chunks)
+                    if batch.n_chunks >= self.batch_chunks:
+                        self._commit(batch, emit, bars)
+                        batch = _Batch()
+                bars["files"].update(1)
+            self._commit(batch, emit, bars)
         finally:
-            bar.close()
+            for bar in bars.values():
+                bar.close()
             self.index.flush()
-        return results
+        out = problems + [r for r in results if r is not None]
+        for problem in problems:
+            if on_result:
+                on_result(problem)
+        if prune:
+            out.extend(self.prune(paths, on_result))
+        return out
 
-    def ingest_file(self, path: Path) -> FileResult:
+    def _bars(self, n_files: int) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        quiet = not self.show_progress
+        return {
+            "files": tqdm(total=n_files, desc="files", unit="file", disable=quiet,
+                          file=sys.stderr, dynamic_ncols=True, position=0),
+            "embed": tqdm(total=0, desc="embed", unit="chunk", disable=quiet,
+                          file=sys.stderr, dynamic_ncols=True, position=1),
+        }
+
+    @staticmethod
+    def _emitter(results: list[FileResult | None],
+                 on_result: Callable[[FileResult], None] | None) -> Callable[[int, FileResult], None]:
+        def emit(slot: int, result: FileResult) -> None:
+            results[slot] = result
+            if on_result:
+                on_result(result)
+        return emit
+
+    # --- per file: decide, load, chunk --------------------------------------------------
+    def _prepare(self, slot: int, path: Path, bars: dict[str, Any]) -> FileResult | _Prepared:
         shown = str(path)
+        catalog = self.index.catalog
+        source_id = None
+        stat = None
         try:
             stat = path.stat()
             if stat.st_size == 0:
@@ -124,49 +220,73 @@ class IngestionPipeline:
                 return FileResult(shown, "failed", error=(
                     f"file is {stat.st_size / 2**20:.1f} MiB, over the max_file_mb limit of "
                     f"{self.max_file_bytes / 2**20:.0f} MiB"))
+            suffix = path.suffix.lower()
+            if suffix not in AUDIO_EXTENSIONS and loader_for(path) is None:
+                hint = UNSUPPORTED_HINTS.get(suffix)
+                return FileResult(shown, "failed", error=hint or (
+                    f"unsupported file type '{path.suffix or path.name}'"))
             source_id = source_id_for(path)
-            content_hash = file_sha256(path)
-            known = self.index.catalog.source(source_id)
-            if known and known["content_hash"] == content_hash:
+            known = catalog.source(source_id)
+            if known and known["size"] == stat.st_size and known["mtime"] == stat.st_mtime:
                 return FileResult(shown, "unchanged", chunks=known["n_chunks"])
-            chunks = self._chunks(path, source_id, content_hash)
-            vectors = self.embedder.encode([c.text for c in chunks])
-            self.index.write_source(
-                chunks, vectors, source_id=source_id, path=str(path.resolve()),
-                content_hash=content_hash, file_type=path.suffix.lower().lstrip("."),
-                size=stat.st_size, mtime=stat.st_mtime,
-            )
-            return FileResult(shown, "updated" if known else "added", chunks=len(chunks))
+            failed = catalog.failure(source_id)
+            if failed and failed["size"] == stat.st_size and failed["mtime"] == stat.st_mtime:
+                return FileResult(shown, "failed", error=failed["error"])
+            content_hash = file_sha256(path)
+            if known and known["content_hash"] == content_hash:
+                catalog.touch(source_id, stat.st_size, stat.st_mtime)
+                return FileResult(shown, "unchanged", chunks=known["n_chunks"])
+            chunks = self._chunks(path, source_id, content_hash, bars)
+            publication = Publication(
+                source_id, str(path.resolve()), content_hash, suffix.lstrip("."),
+                [c.chunk_id for c in chunks], stat.st_size, stat.st_mtime)
+            return _Prepared(slot, path, publication, chunks, updated=known is not None)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # one bad file must never stop the batch
             log.debug("failed to ingest %s", path, exc_info=True)
-            return FileResult(shown, "failed", error=one_line(exc))
+            error = one_line(exc)
+            if source_id is not None and stat is not None and _file_at_fault(exc):
+                # Remembered, so the unchanged file is reported, not re-read, next time.
+                catalog.record_failure(source_id, str(path.resolve()), stat.st_size,
+                                       stat.st_mtime, error)
+            return FileResult(shown, "failed", error=error)
 
-    def _sections(self, path: Path) -> tuple[list[Section], dict[str, Any]]:
+    def _sections(self, path: Path, bars: dict[str, Any]) -> tuple[list[Section], dict[str, Any]]:
         if path.suffix.lower() in AUDIO_EXTENSIONS:
-            return self._transcribe(path)
+            return self._transcribe(path, bars)
         loader = loader_for(path)
         if loader is None:
             raise LoadError(f"unsupported file type '{path.suffix or path.name}'")
         return loader(path), {}
 
-    def _transcribe(self, path: Path) -> tuple[list[Section], dict[str, Any]]:
+    def _transcribe(self, path: Path, bars: dict[str, Any]) -> tuple[list[Section], dict[str, Any]]:
         if self._transcriber_factory is None:
-            raise LoadError("audio ingestion is not configured (no transcriber)")
+            raise NotConfigured("audio ingestion is not configured (no transcriber)")
+        from tqdm import tqdm
+
         from ingestion.audio import decode_audio
 
         audio = decode_audio(path)
         if self._transcriber is None:
             self._transcriber = self._transcriber_factory()
-        transcript = self._transcriber.transcribe(audio)
+        total = len(audio) / 16_000
+        with tqdm(total=round(total, 1), desc=f"transcribe {path.name[-30:]}", unit="s",
+                  disable=not self.show_progress, file=sys.stderr, dynamic_ncols=True,
+                  position=2, leave=False) as bar:
+            def progress(done: float, _total: float) -> None:
+                bar.update(round(done - bar.n, 1))
+
+            transcript = self._transcriber.transcribe(audio, progress=progress)
+        del audio
         if not transcript.segments:
             raise LoadError("no speech found in the recording")
         sections = [Section(s.text, start=s.start, end=s.end) for s in transcript.segments]
         return sections, {"language": transcript.language}
 
-    def _chunks(self, path: Path, source_id: str, content_hash: str) -> list[Chunk]:
-        sections, extra = self._sections(path)
+    def _chunks(self, path: Path, source_id: str, content_hash: str,
+                bars: dict[str, Any]) -> list[Chunk]:
+        sections, extra = self._sections(path, bars)
         pieces = self.chunker.split(sections)
         if not pieces:
             raise LoadError("no text found")
@@ -182,3 +302,51 @@ class IngestionPipeline:
             )
             for position, piece in enumerate(pieces)
         ]
+
+    # --- per batch: embed, write ----------------------------------------------------------
+    def _commit(self, batch: _Batch, emit: Callable[[int, FileResult], None],
+                bars: dict[str, Any]) -> None:
+        if not batch.items:
+            return
+        texts = [c.text for item in batch.items for c in item.chunks]
+        bar = bars["embed"]
+        bar.total = (bar.total or 0) + len(texts)
+        bar.refresh()
+        try:
+            vectors = self.embedder.encode(texts, progress=bar.update)
+            self.index.write_sources([(item.publication, item.chunks) for item in batch.items],
+                                     vectors)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            if len(batch.items) == 1:
+                item = batch.items[0]
+                log.debug("failed to index %s", item.path, exc_info=True)
+                emit(item.slot, FileResult(str(item.path), "failed", error=one_line(exc)))
+                return
+            # Find the culprit: retry file by file, so one bad file does not fail its batch.
+            for item in batch.items:
+                self._commit(_Batch([item], len(item.chunks)), emit, bars)
+            return
+        for item in batch.items:
+            status = "updated" if item.updated else "added"
+            emit(item.slot, FileResult(str(item.path), status, chunks=len(item.chunks)))
+
+    # --- removal --------------------------------------------------------------------------
+    def prune(self, paths: Iterable[str | Path],
+              on_result: Callable[[FileResult], None] | None = None) -> list[FileResult]:
+        """Delete indexed sources under `paths` whose files no longer exist."""
+        roots = [str(Path(p).resolve()) for p in paths]
+        out: list[FileResult] = []
+        for row in self.index.catalog.sources_under(roots):
+            if os.path.exists(row["path"]):
+                continue
+            removed = self.index.delete_source(row["source_id"])
+            result = FileResult(row["path"], "deleted", chunks=removed)
+            out.append(result)
+            if on_result:
+                on_result(result)
+        for row in self.index.catalog.failures_under(roots):
+            if not os.path.exists(row["path"]):
+                self.index.catalog.forget_failure(row["source_id"])
+        return out

@@ -74,7 +74,9 @@ class RAG:
         catalog.close()
         dense = MilvusDenseStore(s.milvus_target, s.collection, int(recorded["dimension"]),
                                  token=s.milvus_token, full_text=s.sparse == "milvus")
-        return ChunkIndex(self.index_dir, dense, s.bm25_k1, s.bm25_b, s.bm25_epsilon)
+        # `embed` lets repair re-embed live chunks a crash kept out of Milvus (loads lazily).
+        return ChunkIndex(self.index_dir, dense, s.bm25_k1, s.bm25_b, s.bm25_epsilon,
+                          embed=lambda texts: self.embedder.encode(texts))
 
     @cached_property
     def retriever(self):
@@ -127,9 +129,11 @@ class RAG:
 
     # --- public operations -------------------------------------------------------------
     def ingest(self, paths: Iterable[str | Path], *, show_progress: bool = False,
-               on_result=None) -> list:
-        """Index files and folders; returns one `FileResult` per file (never raises per file)."""
-        return self._pipeline(show_progress).ingest(paths, on_result=on_result)
+               on_result=None, prune: bool = False) -> list:
+        """Index files and folders; returns one `FileResult` per file (never raises per file).
+
+        `prune=True` also deletes indexed sources under `paths` whose files are gone."""
+        return self._pipeline(show_progress).ingest(paths, on_result=on_result, prune=prune)
 
     def retrieve(self, query: str, top_k: int | None = None, mode: str | None = None,
                  filters: Any = None) -> list:
@@ -161,10 +165,14 @@ class RAG:
         return contexts, build_messages(question, contexts)
 
     def delete(self, source: str | Path) -> int:
-        """Remove a source (by path) from both indexes; returns the number of chunks removed."""
+        """Remove a source (by path; a folder removes every source under it) from both
+        indexes; returns the number of chunks removed."""
         from ingestion.pipeline import source_id_for
 
-        return self.index.delete_source(source_id_for(Path(source)))
+        if self.index.catalog.source(source_id_for(Path(source))) is not None:
+            return self.index.delete_source(source_id_for(Path(source)))
+        rows = self.index.catalog.sources_under([str(Path(source).resolve())])
+        return sum(self.index.delete_source(row["source_id"]) for row in rows)
 
     def stats(self) -> dict[str, Any]:
         catalog = self.index.catalog

@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true", help="print per-file results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--prune", action="store_true",
+                   help="also remove indexed sources under PATH... whose files no longer exist")
 
     filters = argparse.ArgumentParser(add_help=False)
     group = filters.add_argument_group("filters (applied inside both retrievers)")
@@ -118,12 +120,12 @@ def _filters(args: argparse.Namespace):
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     rag = _open(args)
-    results = rag.ingest(args.paths, show_progress=not (args.quiet or args.json))
+    results = rag.ingest(args.paths, show_progress=not (args.quiet or args.json), prune=args.prune)
     rag.close()
     totals: dict[str, int] = {"files": len(results), "chunks": 0}
     for r in results:
         totals[r.status] = totals.get(r.status, 0) + 1
-        totals["chunks"] += r.chunks if r.status != "failed" else 0
+        totals["chunks"] += r.chunks if r.status in ("added", "updated", "unchanged") else 0
     if args.json:
         print(json.dumps({"files": [r.to_json() for r in results], "totals": totals}, indent=2))
     else:

@@ -11,6 +11,7 @@ import json
 import sqlite3
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -37,11 +38,32 @@ CREATE TABLE IF NOT EXISTS chunks (
     meta TEXT NOT NULL,
     terms TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS failures (
+    source_id TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    error TEXT NOT NULL,
+    failed_at REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS chunks_by_source ON chunks (source_id, state);
 CREATE INDEX IF NOT EXISTS chunks_by_state ON chunks (state);
 """
 
 LIVE, PENDING, RETIRED = "live", "pending", "retired"
+
+
+@dataclass
+class Publication:
+    """One source's new live chunks, as `publish_many` commits them."""
+
+    source_id: str
+    path: str
+    content_hash: str
+    file_type: str
+    chunk_ids: list[str]
+    size: int = 0
+    mtime: float = 0.0
 
 
 class Catalog:
@@ -102,31 +124,82 @@ class Catalog:
         new_ids: list[str], size: int = 0, mtime: float = 0.0,
     ) -> list[str]:
         """Atomically make `new_ids` the source's live chunks; returns the ids it retired."""
+        return self.publish_many([Publication(source_id, path, content_hash, file_type, new_ids,
+                                              size, mtime)])
+
+    def publish_many(self, items: list["Publication"]) -> list[str]:
+        """Publish several sources in ONE transaction (all or none); returns the retired ids."""
+        retired: list[str] = []
+        now = time.time()
         with self.transaction():
-            old = [
-                r[0]
-                for r in self.db.execute(
-                    "SELECT chunk_id FROM chunks WHERE source_id = ? AND state = 'live'",
-                    (source_id,),
+            for item in items:
+                old = [
+                    r[0]
+                    for r in self.db.execute(
+                        "SELECT chunk_id FROM chunks WHERE source_id = ? AND state = 'live'",
+                        (item.source_id,),
+                    )
+                ]
+                keep = set(item.chunk_ids)
+                gone = [cid for cid in old if cid not in keep]
+                retired.extend(gone)
+                self.db.executemany(
+                    "UPDATE chunks SET state = 'retired' WHERE chunk_id = ?", [(c,) for c in gone]
                 )
-            ]
-            keep = set(new_ids)
-            retired = [cid for cid in old if cid not in keep]
-            self.db.executemany(
-                "UPDATE chunks SET state = 'retired' WHERE chunk_id = ?", [(c,) for c in retired]
-            )
-            self.db.executemany(
-                "UPDATE chunks SET state = 'live' WHERE chunk_id = ?", [(c,) for c in new_ids]
-            )
-            self.db.execute(
-                "INSERT INTO sources (source_id, path, content_hash, file_type, n_chunks, size, "
-                "mtime, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source_id) DO "
-                "UPDATE SET path = excluded.path, content_hash = excluded.content_hash, "
-                "file_type = excluded.file_type, n_chunks = excluded.n_chunks, "
-                "size = excluded.size, mtime = excluded.mtime, updated_at = excluded.updated_at",
-                (source_id, path, content_hash, file_type, len(new_ids), size, mtime, time.time()),
-            )
+                self.db.executemany(
+                    "UPDATE chunks SET state = 'live' WHERE chunk_id = ?",
+                    [(c,) for c in item.chunk_ids],
+                )
+                self.db.execute(
+                    "INSERT INTO sources (source_id, path, content_hash, file_type, n_chunks, size, "
+                    "mtime, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source_id) DO "
+                    "UPDATE SET path = excluded.path, content_hash = excluded.content_hash, "
+                    "file_type = excluded.file_type, n_chunks = excluded.n_chunks, "
+                    "size = excluded.size, mtime = excluded.mtime, updated_at = excluded.updated_at",
+                    (item.source_id, item.path, item.content_hash, item.file_type,
+                     len(item.chunk_ids), item.size, item.mtime, now),
+                )
+                self.db.execute("DELETE FROM failures WHERE source_id = ?", (item.source_id,))
         return retired
+
+    def touch(self, source_id: str, size: int, mtime: float) -> None:
+        """Record a new size/mtime for a source whose content hash did not change."""
+        self.db.execute("UPDATE sources SET size = ?, mtime = ? WHERE source_id = ?",
+                        (size, mtime, source_id))
+
+    def sources_under(self, roots: list[str]) -> list[dict[str, Any]]:
+        """Sources whose path is one of `roots` or lies inside one of them (paths resolved)."""
+        out = []
+        for row in self.sources():
+            path = row["path"]
+            if any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots):
+                out.append(row)
+        return out
+
+    # --- failures: files that could not be read, so an unchanged one is not retried ------
+    def record_failure(self, source_id: str, path: str, size: int, mtime: float, error: str) -> None:
+        self.db.execute(
+            "INSERT INTO failures (source_id, path, size, mtime, error, failed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(source_id) DO UPDATE SET path = excluded.path, "
+            "size = excluded.size, mtime = excluded.mtime, error = excluded.error, "
+            "failed_at = excluded.failed_at",
+            (source_id, path, size, mtime, error, time.time()),
+        )
+
+    def failure(self, source_id: str) -> dict[str, Any] | None:
+        cur = self.db.execute("SELECT * FROM failures WHERE source_id = ?", (source_id,))
+        row = cur.fetchone()
+        return dict(zip([c[0] for c in cur.description], row)) if row else None
+
+    def forget_failure(self, source_id: str) -> None:
+        self.db.execute("DELETE FROM failures WHERE source_id = ?", (source_id,))
+
+    def failures_under(self, roots: list[str]) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT * FROM failures ORDER BY path")
+        names = [c[0] for c in cur.description]
+        rows = [dict(zip(names, row)) for row in cur.fetchall()]
+        return [r for r in rows
+                if any(r["path"] == root or r["path"].startswith(root.rstrip("/") + "/") for root in roots)]
 
     def unpublish(self, source_id: str) -> list[str]:
         """Atomically retire every chunk of a source and forget the source."""

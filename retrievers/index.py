@@ -21,13 +21,14 @@ import numpy as np
 
 from retrievers.bm25 import facets_of
 from retrievers.bm25_store import open_bm25, save_bm25
-from retrievers.catalog import LIVE, PENDING, RETIRED, Catalog
+from retrievers.catalog import LIVE, PENDING, RETIRED, Catalog, Publication
 from retrievers.milvus_store import MilvusDenseStore
 from retrievers.records import Chunk
 from retrievers.text import tokenize
 
 log = logging.getLogger(__name__)
 CATALOG_FILE = "catalog.sqlite"
+UNCLEAN_KEY = "unclean_since_write"
 
 
 @dataclass
@@ -50,11 +51,14 @@ class ChunkIndex:
     def __init__(
         self, directory: Path, dense: MilvusDenseStore,
         k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25,
+        embed: Callable[[list[str]], np.ndarray] | None = None,
     ):
         self.directory = Path(directory)
         self.catalog = Catalog(self.directory / CATALOG_FILE)
         self.dense = dense
         self._dirty = False
+        self._embed = embed
+        self._unclean = False
         self.repair()
         # BM25 comes from its .npz snapshot, brought up to date with the catalog's live ids.
         self.bm25 = open_bm25(self.catalog, self.directory, k1=k1, b=b, epsilon=epsilon)
@@ -65,20 +69,40 @@ class ChunkIndex:
         content_hash: str, file_type: str, size: int = 0, mtime: float = 0.0,
     ) -> list[str]:
         """Replace a source's chunks with `chunks`; returns the retired chunk ids."""
+        return self.write_sources(
+            [(Publication(source_id, path, content_hash, file_type,
+                          [c.chunk_id for c in chunks], size, mtime), list(chunks))], vectors)
+
+    def write_sources(
+        self, items: Sequence[tuple[Publication, Sequence[Chunk]]], vectors: np.ndarray,
+    ) -> list[str]:
+        """Replace several sources' chunks at once (`vectors` row-aligned with all chunks in order).
+
+        The same protocol as for one source, with one catalog transaction per step and one
+        Milvus upsert for the batch: per-file round trips would cost more than the embedding.
+        """
+        chunks = [c for _, group in items for c in group]
         terms = [tokenize(c.text) for c in chunks]
-        self.catalog.stage(list(chunks), terms)
+        self._mark_unclean()
+        self.catalog.stage(chunks, terms)
         self.dense.upsert(chunks, vectors)
         self._dirty = True
-        new_ids = [c.chunk_id for c in chunks]
-        retired = self.catalog.publish(source_id, path, content_hash, file_type, new_ids, size, mtime)
+        retired = self.catalog.publish_many([publication for publication, _ in items])
         self.bm25.remove(retired)
         for chunk, chunk_terms in zip(chunks, terms):
             self.bm25.add_tokens(chunk.chunk_id, chunk_terms, facets_of(chunk))
         self._drop(retired)
         return retired
 
+    def _mark_unclean(self) -> None:
+        """Note in the catalog that Milvus may hold unflushed writes until `close()`."""
+        if not self._unclean:
+            self.catalog.set_meta(UNCLEAN_KEY, True)
+            self._unclean = True
+
     def delete_source(self, source_id: str) -> int:
         """Remove a source and all its chunks from both indexes; returns how many chunks."""
+        self._mark_unclean()
         retired = self.catalog.unpublish(source_id)
         self.bm25.remove(retired)
         self._drop(retired)
@@ -98,13 +122,38 @@ class ChunkIndex:
             self._dirty = False
 
     def repair(self) -> int:
-        """Undo interrupted writes: drop pending and retired chunks from Milvus and the catalog."""
+        """Undo interrupted writes: drop pending and retired chunks from Milvus and the catalog.
+
+        After an unclean end (the marker set by the first write and cleared by `close()`), Milvus
+        is also compared with the catalog's live ids: a vector store may lose its last unflushed
+        writes on kill -9, and live ids missing there are re-embedded (when `embed` is given).
+        """
         leftovers = self.catalog.ids_in_state(PENDING) + self.catalog.ids_in_state(RETIRED)
         if leftovers:
             log.warning("repairing %d chunks left by an interrupted ingest", len(leftovers))
             self.dense.delete(leftovers)
             self.dense.flush()
             self.catalog.forget(leftovers)
+        if self.catalog.get_meta(UNCLEAN_KEY):
+            live = set(self.catalog.ids_in_state(LIVE))
+            dense = self.dense.all_ids()
+            missing, extra = sorted(live - dense), sorted(dense - live)
+            if extra:
+                log.warning("repair: deleting %d vectors with no live chunk", len(extra))
+                self.dense.delete(extra)
+            if missing and self._embed is not None:
+                log.warning("repair: re-embedding %d live chunks missing from Milvus", len(missing))
+                chunks = self.catalog.chunks(missing)
+                ordered = [chunks[c] for c in missing]
+                self.dense.upsert(ordered, self._embed([c.text for c in ordered]))
+            if extra or missing:
+                self.dense.flush()
+            if not missing or self._embed is not None:
+                self.catalog.set_meta(UNCLEAN_KEY, False)
+            else:
+                log.warning("repair: %d live chunks are missing from Milvus; open with an "
+                            "embedder to restore them", len(missing))
+            leftovers += extra + (missing if self._embed is not None else [])
         return len(leftovers)
 
     # --- reads -------------------------------------------------------------------------
@@ -141,6 +190,9 @@ class ChunkIndex:
 
     def close(self) -> None:
         self.flush()
+        if self._unclean:
+            self.catalog.set_meta(UNCLEAN_KEY, False)
+            self._unclean = False
         save_bm25(self.bm25, self.directory)
         self.catalog.close()
         self.dense.close()
