@@ -1,0 +1,217 @@
+"""One conformance suite for the dense store, run against every Milvus it must work with.
+
+As haystack's document-store mixins do, `DenseStoreConformance` holds the behaviour and each
+backend class only says how to make a store: Milvus Lite in-process, Milvus Lite shared through
+`milvus-lite server` (the way to share an index between processes), and a real Milvus 2.3.5
+standalone server from the PyPI `milvus` package, on loopback.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.errors import ConfigError
+from retrievers.filters import Filters
+from retrievers.milvus_store import MilvusDenseStore
+from retrievers.records import Chunk
+
+DIM = 16
+_names = itertools.count()
+
+
+def _chunk(n: int, **meta) -> Chunk:
+    base = dict(text=f"chunk number {n}", source=f"/docs/{'ab'[n % 2]}/f{n % 5}.txt",
+                source_id=f"s{n % 5}", content_hash="h", position=n, file_type=["txt", "pdf"][n % 2],
+                page=(n % 7) if n % 2 else None, ingested_at=1000.0 + n)
+    base.update(meta)
+    return Chunk(chunk_id=f"id-{n:05d}", **base)
+
+
+def _vectors(n: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+class DenseStoreConformance:
+    """Behaviour every backend must show. Subclasses provide the `make_store` fixture."""
+
+    def test_search_ranks_by_cosine(self, make_store):
+        store = make_store()
+        chunks, vectors = [_chunk(n) for n in range(40)], _vectors(40)
+        store.upsert(chunks, vectors)
+        store.flush()
+        query = vectors[7] + 0.05 * vectors[3]
+        hits = store.search(query, 5)
+        sims = vectors @ (query / np.linalg.norm(query))
+        expected = [chunks[i].chunk_id for i in np.argsort(-sims)[:5]]
+        assert [cid for cid, _ in hits] == expected
+        assert [s for _, s in hits] == pytest.approx(sorted(sims, reverse=True)[:5], abs=1e-3)
+
+    def test_upsert_replaces_and_delete_removes(self, make_store):
+        store = make_store()
+        chunks, vectors = [_chunk(n) for n in range(10)], _vectors(10)
+        store.upsert(chunks, vectors)
+        store.flush()
+        store.upsert([chunks[0]], vectors[9:10])  # same id, new vector
+        store.delete([chunks[9].chunk_id])
+        store.flush()
+        assert store.count() == 9
+        assert store.all_ids() == {c.chunk_id for c in chunks[:9]}
+        hits = store.search(vectors[9], 1)
+        assert hits[0][0] == chunks[0].chunk_id and hits[0][1] == pytest.approx(1.0, abs=1e-3)
+
+    def test_filters_select_the_same_rows_as_the_reference(self, make_store):
+        store = make_store()
+        chunks, vectors = [_chunk(n) for n in range(30)], _vectors(30)
+        store.upsert(chunks, vectors)
+        store.flush()
+        for f in [Filters(sources=("/docs/a",)), Filters(sources=("/docs/b/f3.txt",)),
+                  Filters(file_types=("pdf",)), Filters(since=1010.0, until=1019.0),
+                  Filters(page_min=2, page_max=4), Filters(file_types=("txt",), page_min=1)]:
+            expected = {c.chunk_id for c in chunks
+                        if f.matches(c.source, c.file_type, c.page, c.ingested_at)}
+            got = {cid for cid, _ in store.search(vectors[0], 30, f.milvus_expr())}
+            assert got == expected, f
+
+    def test_all_ids_scans_past_one_batch(self, make_store):
+        store = make_store()
+        chunks, vectors = [_chunk(n) for n in range(1203)], _vectors(1203)
+        store.upsert(chunks, vectors)
+        store.flush()
+        assert store.all_ids() == {c.chunk_id for c in chunks}
+
+    def test_long_multibyte_text_is_clipped_to_milvus_limit(self, make_store):
+        store = make_store()
+        store.upsert([_chunk(1, text="é" * 40000)], _vectors(1))
+        store.flush()
+        assert store.count() == 1
+
+    def test_reopening_with_another_dimension_is_refused(self, make_store):
+        store = make_store()
+        with pytest.raises(ConfigError, match="holds 16-d vectors"):
+            make_store(collection=store.collection, dim=DIM + 1)
+
+
+class TestMilvusLite(DenseStoreConformance):
+    @pytest.fixture
+    def make_store(self, tmp_path):
+        stores: list[MilvusDenseStore] = []
+
+        def make(collection: str = "chunks", dim: int = DIM) -> MilvusDenseStore:
+            for s in stores:  # one Milvus Lite client per directory and process
+                if s.collection == collection:
+                    s.close()
+            store = MilvusDenseStore(str(tmp_path / "milvus.db"), collection, dim)
+            stores.append(store)
+            return store
+
+        yield make
+        for s in stores:
+            s.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture(scope="module")
+def lite_server(tmp_path_factory):
+    """`milvus-lite server`: how several processes share one Milvus Lite index."""
+    port = _free_port()
+    data = tmp_path_factory.mktemp("lite_server") / "milvus.db"
+    exe = Path(sys.executable).with_name("milvus-lite")
+    proc = subprocess.Popen([str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if not _wait_for_port(port, 60):
+        proc.kill()
+        pytest.fail(f"milvus-lite server did not listen: {proc.stderr.read().decode()[-500:]}")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def milvus_server(tmp_path_factory):
+    """A real Milvus 2.3.5 standalone server (PyPI `milvus`), on a free loopback port."""
+    milvus = pytest.importorskip("milvus", reason="the `milvus` test package is not installed")
+    server = milvus.MilvusServer()
+    server.set_base_dir(str(tmp_path_factory.mktemp("milvus_server")))
+    server.listen_port = _free_port()
+    try:
+        server.start()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"Milvus 2.3.5 server did not start here: {exc}")
+    yield f"http://127.0.0.1:{server.listen_port}"
+    server.stop()
+
+
+def _server_factory(uri: str):
+    stores: list[MilvusDenseStore] = []
+    prefix = f"t{time.monotonic_ns() % 10**9}_"
+
+    def make(collection: str | None = None, dim: int = DIM) -> MilvusDenseStore:
+        store = MilvusDenseStore(uri, collection or f"{prefix}{next(_names)}", dim)
+        stores.append(store)
+        return store
+
+    return make, stores
+
+
+class TestMilvusLiteServer(DenseStoreConformance):
+    @pytest.fixture
+    def make_store(self, lite_server):
+        make, stores = _server_factory(lite_server)
+        yield make
+        for s in stores:
+            s.close()
+
+
+def _slow(name: str):
+    """The mixin's test `name`, marked slow for one backend only (a copy, not the shared one)."""
+    base = getattr(DenseStoreConformance, name)
+
+    @functools.wraps(base)
+    def test(self, make_store):
+        return base(self, make_store)
+
+    return pytest.mark.slow(test)
+
+
+class TestMilvusServer(DenseStoreConformance):
+    # Milvus 2.3.5 takes ~6 s per fresh collection here (index build, load, flush): two tests
+    # run by default (~20 s with the server start), the rest with -m slow.
+    test_upsert_replaces_and_delete_removes = _slow("test_upsert_replaces_and_delete_removes")
+    test_all_ids_scans_past_one_batch = _slow("test_all_ids_scans_past_one_batch")
+    test_long_multibyte_text_is_clipped_to_milvus_limit = _slow(
+        "test_long_multibyte_text_is_clipped_to_milvus_limit")
+    test_reopening_with_another_dimension_is_refused = _slow(
+        "test_reopening_with_another_dimension_is_refused")
+
+    @pytest.fixture
+    def make_store(self, milvus_server):
+        make, stores = _server_factory(milvus_server)
+        yield make
+        for s in stores:
+            s.client.drop_collection(s.collection)
+            s.close()
