@@ -98,10 +98,16 @@ class RAG:
 
     @property
     def llm(self):
+        """The answer model: the configured backend, or the `llm=` given to `open` (a
+        `rag.llm` backend or any llama-index `LLM`, adapted)."""
         if self._llm is None:
             from rag.llm import backend_from_settings
 
             self._llm = backend_from_settings(self.settings)
+        elif not hasattr(self._llm, "count_tokens"):
+            from rag.llama_index_views import LlamaIndexChat
+
+            self._llm = LlamaIndexChat(self._llm)
         return self._llm
 
     def _pipeline(self, show_progress: bool):
@@ -144,17 +150,78 @@ class RAG:
                                        mode or self.settings.retrieval_mode, filters=filters)
 
     def ask(self, question: str, top_k: int | None = None, filters: Any = None) -> Answer:
-        """Retrieve, then write an answer whose `[n]` marks all name entries of `citations`."""
+        """Retrieve, then write an answer whose `[n]` marks all name entries of `citations`.
+
+        When the retrieved contexts do not hold the answer, `Answer.declined` is True and the
+        text says so (see `rag.grounding`) instead of guessing.
+        """
+        return self.stream(question, top_k, filters=filters).answer
+
+    def stream(self, question: str, top_k: int | None = None, filters: Any = None, *,
+               query: str | None = None) -> "AnswerStream":
+        """Like `ask`, but iterate the result for text deltas as they are written.
+
+        `for delta in rag.stream(q): print(delta, end="")`, then `.answer` for the `Answer`.
+        `query`, when given, is what is searched (e.g. a chat follow-up's standalone rewrite).
+        """
+        from rag.answering import AnswerStream
+
         started = time.perf_counter()
-        hits = self.retrieve(question, top_k, filters=filters)
+        query = query or question
+        hits = self.retrieve(query, top_k, filters=filters)
         retrieved = time.perf_counter()
         contexts, messages = self._prompt(question, hits)
-        raw = self.llm.chat(messages, self.settings.llm_max_tokens)
-        text, citations = resolve_citations(raw, contexts)
-        done = time.perf_counter()
-        timings = {"retrieve": (retrieved - started) * 1000, "generate": (done - retrieved) * 1000,
-                   "total": (done - started) * 1000}
-        return Answer(text, citations, contexts, timings)
+        return AnswerStream(question, query, hits, contexts, messages, self.llm, self.settings,
+                            started, retrieved)
+
+    def chat(self, messages: list[dict[str, str]], top_k: int | None = None,
+             filters: Any = None) -> Answer:
+        """Answer the last user message of a conversation (`[{"role", "content"}, ...]`).
+
+        A follow-up ("and the second one?") is rewritten into a standalone query from the
+        history before retrieval; `Answer.query` shows the rewrite.
+        """
+        return self.stream_chat(messages, top_k, filters=filters).answer
+
+    def stream_chat(self, messages: list[dict[str, str]], top_k: int | None = None,
+                    filters: Any = None) -> "AnswerStream":
+        """`chat`, streamed like `stream`."""
+        from rag.chat import standalone_query
+
+        rewrite = standalone_query(messages, self.llm, self.settings.chat_rewrite)
+        return self.stream(rewrite.prompt, top_k, filters=filters, query=rewrite.query)
+
+    # --- llama-index views and agent tools ----------------------------------------------
+    def as_llm(self):
+        """The answer model as a llama-index `LLM`."""
+        from rag.llama_index_views import as_llama_index_llm
+
+        return as_llama_index_llm(self.llm, self.settings.llm_max_tokens)
+
+    def as_retriever(self, top_k: int | None = None, mode: str | None = None, filters: Any = None):
+        """A llama-index `BaseRetriever` over this index (hybrid by default)."""
+        from rag.llama_index_views import RAGRetriever
+
+        return RAGRetriever(self, top_k=top_k, mode=mode, filters=filters)
+
+    def as_query_engine(self, top_k: int | None = None, streaming: bool = False,
+                        filters: Any = None):
+        """A llama-index query engine: `.query(q)` -> `Response` with `source_nodes`."""
+        from rag.llama_index_views import RAGQueryEngine
+
+        return RAGQueryEngine(self, top_k=top_k, streaming=streaming, filters=filters)
+
+    def as_chat_engine(self, top_k: int | None = None, filters: Any = None):
+        """A llama-index chat engine that keeps the history and rewrites follow-ups."""
+        from rag.llama_index_views import RAGChatEngine
+
+        return RAGChatEngine(self, top_k=top_k, filters=filters)
+
+    def as_tool(self, name: str = "search_documents"):
+        """A llama-index `FunctionTool` for agents; `rag.tools.tool_schema()` is the plain form."""
+        from rag.tools import as_function_tool
+
+        return as_function_tool(self, name=name)
 
     def _prompt(self, question: str, hits: list) -> tuple[list[Citation], list[dict[str, str]]]:
         s = self.settings

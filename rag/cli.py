@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int)
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("chat", parents=[common], help="a conversation in the terminal (follow-ups understood)")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--show-query", action="store_true", help="print each follow-up's standalone rewrite")
+
     p = sub.add_parser("retrieve", parents=[common, filters], help="retrieval only, no LLM")
     p.add_argument("query")
     p.add_argument("--mode", choices=["hybrid", "bm25", "dense"])
@@ -141,16 +145,58 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     rag = _open(args)
-    answer = rag.ask(args.question, top_k=args.top_k, filters=_filters(args))
-    rag.close()
     if args.json:
+        answer = rag.ask(args.question, top_k=args.top_k, filters=_filters(args))
+        rag.close()
         print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
         return EXIT_OK
-    print(answer.text)
+    stream = rag.stream(args.question, top_k=args.top_k, filters=_filters(args))
+    _print_stream(stream)
+    rag.close()
+    return EXIT_OK
+
+
+def _print_stream(stream: Any) -> None:
+    """Print an answer's tokens as they come, then its sources (or a withdrawal notice)."""
+    shown = ""
+    for delta in stream:
+        shown += delta
+        print(delta, end="", flush=True)
+    answer = stream.answer
+    print()
+    if answer.text != shown:  # the support check replaced an answer the sources do not back
+        print(f"(withdrawn: not supported by the sources) {answer.text}")
     if answer.citations:
         print()
         for c in answer.citations:
             print(f"[{c.n}] {c.label()}")
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """A terminal conversation; follow-ups are rewritten into standalone queries."""
+    rag = _open(args)
+    messages: list[dict[str, str]] = []
+    print("rag chat: ask about your documents; empty line or Ctrl-D to quit, /reset to forget.")
+    try:
+        while True:
+            try:
+                line = input("you> ").strip()
+            except EOFError:
+                break
+            if not line or line in ("/quit", "/exit"):
+                break
+            if line == "/reset":
+                messages = []
+                continue
+            messages.append({"role": "user", "content": line})
+            stream = rag.stream_chat(messages, top_k=args.top_k)
+            if args.show_query and stream.query != line:
+                print(f"(searching: {stream.query})")
+            print("rag> ", end="", flush=True)
+            _print_stream(stream)
+            messages.append({"role": "assistant", "content": stream.answer.text})
+    finally:
+        rag.close()
     return EXIT_OK
 
 
@@ -238,6 +284,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "chat": cmd_chat,
     "ingest": cmd_ingest, "ask": cmd_ask, "retrieve": cmd_retrieve, "config": cmd_config,
     "stats": cmd_stats, "delete": cmd_delete, "ui": cmd_ui,
 }

@@ -72,6 +72,18 @@ class Settings:
     rerank_model: str = ""
     rerank_top_n: int = 20
 
+    # Declining (rag/grounding.py): skip the LLM when the best dense cosine is below
+    # decline_min_dense, or when under decline_min_coverage of the question's terms are in the
+    # contexts and the cosine is also modest; replace answers whose content terms are under
+    # decline_min_support found in the contexts. Calibrated on the Paul Graham QA set.
+    decline: bool = True
+    decline_min_dense: float = 0.35
+    decline_min_coverage: float = 0.4
+    decline_min_support: float = 0.5
+    # Multi-turn: rewrite follow-ups into standalone queries with the LLM (guarded), else a
+    # cheap rewrite that appends the previous question's content words.
+    chat_rewrite: str = "llm"  # llm | append | off
+
     # UI.
     ui_host: str = "127.0.0.1"
     ui_port: int = 7860
@@ -106,6 +118,7 @@ CHOICES = {
     "retrieval_mode": {"hybrid", "bm25", "dense"},
     "fusion": {"rrf", "weighted"},
     "sparse": {"rank-bm25", "milvus"},
+    "chat_rewrite": {"llm", "append", "off"},
 }
 
 

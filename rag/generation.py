@@ -65,10 +65,19 @@ class Citation:
 
 @dataclass
 class Answer:
+    """An answer: `text` whose every `[n]` names an entry of `citations` (a subset of `contexts`).
+
+    `declined` is True when the system said it could not find the answer (retrieval evidence
+    too weak, the model refused, or the answer was not supported by the contexts); `query` is
+    what was searched (the standalone rewrite of a chat follow-up, else the question).
+    """
+
     text: str
     citations: list[Citation]
     contexts: list[Citation]
     timings: dict[str, float] = field(default_factory=dict)
+    declined: bool = False
+    query: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -123,23 +132,103 @@ def resolve_citations(text: str, contexts: list[Citation]) -> tuple[str, list[Ci
 
     A sentence without a mark gets the context that shares the most content words with it,
     when it shares at least two (or all, for a very short sentence); a refusal stays uncited.
+    The same `CitationResolver` runs over a stream, so streamed and final text agree.
     """
-    by_n = {c.n: c for c in contexts}
+    resolver = CitationResolver(contexts)
+    resolver.feed(text)
+    resolver.finish()
+    return resolver.text, resolver.cited()
 
-    def keep_valid(match: re.Match) -> str:
+
+class CitationResolver:
+    """Resolves citations while text streams in: `feed` returns what may be shown now.
+
+    Shown text is always a prefix of the final text. To keep it so, a few characters are held
+    back: an unclosed `[12` (it may name no context and be dropped), trailing spaces, and the
+    end punctuation of the current sentence (a `[n]` may be inserted before it once the
+    sentence is known to be complete).
+    """
+
+    def __init__(self, contexts: list[Citation]):
+        self.by_n = {c.n: c for c in contexts}
+        self.contexts = contexts
+        self.raw = ""
+        self.shown = ""
+        self.text = ""
+        self.diverged = False
+
+    def feed(self, delta: str) -> str:
+        self.raw += delta
+        return self._advance(self._render(final=False))
+
+    def finish(self) -> str:
+        """Flush what was held back; `self.text` is then the final answer text."""
+        self.text = self._render(final=True)
+        return self._advance(self.text)
+
+    def cited(self) -> list[Citation]:
+        numbers = [int(n) for n in re.findall(r"\[(\d+)\]", self.text)]
+        return [self.by_n[n] for n in dict.fromkeys(numbers)]
+
+    def _advance(self, rendered: str) -> str:
+        if self.diverged or not rendered.startswith(self.shown):
+            self.diverged = True  # should not happen; the final text still comes in `text`
+            return ""
+        delta = rendered[len(self.shown):]
+        self.shown = rendered
+        return delta
+
+    def _render(self, final: bool) -> str:
+        text = self.raw.lstrip()
+        if not final:
+            text = OPEN_CITATION.sub("", text)
+        cleaned = CITATION.sub(self._keep_valid, text)
+        cleaned = re.sub(r"(?<=\S)[ \t]{2,}(?=\S)", " ", cleaned)
+        cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)
+        cleaned = cleaned.rstrip() if not final else cleaned.strip()
+        parts = split_sentences(cleaned)  # sentence, separator, sentence, ...
+        complete = parts if final else parts[:-1]
+        out = []
+        for i, part in enumerate(complete):
+            out.append(part if i % 2 else self._attribute(part))
+        if not final:
+            # Hold back what a later split may put a `[n]` before: end punctuation, or a new
+            # line that may start a list item.
+            last = re.sub(r"\s*\n\s*(?:\d{1,2}[.)]?|[-*\u2022])?$", "", parts[-1])
+            out.append(re.sub(r"[.!?]+$", "", last))
+        return "".join(out)
+
+    def _keep_valid(self, match: re.Match) -> str:
         numbers = [int(x) for x in re.split(r"\s*,\s*", match.group(1))]
-        valid = [n for n in numbers if n in by_n]
+        valid = [n for n in numbers if n in self.by_n]
         return "".join(f"[{n}]" for n in dict.fromkeys(valid))
 
-    cleaned = CITATION.sub(keep_valid, text).strip()
-    cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)
-    if contexts and cleaned and not is_refusal(cleaned):
-        cleaned = " ".join(_attribute(s, contexts) for s in SENTENCE_END.split(cleaned))
-    cited = [int(n) for n in re.findall(r"\[(\d+)\]", cleaned)]
-    return cleaned, [by_n[n] for n in dict.fromkeys(cited)]
+    def _attribute(self, sentence: str) -> str:
+        if not self.contexts or is_refusal(sentence) or sentence.rstrip().endswith(":"):
+            return sentence
+        return _attribute(sentence, self.contexts)
 
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+SENTENCE_SPLIT = re.compile(
+    r"((?<=[.!?])\s+(?=[A-Z0-9\"'(])|\s*\n\s*(?=(?:\d{1,2}[.)]|[-*\u2022])\s))")
+LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022])$")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences and list items, alternating with the separators between them (kept as is).
+
+    A bare list marker ("1.") is not a sentence: it is joined to the item after it.
+    """
+    parts = SENTENCE_SPLIT.split(text)
+    merged = [parts[0]]
+    for i in range(1, len(parts), 2):
+        if LIST_MARKER.match(merged[-1]):
+            merged[-1] += parts[i] + parts[i + 1]
+        else:
+            merged += [parts[i], parts[i + 1]]
+    return merged
+OPEN_CITATION = re.compile(r"\s*\[[\d\s,]*$")
 
 
 def _attribute(sentence: str, contexts: list[Citation]) -> str:

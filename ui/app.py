@@ -23,10 +23,17 @@ def format_answer(answer: Any) -> str:
 def build_app(rag: Any):
     import gradio as gr
 
-    def respond(message: str, history: list) -> str:
+    def respond(message: str, history: list):
+        """Stream the answer as it is written, then show it with its sources."""
         if not message.strip():
-            return "Ask a question about the indexed documents."
-        return format_answer(rag.ask(message))
+            yield "Ask a question about the indexed documents."
+            return
+        stream = rag.stream(message)
+        shown = ""
+        for delta in stream:
+            shown += delta
+            yield shown
+        yield format_answer(stream.answer)
 
     return gr.ChatInterface(
         respond,

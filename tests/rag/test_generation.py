@@ -47,3 +47,51 @@ def test_each_sentence_is_attributed_to_its_own_source():
 def test_sentence_sharing_nothing_with_sources_stays_uncited():
     text, cited = resolve_citations("Mercury boils at 357 degrees Celsius.", CONTEXTS)
     assert cited == [] and "[" not in text
+
+
+# --- streaming: what is shown while text arrives is always a prefix of the final answer -----
+import random  # noqa: E402
+
+from rag.generation import CitationResolver  # noqa: E402
+
+STREAMED = [
+    "Green tea steeps for 2 minutes at 80 degrees. Black tea steeps for 4 minutes.",
+    "Steep it 2 minutes [1][7], black 4 [2, 9].",
+    "  Green tea [3] steeps for 2.5 minutes.\n\nBlack tea steeps 4 minutes!",
+    "The teas are:\n\n1. Green tea steeps 2 minutes.\n2. Black tea steeps 4 minutes\n3. Oolong",
+    NOT_FOUND,
+]
+
+
+def stream_through(text: str, sizes: list[int]) -> tuple[str, CitationResolver]:
+    resolver, shown, i = CitationResolver(CONTEXTS), "", 0
+    for size in sizes:
+        shown += resolver.feed(text[i:i + size])
+        i += size
+    shown += resolver.feed(text[i:]) + resolver.finish()
+    return shown, resolver
+
+
+def test_streamed_text_equals_the_resolved_answer_for_any_token_split():
+    rng = random.Random(0)
+    for text in STREAMED:
+        for _ in range(30):
+            sizes = [rng.randint(1, 6) for _ in range(len(text))]
+            shown, resolver = stream_through(text, sizes)
+            assert not resolver.diverged
+            assert shown == resolver.text == resolve_citations(text, CONTEXTS)[0]
+
+
+def test_an_invalid_citation_never_appears_even_mid_stream():
+    resolver, seen = CitationResolver(CONTEXTS), []
+    for piece in ["Green tea steeps", " 2 minutes [", "7", "] at 80", " degrees."]:
+        seen.append(resolver.feed(piece))
+    seen.append(resolver.finish())
+    assert "[7" not in "".join(seen) and "7]" not in "".join(seen)
+
+
+def test_list_items_are_cited_one_by_one():
+    text, cited = resolve_citations(STREAMED[3], CONTEXTS)
+    assert "1. Green tea steeps 2 minutes [1]." in text
+    assert "2. Black tea steeps 4 minutes [2]" in text
+    assert "1 [" not in text  # a list number is not a sentence

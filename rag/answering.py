@@ -1,0 +1,109 @@
+"""One answer as a stream: decline early on weak evidence, stream cited text, check support at the end.
+
+`RAG.ask` is this stream consumed to the end, so streamed and non-streamed answers are the
+same text.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+
+from rag.generation import NOT_FOUND, Answer, Citation, CitationResolver, is_refusal
+from rag.grounding import Evidence, answer_support, retrieval_evidence
+
+
+class AnswerStream:
+    """Iterate for text deltas as the model writes them; `.answer` is the final `Answer`.
+
+    The deltas already carry resolved `[n]` marks (invalid ones never appear). If, once
+    finished, the answer turns out unsupported by the contexts, `answer.text` is the refusal
+    and `answer.declined` is True: show `answer.text` as the last word.
+
+        stream = rag.stream("How long should green tea steep?")
+        for delta in stream:
+            print(delta, end="", flush=True)
+        print(stream.answer.citations)
+    """
+
+    def __init__(self, question: str, query: str, hits: list, contexts: list[Citation],
+                 messages: list[dict[str, str]], llm: Any, settings: Any, started: float,
+                 retrieved: float):
+        self.question, self.query = question, query
+        self.hits, self.contexts, self.messages = hits, contexts, messages
+        self.llm, self.settings = llm, settings
+        self.started, self.retrieved = started, retrieved
+        self.evidence: Evidence = retrieval_evidence(
+            query, [c.text for c in contexts],
+            [h.scores["dense"] for h in hits if "dense" in h.scores],
+        )
+        self.support: float | None = None
+        self.first_token_s: float | None = None  # seconds from the call to the first delta
+        self.tokens = 0  # streamed pieces (one per token for llama.cpp)
+        self.generate_s = 0.0  # prompt processing + writing
+        self.decode_start = 0.0
+        self.decode_tokens_per_s: float | None = None  # writing speed after the first token
+        self._answer: Answer | None = None
+        self._iterator = self._run()
+
+    @property
+    def gated(self) -> bool:
+        """True when retrieval evidence is too weak to ask the model at all."""
+        s = self.settings
+        return not self.contexts or (
+            s.decline and self.evidence.weak(s.decline_min_coverage, s.decline_min_dense))
+
+    def __iter__(self) -> Iterator[str]:
+        return self._iterator
+
+    @property
+    def answer(self) -> Answer:
+        """The final answer (consumes the rest of the stream if needed)."""
+        for _ in self._iterator:
+            pass
+        assert self._answer is not None
+        return self._answer
+
+    def _run(self) -> Iterator[str]:
+        if self.gated:
+            self._mark_first()
+            yield NOT_FOUND
+            self._finish(NOT_FOUND, [], declined=True)
+            return
+        resolver = CitationResolver(self.contexts)
+        gen_start = time.perf_counter()
+        for piece in self.llm.stream_chat(self.messages, self.settings.llm_max_tokens):
+            if self.tokens == 0:
+                self.decode_start = time.perf_counter()
+            self.tokens += 1
+            shown = resolver.feed(piece)
+            if shown:
+                self._mark_first()
+                yield shown
+        tail = resolver.finish()
+        self.generate_s = time.perf_counter() - gen_start
+        if self.tokens > 1:
+            self.decode_tokens_per_s = (self.tokens - 1) / (time.perf_counter() - self.decode_start)
+        if tail:
+            self._mark_first()
+            yield tail
+        text, cited = resolver.text, resolver.cited()
+        declined = not text or is_refusal(text)
+        if not declined and self.settings.decline:
+            self.support = answer_support(text, [c.text for c in self.contexts], self.query)
+            if self.support < self.settings.decline_min_support:
+                declined = True
+        if declined:
+            text, cited = NOT_FOUND, []
+        self._finish(text, cited, declined)
+
+    def _mark_first(self) -> None:
+        if self.first_token_s is None:
+            self.first_token_s = time.perf_counter() - self.started
+
+    def _finish(self, text: str, cited: list[Citation], declined: bool) -> None:
+        done = time.perf_counter()
+        timings = {"retrieve": (self.retrieved - self.started) * 1000,
+                   "generate": (done - self.retrieved) * 1000,
+                   "total": (done - self.started) * 1000}
+        self._answer = Answer(text, cited, self.contexts, timings, declined, self.query)

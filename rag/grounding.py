@@ -1,0 +1,114 @@
+"""Should we answer at all? Evidence checks that let the system decline instead of guessing.
+
+A 0.5B model asked about something the sources do not hold invents an answer ("mercury boils at
+95 °C" over a tea guide), and no prompt wording stopped it reliably. So declining is decided
+outside the model, twice:
+
+1. before generation, from retrieval evidence: how many of the question's content terms the
+   retrieved contexts contain (`coverage`) and the best dense cosine (`dense_top`). When they
+   are weak the LLM is not called at all (fast, and nothing to hallucinate from);
+2. after generation, from the answer itself: the share of the answer's content terms that
+   appear in some context (`support`). An answer made of words the sources never use is
+   replaced by the refusal.
+
+Terms are the BM25 tokenizer's (lowercase, stop words out, stemmed), so "boiling" and "boils"
+match. Thresholds are settings (`decline_*`), calibrated on the Paul Graham QA set with
+`benchmarks/answers_paul_graham.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from retrievers.text import tokenize
+
+# Words that frame a question rather than name its subject ("according to the author, ...").
+FRAMING = frozenset(tokenize(
+    "according author authors essay essays article document documents text passage source "
+    "sources mention mentioned mentions describe described explain explained discuss discussed "
+    "say says said tell told guide manual write wrote written think thinks view views opinion "
+    "suggest suggests suggested example examples reason reasons way ways kind kinds thing things "
+    "main key important role purpose mean meaning happen happens happened give given provide "
+    "provided use used make makes made get got one two also like much many"
+))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How well the retrieved contexts match the question (all in [0, 1])."""
+
+    coverage: float  # share of the question's content terms found in the contexts
+    dense_top: float | None  # best cosine similarity among the contexts (None: no dense side)
+    terms: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    missing_names: tuple[str, ...] = ()  # names/numbers in the question no context contains
+
+    def weak(self, min_coverage: float, min_dense: float) -> bool:
+        """Too little evidence to answer from.
+
+        Off-topic: the best cosine is under `min_dense`. Or few of the question's words occur
+        in the contexts while the cosine is only modest (under `min_dense + 0.15`), which is
+        how a question about a named thing the corpus never mentions looks. With no dense
+        scores (bm25-only retrieval) coverage alone decides.
+        """
+        if self.missing_names:
+            return True
+        if self.dense_top is None:
+            return self.coverage < min_coverage
+        if self.dense_top < min_dense:
+            return True
+        return self.coverage < min_coverage and self.dense_top < min_dense + 0.15
+
+
+def content_terms(text: str) -> list[str]:
+    """Stemmed content terms, framing words removed, order kept, no duplicates."""
+    return list(dict.fromkeys(t for t in tokenize(text)
+                              if t not in FRAMING and (len(t) > 1 or t.isdigit())))
+
+
+def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterable[float]
+                       ) -> Evidence:
+    """Coverage of the question's terms by the union of `texts`, and the best dense score."""
+    terms = content_terms(question)
+    seen: set[str] = set()
+    for text in texts:
+        seen.update(tokenize(text))
+    missing = tuple(t for t in terms if t not in seen)
+    coverage = 1.0 if not terms else 1 - len(missing) / len(terms)
+    dense_top = max((float(s) for s in dense_scores), default=None)
+    names = tuple(n for n in named_terms(question) if n not in seen)
+    return Evidence(coverage, dense_top, tuple(terms), missing, names)
+
+
+def named_terms(question: str) -> list[str]:
+    """Stemmed names and numbers in a question: capitalised words not opening a sentence, and
+    words with digits. A question about "Tokyo" over contexts that never say "Tokyo" asks
+    about something the sources do not cover, however close the rest of the wording is."""
+    names = []
+    for match in re.finditer(r"[\w'’-]+", question):
+        word = match.group(0)
+        before = question[: match.start()].rstrip()
+        opens = not before or before[-1] in ".!?:\"'(“"
+        if (word[0].isupper() and not opens and not word.isupper()) or any(ch.isdigit() for ch in word):
+            names.extend(t for t in tokenize(word) if t not in FRAMING)
+    return list(dict.fromkeys(names))
+
+
+def answer_support(answer: str, texts: Sequence[str], question: str = "") -> float:
+    """Share of the answer's content terms that occur in the contexts (1.0 when it has none).
+
+    Terms the answer merely repeats from the question are left out: echoing "mercury" from
+    "what is the boiling point of mercury?" is not evidence either way.
+    """
+    asked = set(content_terms(question))
+    terms = [t for t in content_terms(answer) if t not in asked]
+    if not terms:
+        return 1.0
+    seen: set[str] = set()
+    for text in texts:
+        seen.update(tokenize(text))
+    if any(any(ch.isdigit() for ch in t) and t not in seen for t in terms):
+        return 0.0  # a number no source states ("95 °C", "in 2009") is the typical invention
+    return sum(t in seen for t in terms) / len(terms)

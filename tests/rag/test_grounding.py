@@ -1,0 +1,44 @@
+"""Declining: weak retrieval evidence and unsupported answers are recognised (no model needed)."""
+
+from rag.grounding import answer_support, named_terms, retrieval_evidence
+
+TEA = ["Heat the water to 80 °C, not boiling. Steep green tea for 2 minutes.",
+       "Black tea wants water just off the boil, around 95 °C. Steep it for 4 minutes."]
+
+
+def test_off_topic_question_with_low_similarity_is_weak():
+    ev = retrieval_evidence("What is the boiling point of mercury?", TEA, [0.21, 0.18])
+    assert ev.weak(min_coverage=0.4, min_dense=0.35)
+
+
+def test_on_topic_question_is_not_weak():
+    ev = retrieval_evidence("How long should green tea steep?", TEA, [0.71, 0.52])
+    assert ev.coverage >= 0.75 and not ev.weak(0.4, 0.35)
+
+
+def test_a_name_the_contexts_never_mention_is_weak_even_when_similar():
+    ev = retrieval_evidence("How long should I steep tea in Tokyo?", TEA, [0.6])
+    assert ev.missing_names == ("tokyo",) and ev.weak(0.4, 0.35)
+
+
+def test_names_are_capitalised_words_not_opening_a_sentence_and_numbers():
+    assert named_terms("Which language did Graham use for Linux in 1991?") == \
+        ["graham", "linux", "1991"]
+    assert named_terms("What is good procrastination?") == []
+
+
+def test_bm25_only_retrieval_is_judged_by_coverage_alone():
+    assert retrieval_evidence("mercury boiling point", TEA, []).dense_top is None
+    assert retrieval_evidence("mercury melting point", TEA, []).weak(0.4, 0.35)
+    assert not retrieval_evidence("green tea steep", TEA, []).weak(0.4, 0.35)
+
+
+def test_answer_made_of_words_the_sources_lack_is_unsupported():
+    supported = answer_support("Green tea steeps for 2 minutes at 80 °C.", TEA)
+    invented = answer_support("Mercury boils at 357 degrees in a barometer.", TEA,
+                              "What is the boiling point of mercury?")
+    assert supported == 1.0 and invented < 0.5
+
+
+def test_a_number_no_source_states_makes_the_answer_unsupported():
+    assert answer_support("Green tea steeps for 7 minutes.", TEA) == 0.0
