@@ -47,3 +47,16 @@ def test_full_text_mode_on_a_collection_built_without_it_is_refused(filter_index
     MilvusDenseStore(uri, "plain", 8).close()
     with pytest.raises(ConfigError, match="built without Milvus BM25"):
         MilvusDenseStore(uri, "plain", 8, full_text=True)
+
+
+def test_rag_with_sparse_milvus_end_to_end(tmp_path, sample_dir, embedder):
+    from rag.api import RAG
+
+    with RAG.open(tmp_path / "idx", sparse="milvus") as rag:
+        rag.__dict__["embedder"] = embedder
+        rag.ingest([sample_dir / "tea_brewing_guide.md", sample_dir / "harbor_lamp_manual.txt"])
+        assert rag.index.dense.full_text
+        hits = rag.retrieve("oolong", top_k=2, mode="bm25")
+        assert hits and "oolong" in hits[0].chunk.text.lower()
+        hits = rag.retrieve("warranty", top_k=3, mode="hybrid", filters={"file_type": "txt"})
+        assert hits and all(h.chunk.file_type == "txt" for h in hits)
