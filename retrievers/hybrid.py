@@ -23,12 +23,12 @@ SPARSE_BACKENDS = ("rank-bm25", "milvus")
 
 
 class HybridRetriever:
-    """BM25 + dense search, fused by RRF (default) or weighted normalised scores, optionally
+    """BM25 + dense search, fused by weighted normalised scores (default) or RRF, optionally
     reranked by a cross-encoder."""
 
     def __init__(
         self, index: ChunkIndex, embed_query: Callable[[str], np.ndarray], *,
-        candidate_k: int = 50, fusion: str = "rrf", rrf_k: int = 60,
+        candidate_k: int = 50, fusion: str = "weighted", rrf_k: int = 60,
         weights: dict[str, float] | None = None, sparse: str = "rank-bm25",
         reranker: Any = None, rerank_top_n: int = 20,
     ):

@@ -34,7 +34,7 @@ def test_milvus_bm25_agrees_with_rank_bm25_on_what_matches(full_text_index, embe
 def test_server_side_hybrid_search_matches_client_side_rrf(full_text_index, embedder):
     store = full_text_index.dense
     retriever = HybridRetriever(full_text_index, embedder.encode_query, sparse="milvus",
-                                candidate_k=10)
+                                candidate_k=10, fusion="rrf", rrf_k=60)
     query = "how long should black tea steep"
     server = store.hybrid_search(embedder.encode_query(query), query, k=10, rrf_k=60)
     client = retriever.retrieve(query, top_k=10, mode="hybrid")
