@@ -68,11 +68,11 @@ def variant(text: str, n: int, rng: random.Random, pool: list[str]) -> str:
     return " ".join(sentences) + f" (copy {n})"
 
 
-def prepare(work: Path, sizes: list[int]) -> None:
+def prepare(work: Path, sizes: list[int], n_base: int = 2000) -> None:
     """Write corpus_<size>.jsonl + vectors_<size>.npy and queries.json into `work`."""
     from rag.models.embedder import Embedder
 
-    base = base_chunks()
+    base = base_chunks(n_base)
     embedder = Embedder("packaged")
     started = time.perf_counter()
     base_vectors = embedder.encode(base)
@@ -233,6 +233,7 @@ def main() -> int:
     parser.add_argument("--child", choices=sorted(CHILDREN))
     parser.add_argument("--work")
     parser.add_argument("--no-stock", action="store_true")
+    parser.add_argument("--base", type=int, default=2000, help="real chunks embedded (smoke: 100)")
     parser.add_argument("--json")
     args = parser.parse_args()
     if args.child:
@@ -246,7 +247,7 @@ def main() -> int:
                             "renormalised", "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="retrieval_latency_") as tmp:
         work = Path(tmp)
-        prepare(work, args.sizes)
+        prepare(work, args.sizes, args.base)
         for size in args.sizes:
             row = {"ours_build": run_child("build-ours", work, size)}
             print(f"[{size}] built ours: {row['ours_build']}", flush=True)
@@ -264,7 +265,7 @@ def main() -> int:
         mem = ours["memory_after_queries"]["rss_mb"]
         print(f"{size:>8} {'floor (embed + dense search)':<34} {ours['floor']['p50_ms']:>7} "
               f"{ours['floor']['p95_ms']:>7}")
-        print(f"{size:>8} {'ours hybrid (bm25+dense+RRF)':<34} {ours['hybrid']['p50_ms']:>7} "
+        print(f"{size:>8} {'ours hybrid (bm25 + dense, fused)':<34} {ours['hybrid']['p50_ms']:>7} "
               f"{ours['hybrid']['p95_ms']:>7} {mem:>8}")
         print(f"{size:>8} {'  of which bm25 side':<34} {ours['bm25_side']['p50_ms']:>7} "
               f"{ours['bm25_side']['p95_ms']:>7}")
