@@ -5,8 +5,9 @@ while PyAV's wheels bundle FFmpeg's libraries. Any container FFmpeg reads (wav, 
 ogg/opus, webm, mp4, aiff, ...) becomes 16 kHz mono float32, the array Whisper takes directly.
 
 Bad input never crashes a batch: every decoding failure is an `AudioDecodeError` (a ValueError)
-whose one-line message names the file and the cause. Long recordings are transcribed in windows
-(10 minutes by default) so memory stays bounded and progress can be reported between windows.
+whose one-line message names the file and the cause. Long recordings are streamed: decoded in
+30 s blocks and transcribed in windows (10 minutes by default), so memory holds about one window
+(~40 MB) whatever the length, and progress is reported between windows.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -61,9 +62,36 @@ class Transcript:
 def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode the first audio stream of any FFmpeg-readable file to mono float32 at `sample_rate`.
 
-    Streamed: packets are decoded and resampled one by one into a growing buffer. A packet the
-    codec rejects (e.g. a truncated last FLAC frame) is skipped, as the ffmpeg tool does; a file
-    that yields no samples at all raises `AudioDecodeError`.
+    The whole recording in memory; long recordings are better streamed with `iter_audio`.
+    """
+    blocks = iter_audio(path, sample_rate)
+    first = next(blocks)
+    buffer = _Buffer(len(first))
+    buffer.extend([first])
+    for block in blocks:
+        buffer.extend([block])
+    return buffer.array()
+
+
+def audio_duration(path: Path) -> float | None:
+    """The container's stated duration in seconds (None when it does not say)."""
+    import av
+
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            return container.duration / 1_000_000 if container.duration else None
+    except (av.error.FFmpegError, OSError, ValueError):
+        return None
+
+
+def iter_audio(
+    path: Path, sample_rate: int = SAMPLE_RATE, block_seconds: float = 30.0
+) -> Iterator[np.ndarray]:
+    """Stream the first audio stream as mono float32 blocks of about `block_seconds` each.
+
+    Packets are decoded and resampled one by one. A packet the codec rejects (e.g. a truncated
+    last FLAC frame) is skipped, as the ffmpeg tool does; a demuxer failure part-way keeps what
+    decoded; a file that yields no samples at all raises `AudioDecodeError` (on the first `next`).
     """
     import av
 
@@ -82,7 +110,10 @@ def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise AudioDecodeError(f"cannot decode audio {path}: {_reason(exc)}") from exc
 
-    buffer = _Buffer(_expected_samples(container, sample_rate))
+    block = max(1, int(block_seconds * sample_rate))
+    pending: list[np.ndarray] = []
+    pending_n = 0
+    emitted = 0
     bad_packets = 0
     good_packets = 0
     try:
@@ -105,13 +136,23 @@ def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
                     if packet.size:
                         good_packets += 1
                     for frame in frames:
-                        buffer.extend(resampler.resample(frame))
+                        for piece in resampler.resample(frame):
+                            pending.append(piece)
+                            pending_n += len(piece)
+                    if pending_n >= block:
+                        out = np.concatenate(pending)
+                        pending, pending_n = [], 0
+                        emitted += len(out)
+                        yield out
             except av.error.FFmpegError as exc:
                 # Demuxing failed part-way (truncated/corrupt container): keep what decoded.
-                if not buffer.size:
+                if not (emitted or pending_n):
                     raise
-                log.warning("%s: audio truncated after %.1f s: %s", path, buffer.size / sample_rate, _reason(exc))
-            buffer.extend(resampler.flush())
+                log.warning("%s: audio truncated after %.1f s: %s", path,
+                            (emitted + pending_n) / sample_rate, _reason(exc))
+            for piece in resampler.flush():
+                pending.append(piece)
+                pending_n += len(piece)
     except AudioDecodeError:
         raise
     except (av.error.FFmpegError, ValueError, OSError, RuntimeError, MemoryError) as exc:
@@ -119,10 +160,12 @@ def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
     if bad_packets:
         log.warning("%s: skipped %d undecodable audio packet(s)", path, bad_packets)
-    if not buffer.size:
+    if pending_n:
+        emitted += pending_n
+        yield np.concatenate(pending)
+    if not emitted:
         cause = "every audio packet was corrupt" if bad_packets and not good_packets else "no audio samples"
         raise AudioDecodeError(f"cannot decode audio {path}: {cause}")
-    return buffer.array()
 
 
 class _Resampler:
@@ -155,7 +198,7 @@ class _Resampler:
 
 
 class _Buffer:
-    """Append-only float32 buffer, pre-sized from the container's duration so it rarely copies."""
+    """Append-only float32 buffer that grows by half its size, so it rarely copies."""
 
     def __init__(self, capacity: int):
         self._data = np.empty(max(capacity, SAMPLE_RATE), dtype=np.float32)
@@ -177,14 +220,6 @@ class _Buffer:
         if self.size >= len(self._data) // 2:
             return self._data[: self.size]
         return self._data[: self.size].copy()
-
-
-def _expected_samples(container: Any, rate: int) -> int:
-    duration = container.duration  # microseconds, or None
-    if not duration or duration <= 0:
-        return rate * 60
-    # Cap the guess: a lying header must not allocate gigabytes up front.
-    return int(min(duration / 1_000_000 + 1, 4 * 3600) * rate)
 
 
 def _reason(exc: BaseException) -> str:
@@ -228,73 +263,95 @@ class WhisperTranscriber:
     def transcribe_file(
         self, path: Path, progress: Callable[[float, float], None] | None = None
     ) -> Transcript:
-        """Decode then transcribe a file; `AudioDecodeError` for files with no usable audio."""
-        return self.transcribe(decode_audio(path), progress=progress)
+        """Stream-decode then transcribe a file, holding at most about one window of audio.
+
+        `AudioDecodeError` for files with no usable audio."""
+        total = audio_duration(path) or 0.0
+        return self.transcribe_blocks(iter_audio(path), total, progress)
 
     def transcribe(
         self, audio: np.ndarray, progress: Callable[[float, float], None] | None = None
     ) -> Transcript:
-        """Transcribe 16 kHz mono float32 audio; `progress(done_s, total_s)` is called after each window.
+        """Transcribe 16 kHz mono float32 audio; `progress(done_s, total_s)` is called after each window."""
+        audio = np.ascontiguousarray(np.asarray(audio, dtype=np.float32).reshape(-1))
+        return self.transcribe_blocks([audio], len(audio) / SAMPLE_RATE, progress)
+
+    def transcribe_blocks(
+        self, blocks: Iterable[np.ndarray], total: float = 0.0,
+        progress: Callable[[float, float], None] | None = None,
+    ) -> Transcript:
+        """Transcribe audio arriving in blocks (16 kHz mono float32), one window at a time.
 
         Windows end at the quietest moment near the window length, so words are rarely cut; each
         window is prompted with the end of the previous one's text, and the language detected in the
-        first window with sound is kept for the rest.
+        first window with sound is kept for the rest. Only the current window and the block being
+        read are held in memory. `total` (seconds) is only for progress reports.
         """
+        window = int(self.window_seconds * SAMPLE_RATE)
+        state = _WindowState(language=self.language)
+        pending = np.zeros(0, dtype=np.float32)
+        offset = 0
+        for block in blocks:
+            block = np.asarray(block, dtype=np.float32).reshape(-1)
+            pending = np.concatenate([pending, block]) if len(pending) else block
+            while window > 0 and len(pending) > window:
+                cut = _quiet_cut(pending, window)
+                self._transcribe_window(pending[:cut], offset, state)
+                offset += cut
+                pending = pending[cut:].copy()
+                if progress is not None:
+                    progress(offset / SAMPLE_RATE, max(total, offset / SAMPLE_RATE))
+        self._transcribe_window(pending, offset, state)
+        end = (offset + len(pending)) / SAMPLE_RATE
+        if progress is not None:
+            progress(end, end)
+        return Transcript(language=state.language or "", segments=state.segments)
+
+    def _transcribe_window(self, piece: np.ndarray, offset_samples: int, state: "_WindowState") -> None:
         import whisper
 
-        audio = np.ascontiguousarray(np.asarray(audio, dtype=np.float32).reshape(-1))
-        total = len(audio) / SAMPLE_RATE
-        language = self.language
-        segments: list[Segment] = []
-        prompt: str | None = None
-        for start, stop in _windows(audio, int(self.window_seconds * SAMPLE_RATE)):
-            piece = audio[start:stop]
-            offset = start / SAMPLE_RATE
-            if len(piece) and float(np.max(np.abs(piece))) >= SILENCE_PEAK:
-                result = whisper.transcribe(
-                    self.model,
-                    piece,
-                    verbose=None,
-                    temperature=0.0,
-                    beam_size=None,
-                    best_of=None,
-                    fp16=self.device != "cpu",
-                    language=language,
-                    initial_prompt=prompt,
-                )
-                language = language or result.get("language") or None
-                window_end = stop / SAMPLE_RATE
-                for seg in result["segments"]:
-                    text = seg["text"].strip()
-                    if not text:
-                        continue
-                    seg_start = min(offset + float(seg["start"]), window_end)
-                    seg_end = min(max(offset + float(seg["end"]), seg_start), window_end)
-                    if segments and seg_start < segments[-1].end:
-                        seg_start = min(segments[-1].end, seg_end)
-                    segments.append(Segment(round(seg_start, 3), round(seg_end, 3), text))
-                tail = " ".join(s.text for s in segments[-8:])
-                prompt = tail[-400:] or None
-            if progress is not None:
-                progress(stop / SAMPLE_RATE, total)
-        return Transcript(language=language or "", segments=segments)
+        offset = offset_samples / SAMPLE_RATE
+        if not len(piece) or float(np.max(np.abs(piece))) < SILENCE_PEAK:
+            return
+        result = whisper.transcribe(
+            self.model,
+            np.ascontiguousarray(piece),
+            verbose=None,
+            temperature=0.0,
+            beam_size=None,
+            best_of=None,
+            fp16=self.device != "cpu",
+            language=state.language,
+            initial_prompt=state.prompt,
+        )
+        state.language = state.language or result.get("language") or None
+        window_end = offset + len(piece) / SAMPLE_RATE
+        segments = state.segments
+        for seg in result["segments"]:
+            text = seg["text"].strip()
+            if not text:
+                continue
+            seg_start = min(offset + float(seg["start"]), window_end)
+            seg_end = min(max(offset + float(seg["end"]), seg_start), window_end)
+            if segments and seg_start < segments[-1].end:
+                seg_start = min(segments[-1].end, seg_end)
+            segments.append(Segment(round(seg_start, 3), round(seg_end, 3), text))
+        tail = " ".join(s.text for s in segments[-8:])
+        state.prompt = tail[-400:] or None
 
 
-def _windows(audio: np.ndarray, window: int) -> list[tuple[int, int]]:
-    """Split points: about `window` samples each, cut at the quietest 100 ms in the last 20 s."""
-    n = len(audio)
-    if window <= 0 or n <= window:
-        return [(0, n)]
+@dataclass
+class _WindowState:
+    language: str | None = None
+    prompt: str | None = None
+    segments: list[Segment] = field(default_factory=list)
+
+
+def _quiet_cut(audio: np.ndarray, window: int) -> int:
+    """Where to end a window of about `window` samples: the quietest 100 ms in its last 20 s."""
     hop = SAMPLE_RATE // 10
     search = min(20 * SAMPLE_RATE, window // 2)
-    bounds = []
-    start = 0
-    while n - start > window:
-        lo, hi = start + window - search, start + window
-        frames = audio[lo:hi][: (hi - lo) // hop * hop].reshape(-1, hop)
-        quietest = int(np.argmin(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))))
-        cut = lo + quietest * hop + hop // 2
-        bounds.append((start, cut))
-        start = cut
-    bounds.append((start, n))
-    return bounds
+    lo, hi = window - search, window
+    frames = audio[lo:hi][: (hi - lo) // hop * hop].reshape(-1, hop)
+    quietest = int(np.argmin(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))))
+    return lo + quietest * hop + hop // 2

@@ -19,10 +19,13 @@ remembered the same way, so an unchanged broken file is reported, not re-read (o
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import sys
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
@@ -32,7 +35,7 @@ import numpy as np
 from ingestion.chunking import Chunker
 from ingestion.loaders import AUDIO_EXTENSIONS, loader_for
 from ingestion.sections import LoadError, Section
-from retrievers.catalog import Publication
+from retrievers.catalog import Catalog, Publication
 from retrievers.index import ChunkIndex
 from retrievers.records import Chunk, chunk_id_for
 
@@ -135,7 +138,7 @@ class IngestionPipeline:
     def __init__(
         self, index: ChunkIndex, embedder: EmbedderLike, chunker: Chunker, *,
         transcriber: Callable[[], Any] | None = None, max_file_bytes: int = 512 << 20,
-        show_progress: bool = True, batch_chunks: int = 256,
+        show_progress: bool = True, batch_chunks: int = 256, read_ahead: int = 8,
     ):
         self.index = index
         self.embedder = embedder
@@ -145,6 +148,7 @@ class IngestionPipeline:
         self.max_file_bytes = max_file_bytes
         self.show_progress = show_progress
         self.batch_chunks = max(1, batch_chunks)
+        self.read_ahead = max(1, read_ahead)
 
     # --- the run ------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str | Path],
@@ -154,16 +158,32 @@ class IngestionPipeline:
         paths whose files no longer exist. Returns one result per file, in file order."""
         paths = list(paths)
         files, problems = expand_paths(paths)
-        from tqdm import tqdm
-
         results: list[FileResult | None] = [None] * len(files)
         batch = _Batch()
         bars = self._bars(len(files))
         emit = self._emitter(results, on_result)
+        # Files are read and chunked one thread ahead of the embedding (with their own catalog
+        # connection), so loading overlaps the model's work instead of adding to it.
+        reader = Catalog(self.index.catalog.path)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-read")
+        queue: deque = deque()
+        upcoming = iter(enumerate(files))
+
+        def read_ahead() -> None:
+            while len(queue) < self.read_ahead:
+                try:
+                    slot, path = next(upcoming)
+                except StopIteration:
+                    return
+                queue.append((slot, path, pool.submit(self._prepare, slot, path, bars, reader)))
+
         try:
-            for slot, path in enumerate(files):
+            read_ahead()
+            while queue:
+                slot, path, future = queue.popleft()
                 bars["files"].set_postfix_str(path.name[-40:])
-                prepared = self._prepare(slot, path, bars)
+                prepared = future.result()
+                read_ahead()
                 if isinstance(prepared, FileResult):
                     emit(slot, prepared)
                 else:
@@ -175,6 +195,8 @@ class IngestionPipeline:
                 bars["files"].update(1)
             self._commit(batch, emit, bars)
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            reader.close()
             for bar in bars.values():
                 bar.close()
             self.index.flush()
@@ -207,9 +229,9 @@ class IngestionPipeline:
         return emit
 
     # --- per file: decide, load, chunk --------------------------------------------------
-    def _prepare(self, slot: int, path: Path, bars: dict[str, Any]) -> FileResult | _Prepared:
+    def _prepare(self, slot: int, path: Path, bars: dict[str, Any],
+                 catalog: Catalog) -> FileResult | _Prepared:
         shown = str(path)
-        catalog = self.index.catalog
         source_id = None
         stat = None
         try:
@@ -265,20 +287,23 @@ class IngestionPipeline:
             raise NotConfigured("audio ingestion is not configured (no transcriber)")
         from tqdm import tqdm
 
-        from ingestion.audio import decode_audio
+        from ingestion.audio import audio_duration, iter_audio
 
-        audio = decode_audio(path)
+        blocks = iter_audio(path)
+        first = next(blocks)  # decoding errors surface before Whisper is loaded
         if self._transcriber is None:
             self._transcriber = self._transcriber_factory()
-        total = len(audio) / 16_000
+        total = audio_duration(path) or 0.0
         with tqdm(total=round(total, 1), desc=f"transcribe {path.name[-30:]}", unit="s",
                   disable=not self.show_progress, file=sys.stderr, dynamic_ncols=True,
                   position=2, leave=False) as bar:
-            def progress(done: float, _total: float) -> None:
+            def progress(done: float, known_total: float) -> None:
+                if known_total > (bar.total or 0):
+                    bar.total = round(known_total, 1)
                 bar.update(round(done - bar.n, 1))
 
-            transcript = self._transcriber.transcribe(audio, progress=progress)
-        del audio
+            transcript = self._transcriber.transcribe_blocks(
+                itertools.chain([first], blocks), total, progress=progress)
         if not transcript.segments:
             raise LoadError("no speech found in the recording")
         sections = [Section(s.text, start=s.start, end=s.end) for s in transcript.segments]

@@ -291,3 +291,26 @@ def test_shared_speech_word_error_rate(transcriber: WhisperTranscriber) -> None:
         errors += e
         words += n
     assert errors / words <= 0.08  # measured 0.039 (5 errors in 129 words)
+
+
+def test_iter_audio_streams_blocks_that_add_up_to_the_whole() -> None:
+    from ingestion.audio import iter_audio
+
+    blocks = list(iter_audio(JFK, block_seconds=2.0))
+    assert len(blocks) >= 5
+    assert all(len(b) <= 2.5 * SAMPLE_RATE for b in blocks)
+    assert np.array_equal(np.concatenate(blocks), decode_audio(JFK))
+
+
+def test_transcribe_file_streams_long_audio_window_by_window(
+    tmp_path: Path, jfk_audio: np.ndarray, transcriber: WhisperTranscriber
+) -> None:
+    windowed = WhisperTranscriber(transcriber.checkpoint, window_seconds=15)
+    windowed._model = transcriber.model
+    pause = np.zeros(3 * SAMPLE_RATE, dtype=np.float32)
+    long_file = encode(np.concatenate([jfk_audio, pause, jfk_audio]), tmp_path / "twice.flac", "flac",
+                       rate=SAMPLE_RATE, layout="mono")
+    calls: list[tuple[float, float]] = []
+    transcript = windowed.transcribe_file(long_file, progress=lambda d, t: calls.append((d, t)))
+    assert normalise(transcript.text).count(JFK_LINE) == 2
+    assert len(calls) == 2 and 11.0 <= calls[0][0] <= 14.0 and calls[1][0] == pytest.approx(25.0, abs=0.1)

@@ -1,0 +1,138 @@
+"""Text ingest throughput (chunks/s, embedding included) against raw `SentenceTransformer.encode`.
+
+Same process, same loaded model, same chunks:
+  raw     `model.encode(chunk_texts, batch_size=B, normalize_embeddings=True)` on the exact chunk
+          texts the pipeline produces (load and chunking excluded: the model's ceiling);
+  ingest  `RAG.ingest(corpus)` into a fresh index: load, chunk, embed, BM25 + catalog + Milvus Lite
+          writes and the final flush, wall clock;
+  stock   (unless --no-stock) llama-index's own `IngestionPipeline` (SentenceSplitter at the same
+          chunk size + an embedding wrapper over the same model) into a `VectorStoreIndex` with its
+          default in-memory store: what a llama-index user would write with this model.
+The ingest clock starts after the empty index is created (a once-per-index set-up, printed
+separately) and stops after the last flush and close.
+Raw runs before and after the ingest and is averaged, because two shared cores drift.
+
+    flock /tmp/rag-heavy.lock .venv/bin/python benchmarks/ingest_throughput.py [CORPUS] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "qa" / "paul_graham" / "essays"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS))
+    parser.add_argument("--limit", type=int, default=80, help="first N files of the corpus (sorted)")
+    parser.add_argument("--no-stock", action="store_true", help="skip the stock llama-index run")
+    args = parser.parse_args()
+
+    import rag  # noqa: F401  (sets OMP_WAIT_POLICY etc.)
+    from ingestion.chunking import Chunker
+    from ingestion.loaders import loader_for
+    from rag.api import RAG
+    from rag.config import load_settings
+    from rag.models.embedder import Embedder
+
+    source = Path(args.corpus)
+    if not source.is_dir():
+        print(f"corpus not found: {source}", file=sys.stderr)
+        return 2
+    files = sorted(p for p in source.iterdir() if p.is_file() and loader_for(p))[: args.limit]
+    work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    corpus = work / "corpus"
+    corpus.mkdir()
+    for f in files:
+        (corpus / f.name).write_bytes(f.read_bytes())
+
+    settings = load_settings(work / "index")
+    embedder = Embedder(settings.embedding_model, settings.embedding_device, settings.embedding_dtype,
+                        settings.embedding_batch_size)
+    model = embedder.model
+    chunker = Chunker(embedder.count_tokens, settings.chunk_size, settings.chunk_overlap)
+    texts = [c.text for f in sorted(corpus.iterdir()) for c in chunker.split(loader_for(f)(f))]
+    batch = settings.embedding_batch_size
+    print(f"corpus: {len(files)} files from {source}, {sum(f.stat().st_size for f in files) / 1e6:.2f} MB, "
+          f"{len(texts)} chunks (chunk_size {settings.chunk_size}); model dtype {embedder.dtype}, batch {batch}")
+    model.encode(texts[:64], batch_size=batch, normalize_embeddings=True)  # warm-up
+
+    def raw() -> float:
+        started = time.perf_counter()
+        model.encode(texts, batch_size=batch, normalize_embeddings=True, show_progress_bar=False)
+        return len(texts) / (time.perf_counter() - started)
+
+    raw_before = raw()
+    rag_ = RAG.open(work / "index")
+    rag_.__dict__["embedder"] = embedder
+    opened = time.perf_counter()
+    rag_.index  # creating the Milvus collection is set-up, once per index, not per chunk
+    open_s = time.perf_counter() - opened
+    started = time.perf_counter()
+    results = rag_.ingest([corpus])
+    rag_.close()
+    ingest_s = time.perf_counter() - started
+    chunks = sum(r.chunks for r in results)
+    assert chunks == len(texts), (chunks, len(texts))
+    assert all(r.status == "added" for r in results), [r for r in results if r.status != "added"]
+    ingest_rate = chunks / ingest_s
+    raw_after = raw()
+    raw_rate = (raw_before + raw_after) / 2
+
+    print(f"raw SentenceTransformer.encode : {raw_rate:7.1f} chunks/s "
+          f"(before {raw_before:.1f}, after {raw_after:.1f})")
+    print(f"rag ingest (end to end)        : {ingest_rate:7.1f} chunks/s ({chunks} chunks in {ingest_s:.1f} s; "
+          f"creating the empty index before it took {open_s:.2f} s)")
+    print(f"ratio ingest / raw             : {ingest_rate / raw_rate:7.3f}  (target >= 0.85)")
+    if not args.no_stock:
+        stock_rate, stock_chunks = stock_llama_index(corpus, model, settings, batch)
+        print(f"stock llama-index ingest       : {stock_rate:7.1f} chunks/s ({stock_chunks} chunks); "
+              f"rag/stock {ingest_rate / stock_rate:.2f}x")
+    return 0
+
+
+def stock_llama_index(corpus: Path, model, settings, batch: int) -> tuple[float, int]:
+    """llama-index's stock path with the same model: SimpleDirectoryReader -> SentenceSplitter ->
+    embeddings -> VectorStoreIndex (default in-memory vector store)."""
+    from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
+    from llama_index.core.embeddings import BaseEmbedding
+    from llama_index.core.node_parser import SentenceSplitter
+
+    class SameModelEmbedding(BaseEmbedding):
+        """What llama-index's HuggingFaceEmbedding does (not installed here), on the loaded model."""
+
+        def _get_text_embeddings(self, texts):
+            return model.encode(texts, batch_size=batch, normalize_embeddings=True).tolist()
+
+        def _get_text_embedding(self, text):
+            return self._get_text_embeddings([text])[0]
+
+        def _get_query_embedding(self, query):
+            return self._get_text_embedding(query)
+
+        async def _aget_query_embedding(self, query):
+            return self._get_query_embedding(query)
+
+    tokenizer = model.tokenizer
+    started = time.perf_counter()
+    documents = SimpleDirectoryReader(str(corpus)).load_data()
+    splitter = SentenceSplitter(chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap,
+                                tokenizer=lambda t: tokenizer.encode(t, add_special_tokens=False))
+    index = VectorStoreIndex.from_documents(
+        documents, transformations=[splitter], embed_model=SameModelEmbedding(embed_batch_size=batch))
+    elapsed = time.perf_counter() - started
+    n = len(index.index_struct.nodes_dict)
+    return n / elapsed, n
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
