@@ -35,6 +35,8 @@ def main() -> int:
     parser.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS))
     parser.add_argument("--limit", type=int, default=80, help="first N files of the corpus (sorted)")
     parser.add_argument("--no-stock", action="store_true", help="skip the stock llama-index run")
+    parser.add_argument("--compare-read-ahead", action="store_true",
+                        help="also ingest with ingest_read_ahead=0 (files read only in turn)")
     args = parser.parse_args()
 
     import rag  # noqa: F401  (sets OMP_WAIT_POLICY etc.)
@@ -71,28 +73,33 @@ def main() -> int:
         model.encode(texts, batch_size=batch, normalize_embeddings=True, show_progress_bar=False)
         return len(texts) / (time.perf_counter() - started)
 
+    def ingest(name: str, **settings) -> tuple[float, float, int]:
+        rag_ = RAG.open(work / name, **settings)
+        rag_.__dict__["embedder"] = embedder
+        opened = time.perf_counter()
+        rag_.index  # creating the Milvus collection is set-up, once per index, not per chunk
+        open_s = time.perf_counter() - opened
+        started = time.perf_counter()
+        results = rag_.ingest([corpus])
+        rag_.close()
+        ingest_s = time.perf_counter() - started
+        chunks = sum(r.chunks for r in results)
+        assert chunks == len(texts), (chunks, len(texts))
+        assert all(r.status == "added" for r in results), [r for r in results if r.status != "added"]
+        return chunks / ingest_s, open_s, chunks
+
     raw_before = raw()
-    rag_ = RAG.open(work / "index")
-    rag_.__dict__["embedder"] = embedder
-    opened = time.perf_counter()
-    rag_.index  # creating the Milvus collection is set-up, once per index, not per chunk
-    open_s = time.perf_counter() - opened
-    started = time.perf_counter()
-    results = rag_.ingest([corpus])
-    rag_.close()
-    ingest_s = time.perf_counter() - started
-    chunks = sum(r.chunks for r in results)
-    assert chunks == len(texts), (chunks, len(texts))
-    assert all(r.status == "added" for r in results), [r for r in results if r.status != "added"]
-    ingest_rate = chunks / ingest_s
+    ingest_rate, open_s, chunks = ingest("index")
     raw_after = raw()
     raw_rate = (raw_before + raw_after) / 2
-
     print(f"raw SentenceTransformer.encode : {raw_rate:7.1f} chunks/s "
           f"(before {raw_before:.1f}, after {raw_after:.1f})")
-    print(f"rag ingest (end to end)        : {ingest_rate:7.1f} chunks/s ({chunks} chunks in {ingest_s:.1f} s; "
+    print(f"rag ingest (end to end)        : {ingest_rate:7.1f} chunks/s ({chunks} chunks; "
           f"creating the empty index before it took {open_s:.2f} s)")
     print(f"ratio ingest / raw             : {ingest_rate / raw_rate:7.3f}  (target >= 0.85)")
+    if args.compare_read_ahead:
+        sequential, _, _ = ingest("index-sequential", ingest_read_ahead=0)
+        print(f"rag ingest, no read-ahead      : {sequential:7.1f} chunks/s; ratio {sequential / raw_rate:.3f}")
     if not args.no_stock:
         stock_rate, stock_chunks = stock_llama_index(corpus, model, settings, batch)
         print(f"stock llama-index ingest       : {stock_rate:7.1f} chunks/s ({stock_chunks} chunks); "

@@ -10,6 +10,9 @@ Milvus upsert and one catalog transaction (retrievers/index.py). A file is publi
 live) only after its vectors are in Milvus, so kill -9 at any point loses at most the batch
 in flight, which the next run redoes.
 
+Files are read, transcribed and chunked one thread ahead (`read_ahead` files, with their own
+catalog connection), so that work overlaps the embedding instead of adding to it.
+
 Why a size+mtime check comes before hashing: a second run over an unchanged corpus must cost
 almost nothing. A file whose size and modification time equal the manifest's is unchanged
 without reading it; otherwise its content hash decides. Files that failed to load are
@@ -76,6 +79,16 @@ class _Prepared:
     publication: Publication
     chunks: list[Chunk]
     updated: bool
+
+
+@dataclass
+class _Ready:
+    """An already computed result, shaped like a future (for `read_ahead=0`)."""
+
+    value: Any
+
+    def result(self) -> Any:
+        return self.value
 
 
 @dataclass
@@ -148,7 +161,7 @@ class IngestionPipeline:
         self.max_file_bytes = max_file_bytes
         self.show_progress = show_progress
         self.batch_chunks = max(1, batch_chunks)
-        self.read_ahead = max(1, read_ahead)
+        self.read_ahead = max(0, read_ahead)  # 0: read each file only when its turn comes
 
     # --- the run ------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str | Path],
@@ -170,12 +183,15 @@ class IngestionPipeline:
         upcoming = iter(enumerate(files))
 
         def read_ahead() -> None:
-            while len(queue) < self.read_ahead:
+            while len(queue) < max(1, self.read_ahead):
                 try:
                     slot, path = next(upcoming)
                 except StopIteration:
                     return
-                queue.append((slot, path, pool.submit(self._prepare, slot, path, bars, reader)))
+                if self.read_ahead:
+                    queue.append((slot, path, pool.submit(self._prepare, slot, path, bars, reader)))
+                else:
+                    queue.append((slot, path, _Ready(self._prepare(slot, path, bars, reader))))
 
         try:
             read_ahead()
@@ -335,8 +351,11 @@ class IngestionPipeline:
             return
         texts = [c.text for item in batch.items for c in item.chunks]
         bar = bars["embed"]
-        bar.total = (bar.total or 0) + len(texts)
-        bar.refresh()
+        if bar.n == 0:
+            bar.reset(total=len(texts))  # the rate counts from the first batch, not from start-up
+        else:
+            bar.total = (bar.total or 0) + len(texts)
+            bar.refresh()
         try:
             vectors = self.embedder.encode(texts, progress=bar.update)
             self.index.write_sources([(item.publication, item.chunks) for item in batch.items],

