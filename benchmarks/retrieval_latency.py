@@ -199,10 +199,16 @@ def child_stock(work: Path, size: int) -> dict:
     index = VectorStoreIndex(nodes, storage_context=StorageContext.from_defaults(vector_store=store),
                              embed_model=embed_model)
     bm25 = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=TOP_K)
+    build_s = time.perf_counter() - started
+    # Re-open the collection, as a user's query process would (and as ours is measured):
+    # Milvus Lite searches straight after insert in the same client are much slower.
+    store.client.close()
+    store = MilvusVectorStore(uri=str(work / f"stock_{size}" / "milvus.db"), dim=vectors.shape[1],
+                              overwrite=False)
+    index = VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
     fusion = QueryFusionRetriever([index.as_retriever(similarity_top_k=TOP_K), bm25],
                                   similarity_top_k=TOP_K, num_queries=1, mode="reciprocal_rerank",
                                   use_async=False, llm=MockLLM())
-    build_s = time.perf_counter() - started
     del nodes
     for q in queries[:10]:
         fusion.retrieve(q)
