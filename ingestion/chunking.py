@@ -8,6 +8,7 @@ embedding model's own tokenizer, so a chunk never exceeds what the model reads. 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 from ingestion.sections import Section
@@ -25,13 +26,19 @@ class ChunkText:
 class Chunker:
     def __init__(self, count_tokens: Callable[[str], int], chunk_size: int = 254,
                  chunk_overlap: int = 32):
-        from llama_index.core.node_parser import SentenceSplitter
-
         self.count_tokens = count_tokens
         self.chunk_size = chunk_size
-        self.splitter = SentenceSplitter(
-            chunk_size=chunk_size, chunk_overlap=min(chunk_overlap, chunk_size // 2),
-            tokenizer=lambda text: range(count_tokens(text)),
+        self.chunk_overlap = min(chunk_overlap, chunk_size // 2)
+
+    @cached_property
+    def splitter(self):
+        """Built on first use: importing llama-index costs ~1.5 s, which a run over unchanged
+        files should not pay."""
+        from llama_index.core.node_parser import SentenceSplitter
+
+        return SentenceSplitter(
+            chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap,
+            tokenizer=lambda text: range(self.count_tokens(text)),
         )
 
     def split(self, sections: list[Section]) -> list[ChunkText]:
