@@ -95,6 +95,7 @@ def run_ours(rag, cases, unanswerable, details):
                         "gated": stream.gated, "coverage": stream.evidence.coverage,
                         "dense_top": stream.evidence.dense_top, "support": stream.support,
                         "first_token_s": stream.first_token_s, "tokens": stream.tokens})
+        print(json.dumps(details[-1]), file=sys.stderr, flush=True)  # progress
     declined = {}
     for group, questions in unanswerable.items():
         counts = declined[group] = {"asked": len(questions), "declined": 0, "gate": 0, "after": 0}
@@ -112,6 +113,7 @@ def run_ours(rag, cases, unanswerable, details):
                             "dense_top": stream.evidence.dense_top,
                             "missing_names": stream.evidence.missing_names,
                             "support": stream.support})
+            print(json.dumps(details[-1]), file=sys.stderr, flush=True)
     n = len(cases)
     return {
         "questions": n,

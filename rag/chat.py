@@ -64,7 +64,9 @@ def standalone_query(messages: list[Message], llm: Any = None, mode: str = "llm"
             return Rewrite(question, candidate, "llm", candidate)
     last_user = next(m["content"] for m in reversed(history) if m["role"] == "user")
     item = pointed_item(question, _last_answer(history))
-    prompt = f"{question} (a follow-up to: {last_user}" + (f"; it means: {item})" if item else ")")
+    resolved = name_item(question, item) if item else question
+    prompt = resolved if item and len(content_terms(resolved)) >= 3 \
+        else f"{resolved} (a follow-up to: {last_user})"
     return Rewrite(question, append_rewrite(question, history), "append", prompt)
 
 
@@ -118,15 +120,20 @@ def guard_rewrite(candidate: str, question: str, history: list[Message]) -> bool
 
 
 def append_rewrite(question: str, history: list[Message]) -> str:
-    """The follow-up, the list item it points at, and the previous question's content words."""
+    """The follow-up with the list item it points at named, plus the previous question's
+    content words."""
     last_user = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
-    parts = [question]
     item = pointed_item(question, _last_answer(history))
-    if item:
-        parts.append(item)
-    parts.append(" ".join(w for w in re.findall(r"[\w'-]+", last_user)
-                          if content_terms(w)))
+    parts = [name_item(question, item) if item else question]
+    parts.append(" ".join(w for w in re.findall(r"[\w'-]+", last_user) if content_terms(w)))
     return " ".join(p for p in parts if p).strip()
+
+
+def name_item(question: str, item: str) -> str:
+    """"How hot for the second one?" -> "How hot for black tea?"."""
+    pattern = r"\b(?:the\s+)?(?:" + "|".join(ORDINALS) + r")(?:\s+(?:one|ones|item|point))?\b"
+    named = re.sub(pattern, item, question, count=1, flags=re.I)
+    return named if named != question else f"{question} ({item})"
 
 
 def pointed_item(question: str, answer: str) -> str | None:

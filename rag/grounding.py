@@ -103,7 +103,9 @@ def answer_support(answer: str, texts: Sequence[str], question: str = "") -> flo
     "what is the boiling point of mercury?" is not evidence either way.
     """
     asked = set(content_terms(question))
-    terms = [t for t in content_terms(answer) if t not in asked]
+    # Citation marks and list numbers are layout, not claims ("[4]", "2. ...").
+    prose = re.sub(r"\[\d+(?:\s*,\s*\d+)*\]|^\s*\d{1,2}[.)]\s", " ", answer, flags=re.M)
+    terms = [t for t in content_terms(prose) if t not in asked]
     if not terms:
         return 1.0
     seen: set[str] = set()

@@ -42,3 +42,8 @@ def test_answer_made_of_words_the_sources_lack_is_unsupported():
 
 def test_a_number_no_source_states_makes_the_answer_unsupported():
     assert answer_support("Green tea steeps for 7 minutes.", TEA) == 0.0
+
+
+def test_citation_marks_and_list_numbers_are_not_claims():
+    answer = "The teas:\n1. Green tea steeps for 2 minutes [1].\n2. Black tea for 4 minutes [2]."
+    assert answer_support(answer, TEA) == 1.0
