@@ -103,8 +103,10 @@ def answer_support(answer: str, texts: Sequence[str], question: str = "") -> flo
     "what is the boiling point of mercury?" is not evidence either way.
     """
     asked = set(content_terms(question))
-    # Citation marks and list numbers are layout, not claims ("[4]", "2. ...").
-    prose = re.sub(r"\[\d+(?:\s*,\s*\d+)*\]|^\s*\d{1,2}[.)]\s", " ", answer, flags=re.M)
+    # Citation marks, source numbers and list numbers are layout, not claims ("[4]",
+    # "according to source 1", "2. ...").
+    prose = re.sub(r"\[\d+(?:\s*,\s*\d+)*\]|^\s*\d{1,2}[.)]\s|\bsources?\s+\d+(?:\s*(?:,|and)\s*\d+)*",
+                   " ", answer, flags=re.M | re.I)
     terms = [t for t in content_terms(prose) if t not in asked]
     if not terms:
         return 1.0

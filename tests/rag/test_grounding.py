@@ -47,3 +47,7 @@ def test_a_number_no_source_states_makes_the_answer_unsupported():
 def test_citation_marks_and_list_numbers_are_not_claims():
     answer = "The teas:\n1. Green tea steeps for 2 minutes [1].\n2. Black tea for 4 minutes [2]."
     assert answer_support(answer, TEA) == 1.0
+
+
+def test_naming_a_source_by_number_is_not_an_invented_number():
+    assert answer_support("According to source 1, black tea steeps for 4 minutes [1].", TEA) == 1.0
