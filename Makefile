@@ -13,7 +13,7 @@ DEMO_QUESTION ?= How long should green tea steep, and how hot should the water b
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: install demo test test-all clean
+.PHONY: install demo test test-all bench-deps clean
 
 install: $(STAMP)
 
@@ -35,6 +35,12 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -m ''
+
+# The stock llama-index pipeline that benchmarks/ compare against. llama-index-retrievers-bm25
+# pins PyStemmer<3; the project's PyStemmer 3.1.0 has the same API, hence --no-deps.
+bench-deps: install
+	$(PY) -m pip install -e '.[test,bench]'
+	$(PY) -m pip install --no-deps llama-index-retrievers-bm25==0.8.0
 
 clean:
 	rm -rf $(VENV) $(DEMO_INDEX) .pytest_cache
