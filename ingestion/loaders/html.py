@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ingestion.loaders.registry import register
 from ingestion.loaders.text import decode_text
-from ingestion.sections import LoadError, Section
+from ingestion.sections import HeadedSections, LoadError, Section
 
 DROP = ["script", "style", "noscript", "template", "svg", "iframe", "object", "head", "form",
         "button", "nav"]
@@ -58,28 +58,18 @@ def html_sections(markup: bytes | str) -> list[Section]:
         for tag in root.find_all(name):
             text = " ".join(tag.get_text(" ").split())
             tag.replace_with(f"\n{MARK}{level} {text}\n" if text else "")
-    sections: list[Section] = []
-    trail: list[str] = []
-    lines: list[str] = []
-
-    def emit() -> None:
-        body = "\n".join(lines).strip()
-        if body and not (trail and body == trail[-1]):  # a bare heading adds nothing on its own
-            sections.append(Section(body, heading=" > ".join(trail) or None))
-        lines.clear()
-
+    builder = HeadedSections(skip_bare_headings=True)  # a bare heading adds nothing on its own
     for raw in root.get_text("\n").splitlines():
         line = " ".join(raw.split())
         if not line:
             continue
         if line.startswith(MARK):
-            emit()
             level, _, title = line[len(MARK):].partition(" ")
-            trail[:] = trail[: int(level) - 1] + [title]
-            lines.append(title)
+            builder.heading(int(level), title)
+            builder.add(title)
         else:
-            lines.append(line)
-    emit()
+            builder.add(line)
+    sections = builder.finish()
     if not sections:
         raise LoadError("no readable text in the HTML")
     return sections

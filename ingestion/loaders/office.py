@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ingestion.loaders.registry import register
-from ingestion.sections import LoadError, Section
+from ingestion.sections import HeadedSections, LoadError, Section
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
@@ -69,30 +69,20 @@ def load_docx(path: Path) -> list[Section]:
     from docx.table import Table
 
     document = open_ooxml(path, "DOCX", docx.Document)
-    sections: list[Section] = []
-    trail: list[str] = []
-    lines: list[str] = []
-
-    def emit() -> None:
-        body = "\n".join(lines).strip()
-        if body:
-            sections.append(Section(body, heading=" > ".join(trail) or None))
-        lines.clear()
-
+    builder = HeadedSections()
     try:
         for block in document.iter_inner_content():
             if isinstance(block, Table):
-                lines.extend(table_rows(_docx_table_cells(block)))
+                builder.add(*table_rows(_docx_table_cells(block)))
                 continue
             text = block.text.strip()
             if not text:
                 continue
             level = _heading_level(block)
             if level:
-                emit()
-                trail[:] = trail[: level - 1] + [text]
-            lines.append(text)
-        emit()
+                builder.heading(level, text)
+            builder.add(text)
+        sections = builder.finish()
         extra = _docx_headers_footers(document)
     except Exception as exc:
         raise LoadError(f"damaged DOCX content: {' '.join(str(exc).split()) or type(exc).__name__}") from exc

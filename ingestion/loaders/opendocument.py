@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 
 from ingestion.loaders.registry import register
-from ingestion.sections import LoadError, Section
+from ingestion.sections import HeadedSections, LoadError, Section
 
 
 @register(".odt")
@@ -21,15 +21,7 @@ def load_odt(path: Path) -> list[Section]:
         document = load(str(path))
     except Exception as exc:
         raise LoadError(f"damaged ODT file: {' '.join(str(exc).split()) or type(exc).__name__}") from exc
-    sections: list[Section] = []
-    trail: list[str] = []
-    lines: list[str] = []
-
-    def emit() -> None:
-        body = "\n".join(lines).strip()
-        if body:
-            sections.append(Section(body, heading=" > ".join(trail) or None))
-        lines.clear()
+    builder = HeadedSections()
 
     def walk(node) -> None:
         for child in node.childNodes:
@@ -37,23 +29,21 @@ def load_odt(path: Path) -> list[Section]:
             if name == (TEXTNS, "h"):
                 title = teletype.extractText(child).strip()
                 if title:
-                    emit()
-                    level = _outline_level(child)
-                    trail[:] = trail[: level - 1] + [title]
-                    lines.append(title)
+                    builder.heading(_outline_level(child), title)
+                    builder.add(title)
             elif name == (TEXTNS, "p"):
                 line = teletype.extractText(child).strip()
                 if line:
-                    lines.append(line)
+                    builder.add(line)
             elif name == (TABLENS, "table-row"):
                 cells = [teletype.extractText(c).strip() for c in child.childNodes]
                 if any(cells):
-                    lines.append(" | ".join(cells))
+                    builder.add(" | ".join(cells))
             elif getattr(child, "childNodes", None):
                 walk(child)
 
     walk(document.text)
-    emit()
+    sections = builder.finish()
     if not sections:
         raise LoadError("no text in the document")
     return sections

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ingestion.loaders.registry import register
-from ingestion.sections import LoadError, Section
+from ingestion.sections import HeadedSections, LoadError, Section
 
 BOMS = (
     (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"),
@@ -101,27 +101,16 @@ def load_markdown(path: Path) -> list[Section]:
 
 
 def markdown_sections(text: str) -> list[Section]:
-    sections: list[Section] = []
-    trail: list[str] = []
-    lines: list[str] = []
+    builder = HeadedSections()
     in_code = False
-
-    def emit() -> None:
-        body = "\n".join(lines).strip()
-        if body:
-            sections.append(Section(body, heading=" > ".join(trail) or None))
-        lines.clear()
-
     for line in text.splitlines():
         if line.lstrip().startswith(("```", "~~~")):
             in_code = not in_code
         match = None if in_code else HEADING.match(line)
         if match:
-            emit()
-            level = len(match.group(1))
-            trail[:] = trail[: level - 1] + [match.group(2)]
-        lines.append(line)
-    emit()
+            builder.heading(len(match.group(1)), match.group(2))
+        builder.add(line)
+    sections = builder.finish()
     if not sections:
         raise LoadError("no text (file is blank)")
     return sections
