@@ -136,6 +136,8 @@ def main() -> int:
     # --- speech quality -----------------------------------------------------------------
     from whisper.normalizers import EnglishTextNormalizer
 
+    from eval.wer import word_errors
+
     norm = EnglishTextNormalizer()
 
     def transcript(path: Path) -> str:
@@ -151,7 +153,7 @@ def main() -> int:
         cases.append((wav, wav.with_suffix(".txt").read_text()))
     errors = words = 0
     for path, reference in cases:
-        e, n = word_errors(norm(reference).split(), norm(transcript(path)).split())
+        e, n = word_errors(reference, transcript(path))
         errors += e
         words += n
     wer = errors / max(words, 1)
@@ -194,15 +196,6 @@ def main() -> int:
             "second_statuses": dict(statuses), "reembedded": reembedded,
         }, indent=2))
     return 0
-
-
-def word_errors(ref: list[str], hyp: list[str]) -> tuple[int, int]:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[:], i
-        for j, h in enumerate(hyp, 1):
-            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
-    return row[-1], len(ref)
 
 
 if __name__ == "__main__":

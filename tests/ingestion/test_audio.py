@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eval.wer import word_errors
 from ingestion.audio import SAMPLE_RATE, AudioDecodeError, Segment, Transcript, WhisperTranscriber, decode_audio
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -22,18 +23,6 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
 
 
-def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(edit distance in words, reference words) after whisper's English normalisation."""
-    from whisper.normalizers import EnglishTextNormalizer
-
-    norm = EnglishTextNormalizer()
-    ref, hyp = norm(reference).split(), norm(hypothesis).split()
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[:], i
-        for j, h in enumerate(hyp, 1):
-            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
-    return row[-1], len(ref)
 
 
 def shared(*parts: str) -> Path:
