@@ -59,6 +59,18 @@ def sample_rag(tmp_path_factory, sample_dir, embedder, llm):
     rag.close()
 
 
+@pytest.fixture(scope="session")
+def free_port():
+    """A function giving an unused loopback TCP port, for servers the tests start."""
+
+    def pick() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    return pick
+
+
 def _is_loopback(address) -> bool:
     host = address[0] if isinstance(address, tuple) else address
     if not isinstance(host, str):

@@ -19,14 +19,8 @@ pytestmark = pytest.mark.slow  # a second model process and ~35 s on 2 cores
 pytest.importorskip("sse_starlette", reason="llama-cpp-python[server] deps: pip install -e .[test]")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, free_port):
     from rag.models.gguf import packaged_gguf
 
     port = free_port()

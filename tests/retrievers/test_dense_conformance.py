@@ -119,12 +119,6 @@ class TestMilvusLite(DenseStoreConformance):
             s.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_for_port(port: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -136,9 +130,9 @@ def _wait_for_port(port: int, seconds: float) -> bool:
 
 
 @pytest.fixture(scope="module")
-def lite_server(tmp_path_factory):
+def lite_server(tmp_path_factory, free_port):
     """`milvus-lite server`: how several processes share one Milvus Lite index."""
-    port = _free_port()
+    port = free_port()
     data = tmp_path_factory.mktemp("lite_server") / "milvus.db"
     exe = Path(sys.executable).with_name("milvus-lite")
     proc = subprocess.Popen([str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1",
@@ -152,12 +146,12 @@ def lite_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def milvus_server(tmp_path_factory):
+def milvus_server(tmp_path_factory, free_port):
     """A real Milvus 2.3.5 standalone server (PyPI `milvus`), on a free loopback port."""
     milvus = pytest.importorskip("milvus", reason="the `milvus` test package is not installed")
     server = milvus.MilvusServer()
     server.set_base_dir(str(tmp_path_factory.mktemp("milvus_server")))
-    server.listen_port = _free_port()
+    server.listen_port = free_port()
     try:
         server.start()
     except Exception as exc:  # pragma: no cover - depends on the machine

@@ -5,14 +5,8 @@ import socket
 import pytest
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def ui_url(sample_rag):
+def ui_url(sample_rag, free_port):
     from ui.app import launch
 
     port = free_port()
