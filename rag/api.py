@@ -9,12 +9,15 @@ from __future__ import annotations
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from rag.config import Settings, load_settings
 from rag.errors import ConfigError
-from rag.generation import Answer, Citation, build_messages, fit_contexts, resolve_citations
+from rag.generation import Answer, Citation, build_messages, fit_contexts
 from rag.models.embedding import display_name, embedding_fingerprint, resolve_embedding_model
+
+if TYPE_CHECKING:
+    from rag.answering import AnswerStream
 
 INDEX_SETTINGS_KEY = "index_settings"
 

@@ -209,7 +209,6 @@ class CitationResolver:
         return _attribute(sentence, self.contexts)
 
 
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 SENTENCE_SPLIT = re.compile(
     r"((?<=[.!?])\s+(?=[A-Z0-9\"'(])|\s*\n\s*(?=(?:\d{1,2}[.)]|[-*\u2022])\s))")
 LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022])$")

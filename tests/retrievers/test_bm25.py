@@ -4,7 +4,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pytest
 from rank_bm25 import BM25Okapi
 
 from retrievers.bm25 import BM25Index
