@@ -175,3 +175,42 @@ def test_files_over_the_size_limit_are_reported(tmp_path, embedder, limit_mb):
     result = rag.ingest([notes])[0]
     assert result.status == "failed" and "max_file_mb" in result.error
     rag.close()
+
+
+def test_a_file_the_model_or_the_index_rejects_fails_alone(tmp_path, embedder):
+    """Files are embedded and written in batches (the writes in a background thread); a file
+    whose embedding or whose index write fails is reported on its own line, its batch-mates
+    are added, and nothing of it is searchable."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for name in ("tea_brewing_guide.md", "harbor_lamp_manual.txt", "inaugural_address_notes.md"):
+        shutil.copy(SAMPLE / name, notes / name)
+    (notes / "unembeddable.txt").write_text("This note trips the embedding model. " * 3)
+    (notes / "unwritable.txt").write_text("This note trips the index write. " * 3)
+
+    def refuse_embedding(texts):
+        if any("trips the embedding" in text for text in texts):
+            raise RuntimeError("embedding model ran out of memory")
+
+    rag = RAG.open(tmp_path / "index")
+    rag.__dict__["embedder"] = CountingEmbedder(embedder, on_encode=refuse_embedding)
+    real_write = rag.index.write_sources
+
+    def refuse_write(items, vectors):
+        if any("trips the index" in c.text for _, chunks in items for c in chunks):
+            raise OSError("disk full")
+        return real_write(items, vectors)
+
+    rag.index.write_sources = refuse_write
+    results = {Path(r.path).name: r for r in rag.ingest([notes])}
+    assert results["unembeddable.txt"].status == "failed"
+    assert "RuntimeError: embedding model ran out of memory" in results["unembeddable.txt"].error
+    assert results["unwritable.txt"].status == "failed"
+    assert results["unwritable.txt"].error == "disk full"
+    added = [r for r in results.values() if r.status == "added"]
+    assert len(added) == 3 and all(r.chunks > 0 for r in added)
+    sources = {Path(row["path"]).name for row in rag.index.catalog.sources()}
+    assert sources == {r_name for r_name, r in results.items() if r.status == "added"}
+    report = rag.index.check()
+    assert report.ok and report.dense == sum(r.chunks for r in added)
+    rag.close()
