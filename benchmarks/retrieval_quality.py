@@ -140,7 +140,7 @@ def main() -> int:
         print(f"no shared data at {DATA}: nothing to measure")
         return 0
     from rag.models.embedder import Embedder
-    from retrievers.fusion import reciprocal_rank_fusion, weighted_score_fusion
+    from retrievers.fusion import reciprocal_rank_fusion, weighted_score_fusion, zscore_fusion
 
     embedder = Embedder("packaged")
     report: dict = {"hit_rule": "contains the reference (whitespace-normalised) or token overlap "
@@ -164,7 +164,8 @@ def main() -> int:
             hybrid_hits = [rag.retrieve(c["question"], top_k=10, mode="hybrid") for c in cases]
             s = rag.settings
             default_label = (f"ours hybrid (default: {s.fusion}"
-                             + (f" k={s.rrf_k})" if s.fusion == "rrf" else ")"))
+                             + (f" k={s.rrf_k}" if s.fusion == "rrf" else "")
+                             + f", dense x{s.dense_weight / s.bm25_weight:g})")
             rows[default_label] = score(
                 [[h.chunk.text for h in hits] for hits in hybrid_hits], cases)
             variants = {
@@ -175,6 +176,9 @@ def main() -> int:
                 "ours hybrid (rrf k=60, bm25 x2)": lambda r: reciprocal_rank_fusion(
                     r, 60, {"bm25": 2.0, "dense": 1.0}),
                 "ours hybrid (weighted min-max)": lambda r: weighted_score_fusion(r),
+                "ours hybrid (weighted min-max, dense x1.4)": lambda r: weighted_score_fusion(
+                    r, {"bm25": 1.0, "dense": 1.4}),
+                "ours hybrid (zscore, equal weights)": lambda r: zscore_fusion(r),
             }
             for label, fuse in variants.items():
                 fused = [fuse({"bm25": b, "dense": d}) for b, d in zip(runs["bm25"], runs["dense"])]
@@ -197,9 +201,9 @@ def main() -> int:
                 for metric, best in (("recall@5", best_single_r5), ("recall@10", best_single),
                                      ("mrr@10", best_single_mrr)))
             print(f"\n{name} ({len(cases)} questions)")
-            print(f"  {'retriever':<36} {'R@5':>6} {'R@10':>6} {'MRR@10':>7}")
+            print(f"  {'retriever':<44} {'R@5':>6} {'R@10':>6} {'MRR@10':>7}")
             for label, m in rows.items():
-                print(f"  {label:<36} {m['recall@5']:>6.3f} {m['recall@10']:>6.3f} "
+                print(f"  {label:<44} {m['recall@5']:>6.3f} {m['recall@10']:>6.3f} "
                       f"{m['mrr@10']:>7.3f}")
             print(f"  default hybrid >= the better of bm25/dense: {verdict}",
                   flush=True)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from retrievers.filters import Filters, as_filters
-from retrievers.fusion import Fused, reciprocal_rank_fusion, weighted_score_fusion
+from retrievers.fusion import Fused, reciprocal_rank_fusion, weighted_score_fusion, zscore_fusion
 from retrievers.index import ChunkIndex
 from retrievers.records import Hit
 from retrievers.text import tokenize
@@ -23,12 +23,12 @@ SPARSE_BACKENDS = ("rank-bm25", "milvus")
 
 
 class HybridRetriever:
-    """BM25 + dense search, fused by weighted normalised scores (default) or RRF, optionally
-    reranked by a cross-encoder."""
+    """BM25 + dense search, fused by weighted z-scores (default), min-max scores or RRF,
+    optionally reranked by a cross-encoder."""
 
     def __init__(
         self, index: ChunkIndex, embed_query: Callable[[str], np.ndarray], *,
-        candidate_k: int = 50, fusion: str = "weighted", rrf_k: int = 60,
+        candidate_k: int = 50, fusion: str = "zscore", rrf_k: int = 60,
         weights: dict[str, float] | None = None, sparse: str = "rank-bm25",
         reranker: Any = None, rerank_top_n: int = 20,
     ):
@@ -39,7 +39,7 @@ class HybridRetriever:
         self.candidate_k = candidate_k
         self.fusion = fusion
         self.rrf_k = rrf_k
-        self.weights = weights or {"bm25": 1.0, "dense": 1.0}
+        self.weights = weights or {"bm25": 1.0, "dense": 1.4}
         self.sparse = sparse
         self.reranker = reranker
         self.rerank_top_n = rerank_top_n
@@ -60,6 +60,8 @@ class HybridRetriever:
         return [(cid, score) for cid, score in hits if cid in live]
 
     def fuse(self, rankings: dict[str, list[tuple[str, float]]]) -> list[Fused]:
+        if self.fusion == "zscore":
+            return zscore_fusion(rankings, self.weights)
         if self.fusion == "weighted":
             return weighted_score_fusion(rankings, self.weights)
         return reciprocal_rank_fusion(rankings, self.rrf_k, self.weights)
