@@ -79,7 +79,7 @@ class RAG:
                                  token=s.milvus_token, full_text=s.sparse == "milvus")
         # `embed` lets repair re-embed live chunks a crash kept out of Milvus (loads lazily).
         return ChunkIndex(self.index_dir, dense, s.bm25_k1, s.bm25_b, s.bm25_epsilon,
-                          embed=lambda texts: self.embedder.encode(texts))
+                          embed=lambda texts: self.embedder.encode(texts), sparse=s.sparse)
 
     @cached_property
     def retriever(self):

@@ -39,20 +39,20 @@ class HybridRetriever:
         self.candidate_k = candidate_k
         self.fusion = fusion
         self.rrf_k = rrf_k
-        self.weights = weights or {"bm25": 1.0, "dense": 1.4}
+        self.weights = weights or {"bm25": 1.0, "dense": 1.0}  # Settings carries the tuned ones
         self.sparse = sparse
         self.reranker = reranker
         self.rerank_top_n = rerank_top_n
 
     def bm25(self, query: str, k: int, filters: Filters | None = None) -> list[tuple[str, float]]:
         if self.sparse == "milvus":
-            live = self.index.bm25  # membership test only: copying 100k ids per query costs ms
+            live = self.index.live  # membership test only: copying 100k ids per query costs ms
             hits = self.index.dense.search_text(query, k, _expr(filters))
             return [(cid, score) for cid, score in hits if cid in live]
         return self.index.bm25.top_k(tokenize(query), k, filters=filters)
 
     def dense(self, query: str, k: int, filters: Filters | None = None) -> list[tuple[str, float]]:
-        live = self.index.bm25  # the live ids (membership test, no copy)
+        live = self.index.live  # the live ids (membership test, no copy)
         if not len(live):
             return []
         hits = self.index.dense.search(self.embed_query(query), k, _expr(filters))

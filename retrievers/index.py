@@ -19,9 +19,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from retrievers.bm25 import facets_of
+from retrievers.bm25 import BM25Index, facets_of
 from retrievers.bm25_store import open_bm25, save_bm25
 from retrievers.catalog import LIVE, PENDING, RETIRED, Catalog, Publication
+from retrievers.live_ids import LiveIds
 from retrievers.milvus_store import MilvusDenseStore
 from retrievers.records import Chunk
 from retrievers.text import tokenize
@@ -51,7 +52,7 @@ class ChunkIndex:
     def __init__(
         self, directory: Path, dense: MilvusDenseStore,
         k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25,
-        embed: Callable[[list[str]], np.ndarray] | None = None,
+        embed: Callable[[list[str]], np.ndarray] | None = None, sparse: str = "rank-bm25",
     ):
         self.directory = Path(directory)
         self.catalog = Catalog(self.directory / CATALOG_FILE)
@@ -60,8 +61,21 @@ class ChunkIndex:
         self._embed = embed
         self._unclean = False
         self.repair()
-        # BM25 comes from its .npz snapshot, brought up to date with the catalog's live ids.
-        self.bm25 = open_bm25(self.catalog, self.directory, k1=k1, b=b, epsilon=epsilon)
+        # `live` is the BM25 index (from its .npz snapshot, brought up to date with the
+        # catalog's live ids), or with sparse="milvus" (keyword search inside Milvus) just the
+        # live ids: no per-process postings. Either is written in step with the catalog.
+        self.live: BM25Index | LiveIds
+        if sparse == "milvus":
+            self.live = LiveIds(self.catalog.ids_in_state(LIVE))
+        else:
+            self.live = open_bm25(self.catalog, self.directory, k1=k1, b=b, epsilon=epsilon)
+
+    @property
+    def bm25(self) -> BM25Index:
+        """The in-process BM25 index (sparse="rank-bm25")."""
+        if not isinstance(self.live, BM25Index):
+            raise RuntimeError("this index was opened with sparse='milvus': BM25 runs in Milvus")
+        return self.live
 
     # --- writes ------------------------------------------------------------------------
     def write_source(
@@ -88,9 +102,9 @@ class ChunkIndex:
         self.dense.upsert(chunks, vectors)
         self._dirty = True
         retired = self.catalog.publish_many([publication for publication, _ in items])
-        self.bm25.remove(retired)
+        self.live.remove(retired)
         for chunk, chunk_terms in zip(chunks, terms):
-            self.bm25.add_tokens(chunk.chunk_id, chunk_terms, facets_of(chunk))
+            self.live.add_tokens(chunk.chunk_id, chunk_terms, facets_of(chunk))
         self._drop(retired)
         return retired
 
@@ -104,7 +118,7 @@ class ChunkIndex:
         """Remove a source and all its chunks from both indexes; returns how many chunks."""
         self._mark_unclean()
         retired = self.catalog.unpublish(source_id)
-        self.bm25.remove(retired)
+        self.live.remove(retired)
         self._drop(retired)
         self.flush()
         return len(retired)
@@ -158,7 +172,7 @@ class ChunkIndex:
 
     # --- reads -------------------------------------------------------------------------
     def live_ids(self) -> set[str]:
-        return self.bm25.ids()
+        return self.live.ids()
 
     def chunks(self, chunk_ids: list[str]) -> dict[str, Chunk]:
         return self.catalog.chunks(chunk_ids)
@@ -169,7 +183,7 @@ class ChunkIndex:
         self.flush()
         live = set(self.catalog.ids_in_state(LIVE))
         dense = self.dense.all_ids()
-        bm25 = self.bm25.ids()
+        bm25 = self.live.ids()
         report = ConsistencyReport(
             catalog_live=len(live), bm25=len(bm25), dense=len(dense),
             missing_in_dense=sorted(live - dense), extra_in_dense=sorted(dense - live),
@@ -184,7 +198,7 @@ class ChunkIndex:
                 self.dense.upsert(ordered, embed([c.text for c in ordered]))
             missing = self.catalog.chunks(report.missing_in_bm25)
             for chunk_id, terms in self.catalog.terms_of(report.missing_in_bm25).items():
-                self.bm25.add(chunk_id, terms, facets_of(missing[chunk_id]))
+                self.live.add(chunk_id, terms, facets_of(missing[chunk_id]))
             self.dense.flush()
         return report
 
@@ -193,6 +207,7 @@ class ChunkIndex:
         if self._unclean:
             self.catalog.set_meta(UNCLEAN_KEY, False)
             self._unclean = False
-        save_bm25(self.bm25, self.directory)
+        if isinstance(self.live, BM25Index):
+            save_bm25(self.live, self.directory)
         self.catalog.close()
         self.dense.close()

@@ -60,3 +60,26 @@ def test_rag_with_sparse_milvus_end_to_end(tmp_path, sample_dir, embedder):
         assert hits and "oolong" in hits[0].chunk.text.lower()
         hits = rag.retrieve("warranty", top_k=3, mode="hybrid", filters={"file_type": "txt"})
         assert hits and all(h.chunk.file_type == "txt" for h in hits)
+
+
+def test_sparse_milvus_keeps_no_bm25_postings_and_switching_back_rebuilds_them(
+        tmp_path, sample_dir, embedder):
+    """With BM25 inside Milvus a process holds only the live ids; the catalog keeps the terms,
+    so opening the same index with rank-bm25 later rebuilds BM25 from it."""
+    from rag.api import RAG
+    from retrievers.live_ids import LiveIds
+
+    with RAG.open(tmp_path / "idx", sparse="milvus") as rag:
+        rag.__dict__["embedder"] = embedder
+        rag.ingest([sample_dir / "tea_brewing_guide.md"])
+        assert isinstance(rag.index.live, LiveIds) and len(rag.index.live) > 0
+        with pytest.raises(RuntimeError, match="sparse='milvus'"):
+            rag.index.bm25
+        assert rag.index.check().ok
+    assert not (tmp_path / "idx" / "bm25.npz").exists()
+
+    with RAG.open(tmp_path / "idx") as rag:
+        rag.__dict__["embedder"] = embedder
+        assert len(rag.index.bm25) == rag.index.catalog.count()
+        hits = rag.retrieve("oolong", top_k=1, mode="bm25")
+        assert hits and "oolong" in hits[0].chunk.text.lower()
