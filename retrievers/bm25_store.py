@@ -79,20 +79,8 @@ def _load_snapshot(path: Path, k1: float, b: float, epsilon: float) -> BM25Index
 def _live_rows(catalog: Catalog, wanted: set[str], everything: bool):
     """(chunk_id, term counts, meta) of live chunks: one scan when rebuilding from nothing."""
     if everything:
-        rows = catalog.db.execute("SELECT chunk_id, terms, meta FROM chunks WHERE state = 'live'")
-        for chunk_id, terms, meta in rows:
-            if chunk_id in wanted:
-                yield chunk_id, json.loads(terms), json.loads(meta)
-        return
-    ids = sorted(wanted)
-    for start in range(0, len(ids), 900):
-        batch = ids[start : start + 900]
-        marks = ",".join("?" * len(batch))
-        yield from (
-            (cid, json.loads(terms), json.loads(meta))
-            for cid, terms, meta in catalog.db.execute(
-                f"SELECT chunk_id, terms, meta FROM chunks WHERE chunk_id IN ({marks})", batch)
-        )
+        return (row for row in catalog.bm25_rows() if row[0] in wanted)
+    return catalog.bm25_rows(wanted)
 
 
 def _facets(meta: dict) -> Facets:

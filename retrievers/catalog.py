@@ -235,6 +235,22 @@ class Catalog:
         ):
             yield chunk_id, json.loads(terms)
 
+    def bm25_rows(self, chunk_ids: Iterable[str] | None = None
+                  ) -> Iterator[tuple[str, dict[str, int], dict[str, Any]]]:
+        """(chunk_id, term counts, meta) of all live chunks, or of `chunk_ids`: what the BM25
+        index is rebuilt from (one table scan for all, batched lookups for some)."""
+        if chunk_ids is None:
+            rows = self.db.execute("SELECT chunk_id, terms, meta FROM chunks WHERE state = 'live'")
+            for chunk_id, terms, meta in rows:
+                yield chunk_id, json.loads(terms), json.loads(meta)
+            return
+        for batch in _batches(sorted(chunk_ids)):
+            marks = ",".join("?" * len(batch))
+            for chunk_id, terms, meta in self.db.execute(
+                f"SELECT chunk_id, terms, meta FROM chunks WHERE chunk_id IN ({marks})", batch
+            ):
+                yield chunk_id, json.loads(terms), json.loads(meta)
+
     def terms_of(self, chunk_ids: list[str]) -> dict[str, dict[str, int]]:
         out = {}
         for batch in _batches(chunk_ids):
