@@ -229,12 +229,6 @@ class Catalog:
     def ids_in_state(self, state: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT chunk_id FROM chunks WHERE state = ?", (state,))]
 
-    def live_terms(self) -> Iterator[tuple[str, dict[str, int]]]:
-        for chunk_id, terms in self.db.execute(
-            "SELECT chunk_id, terms FROM chunks WHERE state = 'live'"
-        ):
-            yield chunk_id, json.loads(terms)
-
     def bm25_rows(self, chunk_ids: Iterable[str] | None = None
                   ) -> Iterator[tuple[str, dict[str, int], dict[str, Any]]]:
         """(chunk_id, term counts, meta) of all live chunks, or of `chunk_ids`: what the BM25

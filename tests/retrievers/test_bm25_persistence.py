@@ -150,7 +150,7 @@ def test_reopen_uses_the_snapshot_and_catches_up_with_the_catalog(tmp_path, capl
         reopened = open_bm25(catalog, tmp_path)
     assert "10 chunks added, 10 removed since the snapshot" in caplog.text
     rebuilt = BM25Index()
-    for cid, terms in catalog.live_terms():
+    for cid, terms, _ in catalog.bm25_rows():
         rebuilt.add(cid, terms)
     assert reopened.ids() == rebuilt.ids() == set(catalog.ids_in_state("live"))
     q = tokenize("tea water lamp country")
