@@ -1,7 +1,9 @@
 """Cited answers: number the retrieved contexts, ask the LLM, and keep only citations that exist.
 
 Retrieved text goes into the prompt as quoted, delimited data with an explicit rule that it is
-never to be obeyed, so a document saying "ignore previous instructions" stays a document.
+never to be obeyed, and with instruction-like sentences left out (`rag.injection`): a 0.5B model
+does not keep that rule on its own, so a document saying "ignore previous instructions" must
+stay a document by what the model is shown.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from rag.injection import neutralize
 from retrievers.records import Hit
 
 NOT_FOUND = "I could not find the answer in the indexed documents."
@@ -120,7 +123,7 @@ def build_messages(question: str, contexts: list[Citation],
     """System rules, prior turns, then the quoted, numbered sources and the question."""
     blocks = []
     for c in contexts:
-        body = c.text.replace(QUOTE, "'" * 3)  # a source cannot close its own quote
+        body = neutralize(c.text)[0].replace(QUOTE, "'" * 3)  # a source cannot close its quote
         blocks.append(f"Source {c.n} ({c.label()}):\n{QUOTE}\n{body}\n{QUOTE}")
     sources = "\n\n".join(blocks) if blocks else "(no sources were found)"
     user = f"{sources}\n\nQuestion: {question}"
