@@ -9,8 +9,10 @@ removed: llama.cpp would otherwise read `<|im_start|>system` inside a document a
 
 Hand-written patterns rather than a library: the maintained detectors (e.g. llm-guard) are
 classifier models fetched from a model hub, which cannot load here. The patterns are narrow on
-purpose; over the shared corpus they mark no sentence (see tests/rag/test_injection.py). Only
-the prompt changes: citations and contexts shown to the user keep the document's own text.
+purpose; over the shared text, Markdown and HTML files they mark no sentence (see
+tests/rag/test_injection.py). Documents *about* LLMs are where they will misfire: a sentence
+naming a "system prompt" or quoting "ignore previous instructions" is left out of the prompt too.
+Only the prompt changes: citations and contexts shown to the user keep the document's own text.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ BENIGN = [
     "If the lamp blinks, ignore the instructions on the box and call support.",
     "Maybe the only answer is a central list of domains.",
     "Your final answer should be written in simplest form.",
-    "The system prompt on the old terminal was a green cursor",  # no 'system prompt' override
 ]
 
 
@@ -37,7 +36,7 @@ def test_each_phrasing_of_an_injection_is_left_out(attack):
 
 
 def test_ordinary_sentences_are_kept_word_for_word():
-    for sentence in BENIGN[:-1]:
+    for sentence in BENIGN:
         assert neutralize(sentence) == (sentence, 0), sentence
 
 
