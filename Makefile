@@ -30,10 +30,13 @@ demo: install
 	$(VENV)/bin/rag ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX)
 	$(VENV)/bin/rag ui --index $(DEMO_INDEX)
 
+# The layering (pyproject.toml [tool.importlinter]) is checked before the tests run.
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 test-all: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m ''
 
 # The stock llama-index pipeline that benchmarks/ compare against. llama-index-retrievers-bm25

@@ -60,18 +60,13 @@ class CountingEmbedder:
 
 def open_rag(index: Path, embedder):
     from rag.api import RAG
+    from rag.config import load_settings
+    from rag.parts import default_transcriber
 
-    rag = RAG.open(index)
+    settings = load_settings(index)
     counting = CountingEmbedder(embedder)
-    rag.__dict__["embedder"] = counting
-    timed: list[TimedTranscriber] = []
-    factory = rag._transcriber
-
-    def make():
-        timed.append(TimedTranscriber(factory()))
-        return timed[-1]
-
-    rag._transcriber = make
+    timed = [TimedTranscriber(default_transcriber(settings))]
+    rag = RAG(settings, embedder=counting, transcriber=timed[0])
     return rag, counting, timed
 
 

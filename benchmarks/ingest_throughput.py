@@ -76,8 +76,7 @@ def main() -> int:
         return len(texts) / (time.perf_counter() - started)
 
     def ingest(name: str, **settings) -> tuple[float, float, int]:
-        rag_ = RAG.open(work / name, **settings)
-        rag_.__dict__["embedder"] = embedder
+        rag_ = RAG.open(work / name, **settings, embedder=embedder)
         opened = time.perf_counter()
         rag_.index  # creating the Milvus collection is set-up, once per index, not per chunk
         open_s = time.perf_counter() - opened

@@ -72,8 +72,7 @@ def score(ranked_texts: list[list[str]], cases: list[dict]) -> dict[str, float]:
 def build_ours(name: str, folder: Path, pattern: str, work: Path, embedder):
     from rag.api import RAG
 
-    rag = RAG.open(work / f"ours_{name}")
-    rag.__dict__["embedder"] = embedder
+    rag = RAG.open(work / f"ours_{name}", embedder=embedder)
     files = sorted(folder.glob(pattern))
     started = time.perf_counter()
     results = rag.ingest(files)

@@ -6,11 +6,12 @@ index to read its stats is cheap and `import rag` stays fast.
 
 from __future__ import annotations
 
+import threading
 import time
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from rag import parts
 from rag.config import Settings, load_settings
 from rag.errors import ConfigError
 from rag.generation import Answer, Citation, build_messages, fit_contexts
@@ -20,35 +21,67 @@ if TYPE_CHECKING:
     from rag.answering import AnswerStream
 
 INDEX_SETTINGS_KEY = "index_settings"
+_FROM_SETTINGS: Any = object()  # `reranker=` default: build it from the settings (None means none)
 
 
 class RAG:
-    """One index and the models that serve it."""
+    """One index and the models that serve it.
 
-    def __init__(self, settings: Settings, llm: Any = None):
+    Every part can be passed in (a shared embedder, another dense store, a wrapped index, any
+    llama-index LLM); what is not passed is built from the settings on first use by the
+    factories in `rag.parts`. The RAG owns its index: `close()` closes it.
+    """
+
+    def __init__(self, settings: Settings, *, llm: Any = None, embedder: Any = None,
+                 dense_store: Any = None, index: Any = None, retriever: Any = None,
+                 reranker: Any = _FROM_SETTINGS, transcriber: Any = None):
         self.settings = settings
-        self._llm = llm
         self.index_dir = Path(settings.index_dir)
+        self._llm = llm
+        self._embedder = embedder
+        self._dense_store = dense_store
+        self._index = index
+        self._retriever = retriever
+        self._reranker = reranker
+        self._transcriber = transcriber
+        self._building = threading.RLock()  # two threads' first queries build each part once
 
     @classmethod
-    def open(cls, index_dir: str | Path | None = None, *, llm: Any = None, **settings: Any) -> "RAG":
-        """Open (or create) the index at `index_dir`; keyword arguments override any setting."""
-        return cls(load_settings(index_dir, **settings), llm=llm)
+    def open(cls, index_dir: str | Path | None = None, *, llm: Any = None, embedder: Any = None,
+             dense_store: Any = None, index: Any = None, retriever: Any = None,
+             reranker: Any = _FROM_SETTINGS, transcriber: Any = None, **settings: Any) -> "RAG":
+        """Open (or create) the index at `index_dir`; keyword arguments override any setting.
 
-    # --- lazily built parts ------------------------------------------------------------
-    @cached_property
+        Parts: `embedder` (encode/encode_query/count_tokens/dimension), `dense_store` (a
+        `retrievers.protocols.DenseStore`), `index` (a `ChunkIndex`), `retriever` (a
+        `HybridRetriever`), `reranker` (None for none), `transcriber` (speech to text), `llm`
+        (a `rag.llm` backend or any llama-index `LLM`)."""
+        return cls(load_settings(index_dir, **settings), llm=llm, embedder=embedder,
+                   dense_store=dense_store, index=index, retriever=retriever, reranker=reranker,
+                   transcriber=transcriber)
+
+    # --- parts, built on first use unless given ---------------------------------------------
+    def _part(self, name: str, build: Callable[[], Any]) -> Any:
+        value = getattr(self, name)
+        if value is None or value is _FROM_SETTINGS:
+            with self._building:
+                value = getattr(self, name)
+                if value is None or value is _FROM_SETTINGS:
+                    value = build()
+                    setattr(self, name, value)
+        return value
+
+    @property
     def embedder(self):
-        from rag.models.embedder import Embedder
+        return self._part("_embedder", lambda: parts.default_embedder(self.settings))
 
-        s = self.settings
-        return Embedder(s.embedding_model, s.embedding_device, s.embedding_dtype,
-                        s.embedding_batch_size)
-
-    @cached_property
+    @property
     def index(self):
+        return self._part("_index", self._open_index)
+
+    def _open_index(self):
         from retrievers.catalog import Catalog
-        from retrievers.index import CATALOG_FILE, ChunkIndex
-        from retrievers.milvus_store import MilvusDenseStore
+        from retrievers.index import CATALOG_FILE
 
         s = self.settings
         self.index_dir.mkdir(parents=True, exist_ok=True)
@@ -75,43 +108,39 @@ class RAG:
                 "vectors. Use the original model, or a new index directory"
             )
         catalog.close()
-        dense = MilvusDenseStore(s.milvus_target, s.collection, int(recorded["dimension"]),
-                                 token=s.milvus_token, full_text=s.sparse == "milvus")
+        if self._dense_store is None:
+            self._dense_store = parts.default_dense_store(s, int(recorded["dimension"]))
+        dense = self._dense_store
         # `embed` lets repair re-embed live chunks a crash kept out of Milvus (loads lazily).
-        return ChunkIndex(self.index_dir, dense, s.bm25_k1, s.bm25_b, s.bm25_epsilon,
-                          embed=lambda texts: self.embedder.encode(texts), sparse=s.sparse)
+        return parts.default_index(s, dense, embed=lambda texts: self.embedder.encode(texts))
 
-    @cached_property
+    @property
     def retriever(self):
-        from retrievers.hybrid import HybridRetriever
+        return self._part("_retriever", lambda: parts.default_retriever(
+            self.settings, self.index, self.embedder.encode_query, self.reranker))
 
-        s = self.settings
-        return HybridRetriever(
-            self.index, self.embedder.encode_query, candidate_k=s.candidate_k, fusion=s.fusion,
-            rrf_k=s.rrf_k, weights={"bm25": s.bm25_weight, "dense": s.dense_weight},
-            sparse=s.sparse, reranker=self._reranker(), rerank_top_n=s.rerank_top_n,
-        )
+    @property
+    def reranker(self):
+        if self._reranker is _FROM_SETTINGS:
+            with self._building:
+                if self._reranker is _FROM_SETTINGS:
+                    self._reranker = parts.default_reranker(self.settings)
+        return self._reranker
 
-    def _reranker(self):
-        if not self.settings.rerank_model:
-            return None
-        from retrievers.rerank import CrossEncoderReranker
-
-        return CrossEncoderReranker(self.settings.rerank_model, self.settings.embedding_device)
+    @property
+    def transcriber(self):
+        return self._part("_transcriber", lambda: parts.default_transcriber(self.settings))
 
     @property
     def llm(self):
         """The answer model: the configured backend, or the `llm=` given to `open` (a
         `rag.llm` backend or any llama-index `LLM`, adapted)."""
-        if self._llm is None:
-            from rag.llm import backend_from_settings
-
-            self._llm = backend_from_settings(self.settings)
-        elif not hasattr(self._llm, "count_tokens"):
+        llm = self._part("_llm", lambda: parts.default_llm(self.settings))
+        if not hasattr(llm, "count_tokens"):
             from rag.llama_index_views import LlamaIndexChat
 
-            self._llm = LlamaIndexChat(self._llm)
-        return self._llm
+            llm = self._llm = LlamaIndexChat(llm)
+        return llm
 
     def _pipeline(self, show_progress: bool):
         from ingestion.chunking import Chunker
@@ -120,22 +149,10 @@ class RAG:
         s = self.settings
         chunker = Chunker(self.embedder.count_tokens, s.chunk_size, s.chunk_overlap)
         return IngestionPipeline(
-            self.index, self.embedder, chunker, transcriber=self._transcriber,
+            self.index, self.embedder, chunker, transcriber=lambda: self.transcriber,
             max_file_bytes=int(s.max_file_mb * 2**20), show_progress=show_progress,
             batch_chunks=s.ingest_batch_chunks, read_ahead=s.ingest_read_ahead,
         )
-
-    def _transcriber(self):
-        from ingestion.audio import WhisperTranscriber
-        from rag.config import PACKAGED
-
-        s = self.settings
-        checkpoint: str | Path = s.whisper_model
-        if checkpoint in ("", PACKAGED):
-            from rag.models.whisper_ct2 import packaged_whisper_checkpoint
-
-            checkpoint = packaged_whisper_checkpoint()
-        return WhisperTranscriber(checkpoint, language=s.whisper_language or None)
 
     # --- public operations -------------------------------------------------------------
     def ingest(self, paths: Iterable[str | Path], *, show_progress: bool = False,
@@ -258,8 +275,8 @@ class RAG:
         }
 
     def close(self) -> None:
-        if "index" in self.__dict__:
-            self.index.close()
+        if self._index is not None:
+            self._index.close()
 
     def __enter__(self) -> "RAG":
         return self

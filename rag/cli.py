@@ -1,6 +1,11 @@
 """The `rag` command line. argparse keeps `rag --help` instant; each command imports what it needs.
 
 Exit codes: 0 success, 1 a check failed, 2 usage or configuration error, 3 some files failed.
+
+Commands of higher layers (`rag ui` from the `ui` package, later `rag eval` from `eval`) plug in
+through the `rag.commands` entry-point group (see pyproject.toml): `rag` never imports them by
+name, so the layering ui -> rag / eval -> rag holds. Each entry point names a function
+`add_command(subparsers, parents)` that adds its subparser and sets `handler=` on it.
 """
 
 from __future__ import annotations
@@ -66,10 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("delete", parents=[common], help="remove a source from the index")
     p.add_argument("source")
 
-    p = sub.add_parser("ui", parents=[common], help="start the Gradio chat UI")
-    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None)
+    for name, handler in COMMANDS.items():
+        sub.choices[name].set_defaults(handler=handler)
+    for plugin in _plugins():
+        plugin(sub, [common])
     return parser
+
+
+PLUGIN_GROUP = "rag.commands"
+
+
+def _plugins() -> list[Any]:
+    """The `add_command` functions registered by installed packages (e.g. `ui`), by name."""
+    from importlib.metadata import entry_points
+
+    found = []
+    for point in sorted(entry_points(group=PLUGIN_GROUP), key=lambda p: p.name):
+        try:
+            found.append(point.load())
+        except Exception as exc:  # a broken plugin must not take `rag --help` down with it
+            print(f"rag: warning: command {point.name!r} ({point.value}) failed to load: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,11 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
-    from rag.errors import RagError
+    from rag.errors import USER_ERRORS
 
     try:
-        return COMMANDS[args.command](args)
-    except RagError as exc:
+        return args.handler(args)
+    except USER_ERRORS as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -102,7 +125,7 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _open(args: argparse.Namespace, **extra: Any):
+def open_index(args: argparse.Namespace, **extra: Any):
     from rag.api import RAG
 
     overrides = _settings_overrides(args)
@@ -123,7 +146,7 @@ def _filters(args: argparse.Namespace):
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    rag = _open(args)
+    rag = open_index(args)
     results = rag.ingest(args.paths, show_progress=not (args.quiet or args.json), prune=args.prune)
     rag.close()
     totals: dict[str, int] = {"files": len(results), "chunks": 0}
@@ -144,7 +167,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    rag = _open(args)
+    rag = open_index(args)
     if args.json:
         answer = rag.ask(args.question, top_k=args.top_k, filters=_filters(args))
         rag.close()
@@ -174,7 +197,7 @@ def _print_stream(stream: Any) -> None:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     """A terminal conversation; follow-ups are rewritten into standalone queries."""
-    rag = _open(args)
+    rag = open_index(args)
     messages: list[dict[str, str]] = []
     print("rag chat: ask about your documents; empty line or Ctrl-D to quit, /reset to forget.")
     try:
@@ -201,7 +224,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
-    rag = _open(args)
+    rag = open_index(args)
     hits = rag.retrieve(args.query, top_k=args.top_k, mode=args.mode, filters=_filters(args))
     rag.close()
     if args.json:
@@ -241,7 +264,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    rag = _open(args)
+    rag = open_index(args)
     stats = rag.stats()
     code = EXIT_OK
     if args.check:
@@ -263,7 +286,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    rag = _open(args)
+    rag = open_index(args)
     removed = rag.delete(args.source)
     rag.close()
     if not removed:
@@ -273,18 +296,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_ui(args: argparse.Namespace) -> int:
-    from ui.app import launch
-
-    rag = _open(args)
-    host = args.host or rag.settings.ui_host
-    port = args.port or rag.settings.ui_port
-    launch(rag, host=host, port=port)
-    return EXIT_OK
-
-
 COMMANDS = {
     "chat": cmd_chat,
     "ingest": cmd_ingest, "ask": cmd_ask, "retrieve": cmd_retrieve, "config": cmd_config,
-    "stats": cmd_stats, "delete": cmd_delete, "ui": cmd_ui,
+    "stats": cmd_stats, "delete": cmd_delete,
 }

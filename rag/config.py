@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from rag.errors import ConfigError
+from retrievers.strategies import Fusion, RetrievalMode, SparseBackend
 
 CONFIG_FILE = "rag.toml"
 ENV_PREFIX = "RAG_"
@@ -123,9 +124,9 @@ class Settings:
 CHOICES = {
     "embedding_dtype": {"auto", "bfloat16", "float32"},
     "llm_backend": {"llama-cpp", "openai"},
-    "retrieval_mode": {"hybrid", "bm25", "dense"},
-    "fusion": {"zscore", "weighted", "rrf"},
-    "sparse": {"rank-bm25", "milvus"},
+    "retrieval_mode": set(RetrievalMode.names()),
+    "fusion": set(Fusion.names()),
+    "sparse": set(SparseBackend.names()),
     "chat_rewrite": {"llm", "append", "off"},
 }
 

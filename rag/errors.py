@@ -1,4 +1,10 @@
-"""Errors the framework raises on purpose: each message names the file or setting and what to do."""
+"""Errors the framework raises on purpose: each message names the file or setting and what to do.
+
+The retrieval layer's errors are defined in `retrievers.errors` (a lower layer cannot import
+this one) and re-exported here; `USER_ERRORS` is every error the CLI prints as one line.
+"""
+
+from retrievers.errors import IndexLockedError, RetrieverError, StoreConfigError
 
 
 class RagError(Exception):
@@ -13,5 +19,7 @@ class ConfigError(RagError):
     """A setting is invalid or conflicts with the index it is used on."""
 
 
-class IndexLockedError(RagError):
-    """Another process owns the embedded index directory."""
+USER_ERRORS: tuple[type[Exception], ...] = (RagError, RetrieverError)
+
+__all__ = ["RagError", "ModelFileError", "ConfigError", "IndexLockedError", "RetrieverError",
+           "StoreConfigError", "USER_ERRORS"]

@@ -18,10 +18,12 @@ Layout, chosen for fast queries, small memory and a fast non-pickle snapshot:
 
 from __future__ import annotations
 
+import functools
+import threading
 from array import array
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 import numpy as np
 
@@ -40,6 +42,19 @@ class Facets:
 
 
 NO_FACETS = Facets()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    """Serialise a method on the index's lock: numpy reads the postings buffers in place, and
+    an append to a buffer being read raises BufferError (and a half-done add scores wrongly)."""
+
+    @functools.wraps(method)
+    def wrapper(self: "BM25Index", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class BM25Index:
@@ -47,6 +62,7 @@ class BM25Index:
 
     def __init__(self, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25):
         self.k1, self.b, self.epsilon = k1, b, epsilon
+        self._lock = threading.RLock()
         self._slot_of: dict[str, int] = {}
         self._ids: list[str | None] = []
         self._lengths = array("d")
@@ -80,9 +96,11 @@ class BM25Index:
     def __contains__(self, chunk_id: str) -> bool:
         return chunk_id in self._slot_of
 
+    @_locked
     def ids(self) -> set[str]:
         return set(self._slot_of)
 
+    @_locked
     def add(self, chunk_id: str, term_freqs: dict[str, int], facets: Facets = NO_FACETS) -> None:
         """Add (or replace) one chunk given its term counts."""
         if chunk_id in self._slot_of:
@@ -117,6 +135,7 @@ class BM25Index:
     def add_tokens(self, chunk_id: str, tokens: Iterable[str], facets: Facets = NO_FACETS) -> None:
         self.add(chunk_id, dict(Counter(tokens)), facets)
 
+    @_locked
     def remove(self, chunk_ids: Iterable[str]) -> None:
         changed = False
         for chunk_id in chunk_ids:
@@ -136,6 +155,7 @@ class BM25Index:
             if self._dead > 1000 and self._dead * 4 > len(self._ids):
                 self.compact()
 
+    @_locked
     def compact(self) -> None:
         """Renumber live slots densely and drop dead postings (after many removals)."""
         keep = np.flatnonzero(np.frombuffer(self._alive, dtype=np.uint8))
@@ -212,11 +232,13 @@ class BM25Index:
             touched &= np.frombuffer(self._alive, dtype=np.uint8).astype(bool)
         return total, touched
 
+    @_locked
     def scores(self, query_tokens: list[str]) -> dict[str, float]:
         """BM25Okapi scores of the chunks that contain at least one query term."""
         total, touched = self._score_arrays(query_tokens)
         return {self._ids[s]: float(total[s]) for s in np.flatnonzero(touched).tolist()}
 
+    @_locked
     def top_k(
         self, query_tokens: list[str], k: int, allowed: set[str] | None = None,
         filters: "Filters | None" = None,
@@ -236,6 +258,13 @@ class BM25Index:
         ranked = sorted(((self._ids[s], float(total[s])) for s in candidates.tolist()),
                         key=lambda item: (-item[1], item[0]))
         return ranked[:k]
+
+    def search(self, query: str, k: int, filters: "Filters | None" = None
+               ) -> list[tuple[str, float]]:
+        """`KeywordIndex.search`: the query tokenized as chunks were, then `top_k`."""
+        from retrievers.text import tokenize
+
+        return self.top_k(tokenize(query), k, filters=filters)
 
     def filter_mask(self, filters: "Filters") -> np.ndarray:
         """Per-slot booleans: which chunks pass `filters` (vectorised over the facets)."""
@@ -259,6 +288,7 @@ class BM25Index:
                 mask &= pages <= filters.page_max
         return mask
 
+    @_locked
     def facets_of(self, chunk_id: str) -> Facets:
         slot = self._slot_of[chunk_id]
         page = self._page[slot]
@@ -266,6 +296,7 @@ class BM25Index:
                       None if page < 0 else page, self._time[slot])
 
     # --- snapshot (numpy .npz, no pickle) ------------------------------------------------
+    @_locked
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The whole index as plain arrays (compacted first), for `np.savez`."""
         if self._dead:

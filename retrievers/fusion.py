@@ -14,6 +14,9 @@ why a chunk came up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
+
+from retrievers.strategies import Fusion
 
 
 @dataclass
@@ -89,3 +92,18 @@ def zscore_fusion(
         entry.score = sum((weights or {}).get(name, 1.0) * z.get(entry.chunk_id, floor[name])
                           for name, z in per.items())
     return sorted(fused.values(), key=lambda f: (-f.score, f.chunk_id))
+
+
+Rankings = dict[str, list[tuple[str, float]]]
+
+FUSERS: dict[Fusion, Callable[[Rankings, "dict[str, float] | None", int], list[Fused]]] = {
+    Fusion.ZSCORE: lambda rankings, weights, rrf_k: zscore_fusion(rankings, weights),
+    Fusion.WEIGHTED: lambda rankings, weights, rrf_k: weighted_score_fusion(rankings, weights),
+    Fusion.RRF: lambda rankings, weights, rrf_k: reciprocal_rank_fusion(rankings, rrf_k, weights),
+}
+
+
+def fuse(method: "Fusion | str", rankings: Rankings, weights: "dict[str, float] | None" = None,
+         rrf_k: int = 60) -> list[Fused]:
+    """Fuse `rankings` with the named method (see `Fusion`)."""
+    return FUSERS[Fusion.parse(method)](rankings, weights, rrf_k)

@@ -1,99 +1,128 @@
-"""Query both indexes and fuse: the retriever behind `ask`, `retrieve` and the llama-index views.
+"""Query several retrievers and fuse them: the retriever behind `ask`, `retrieve` and the
+llama-index views.
 
-Filters act inside each retriever (a Milvus expression on the dense side, a facet mask in BM25)
-so the top-k is taken among matching chunks, never cut first and filtered after. The sparse
-side is either the in-process BM25 index (`sparse="rank-bm25"`) or Milvus's own BM25 function
-(`sparse="milvus"`, for servers shared by many processes).
+`HybridRetriever` fuses any set of named ranked searches (`RankedSearch`); today's index gives
+two, "bm25" (the keyword index: in-process rank-bm25 scoring, or Milvus's BM25 function with
+`sparse="milvus"`) and "dense" (query embedding + the dense store). A retrieval mode is
+"hybrid" (all of them, fused) or the name of one. Filters act inside each retriever (a Milvus
+expression on the dense side, a facet mask in BM25) so the top-k is taken among matching
+chunks, never cut first and filtered after.
+
+Consistency with a concurrent ingest: the searches and the lookup of the hits' text run under
+the index's read lock (`ChunkIndex.reading`), so a query never sees an id whose text a publish
+has just forgotten.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping
 
 import numpy as np
 
 from retrievers.filters import Filters, as_filters
-from retrievers.fusion import Fused, reciprocal_rank_fusion, weighted_score_fusion, zscore_fusion
-from retrievers.index import ChunkIndex
-from retrievers.records import Hit
-from retrievers.text import tokenize
+from retrievers.fusion import Fused, fuse
+from retrievers.live import top_live
+from retrievers.protocols import KeywordIndex, Ranked, RankedSearch, Reranker
+from retrievers.records import Chunk, Hit
+from retrievers.strategies import Fusion, RetrievalMode
 
-MODES = ("hybrid", "bm25", "dense")
-SPARSE_BACKENDS = ("rank-bm25", "milvus")
+if TYPE_CHECKING:
+    from retrievers.index import ChunkIndex
+
+HYBRID = RetrievalMode.HYBRID.value
+
+
+class KeywordSearch:
+    """A `KeywordIndex` as a ranked search."""
+
+    def __init__(self, keywords: KeywordIndex):
+        self.keywords = keywords
+
+    def __call__(self, query: str, k: int, filters: Filters | None = None) -> Ranked:
+        return self.keywords.search(query, k, filters)
+
+
+class DenseSearch:
+    """Query embedding + dense store search, restricted to the live ids."""
+
+    def __init__(self, store: Any, embed_query: Callable[[str], np.ndarray], live: KeywordIndex):
+        self.store = store
+        self.embed_query = embed_query
+        self.live = live
+
+    def __call__(self, query: str, k: int, filters: Filters | None = None) -> Ranked:
+        if not len(self.live):
+            return []
+        vector = self.embed_query(query)
+        # Rows of an ingest in progress (pending) or just replaced (retired) are not answers yet.
+        return top_live(lambda limit: self.store.search(vector, limit, filters), k, self.live)
+
+
+def keyword_and_dense(index: "ChunkIndex", embed_query: Callable[[str], np.ndarray]
+                      ) -> dict[str, RankedSearch]:
+    """The two retrievers of a `ChunkIndex`: {"bm25": keywords, "dense": vectors}."""
+    return {"bm25": KeywordSearch(index.keywords),
+            "dense": DenseSearch(index.dense, embed_query, index.keywords)}
 
 
 class HybridRetriever:
-    """BM25 + dense search, fused by weighted z-scores (default), min-max scores or RRF,
+    """Named retrievers fused by weighted z-scores (default), min-max scores or RRF,
     optionally reranked by a cross-encoder."""
 
     def __init__(
-        self, index: ChunkIndex, embed_query: Callable[[str], np.ndarray], *,
-        candidate_k: int = 50, fusion: str = "zscore", rrf_k: int = 60,
-        weights: dict[str, float] | None = None, sparse: str = "rank-bm25",
-        reranker: Any = None, rerank_top_n: int = 20,
+        self, retrievers: Mapping[str, RankedSearch], chunks: Callable[[list[str]], dict[str, Chunk]],
+        *, candidate_k: int = 50, fusion: Fusion | str = Fusion.ZSCORE, rrf_k: int = 60,
+        weights: dict[str, float] | None = None, reranker: Reranker | None = None,
+        rerank_top_n: int = 20, consistent: Callable[[], ContextManager[Any]] | None = None,
     ):
-        if sparse not in SPARSE_BACKENDS:
-            raise ValueError(f"sparse must be one of {SPARSE_BACKENDS}, not {sparse!r}")
-        self.index = index
-        self.embed_query = embed_query
+        if not retrievers:
+            raise ValueError("HybridRetriever needs at least one retriever")
+        if HYBRID in retrievers:
+            raise ValueError(f"{HYBRID!r} names the fusion of all retrievers; name yours otherwise")
+        self.retrievers = dict(retrievers)
+        self.chunks = chunks
         self.candidate_k = candidate_k
-        self.fusion = fusion
+        self.fusion = Fusion.parse(fusion)
         self.rrf_k = rrf_k
-        self.weights = weights or {"bm25": 1.0, "dense": 1.0}  # Settings carries the tuned ones
-        self.sparse = sparse
+        self.weights = weights or {name: 1.0 for name in self.retrievers}  # Settings carries tuned ones
         self.reranker = reranker
         self.rerank_top_n = rerank_top_n
+        self._consistent = consistent or nullcontext
 
-    def bm25(self, query: str, k: int, filters: Filters | None = None) -> list[tuple[str, float]]:
-        if self.sparse == "milvus":
-            live = self.index.live  # membership test only: copying 100k ids per query costs ms
-            hits = self.index.dense.search_text(query, k, _expr(filters))
-            return [(cid, score) for cid, score in hits if cid in live]
-        return self.index.bm25.top_k(tokenize(query), k, filters=filters)
+    @classmethod
+    def for_index(cls, index: "ChunkIndex", embed_query: Callable[[str], np.ndarray],
+                  **options: Any) -> "HybridRetriever":
+        """Keyword + dense search over a `ChunkIndex`, consistent under concurrent writes."""
+        return cls(keyword_and_dense(index, embed_query), index.chunks,
+                   consistent=index.reading, **options)
 
-    def dense(self, query: str, k: int, filters: Filters | None = None) -> list[tuple[str, float]]:
-        live = self.index.live  # the live ids (membership test, no copy)
-        if not len(live):
-            return []
-        hits = self.index.dense.search(self.embed_query(query), k, _expr(filters))
-        # Rows of an ingest in progress (pending) or just replaced (retired) are not answers yet.
-        return [(cid, score) for cid, score in hits if cid in live]
-
-    def fuse(self, rankings: dict[str, list[tuple[str, float]]]) -> list[Fused]:
-        if self.fusion == "zscore":
-            return zscore_fusion(rankings, self.weights)
-        if self.fusion == "weighted":
-            return weighted_score_fusion(rankings, self.weights)
-        return reciprocal_rank_fusion(rankings, self.rrf_k, self.weights)
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return (HYBRID, *self.retrievers)
 
     def retrieve(
-        self, query: str, top_k: int = 5, mode: str = "hybrid",
+        self, query: str, top_k: int = 5, mode: str = HYBRID,
         filters: Filters | Mapping[str, Any] | None = None,
     ) -> list[Hit]:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if mode not in self.modes:
+            raise ValueError(f"mode must be one of {self.modes}, not {mode!r}")
         filters = as_filters(filters)
         keep = max(top_k, self.rerank_top_n) if self.reranker is not None else top_k
         depth = max(self.candidate_k, keep)
-        rankings: dict[str, list[tuple[str, float]]] = {}
-        if mode in ("hybrid", "bm25"):
-            rankings["bm25"] = self.bm25(query, depth, filters)
-        if mode in ("hybrid", "dense"):
-            rankings["dense"] = self.dense(query, depth, filters)
-        if mode == "hybrid":
-            fused = self.fuse(rankings)
-        else:
-            (name, ranked), = rankings.items()
-            fused = [Fused(cid, score, {name: r}, {name: score})
-                     for r, (cid, score) in enumerate(ranked, start=1)]
-        fused = fused[:keep]
-        chunks = self.index.chunks([f.chunk_id for f in fused])
+        names = list(self.retrievers) if mode == HYBRID else [mode]
+        with self._consistent():
+            rankings = {name: self.retrievers[name](query, depth, filters) for name in names}
+            if len(rankings) > 1:
+                fused = fuse(self.fusion, rankings, self.weights, self.rrf_k)
+            else:
+                (name, ranked), = rankings.items()
+                fused = [Fused(cid, score, {name: r}, {name: score})
+                         for r, (cid, score) in enumerate(ranked, start=1)]
+            fused = fused[:keep]
+            chunks = self.chunks([f.chunk_id for f in fused])
         hits = [Hit(chunks[f.chunk_id], f.score, f.ranks, f.scores)
                 for f in fused if f.chunk_id in chunks]
         if self.reranker is not None and hits:
             hits = self.reranker.rerank(query, hits)
         return hits[:top_k]
-
-
-def _expr(filters: Filters | None) -> str:
-    return filters.milvus_expr() if filters is not None else ""

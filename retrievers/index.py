@@ -8,6 +8,11 @@ leaves no orphans:
   4. delete the retired vectors from Milvus, then forget the retired rows.
 Queries only ever return live ids, so old chunks stay searchable until step 3 commits.
 `repair()` (run on open) finishes or undoes whatever a crash interrupted.
+
+Concurrency: one writer (an ingest) and any number of query threads. Steps 3-4 run under the
+exclusive side of a readers-writer lock and queries under the shared side (`reading()`), so a
+query never sees an id whose text step 4 has just forgotten. The catalog gives each thread its
+own SQLite connection (WAL: readers see the last commit, never half a transaction).
 """
 
 from __future__ import annotations
@@ -15,21 +20,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import numpy as np
 
 from retrievers.bm25 import BM25Index, facets_of
 from retrievers.bm25_store import open_bm25, save_bm25
 from retrievers.catalog import LIVE, PENDING, RETIRED, Catalog, Publication
-from retrievers.live_ids import LiveIds
-from retrievers.milvus_store import MilvusDenseStore
+from retrievers.locks import ReadWriteLock
+from retrievers.milvus_keywords import MilvusKeywordIndex
+from retrievers.protocols import DenseStore, KeywordIndex
 from retrievers.records import Chunk
+from retrievers.strategies import SparseBackend
 from retrievers.text import tokenize
 
 log = logging.getLogger(__name__)
 CATALOG_FILE = "catalog.sqlite"
 UNCLEAN_KEY = "unclean_since_write"
+Embed = Callable[[list[str]], np.ndarray]
 
 
 @dataclass
@@ -50,9 +58,9 @@ class ChunkIndex:
     """Catalog, BM25 and Milvus behind one write path; see the module docstring."""
 
     def __init__(
-        self, directory: Path, dense: MilvusDenseStore,
+        self, directory: Path, dense: DenseStore,
         k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25,
-        embed: Callable[[list[str]], np.ndarray] | None = None, sparse: str = "rank-bm25",
+        embed: Embed | None = None, sparse: SparseBackend | str = SparseBackend.RANK_BM25,
     ):
         self.directory = Path(directory)
         self.catalog = Catalog(self.directory / CATALOG_FILE)
@@ -60,22 +68,27 @@ class ChunkIndex:
         self._dirty = False
         self._embed = embed
         self._unclean = False
+        self._lock = ReadWriteLock()
         self.repair()
-        # `live` is the BM25 index (from its .npz snapshot, brought up to date with the
-        # catalog's live ids), or with sparse="milvus" (keyword search inside Milvus) just the
-        # live ids: no per-process postings. Either is written in step with the catalog.
-        self.live: BM25Index | LiveIds
-        if sparse == "milvus":
-            self.live = LiveIds(self.catalog.ids_in_state(LIVE))
+        # The keyword index is the live-id set too, written in step with the catalog: the BM25
+        # index (from its .npz snapshot, brought up to date with the catalog's live ids), or
+        # with sparse="milvus" (keyword search inside Milvus) just the ids, no postings.
+        self.keywords: KeywordIndex
+        if SparseBackend.parse(sparse) is SparseBackend.MILVUS:
+            self.keywords = MilvusKeywordIndex(dense, self.catalog.ids_in_state(LIVE))
         else:
-            self.live = open_bm25(self.catalog, self.directory, k1=k1, b=b, epsilon=epsilon)
+            self.keywords = open_bm25(self.catalog, self.directory, k1=k1, b=b, epsilon=epsilon)
 
     @property
     def bm25(self) -> BM25Index:
         """The in-process BM25 index (sparse="rank-bm25")."""
-        if not isinstance(self.live, BM25Index):
+        if not isinstance(self.keywords, BM25Index):
             raise RuntimeError("this index was opened with sparse='milvus': BM25 runs in Milvus")
-        return self.live
+        return self.keywords
+
+    def reading(self) -> ContextManager[Any]:
+        """Hold while searching and reading hits' text: no publish lands in between."""
+        return self._lock.reading()
 
     # --- writes ------------------------------------------------------------------------
     def write_source(
@@ -101,11 +114,12 @@ class ChunkIndex:
         self.catalog.stage(chunks, terms)
         self.dense.upsert(chunks, vectors)
         self._dirty = True
-        retired = self.catalog.publish_many([publication for publication, _ in items])
-        self.live.remove(retired)
-        for chunk, chunk_terms in zip(chunks, terms):
-            self.live.add_tokens(chunk.chunk_id, chunk_terms, facets_of(chunk))
-        self._drop(retired)
+        with self._lock.writing():
+            retired = self.catalog.publish_many([publication for publication, _ in items])
+            self.keywords.remove(retired)
+            for chunk, chunk_terms in zip(chunks, terms):
+                self.keywords.add_tokens(chunk.chunk_id, chunk_terms, facets_of(chunk))
+            self._drop(retired)
         return retired
 
     def _mark_unclean(self) -> None:
@@ -117,9 +131,10 @@ class ChunkIndex:
     def delete_source(self, source_id: str) -> int:
         """Remove a source and all its chunks from both indexes; returns how many chunks."""
         self._mark_unclean()
-        retired = self.catalog.unpublish(source_id)
-        self.live.remove(retired)
-        self._drop(retired)
+        with self._lock.writing():
+            retired = self.catalog.unpublish(source_id)
+            self.keywords.remove(retired)
+            self._drop(retired)
         self.flush()
         return len(retired)
 
@@ -149,19 +164,8 @@ class ChunkIndex:
             self.dense.flush()
             self.catalog.forget(leftovers)
         if self.catalog.get_meta(UNCLEAN_KEY):
-            live = set(self.catalog.ids_in_state(LIVE))
-            dense = self.dense.all_ids()
-            missing, extra = sorted(live - dense), sorted(dense - live)
-            if extra:
-                log.warning("repair: deleting %d vectors with no live chunk", len(extra))
-                self.dense.delete(extra)
-            if missing and self._embed is not None:
-                log.warning("repair: re-embedding %d live chunks missing from Milvus", len(missing))
-                chunks = self.catalog.chunks(missing)
-                ordered = [chunks[c] for c in missing]
-                self.dense.upsert(ordered, self._embed([c.text for c in ordered]))
-            if extra or missing:
-                self.dense.flush()
+            missing, extra = self._reconcile_dense(set(self.catalog.ids_in_state(LIVE)),
+                                                   self.dense.all_ids(), self._embed)
             if not missing or self._embed is not None:
                 self.catalog.set_meta(UNCLEAN_KEY, False)
             else:
@@ -170,36 +174,47 @@ class ChunkIndex:
             leftovers += extra + (missing if self._embed is not None else [])
         return len(leftovers)
 
+    def _reconcile_dense(self, live: set[str], dense: set[str], embed: Embed | None
+                         ) -> tuple[list[str], list[str]]:
+        """Make the dense store hold exactly the live ids: delete extra vectors, re-embed
+        missing ones (when `embed` is given). Returns (missing, extra) as found."""
+        missing, extra = sorted(live - dense), sorted(dense - live)
+        if extra:
+            log.warning("repair: deleting %d vectors with no live chunk", len(extra))
+            self.dense.delete(extra)
+        if missing and embed is not None:
+            log.warning("repair: re-embedding %d live chunks missing from Milvus", len(missing))
+            chunks = self.catalog.chunks(missing)
+            ordered = [chunks[c] for c in missing]
+            self.dense.upsert(ordered, embed([c.text for c in ordered]))
+        if extra or (missing and embed is not None):
+            self.dense.flush()
+        return missing, extra
+
     # --- reads -------------------------------------------------------------------------
     def live_ids(self) -> set[str]:
-        return self.live.ids()
+        return self.keywords.ids()
 
     def chunks(self, chunk_ids: list[str]) -> dict[str, Chunk]:
         return self.catalog.chunks(chunk_ids)
 
-    def check(self, fix: bool = False, embed: Callable[[list[str]], np.ndarray] | None = None
-              ) -> ConsistencyReport:
+    def check(self, fix: bool = False, embed: Embed | None = None) -> ConsistencyReport:
         """Compare the live ids of the catalog, BM25 and Milvus; optionally repair differences."""
         self.flush()
         live = set(self.catalog.ids_in_state(LIVE))
         dense = self.dense.all_ids()
-        bm25 = self.live.ids()
+        bm25 = self.keywords.ids()
         report = ConsistencyReport(
             catalog_live=len(live), bm25=len(bm25), dense=len(dense),
             missing_in_dense=sorted(live - dense), extra_in_dense=sorted(dense - live),
             missing_in_bm25=sorted(live - bm25),
         )
         if fix and not report.ok:
-            if report.extra_in_dense:
-                self.dense.delete(report.extra_in_dense)
-            if report.missing_in_dense and embed is not None:
-                chunks = self.catalog.chunks(report.missing_in_dense)
-                ordered = [chunks[c] for c in report.missing_in_dense]
-                self.dense.upsert(ordered, embed([c.text for c in ordered]))
+            self._reconcile_dense(live, dense, embed)
             missing = self.catalog.chunks(report.missing_in_bm25)
-            for chunk_id, terms in self.catalog.terms_of(report.missing_in_bm25).items():
-                self.live.add(chunk_id, terms, facets_of(missing[chunk_id]))
-            self.dense.flush()
+            with self._lock.writing():
+                for chunk_id, terms in self.catalog.terms_of(report.missing_in_bm25).items():
+                    self.keywords.add(chunk_id, terms, facets_of(missing[chunk_id]))
         return report
 
     def close(self) -> None:
@@ -207,7 +222,7 @@ class ChunkIndex:
         if self._unclean:
             self.catalog.set_meta(UNCLEAN_KEY, False)
             self._unclean = False
-        if isinstance(self.live, BM25Index):
-            save_bm25(self.live, self.directory)
+        if isinstance(self.keywords, BM25Index):
+            save_bm25(self.keywords, self.directory)
         self.catalog.close()
         self.dense.close()

@@ -15,13 +15,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from rag.errors import IndexLockedError
+from retrievers.errors import IndexLockedError, StoreConfigError
 from retrievers.records import Chunk
 from retrievers.text import STOP_WORDS
+
+if TYPE_CHECKING:
+    from retrievers.filters import Filters
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +114,7 @@ class MilvusDenseStore:
             described = self.client.describe_collection(self.collection)
             names = {f.get("name") for f in described.get("fields", [])}
             if self.full_text and SPARSE_FIELD not in names:
-                from rag.errors import ConfigError
-
-                raise ConfigError(
+                raise StoreConfigError(
                     f"{self.uri}: collection {self.collection} was built without Milvus BM25 "
                     "(sparse = \"rank-bm25\"); use sparse = \"rank-bm25\", or index into a new "
                     "collection with sparse = \"milvus\""
@@ -122,9 +123,7 @@ class MilvusDenseStore:
                 if f.get("name") == "vector":
                     dim = int(f.get("params", {}).get("dim", self.dim))
                     if dim != self.dim:
-                        from rag.errors import ConfigError
-
-                        raise ConfigError(
+                        raise StoreConfigError(
                             f"{self.uri}: collection {self.collection} holds {dim}-d vectors, "
                             f"the embedding model gives {self.dim}-d; use another collection"
                         )
@@ -177,12 +176,12 @@ class MilvusDenseStore:
         self.client.flush(self.collection)
 
     def search(
-        self, vector: np.ndarray, k: int, filter_expr: str = "", ef: int = 64
+        self, vector: np.ndarray, k: int, filters: "Filters | None" = None, ef: int = 64
     ) -> list[tuple[str, float]]:
-        """Top-k (id, cosine similarity) among rows matching `filter_expr` (a Milvus expression)."""
+        """Top-k (id, cosine similarity) among rows matching `filters`."""
         result = self.client.search(
             self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], limit=k,
-            filter=filter_expr, search_params=self._dense_params(k, ef), output_fields=[],
+            filter=_expr(filters), search_params=self._dense_params(k, ef), output_fields=[],
             anns_field="vector",
         )
         return [(hit["id"], float(hit["distance"])) for hit in result[0]]
@@ -193,22 +192,24 @@ class MilvusDenseStore:
             params["params"] = {"ef": max(ef, k)}
         return params
 
-    def search_text(self, query: str, k: int, filter_expr: str = "") -> list[tuple[str, float]]:
+    def search_text(self, query: str, k: int, filters: "Filters | None" = None
+                    ) -> list[tuple[str, float]]:
         """Top-k (id, score) by Milvus's built-in BM25 (needs `full_text=True`). Milvus Lite
         reports BM25 as negative distances; they are negated so that higher is better."""
         self._need_full_text()
         result = self.client.search(
-            self.collection, data=[query], limit=k, filter=filter_expr, anns_field=SPARSE_FIELD,
+            self.collection, data=[query], limit=k, filter=_expr(filters), anns_field=SPARSE_FIELD,
             search_params={"metric_type": "BM25"}, output_fields=[],
         )
         return [(hit["id"], abs(float(hit["distance"]))) for hit in result[0]]
 
-    def hybrid_search(self, vector: np.ndarray, query: str, k: int, filter_expr: str = "",
-                      rrf_k: int = 60) -> list[tuple[str, float]]:
+    def hybrid_search(self, vector: np.ndarray, query: str, k: int,
+                      filters: "Filters | None" = None, rrf_k: int = 60) -> list[tuple[str, float]]:
         """Dense + BM25 fused by Milvus's RRFRanker in one call (server-side fusion)."""
         from pymilvus import AnnSearchRequest, RRFRanker
 
         self._need_full_text()
+        filter_expr = _expr(filters)
         requests = [
             AnnSearchRequest(data=[np.asarray(vector, dtype=np.float32).tolist()],
                              anns_field="vector", param=self._dense_params(k), limit=k,
@@ -222,9 +223,7 @@ class MilvusDenseStore:
 
     def _need_full_text(self) -> None:
         if not self.full_text:
-            from rag.errors import ConfigError
-
-            raise ConfigError(f"{self.uri}: Milvus BM25 needs the store opened with sparse = \"milvus\"")
+            raise StoreConfigError(f"{self.uri}: Milvus BM25 needs the store opened with sparse = \"milvus\"")
 
     def all_ids(self) -> set[str]:
         """Every id in the collection (a full scan: used by checks and repair, not queries)."""
@@ -244,6 +243,10 @@ class MilvusDenseStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _expr(filters: "Filters | None") -> str:
+    return filters.milvus_expr() if filters is not None and not filters.empty else ""
 
 
 def _row(chunk: Chunk, vector: np.ndarray) -> dict[str, Any]:

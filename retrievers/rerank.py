@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from retrievers.errors import StoreConfigError
 from retrievers.records import Hit
 
 
@@ -21,9 +22,7 @@ class CrossEncoderReranker:
                  model: Any = None):
         path = Path(model_path).expanduser()
         if model is None and not path.is_dir():
-            from rag.errors import ConfigError
-
-            raise ConfigError(f"rerank_model {model_path}: no such local CrossEncoder folder")
+            raise StoreConfigError(f"rerank_model {model_path}: no such local CrossEncoder folder")
         self.path = path
         self.device = device
         self.batch_size = batch_size

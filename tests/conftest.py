@@ -51,8 +51,7 @@ def sample_rag(tmp_path_factory, sample_dir, embedder, llm):
     """A RAG over the whole bundled sample, sharing the session's models."""
     from rag.api import RAG
 
-    rag = RAG.open(tmp_path_factory.mktemp("index"), llm=llm)
-    rag.__dict__["embedder"] = embedder
+    rag = RAG.open(tmp_path_factory.mktemp("index"), llm=llm, embedder=embedder)
     results = rag.ingest([sample_dir])
     assert all(r.status == "added" for r in results), results
     yield rag

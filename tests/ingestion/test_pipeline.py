@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from rag.api import RAG
+from rag.config import load_settings
+from rag.parts import default_dense_store
 
 DOCS = Path(__file__).resolve().parents[1] / "data" / "documents"
 SAMPLE = Path(__file__).resolve().parents[2] / "rag" / "sample"
@@ -37,11 +39,26 @@ class CountingEmbedder:
         return getattr(self._real, name)
 
 
+class RefusingDenseStore:
+    """The real Milvus store, made to fail upserts that hold a chosen chunk ("disk full"): a
+    fault no real disk here can be made to produce on cue."""
+
+    def __init__(self, real, refuse):
+        self._real = real
+        self._refuse = refuse
+
+    def upsert(self, chunks, vectors):
+        if any(self._refuse(c) for c in chunks):
+            raise OSError("disk full")
+        return self._real.upsert(chunks, vectors)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
 def open_rag(index_dir: Path, embedder) -> tuple[RAG, CountingEmbedder]:
-    rag = RAG.open(index_dir)
     counting = CountingEmbedder(embedder)
-    rag.__dict__["embedder"] = counting
-    return rag, counting
+    return RAG.open(index_dir, embedder=counting), counting
 
 
 def text_corpus(tmp_path: Path) -> Path:
@@ -93,11 +110,10 @@ def test_changed_file_is_replaced_atomically_and_removed_files_pruned(tmp_path, 
     lamp.write_text("# Lamp\n\nThe harbour lamp burns whale oil and is trimmed at dusk.\n")
     tea = corpus / "tea.txt"
     tea.write_text("Green tea steeps for two minutes at eighty degrees.\n")
-    rag, _ = open_rag(tmp_path / "index", embedder)
+    rag, counting = open_rag(tmp_path / "index", embedder)
     assert [r.status for r in rag.ingest([corpus])] == ["added", "added"]
     old_ids = {c for c in rag.index.live_ids() if rag.index.chunks([c])[c].source == str(lamp.resolve())}
     seen_during_update: list[set[str]] = []
-    counting = rag.__dict__["embedder"]
     counting.on_encode = lambda texts: seen_during_update.append(set(rag.index.live_ids()))
 
     lamp.write_text("# Lamp\n\nThe harbour lamp now runs on paraffin and is lit at sunset.\n")
@@ -156,7 +172,6 @@ def test_repair_restores_live_chunks_that_milvus_lost(tmp_path, embedder):
     assert not rag.index.check().ok
     rag.index.dense.close()
     rag.index.catalog.close()
-    del rag.__dict__["index"]
 
     reopened, counting = open_rag(tmp_path / "index", embedder)
     report = reopened.index.check()
@@ -170,8 +185,7 @@ def test_files_over_the_size_limit_are_reported(tmp_path, embedder, limit_mb):
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "big.txt").write_text("many words " * 500)
-    rag = RAG.open(tmp_path / "index", max_file_mb=limit_mb)
-    rag.__dict__["embedder"] = embedder
+    rag = RAG.open(tmp_path / "index", max_file_mb=limit_mb, embedder=embedder)
     result = rag.ingest([notes])[0]
     assert result.status == "failed" and "max_file_mb" in result.error
     rag.close()
@@ -192,16 +206,11 @@ def test_a_file_the_model_or_the_index_rejects_fails_alone(tmp_path, embedder):
         if any("trips the embedding" in text for text in texts):
             raise RuntimeError("embedding model ran out of memory")
 
-    rag = RAG.open(tmp_path / "index")
-    rag.__dict__["embedder"] = CountingEmbedder(embedder, on_encode=refuse_embedding)
-    real_write = rag.index.write_sources
-
-    def refuse_write(items, vectors):
-        if any("trips the index" in c.text for _, chunks in items for c in chunks):
-            raise OSError("disk full")
-        return real_write(items, vectors)
-
-    rag.index.write_sources = refuse_write
+    settings = load_settings(tmp_path / "index")
+    store = RefusingDenseStore(default_dense_store(settings, embedder.dimension),
+                               refuse=lambda chunk: "trips the index" in chunk.text)
+    rag = RAG(settings, embedder=CountingEmbedder(embedder, on_encode=refuse_embedding),
+              dense_store=store)
     results = {Path(r.path).name: r for r in rag.ingest([notes])}
     assert results["unembeddable.txt"].status == "failed"
     assert "RuntimeError: embedding model ran out of memory" in results["unembeddable.txt"].error

@@ -60,8 +60,7 @@ def injected_rag(tmp_path_factory, embedder, llm):
 
     docs = tmp_path_factory.mktemp("injection")
     (docs / "battery_care.md").write_text(INJECTION)
-    rag = RAG.open(tmp_path_factory.mktemp("index"), llm=llm)
-    rag.__dict__["embedder"] = embedder
+    rag = RAG.open(tmp_path_factory.mktemp("index"), llm=llm, embedder=embedder)
     assert [r.status for r in rag.ingest([docs])] == ["added"]
     yield rag
     rag.close()

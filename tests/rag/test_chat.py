@@ -49,8 +49,7 @@ def test_the_second_one_retrieves_its_own_passage_on_real_essays(tmp_path, embed
     the second item; the bare follow-up does not."""
     from rag.api import RAG
 
-    rag = RAG.open(tmp_path / "index")
-    rag.__dict__["embedder"] = embedder
+    rag = RAG.open(tmp_path / "index", embedder=embedder)
     names = ["procrastination.txt", "siliconvalley.txt", "bubble.txt", "marginal.txt",
              "start.txt", "wealth.txt"]
     assert all(r.status == "added" for r in rag.ingest([ESSAYS / n for n in names]))

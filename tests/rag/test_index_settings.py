@@ -12,8 +12,7 @@ from rag.models.embedding import resolve_embedding_model
 
 def test_other_embedding_model_is_refused(tmp_path, embedder, sample_dir):
     index = tmp_path / "index"
-    rag = RAG.open(index)
-    rag.__dict__["embedder"] = embedder
+    rag = RAG.open(index, embedder=embedder)
     rag.ingest([sample_dir / "harbor_lamp_manual.txt"])
     recorded = rag.stats()["index_settings"]
     rag.close()

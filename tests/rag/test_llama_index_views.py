@@ -26,9 +26,8 @@ def test_any_llama_index_llm_can_be_the_answer_model(sample_rag, embedder):
     from rag.api import RAG
 
     caller_llm = sample_rag.as_llm()
-    rag = RAG(sample_rag.settings, llm=caller_llm)
-    for name in ("embedder", "index", "retriever"):
-        rag.__dict__[name] = getattr(sample_rag, name)
+    rag = RAG(sample_rag.settings, llm=caller_llm, embedder=sample_rag.embedder,
+              index=sample_rag.index, retriever=sample_rag.retriever)
     answer = rag.ask(GREEN_TEA)
     assert type(rag.llm).__name__ == "LlamaIndexChat"
     assert "2 minutes" in answer.text and answer.citations

@@ -58,8 +58,7 @@ def remote_rag(server, tmp_path_factory, sample_dir, embedder, no_network_module
     from rag.api import RAG
 
     rag = RAG.open(tmp_path_factory.mktemp("index"), llm_backend="openai", llm_base_url=server,
-                   llm_model="qwen-0.5b")
-    rag.__dict__["embedder"] = embedder
+                   llm_model="qwen-0.5b", embedder=embedder)
     rag.ingest([sample_dir / name for name in ("tea_brewing_guide.md", "harbor_lamp_manual.txt")])
     yield rag
     rag.close()

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import functools
 import itertools
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rag.errors import ConfigError
+from retrievers.errors import StoreConfigError
 from retrievers.filters import Filters
 from retrievers.milvus_store import MilvusDenseStore
 from retrievers.records import Chunk
@@ -79,7 +75,7 @@ class DenseStoreConformance:
                   Filters(page_min=2, page_max=4), Filters(file_types=("txt",), page_min=1)]:
             expected = {c.chunk_id for c in chunks
                         if f.matches(c.source, c.file_type, c.page, c.ingested_at)}
-            got = {cid for cid, _ in store.search(vectors[0], 30, f.milvus_expr())}
+            got = {cid for cid, _ in store.search(vectors[0], 30, f)}
             assert got == expected, f
 
     def test_all_ids_scans_past_one_batch(self, make_store):
@@ -97,7 +93,7 @@ class DenseStoreConformance:
 
     def test_reopening_with_another_dimension_is_refused(self, make_store):
         store = make_store()
-        with pytest.raises(ConfigError, match="holds 16-d vectors"):
+        with pytest.raises(StoreConfigError, match="holds 16-d vectors"):
             make_store(collection=store.collection, dim=DIM + 1)
 
 
@@ -117,47 +113,6 @@ class TestMilvusLite(DenseStoreConformance):
         yield make
         for s in stores:
             s.close()
-
-
-def _wait_for_port(port: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.2)
-    return False
-
-
-@pytest.fixture(scope="module")
-def lite_server(tmp_path_factory, free_port):
-    """`milvus-lite server`: how several processes share one Milvus Lite index."""
-    port = free_port()
-    data = tmp_path_factory.mktemp("lite_server") / "milvus.db"
-    exe = Path(sys.executable).with_name("milvus-lite")
-    proc = subprocess.Popen([str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if not _wait_for_port(port, 60):
-        proc.kill()
-        pytest.fail(f"milvus-lite server did not listen: {proc.stderr.read().decode()[-500:]}")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def milvus_server(tmp_path_factory, free_port):
-    """A real Milvus 2.3.5 standalone server (PyPI `milvus`), on a free loopback port."""
-    milvus = pytest.importorskip("milvus", reason="the `milvus` test package is not installed")
-    server = milvus.MilvusServer()
-    server.set_base_dir(str(tmp_path_factory.mktemp("milvus_server")))
-    server.listen_port = free_port()
-    try:
-        server.start()
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"Milvus 2.3.5 server did not start here: {exc}")
-    yield f"http://127.0.0.1:{server.listen_port}"
-    server.stop()
 
 
 def _server_factory(uri: str):

@@ -51,7 +51,7 @@ def test_milvus_expression_bm25_mask_and_reference_select_the_same_chunks(filter
 def test_filter_applies_before_truncation(filter_index, corpus, embedder, mode):
     """The unfiltered top-3 for a tea question holds no lamp chunk, yet filtering to the lamp
     manual still returns 3 lamp chunks, ranked as the retriever ranks them among lamp chunks."""
-    retriever = HybridRetriever(filter_index, embedder.encode_query, candidate_k=3)
+    retriever = HybridRetriever.for_index(filter_index, embedder.encode_query, candidate_k=3)
     query = "How hot should the water be for green tea?"
     lamp = list(corpus)[1]
     unfiltered = retriever.retrieve(query, top_k=3, mode=mode)
@@ -72,7 +72,7 @@ def test_filter_applies_before_truncation(filter_index, corpus, embedder, mode):
 
 
 def test_hybrid_with_filters_only_returns_matching_chunks(filter_index, embedder):
-    retriever = HybridRetriever(filter_index, embedder.encode_query)
+    retriever = HybridRetriever.for_index(filter_index, embedder.encode_query)
     hits = retriever.retrieve("ask not what your country can do", top_k=10, mode="hybrid",
                               filters={"file_type": "pdf", "page": "2-3"})
     assert hits and all(h.chunk.file_type == "pdf" and 2 <= h.chunk.page <= 3 for h in hits)
@@ -105,8 +105,7 @@ def test_cli_filters_reach_the_retriever(sample_dir, embedder, tmp_path, capsys,
     from rag.api import RAG
     from rag.cli import main
 
-    with RAG.open(tmp_path / "idx") as rag:
-        rag.__dict__["embedder"] = embedder
+    with RAG.open(tmp_path / "idx", embedder=embedder) as rag:
         rag.ingest([sample_dir / "tea_brewing_guide.md", sample_dir / "harbor_lamp_manual.txt"])
     monkeypatch.setattr("rag.api.RAG.embedder", embedder, raising=False)
     code = main(["retrieve", "water temperature", "--index", str(tmp_path / "idx"),

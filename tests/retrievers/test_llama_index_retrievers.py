@@ -11,8 +11,7 @@ from llama_index.core.schema import QueryBundle
 def small_rag(tmp_path_factory, sample_dir, embedder):
     from rag.api import RAG
 
-    rag = RAG.open(tmp_path_factory.mktemp("li_views"))
-    rag.__dict__["embedder"] = embedder
+    rag = RAG.open(tmp_path_factory.mktemp("li_views"), embedder=embedder)
     rag.ingest([sample_dir / "tea_brewing_guide.md", sample_dir / "harbor_lamp_manual.txt"])
     yield rag
     rag.close()

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from rag.errors import IndexLockedError
+from retrievers.errors import IndexLockedError
 from retrievers.milvus_store import MilvusDenseStore
 
 HOLDER = textwrap.dedent("""

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from rag.errors import ConfigError
-from retrievers.hybrid import HybridRetriever
+from retrievers.errors import StoreConfigError
+from retrievers.hybrid import DenseSearch, HybridRetriever, KeywordSearch
+from retrievers.milvus_keywords import MilvusKeywordIndex
 from retrievers.milvus_store import MilvusDenseStore
 
 
+def milvus_bm25_retriever(index, embedder, **options) -> HybridRetriever:
+    """Keyword search by Milvus's BM25 function over the same collection, plus dense."""
+    keywords = MilvusKeywordIndex(index.dense, index.live_ids())
+    return HybridRetriever({"bm25": KeywordSearch(keywords),
+                            "dense": DenseSearch(index.dense, embedder.encode_query, keywords)},
+                           index.chunks, **options)
+
+
 def test_milvus_bm25_finds_keyword_matches_and_respects_filters(full_text_index, embedder, corpus):
-    retriever = HybridRetriever(full_text_index, embedder.encode_query, sparse="milvus")
+    retriever = milvus_bm25_retriever(full_text_index, embedder)
     hits = retriever.retrieve("oolong", top_k=3, mode="bm25")
     assert hits and all("oolong" in h.chunk.text.lower() for h in hits)
     assert hits[0].scores["bm25"] > 0  # Lite's negative BM25 distances are turned around
@@ -23,8 +32,8 @@ def test_milvus_bm25_finds_keyword_matches_and_respects_filters(full_text_index,
 
 def test_milvus_bm25_agrees_with_rank_bm25_on_what_matches(full_text_index, embedder):
     """Milvus's analyzer does not stem, so scores differ; on unstemmed words the top hit agrees."""
-    ours = HybridRetriever(full_text_index, embedder.encode_query)
-    theirs = HybridRetriever(full_text_index, embedder.encode_query, sparse="milvus")
+    ours = HybridRetriever.for_index(full_text_index, embedder.encode_query)
+    theirs = milvus_bm25_retriever(full_text_index, embedder)
     for query in ["oolong", "warranty", "lightning", "country"]:
         a = ours.retrieve(query, top_k=1, mode="bm25")
         b = theirs.retrieve(query, top_k=1, mode="bm25")
@@ -33,7 +42,7 @@ def test_milvus_bm25_agrees_with_rank_bm25_on_what_matches(full_text_index, embe
 
 def test_server_side_hybrid_search_matches_client_side_rrf(full_text_index, embedder):
     store = full_text_index.dense
-    retriever = HybridRetriever(full_text_index, embedder.encode_query, sparse="milvus",
+    retriever = milvus_bm25_retriever(full_text_index, embedder,
                                 candidate_k=10, fusion="rrf", rrf_k=60)
     query = "how long should black tea steep"
     server = store.hybrid_search(embedder.encode_query(query), query, k=10, rrf_k=60)
@@ -45,15 +54,14 @@ def test_server_side_hybrid_search_matches_client_side_rrf(full_text_index, embe
 def test_full_text_mode_on_a_collection_built_without_it_is_refused(filter_index, tmp_path):
     uri = str(tmp_path / "milvus.db")
     MilvusDenseStore(uri, "plain", 8).close()
-    with pytest.raises(ConfigError, match="built without Milvus BM25"):
+    with pytest.raises(StoreConfigError, match="built without Milvus BM25"):
         MilvusDenseStore(uri, "plain", 8, full_text=True)
 
 
 def test_rag_with_sparse_milvus_end_to_end(tmp_path, sample_dir, embedder):
     from rag.api import RAG
 
-    with RAG.open(tmp_path / "idx", sparse="milvus") as rag:
-        rag.__dict__["embedder"] = embedder
+    with RAG.open(tmp_path / "idx", sparse="milvus", embedder=embedder) as rag:
         rag.ingest([sample_dir / "tea_brewing_guide.md", sample_dir / "harbor_lamp_manual.txt"])
         assert rag.index.dense.full_text
         hits = rag.retrieve("oolong", top_k=2, mode="bm25")
@@ -67,19 +75,16 @@ def test_sparse_milvus_keeps_no_bm25_postings_and_switching_back_rebuilds_them(
     """With BM25 inside Milvus a process holds only the live ids; the catalog keeps the terms,
     so opening the same index with rank-bm25 later rebuilds BM25 from it."""
     from rag.api import RAG
-    from retrievers.live_ids import LiveIds
 
-    with RAG.open(tmp_path / "idx", sparse="milvus") as rag:
-        rag.__dict__["embedder"] = embedder
+    with RAG.open(tmp_path / "idx", sparse="milvus", embedder=embedder) as rag:
         rag.ingest([sample_dir / "tea_brewing_guide.md"])
-        assert isinstance(rag.index.live, LiveIds) and len(rag.index.live) > 0
+        assert isinstance(rag.index.keywords, MilvusKeywordIndex) and len(rag.index.keywords) > 0
         with pytest.raises(RuntimeError, match="sparse='milvus'"):
             rag.index.bm25
         assert rag.index.check().ok
     assert not (tmp_path / "idx" / "bm25.npz").exists()
 
-    with RAG.open(tmp_path / "idx") as rag:
-        rag.__dict__["embedder"] = embedder
+    with RAG.open(tmp_path / "idx", embedder=embedder) as rag:
         assert len(rag.index.bm25) == rag.index.catalog.count()
         hits = rag.retrieve("oolong", top_k=1, mode="bm25")
         assert hits and "oolong" in hits[0].chunk.text.lower()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rag.errors import ConfigError
+from retrievers.errors import StoreConfigError
 from retrievers.hybrid import HybridRetriever
 from retrievers.rerank import CrossEncoderReranker
 
@@ -48,8 +48,8 @@ def test_rerank_orders_the_fused_top_n_by_the_cross_encoder(filter_index, embedd
                                                             tiny_cross_encoder):
     query = "how long should green tea steep"
     reranker = CrossEncoderReranker(tiny_cross_encoder)
-    plain = HybridRetriever(filter_index, embedder.encode_query)
-    reranked = HybridRetriever(filter_index, embedder.encode_query, reranker=reranker,
+    plain = HybridRetriever.for_index(filter_index, embedder.encode_query)
+    reranked = HybridRetriever.for_index(filter_index, embedder.encode_query, reranker=reranker,
                                rerank_top_n=8)
     pool = plain.retrieve(query, top_k=8)
     hits = reranked.retrieve(query, top_k=3)
@@ -68,6 +68,6 @@ def test_rag_builds_the_reranker_from_settings(tmp_path, tiny_cross_encoder):
     from rag.api import RAG
 
     rag = RAG.open(tmp_path / "idx", rerank_model=str(tiny_cross_encoder), rerank_top_n=7)
-    assert isinstance(rag._reranker(), CrossEncoderReranker)
-    with pytest.raises(ConfigError, match="no such local CrossEncoder folder"):
-        RAG.open(tmp_path / "idx", rerank_model=str(tmp_path / "missing"))._reranker()
+    assert isinstance(rag.reranker, CrossEncoderReranker)
+    with pytest.raises(StoreConfigError, match="no such local CrossEncoder folder"):
+        RAG.open(tmp_path / "idx", rerank_model=str(tmp_path / "missing")).reranker

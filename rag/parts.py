@@ -1,0 +1,83 @@
+"""The default parts of a `RAG`, each built from the settings by one small factory.
+
+`RAG` takes every part as an argument (tests, benchmarks and applications pass their own: a
+shared embedder, a wrapped store, another LLM) and falls back to these. Keeping the factories
+here, apart from the facade, means a caller can build one default part and wrap it, e.g.
+`RAG.open(dir, transcriber=Timed(default_transcriber(settings)))`, without patching anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from rag.config import PACKAGED, Settings
+
+
+def default_embedder(settings: Settings):
+    """The configured sentence-transformers embedder (loads its model on first use)."""
+    from rag.models.embedder import Embedder
+
+    s = settings
+    return Embedder(s.embedding_model, s.embedding_device, s.embedding_dtype, s.embedding_batch_size)
+
+
+def default_dense_store(settings: Settings, dimension: int):
+    """The Milvus collection of the settings: Milvus Lite inside the index, or a server URI."""
+    from retrievers.milvus_store import MilvusDenseStore
+
+    s = settings
+    return MilvusDenseStore(s.milvus_target, s.collection, dimension, token=s.milvus_token,
+                            full_text=s.sparse == "milvus")
+
+
+def default_index(settings: Settings, dense: Any, embed: Callable[[list[str]], np.ndarray]):
+    """Catalog + keyword index + `dense`, kept in step (`embed` lets repair restore vectors)."""
+    from retrievers.index import ChunkIndex
+
+    s = settings
+    return ChunkIndex(Path(s.index_dir), dense, s.bm25_k1, s.bm25_b, s.bm25_epsilon,
+                      embed=embed, sparse=s.sparse)
+
+
+def default_reranker(settings: Settings):
+    """A cross-encoder from `rerank_model`, or None when no reranker is configured."""
+    if not settings.rerank_model:
+        return None
+    from retrievers.rerank import CrossEncoderReranker
+
+    return CrossEncoderReranker(settings.rerank_model, settings.embedding_device)
+
+
+def default_retriever(settings: Settings, index: Any, embed_query: Callable[[str], np.ndarray],
+                      reranker: Any = None):
+    """BM25 (or Milvus BM25) and dense search over `index`, fused as the settings say."""
+    from retrievers.hybrid import HybridRetriever
+
+    s = settings
+    return HybridRetriever.for_index(
+        index, embed_query, candidate_k=s.candidate_k, fusion=s.fusion, rrf_k=s.rrf_k,
+        weights={"bm25": s.bm25_weight, "dense": s.dense_weight},
+        reranker=reranker, rerank_top_n=s.rerank_top_n,
+    )
+
+
+def default_transcriber(settings: Settings):
+    """Whisper as configured: the packaged base model unless `whisper_model` names another."""
+    from ingestion.audio import WhisperTranscriber
+
+    checkpoint: str | Path = settings.whisper_model
+    if checkpoint in ("", PACKAGED):
+        from rag.models.whisper_ct2 import packaged_whisper_checkpoint
+
+        checkpoint = packaged_whisper_checkpoint()
+    return WhisperTranscriber(checkpoint, language=settings.whisper_language or None)
+
+
+def default_llm(settings: Settings):
+    """The configured answer backend (llama.cpp in-process, or an OpenAI-compatible endpoint)."""
+    from rag.llm import backend_from_settings
+
+    return backend_from_settings(settings)
