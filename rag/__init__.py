@@ -1,25 +1,13 @@
 """An offline-first hybrid RAG framework: `from rag import RAG`.
 
-Importing this package is cheap: torch, gradio and deepeval load only when used.
+Importing this package is cheap (torch, gradio and deepeval load only when used) and changes
+nothing in the process: the environment defaults the framework needs are applied when a `RAG`
+is created or the CLI runs (`rag.process.apply_defaults`).
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
-
-# Nothing in the default path may phone home.
-for _name, _value in {
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "GRADIO_ANALYTICS_ENABLED": "False",
-    "DEEPEVAL_TELEMETRY_OPT_OUT": "YES",
-    "ANONYMIZED_TELEMETRY": "False",
-    "TOKENIZERS_PARALLELISM": "false",
-    # OpenMP threads that sleep instead of spinning: on 2 shared cores, spinning made whisper
-    # 7x slower whenever another process was busy (must be set before torch loads).
-    "OMP_WAIT_POLICY": "PASSIVE",
-}.items():
-    os.environ.setdefault(_name, _value)
 
 __version__ = "0.1.0"
 __all__ = ["RAG", "Answer", "Citation", "Settings", "load_settings"]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from rag import parts
 from rag.config import Settings, load_settings
 from rag.errors import ConfigError
+from rag.process import apply_defaults
 from rag.generation import Answer, Citation, build_messages, fit_contexts
 from rag.models.embedding import display_name, embedding_fingerprint, resolve_embedding_model
 
@@ -35,6 +36,7 @@ class RAG:
     def __init__(self, settings: Settings, *, llm: Any = None, embedder: Any = None,
                  dense_store: Any = None, index: Any = None, retriever: Any = None,
                  reranker: Any = _FROM_SETTINGS, transcriber: Any = None):
+        apply_defaults()  # before any model library loads
         self.settings = settings
         self.index_dir = Path(settings.index_dir)
         self._llm = llm

@@ -96,6 +96,9 @@ def _plugins() -> list[Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from rag.process import apply_defaults
+
+    apply_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

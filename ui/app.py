@@ -1,6 +1,6 @@
 """A Gradio chat over one index: answers with numbered sources listed under them.
 
-Binds to 127.0.0.1 unless told otherwise; analytics are off (set in `rag/__init__`).
+Binds to 127.0.0.1 unless told otherwise; analytics are off (`rag.process.apply_defaults`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ def format_answer(answer: Any) -> str:
 
 
 def build_app(rag: Any):
+    from rag.process import apply_defaults
+
+    apply_defaults()  # analytics off before gradio loads
     import gradio as gr
 
     def respond(message: str, history: list):

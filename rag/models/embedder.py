@@ -51,6 +51,9 @@ class Embedder:
 
     @cached_property
     def model(self):
+        from rag.process import apply_defaults
+
+        apply_defaults()  # before torch loads (an Embedder may be used without a RAG)
         if Path(self.path).is_dir():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch

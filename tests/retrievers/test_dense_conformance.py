@@ -18,6 +18,7 @@ import pytest
 from retrievers.errors import StoreConfigError
 from retrievers.filters import Filters
 from retrievers.milvus_store import MilvusDenseStore
+from retrievers.protocols import DenseStore
 from retrievers.records import Chunk
 
 DIM = 16
@@ -39,6 +40,10 @@ def _vectors(n: int, seed: int = 0) -> np.ndarray:
 
 class DenseStoreConformance:
     """Behaviour every backend must show. Subclasses provide the `make_store` fixture."""
+
+    def test_it_is_a_dense_store(self, make_store):
+        store = make_store()
+        assert isinstance(store, DenseStore) and store.dim == DIM
 
     def test_search_ranks_by_cosine(self, make_store):
         store = make_store()
