@@ -1,0 +1,90 @@
+"""The pure per-file step: load a file (a format loader, or Whisper for audio and video) and
+chunk it into `Chunk`s with deterministic ids.
+
+Why pure: no catalog, no index, no threads and no progress bars, only the file, the chunker and
+the transcriber, so the same step runs in the ingest thread today and in worker processes of a
+distributed engine later. Failures are raised (`LoadError` and friends), not reported; the
+caller turns them into results. Transcription progress goes out through an optional callback.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Callable
+
+from ingestion.chunking import Chunker
+from ingestion.loaders import AUDIO_EXTENSIONS, loader_for
+from ingestion.results import NotConfigured
+from ingestion.sections import LoadError, Section
+from retrievers.records import Chunk, chunk_id_for
+
+# Opens a report for one recording: given its path and expected seconds, yields a callback
+# that takes (seconds done, seconds known in total); see ingestion.progress.
+TranscriptionProgress = Callable[[Path, float], AbstractContextManager[Callable[[float, float], None]]]
+
+
+class FilePreparer:
+    """Loads and chunks files. The transcriber is made on the first recording, and not pickled
+    with the preparer, so each worker process loads its own Whisper only when it needs one."""
+
+    def __init__(self, chunker: Chunker, transcriber_factory: Callable[[], Any] | None = None):
+        self.chunker = chunker
+        self.transcriber_factory = transcriber_factory
+        self._transcriber: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_transcriber": None}
+
+    def prepare(self, path: Path, source_id: str, content_hash: str,
+                transcription: TranscriptionProgress | None = None) -> list[Chunk]:
+        """The file's chunks, in order; raises (e.g. `LoadError`) when it yields none."""
+        sections, extra = self._sections(path, transcription)
+        pieces = self.chunker.split(sections)
+        if not pieces:
+            raise LoadError("no text found")
+        now = time.time()
+        resolved = str(path.resolve())
+        file_type = path.suffix.lower().lstrip(".")
+        return [
+            Chunk(
+                chunk_id=chunk_id_for(source_id, content_hash, position), text=piece.text,
+                source=resolved, source_id=source_id, content_hash=content_hash,
+                position=position, page=piece.page, start=piece.start, end=piece.end,
+                section=piece.heading, file_type=file_type, ingested_at=now, extra=dict(extra),
+            )
+            for position, piece in enumerate(pieces)
+        ]
+
+    def _sections(self, path: Path, transcription: TranscriptionProgress | None
+                  ) -> tuple[list[Section], dict[str, Any]]:
+        if path.suffix.lower() in AUDIO_EXTENSIONS:
+            return self._transcribe(path, transcription)
+        loader = loader_for(path)
+        if loader is None:
+            raise LoadError(f"unsupported file type '{path.suffix or path.name}'")
+        return loader(path), {}
+
+    def _transcribe(self, path: Path, transcription: TranscriptionProgress | None
+                    ) -> tuple[list[Section], dict[str, Any]]:
+        if self.transcriber_factory is None:
+            raise NotConfigured("audio ingestion is not configured (no transcriber)")
+        from ingestion.audio import audio_duration, iter_audio
+
+        blocks = iter_audio(path)
+        first = next(blocks)  # decoding errors surface before Whisper is loaded
+        if self._transcriber is None:
+            self._transcriber = self.transcriber_factory()
+        total = audio_duration(path) or 0.0
+        blocks = itertools.chain([first], blocks)
+        if transcription is None:
+            transcript = self._transcriber.transcribe_blocks(blocks, total)
+        else:
+            with transcription(path, total) as progress:
+                transcript = self._transcriber.transcribe_blocks(blocks, total, progress=progress)
+        if not transcript.segments:
+            raise LoadError("no speech found in the recording")
+        sections = [Section(s.text, start=s.start, end=s.end) for s in transcript.segments]
+        return sections, {"language": transcript.language}
