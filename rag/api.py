@@ -257,7 +257,7 @@ class RAG:
     def delete(self, source: str | Path) -> int:
         """Remove a source (by path; a folder removes every source under it) from both
         indexes; returns the number of chunks removed."""
-        from ingestion.pipeline import source_id_for
+        from ingestion.discovery import source_id_for
 
         if self.index.catalog.source(source_id_for(Path(source))) is not None:
             return self.index.delete_source(source_id_for(Path(source)))
