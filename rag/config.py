@@ -62,6 +62,18 @@ class Settings:
     llm_threads: int = 0  # 0 = all cores
     llm_seed: int = 0
 
+    # Evaluation judge (eval/judge.py), separate from the answer model: a local GGUF
+    # ("packaged" = the 0.5B answer model, "packaged-1.5b", or a path) constrained to each
+    # metric's JSON schema by llama.cpp grammar, or any OpenAI-compatible endpoint.
+    judge_backend: str = "llama-cpp"  # llama-cpp | openai
+    judge_model: str = PACKAGED
+    judge_base_url: str = ""
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    judge_context_window: int = 4096
+    judge_max_tokens: int = 768
+    judge_threads: int = 0  # 0 = all cores
+    judge_retries: int = 2  # a malformed judgement is asked again this often, then counted failed
+
     # Retrieval.
     top_k: int = 5
     retrieval_mode: str = "hybrid"  # hybrid | bm25 | dense
@@ -124,6 +136,7 @@ class Settings:
 CHOICES = {
     "embedding_dtype": {"auto", "bfloat16", "float32"},
     "llm_backend": {"llama-cpp", "openai"},
+    "judge_backend": {"llama-cpp", "openai"},
     "retrieval_mode": set(RetrievalMode.names()),
     "fusion": set(Fusion.names()),
     "sparse": set(SparseBackend.names()),

@@ -32,10 +32,13 @@ class ChatBackend(Protocol):
 
 
 def resolve_gguf(name: str) -> Path:
-    if name in ("", PACKAGED):
-        from rag.models.gguf import packaged_gguf
+    """A GGUF path: `packaged` (the default 0.5B), `packaged-1.5b`, or a file."""
+    from rag.models.gguf import PACKAGED_GGUFS, packaged_gguf
 
+    if name in ("", PACKAGED):
         return packaged_gguf()
+    if name in PACKAGED_GGUFS:
+        return packaged_gguf(spec=PACKAGED_GGUFS[name])
     path = Path(name).expanduser()
     if not path.is_file():
         raise ModelFileError(f"{path}: GGUF model file not found; set llm_model to a .gguf file")
@@ -63,8 +66,10 @@ class LlamaCppChat:
 
     @property
     def name(self) -> str:
-        return "qwen2.5-coder-0.5b-instruct-q4_k_m (packaged)" if self.model_name in ("", PACKAGED) \
-            else self.path.name
+        from rag.models.gguf import PACKAGED_GGUFS
+
+        spec = PACKAGED_GGUFS.get(self.model_name or PACKAGED)
+        return f"{spec.file_name} ({spec.name})" if spec else self.path.name
 
     @cached_property
     def llama(self):
