@@ -3,7 +3,7 @@
 Containment and token F1 follow the SQuAD v1.1 evaluation script (lower case, drop punctuation
 and the articles a/an/the, split on whitespace). That script is a dozen lines and not packaged
 on its own (`evaluate` would bring datasets and a hub client for it), so it is written here.
-Both are meant for short reference answers: containment of a reference sentence in a
+`[n]` citation marks are removed from the answer first. Both are meant for short reference answers: containment of a reference sentence in a
 paraphrase is almost never literal, and F1 against a paragraph mostly measures length, so
 longer references are not scored (counted and shown in the report).
 
@@ -58,6 +58,11 @@ def citation_marks(text: str) -> list[int]:
     return [int(n) for group in CITATION_MARK.findall(text) for n in re.split(r"\s*,\s*", group)]
 
 
+def answer_words(text: str) -> str:
+    """The answer without its `[n]` marks (they are not answer words)."""
+    return CITATION_MARK.sub(" ", text)
+
+
 def _short_reference(case: EvalCase, limit: int) -> str | None:
     """Why the case cannot be scored against its reference answer, or None when it can."""
     if not case.answerable:
@@ -76,7 +81,8 @@ def answer_containment(case: EvalCase, result: CaseResult) -> Score:
     if why:
         return Score.skip(why)
     answer = result.answer
-    return Score.of(0.0 if answer.declined else contains(answer.text, case.reference_answer))
+    return Score.of(0.0 if answer.declined else contains(answer_words(answer.text),
+                                                          case.reference_answer))
 
 
 @metric("token_f1", "answer", needs_answer=True, tolerance=ANSWER_TOLERANCE)
@@ -86,7 +92,8 @@ def answer_token_f1(case: EvalCase, result: CaseResult) -> Score:
     if why:
         return Score.skip(why)
     answer = result.answer
-    return Score.of(0.0 if answer.declined else token_f1(answer.text, case.reference_answer))
+    return Score.of(0.0 if answer.declined else token_f1(answer_words(answer.text),
+                                                          case.reference_answer))
 
 
 @metric("citation_validity", "answer", needs_answer=True, tolerance=ANSWER_TOLERANCE)

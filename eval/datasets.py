@@ -152,7 +152,10 @@ def case_from_row(row: Any, *, where: str, default_id: str) -> EvalCase:
     # ARAGOG marks questions about a paper missing from the corpus `source_doc_missing`: the
     # right behaviour there is a decline, which is what `answerable: false` means.
     answerable_default = row.get("source_doc_missing") is not True
-    for key, default in (("generated", False), ("answerable", answerable_default)):
+    # LlamaIndex-derived rows say who wrote the question in `generated_by` ({"type": "ai"}).
+    by = row.get("generated_by")
+    generated_default = isinstance(by, dict) and by.get("type") == "ai"
+    for key, default in (("generated", generated_default), ("answerable", answerable_default)):
         value = row.get(key, default)
         if not isinstance(value, bool):
             raise DatasetError(f"{where}: {key!r} must be true or false, not {value!r}")
