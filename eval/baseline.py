@@ -114,21 +114,29 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def compare(run: "EvalRun", path: str | Path) -> Comparison:
-    """Compare a run's aggregates with the baseline recorded for its dataset."""
+def baseline_entry(path: str | Path, name: str, cases_hash: str, cases: int) -> dict[str, Any]:
+    """The baseline recorded for dataset `name`, checked to be about the same cases (a gate
+    over other questions would compare nothing); `rag eval` calls it before a long run too."""
     path = Path(path)
     data = read_baseline(path)
-    name = run.dataset.name
     entry = data["datasets"].get(name)
     if entry is None:
         known = ", ".join(sorted(data["datasets"])) or "none"
         raise BaselineError(f"{path}: no baseline for dataset {name!r} (it has: {known}); "
                             "record one with --update-baseline")
-    if entry.get("cases_hash") != run.cases_hash:
+    if entry.get("cases_hash") != cases_hash:
         raise BaselineError(
             f"{path}: the baseline for {name!r} was recorded on other cases ({entry.get('cases')} "
-            f"cases, {entry.get('cases_hash')}) than this run ({len(run.records)} cases, "
-            f"{run.cases_hash}); use the same dataset and --limit, or --update-baseline")
+            f"cases, {entry.get('cases_hash')}) than this run ({cases} cases, {cases_hash}); "
+            "use the same dataset and --limit, or --update-baseline")
+    return entry
+
+
+def compare(run: "EvalRun", path: str | Path) -> Comparison:
+    """Compare a run's aggregates with the baseline recorded for its dataset."""
+    path = Path(path)
+    name = run.dataset.name
+    entry = baseline_entry(path, name, run.cases_hash, len(run.records))
     deltas: dict[str, Delta] = {}
     for metric, base in entry.get("metrics", {}).items():
         agg = run.aggregates.get(metric)

@@ -88,9 +88,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from eval.baseline import compare, read_baseline, update_baseline
-    from eval.datasets import load_dataset
-    from eval.errors import BaselineError, EvalError
+    from eval.baseline import baseline_entry, compare, update_baseline
+    from eval.datasets import cases_hash, load_dataset
+    from eval.errors import EvalError
     from eval.report import format_summary, write_report
     from eval.runner import run_eval
     from rag.cli import open_index
@@ -101,11 +101,9 @@ def _run(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise EvalError(f"--{name.replace('_', '-')} must be at least 1")
     dataset = load_dataset(args.dataset, split=args.split)
-    if args.baseline and not args.update_baseline:
-        entry = read_baseline(args.baseline)["datasets"].get(dataset.name)
-        if entry is None:  # fail before a long run, not after it
-            raise BaselineError(f"{args.baseline}: no baseline for dataset {dataset.name!r}; "
-                                "record one with --update-baseline")
+    if args.baseline and not args.update_baseline:  # fail before a long run, not after it
+        selected = dataset.head(args.limit).cases
+        baseline_entry(args.baseline, dataset.name, cases_hash(selected), len(selected))
     rag = open_index(args)
     try:
         run = run_eval(rag, dataset, top_k=args.top_k, limit=args.limit,

@@ -71,12 +71,16 @@ class EvalDataset:
         return EvalDataset(self.name, self.path, self.format, self.cases[:max(0, limit)])
 
 
+HASHED = ("id", "question", "reference_answer", "reference_contexts", "source_docs", "answerable")
+
+
 def cases_hash(cases: Iterable[EvalCase]) -> str:
-    """sha256 over the cases' canonical JSON: the same questions give the same hash whatever
-    the file's whitespace or key order."""
+    """sha256 over the canonical JSON of the fields that decide scores (`HASHED`): the same
+    cases give the same hash whatever the file's whitespace, key order or extra fields."""
     digest = hashlib.sha256()
     for case in cases:
-        digest.update(json.dumps(case.to_json(), sort_keys=True, ensure_ascii=False).encode())
+        row = {key: getattr(case, key) for key in HASHED}
+        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
         digest.update(b"\n")
     return "sha256:" + digest.hexdigest()
 

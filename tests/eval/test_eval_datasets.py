@@ -54,7 +54,9 @@ def test_hash_ignores_layout_and_follows_content(tmp_path):
     two.write_text("\n" + json.dumps(dict(reversed(list(row.items()))), indent=None) + "\n\n")
     three = tmp_path / "three.jsonl"
     three.write_text(json.dumps({**row, "question": "Q2?"}) + "\n")
-    assert load_dataset(one).hash == load_dataset(two).hash
+    four = tmp_path / "four.jsonl"
+    four.write_text(json.dumps({**row, "note": "not scored", "generated": True}) + "\n")
+    assert load_dataset(one).hash == load_dataset(two).hash == load_dataset(four).hash
     assert load_dataset(one).hash != load_dataset(three).hash
     assert load_dataset(one).hash.startswith("sha256:")
 

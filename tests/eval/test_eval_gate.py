@@ -92,6 +92,9 @@ def test_broken_configuration_fails_the_gate_and_healthy_passes(text_index, shar
     healthy = json.loads((tmp_path / "healthy" / "report.json").read_text())
     assert healthy["baseline"]["ok"] and healthy["baseline"]["regressed"] == []
 
+    code, out, err = rag_eval(capsys, *common, "--limit", "1")  # other cases: refused at once
+    assert code == 2 and "recorded on other cases" in err and out == ""
+
 
 def test_usage_errors_exit_2_with_one_line(text_index, shared_embedder, capsys, tmp_path):
     index, dataset = text_index
