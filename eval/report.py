@@ -82,10 +82,16 @@ def format_summary(run: "EvalRun", comparison: "Comparison | None" = None) -> st
         line = f"  {name:<28} {value:>9} {agg.scored:>7} {agg.not_scored:>5} {agg.failed:>6}"
         if comparison and name in deltas:
             d = deltas[name]
-            base = "-" if d.baseline is None else f"{d.baseline:.4f}"
-            change = "-" if d.delta is None else f"{d.delta:+.4f}"
+            base = "-" if d.baseline is None else f"{d.baseline:.{digits}f}"
+            change = "-" if d.delta is None else f"{d.delta:+.{digits}f}"
             line += f" {base:>9} {change:>8}  {d.status}"
         lines.append(line)
+    why: dict[str, list[str]] = {}
+    for name, agg in run.aggregates.items():
+        for reason, count in agg.reasons.items():
+            why.setdefault(reason, []).append(f"{name} ({count})")
+    for reason, names in why.items():
+        lines.append(f"  {reason}: {', '.join(names)}")
     return "\n".join(lines)
 
 

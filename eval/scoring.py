@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 Kind = Literal["retrieval", "answer", "judged", "latency"]
 Status = Literal["scored", "not_scored", "failed"]
+KIND_ORDER = ("retrieval", "answer", "judged", "latency")  # how reports list metrics
 
 
 @dataclass
@@ -150,11 +151,12 @@ def get_metric(name: str) -> Metric:
 
 
 def registered(kinds: Iterable[Kind] | None = None, *, answers: bool = True) -> list[Metric]:
-    """Registered metrics in registration order; `answers=False` leaves out those that need
-    an answer."""
+    """Registered metrics, by kind (`KIND_ORDER`) then registration order; `answers=False`
+    leaves out those that need an answer."""
     wanted = set(kinds) if kinds is not None else None
-    return [m for m in _REGISTRY.values()
-            if (wanted is None or m.kind in wanted) and (answers or not m.needs_answer)]
+    chosen = [m for m in _REGISTRY.values()
+              if (wanted is None or m.kind in wanted) and (answers or not m.needs_answer)]
+    return sorted(chosen, key=lambda m: KIND_ORDER.index(m.kind))  # stable: keeps registration order
 
 
 @dataclass
