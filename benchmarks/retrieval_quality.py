@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,20 +38,10 @@ DATASETS = {
     "blockchain_solana": (DATA / "blockchain_solana", "source_files/*.pdf"),
 }
 DEPTH = 50  # candidates per retriever before fusion (the project's candidate_k default)
-WORD = re.compile(r"\w+")
 
 
-# --- hit definition ------------------------------------------------------------------------
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-def is_hit(chunk: str, reference: str, threshold: float = 0.6) -> bool:
-    if _norm(reference) in _norm(chunk):
-        return True
-    a, b = Counter(WORD.findall(chunk.lower())), Counter(WORD.findall(reference.lower()))
-    shorter = min(sum(a.values()), sum(b.values()))
-    return shorter > 0 and sum((a & b).values()) / shorter >= threshold
+# --- hit definition: the evaluation suite's (`rag eval` reports the same figures) ----------------
+from eval.retrieval_metrics import is_hit  # noqa: E402  (after the sys.path line above)
 
 
 def score(ranked_texts: list[list[str]], cases: list[dict]) -> dict[str, float]:

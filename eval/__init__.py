@@ -1,1 +1,2 @@
-"""Evaluation (DeepEval metrics, retrieval metrics, regression suite): filed for a later issue."""
+"""Evaluation: datasets, metrics (retrieval, answers, latency; judged ones register later), the
+runner, reports and the baseline gate behind `rag eval` (see eval/cli.py)."""

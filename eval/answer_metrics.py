@@ -1,0 +1,126 @@
+"""Answer metrics that need no LLM: containment, token F1, citation validity, decline rates.
+
+Containment and token F1 follow the SQuAD v1.1 evaluation script (lower case, drop punctuation
+and the articles a/an/the, split on whitespace). That script is a dozen lines and not packaged
+on its own (`evaluate` would bring datasets and a hub client for it), so it is written here.
+`[n]` citation marks are removed from the answer first. Both are meant for short reference answers: containment of a reference sentence in a
+paraphrase is almost never literal, and F1 against a paragraph mostly measures length, so
+longer references are not scored (counted and shown in the report).
+
+A declined answer to an answerable question scores 0 on containment and F1 (it is a miss); an
+unanswerable question is scored by `decline_rate_unanswerable` only.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+
+from eval.datasets import EvalCase
+from eval.scoring import CaseResult, Score, metric
+
+# Longest reference (normalised tokens) each metric scores: containment wants an answer span
+# ("2 minutes", "80 °C"); F1 still means something for a one-sentence reference.
+CONTAINMENT_MAX_TOKENS = 10
+F1_MAX_TOKENS = 40
+# The LLM is deterministic (temperature 0, a seed) on one machine, but llama.cpp's output can
+# change with the CPU's kernels or thread count: allow a few answers in a hundred to change.
+ANSWER_TOLERANCE = 0.05
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+CITATION_MARK = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")  # "[2]" and "[1, 3]"
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
+
+
+def contains(answer: str, reference: str) -> float:
+    """1.0 when the normalised reference occurs in the normalised answer (on word boundaries)."""
+    ref, ans = normalize_answer(reference), normalize_answer(answer)
+    return float(bool(ref) and f" {ref} " in f" {ans} ")
+
+
+def token_f1(answer: str, reference: str) -> float:
+    """Harmonic mean of token precision and recall of the answer against the reference."""
+    pred, gold = normalize_answer(answer).split(), normalize_answer(reference).split()
+    common = sum((Counter(pred) & Counter(gold)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def citation_marks(text: str) -> list[int]:
+    """Every number cited in the text, in order ("[1, 3] ... [2]" -> [1, 3, 2])."""
+    return [int(n) for group in CITATION_MARK.findall(text) for n in re.split(r"\s*,\s*", group)]
+
+
+def answer_words(text: str) -> str:
+    """The answer without its `[n]` marks (they are not answer words)."""
+    return CITATION_MARK.sub(" ", text)
+
+
+def _short_reference(case: EvalCase, limit: int) -> str | None:
+    """Why the case cannot be scored against its reference answer, or None when it can."""
+    if not case.answerable:
+        return "unanswerable question"
+    if not case.reference_answer.strip():
+        return "no reference answer"
+    if len(normalize_answer(case.reference_answer).split()) > limit:
+        return f"reference answer longer than {limit} tokens"
+    return None
+
+
+@metric("answer_containment", "answer", needs_answer=True, tolerance=ANSWER_TOLERANCE)
+def answer_containment(case: EvalCase, result: CaseResult) -> Score:
+    """the answer contains the (short) reference answer, SQuAD-normalised"""
+    why = _short_reference(case, CONTAINMENT_MAX_TOKENS)
+    if why:
+        return Score.skip(why)
+    answer = result.answer
+    return Score.of(0.0 if answer.declined else contains(answer_words(answer.text),
+                                                          case.reference_answer))
+
+
+@metric("token_f1", "answer", needs_answer=True, tolerance=ANSWER_TOLERANCE)
+def answer_token_f1(case: EvalCase, result: CaseResult) -> Score:
+    """SQuAD token F1 of the answer against the (short) reference answer"""
+    why = _short_reference(case, F1_MAX_TOKENS)
+    if why:
+        return Score.skip(why)
+    answer = result.answer
+    return Score.of(0.0 if answer.declined else token_f1(answer_words(answer.text),
+                                                          case.reference_answer))
+
+
+@metric("citation_validity", "answer", needs_answer=True, tolerance=ANSWER_TOLERANCE)
+def citation_validity(case: EvalCase, result: CaseResult) -> Score:
+    """share of the answer's [n] marks that name one of its citations"""
+    answer = result.answer
+    if answer.declined:
+        return Score.skip("declined")
+    marks = citation_marks(answer.text)
+    if not marks:
+        return Score.skip("no [n] marks in the answer")
+    cited = {c.n for c in answer.citations}
+    return Score.of(sum(n in cited for n in marks) / len(marks))
+
+
+@metric("decline_rate_answerable", "answer", needs_answer=True, higher_is_better=False,
+        tolerance=ANSWER_TOLERANCE)
+def decline_rate_answerable(case: EvalCase, result: CaseResult) -> Score:
+    """declined although the documents hold the answer (lower is better)"""
+    if not case.answerable:
+        return Score.skip("unanswerable question")
+    return Score.of(float(result.answer.declined))
+
+
+@metric("decline_rate_unanswerable", "answer", needs_answer=True, tolerance=ANSWER_TOLERANCE)
+def decline_rate_unanswerable(case: EvalCase, result: CaseResult) -> Score:
+    """declined a question the documents do not answer (higher is better)"""
+    if case.answerable:
+        return Score.skip("answerable question")
+    return Score.of(float(result.answer.declined))
