@@ -161,7 +161,7 @@ def child_query_ours(work: Path, size: int) -> dict:
         t1 = time.perf_counter()
         rag.retrieve(q, top_k=TOP_K, mode="hybrid")
         t2 = time.perf_counter()
-        rag.retriever.bm25(q, rag.settings.candidate_k)
+        rag.retriever.retrievers["bm25"](q, rag.settings.candidate_k)
         t3 = time.perf_counter()
         floor.append((t1 - t0) * 1000)
         hybrid.append((t2 - t1) * 1000)

@@ -75,8 +75,8 @@ def our_rankings(rag, cases: list[dict]) -> dict[str, list[list[tuple[str, float
     retriever = rag.retriever
     out: dict[str, list] = {"bm25": [], "dense": []}
     for case in cases:
-        out["bm25"].append(retriever.bm25(case["question"], DEPTH))
-        out["dense"].append(retriever.dense(case["question"], DEPTH))
+        out["bm25"].append(retriever.retrievers["bm25"](case["question"], DEPTH))
+        out["dense"].append(retriever.retrievers["dense"](case["question"], DEPTH))
     return out
 
 

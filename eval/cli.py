@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 EXIT_OK, EXIT_REGRESSED, EXIT_USAGE = 0, 1, 2
@@ -43,13 +44,47 @@ def add_run(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="skip answer generation (no LLM): retrieval metrics and latency only")
     p.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _judge_options(p)
+    p.add_argument("--no-judge", action="store_true",
+                   help="skip the judged (DeepEval) metrics; --retrieval-only implies it")
+    p.add_argument("--judged", metavar="M,M", help="judged metrics to run (default: "
+                   "faithfulness,answer_relevancy,contextual_recall,contextual_precision)")
+    p.add_argument("--repeats", type=int, default=1, metavar="N",
+                   help="score each judged metric N times (the gate widens its tolerance by "
+                        "the spread, so judge noise does not fail a build)")
     p.set_defaults(handler=cmd_run)
+
+
+def _judge_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--judge-model", metavar="M", help="judge model: packaged (0.5B), "
+                   "packaged-1.5b, a .gguf path, or the endpoint's model (default: judge_model)")
+    p.add_argument("--judge-cache", metavar="FILE",
+                   help="judgement cache (default: judgements.sqlite in the model cache)")
+
+
+def add_judge_check(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """`rag eval judge-check DATASET`: does the judge tell a true answer from a changed one?"""
+    p = subparsers.add_parser(
+        "judge-check", parents=parents, prog="rag eval judge-check",
+        help="measure how well the judge ranks true answers above counterfactual ones",
+        description="Score each case's reference answer and a copy with one fact changed for "
+                    "faithfulness against the reference contexts; report how often the true "
+                    "one scores higher (and the AUC). Under 0.7 the judge is marked unreliable "
+                    "in every report it produces.")
+    p.add_argument("dataset", metavar="DATASET")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N usable cases")
+    p.add_argument("--json", metavar="FILE", help="write every pair's scores to FILE")
+    p.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _judge_options(p)
+    p.set_defaults(handler=cmd_judge_check)
 
 
 # Subcommands of `rag eval`, by name; the first word after `eval` that is none of them is
 # DATASET of the default `run`.
 SUBCOMMANDS: dict[str, Callable[[Any, list[argparse.ArgumentParser]], None]] = {
     "run": add_run,
+    "judge-check": add_judge_check,
 }
 
 
@@ -78,13 +113,57 @@ def add_command(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Handler of `rag eval [run]`."""
+    return _guarded(_run, args)
+
+
+def cmd_judge_check(args: argparse.Namespace) -> int:
+    """Handler of `rag eval judge-check`."""
+    return _guarded(_judge_check, args)
+
+
+def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     from eval.errors import EvalError
 
     try:
-        return _run(args)
+        return run(args)
     except EvalError as exc:
         print(f"rag eval: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _judge_cache(args: argparse.Namespace):
+    from eval.judge import JudgeCache, default_cache_path
+
+    return JudgeCache(Path(args.judge_cache) if args.judge_cache else default_cache_path())
+
+
+def _judge_check(args: argparse.Namespace) -> int:
+    import json
+
+    from eval.datasets import load_dataset
+    from eval.judge import judge_from_settings
+    from eval.judge_check import record_verdict, run_judge_check
+    from rag.cli import _settings_overrides
+    from rag.config import load_settings
+
+    dataset = load_dataset(args.dataset, split=args.split)
+    settings = load_settings(args.index, **_settings_overrides(args))
+    cache = _judge_cache(args)
+    judge = judge_from_settings(settings, cache, args.judge_model)
+    usable = [c for c in dataset.cases if c.reference_answer and c.reference_contexts]
+    check = run_judge_check(judge, usable[: args.limit] if args.limit else usable, dataset.name,
+                            progress=not args.quiet)
+    record_verdict(cache.path, check)
+    summary = check.summary()
+    print(f"{dataset.name}: judge {summary['judge']}: true answer above its counterfactual in "
+          f"{summary['true_above_counterfactual']:.3f} of {summary['scored']} pairs, AUC "
+          f"{summary['auc']:.3f}, {summary['failed']} failed, {summary['seconds']:.0f} s "
+          f"({'reliable' if check.reliable else 'UNRELIABLE: under 0.7'}); judge calls "
+          f"{judge.stats['calls']}, cached {judge.stats['cached']}, retried "
+          f"{judge.stats['retried']}, failed {judge.stats['failed']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(check.to_json(), indent=2) + "\n")
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -104,12 +183,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.baseline and not args.update_baseline:  # fail before a long run, not after it
         selected = dataset.head(args.limit).cases
         baseline_entry(args.baseline, dataset.name, cases_hash(selected), len(selected))
-    rag = open_index(args)
+    rag = (getattr(args, "open_rag", None) or open_index)(args)
     try:
+        metrics, judge_info = _metrics(args, rag.settings)
         run = run_eval(rag, dataset, top_k=args.top_k, limit=args.limit,
-                       answers=not args.retrieval_only, progress=not args.quiet)
+                       answers=not args.retrieval_only, progress=not args.quiet, metrics=metrics)
     finally:
         rag.close()
+    if judge_info:
+        run.fingerprints["judge"] = judge_info
     comparison = None
     if args.baseline and not args.update_baseline:
         comparison = compare(run, args.baseline)
@@ -130,8 +212,46 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m eval ...` is `rag eval ...`, also where the entry point is not installed."""
+def _metrics(args: argparse.Namespace, settings: Any) -> tuple[list[Any] | None, dict | None]:
+    """The metrics of a run: the counted ones, plus the judged ones unless skipped; and what
+    the report says of the judge (name, fingerprint, whether judge-check found it reliable)."""
+    from eval.errors import EvalError
+
+    if args.no_judge or args.retrieval_only:
+        return None, None
+    from eval.judge import judge_from_settings
+    from eval.judge_check import RELIABLE_AT, verdict_for
+    from eval.judged import JUDGED_METRICS, judged_metrics
+    from eval.metrics import default_metrics
+
+    if args.repeats < 1:
+        raise EvalError("--repeats must be at least 1")
+    names = tuple(n.strip() for n in args.judged.split(",")) if args.judged else JUDGED_METRICS
+    unknown = [n for n in names if n not in JUDGED_METRICS]
+    if unknown:
+        raise EvalError(f"--judged: {', '.join(unknown)} not one of {', '.join(JUDGED_METRICS)}")
+    cache = _judge_cache(args)
+    judges = [judge_from_settings(settings, cache, args.judge_model, repeat=i)
+              for i in range(args.repeats)]
+    verdict = verdict_for(cache.path, judges[0].fingerprint)
+    if verdict["reliable"] is None:
+        text = "never checked: run `rag eval judge-check DATASET` with this judge"
+    else:
+        text = "; ".join(f"{name}: true above counterfactual {c['true_above_counterfactual']:.3f}"
+                         f" (AUC {c['auc']:.3f}, needs {RELIABLE_AT})"
+                         for name, c in verdict["checks"].items())
+    info = {"name": judges[0].get_model_name(), "fingerprint": judges[0].fingerprint,
+            "repeats": args.repeats, "reliable": verdict["reliable"], "verdict": text,
+            "metrics": list(names)}
+    return default_metrics(answers=True) + judged_metrics(judges, names), info
+
+
+def main(argv: Sequence[str] | None = None, open_rag: Callable[[argparse.Namespace], Any] | None = None
+         ) -> int:
+    """`python -m eval ...` is `rag eval ...`, also where the entry point is not installed.
+
+    `open_rag(args)` opens the index (default: as `rag` does, from --index and --set); an
+    application or a test passes its own to share already loaded parts."""
     from rag.process import apply_defaults
     from rag.errors import USER_ERRORS
 
@@ -140,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_command(sub, [_common_parent()])
     args = parser.parse_args(["eval", *(sys.argv[1:] if argv is None else argv)])
+    args.open_rag = open_rag
     try:
         return args.handler(args)
     except USER_ERRORS as exc:

@@ -175,40 +175,49 @@ def _top_k_first_llama_class() -> type:
 
 
 def llama_cpp_completion(model: str = PACKAGED, context_window: int = 4096, max_tokens: int = 768,
-                         threads: int = 0, seed: int = 0) -> tuple[Complete, str, str]:
+                         threads: int = 0, seed: int = 0, temperature: float = 0.0
+                         ) -> tuple[Complete, str, str]:
     """(complete, display name, fingerprint) for a local GGUF judged by llama.cpp with grammar."""
     import os
 
     from rag.llm import LlamaCppChat
 
     chat = LlamaCppChat(model, context_window=context_window, threads=threads, seed=seed)
-    lock = threading.Lock()
-    loaded: list[Any] = []
-
-    def llama() -> Any:
-        if not loaded:
-            loaded.append(_top_k_first_llama_class()(
-                model_path=str(chat.path), n_ctx=context_window, seed=seed, verbose=False,
-                n_threads=threads or os.cpu_count() or 2))
-        return loaded[0]
+    n_threads = threads or os.cpu_count() or 2
 
     def complete(prompt: str, schema: type[BaseModel] | None, attempt: int) -> str:
         response_format = ({"type": "json_object", "schema": schema.model_json_schema()}
                            if schema is not None else None)
+        model_, lock = _shared_llama(chat.path, context_window, n_threads)
         with lock:
-            model_ = llama()
             model_.reset()
             model_.set_seed(seed + attempt)
             out = model_.create_chat_completion(
                 messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                temperature=0.0 if attempt == 0 else RETRY_TEMPERATURE, seed=seed + attempt,
+                temperature=temperature if attempt == 0 else RETRY_TEMPERATURE, seed=seed + attempt,
                 response_format=response_format,
             )
         return out["choices"][0]["message"]["content"] or ""
 
-    fingerprint = (_gguf_fingerprint(model, chat)
-                   + f"|ctx={context_window}|max={max_tokens}|seed={seed}|grammar-top-k={GRAMMAR_TOP_K}")
+    fingerprint = (_gguf_fingerprint(model, chat) + f"|ctx={context_window}|max={max_tokens}"
+                   f"|seed={seed}|t={temperature}|grammar-top-k={GRAMMAR_TOP_K}")
     return complete, chat.name, fingerprint
+
+
+_LOADED: dict[tuple[str, int, int], tuple[Any, threading.Lock]] = {}
+_LOADING = threading.Lock()
+
+
+def _shared_llama(path: Path, context_window: int, threads: int) -> tuple[Any, threading.Lock]:
+    """One loaded model per file and shape, shared by the judges of all repeats (with its lock:
+    a llama.cpp context serves one call at a time)."""
+    key = (str(path), context_window, threads)
+    with _LOADING:
+        if key not in _LOADED:
+            model = _top_k_first_llama_class()(model_path=str(path), n_ctx=context_window,
+                                               n_threads=threads, verbose=False)
+            _LOADED[key] = (model, threading.Lock())
+        return _LOADED[key]
 
 
 def _gguf_fingerprint(model: str, chat: Any) -> str:
@@ -222,7 +231,8 @@ def _gguf_fingerprint(model: str, chat: Any) -> str:
 
 
 def openai_completion(base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
-                      max_tokens: int = 768, seed: int = 0) -> tuple[Complete, str, str]:
+                      max_tokens: int = 768, seed: int = 0, temperature: float = 0.0
+                      ) -> tuple[Complete, str, str]:
     """(complete, display name, fingerprint) for an OpenAI-compatible endpoint's JSON-schema mode."""
     from rag.llm import OpenAICompatibleChat
 
@@ -235,10 +245,12 @@ def openai_completion(base_url: str, model: str, api_key_env: str = "OPENAI_API_
                 "name": schema.__name__, "schema": schema.model_json_schema()}}
         out = chat.client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
-            temperature=0.0 if attempt == 0 else RETRY_TEMPERATURE, seed=seed + attempt, **extra)
+            temperature=temperature if attempt == 0 else RETRY_TEMPERATURE, seed=seed + attempt,
+            **extra)
         return out.choices[0].message.content or ""
 
-    return complete, f"{model} @ {base_url}", f"openai:{base_url}:{model}|max={max_tokens}|seed={seed}"
+    return (complete, f"{model} @ {base_url}",
+            f"openai:{base_url}:{model}|max={max_tokens}|seed={seed}|t={temperature}")
 
 
 def default_cache_path() -> Path:
@@ -248,14 +260,20 @@ def default_cache_path() -> Path:
 
 
 def judge_from_settings(settings: Settings, cache: JudgeCache | None = None,
-                        model: str | None = None) -> Judge:
-    """The configured judge (`judge_*` settings); `model` overrides `judge_model`."""
+                        model: str | None = None, repeat: int = 0) -> Judge:
+    """The configured judge (`judge_*` settings); `model` overrides `judge_model`.
+
+    `repeat` > 0 gives the same judge sampling at a little temperature with another seed: the
+    second and later scorings of `--repeats N`, which measure how much the judge's own noise
+    moves a score (repeat 0 is the deterministic one)."""
     s = settings
     name = model or s.judge_model
+    seed = s.llm_seed + 1000 * repeat
+    temperature = 0.0 if repeat == 0 else RETRY_TEMPERATURE
     if s.judge_backend == "openai":
         complete, display, fingerprint = openai_completion(
-            s.judge_base_url, name, s.judge_api_key_env, s.judge_max_tokens, s.llm_seed)
+            s.judge_base_url, name, s.judge_api_key_env, s.judge_max_tokens, seed, temperature)
     else:
         complete, display, fingerprint = llama_cpp_completion(
-            name, s.judge_context_window, s.judge_max_tokens, s.judge_threads, s.llm_seed)
+            name, s.judge_context_window, s.judge_max_tokens, s.judge_threads, seed, temperature)
     return Judge(display, fingerprint, complete, cache, s.judge_retries)

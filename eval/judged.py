@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 JUDGED_METRICS = ("faithfulness", "answer_relevancy", "contextual_recall", "contextual_precision")
 NEEDS_REFERENCE = {"contextual_recall", "contextual_precision"}
+TRUTHS_LIMIT = 12
 
 
 @dataclass
@@ -62,12 +63,60 @@ def judge_case(judge: Any, question: str, answer: str, contexts: list[str],
         case = LLMTestCase(input=question, actual_output=answer or "(no answer)",
                            retrieval_context=list(contexts),
                            expected_output=reference_answer or None)
+        options: dict[str, Any] = {}
+        if name == "faithfulness":  # the truths list is the longest judgement; 12 cover 5 chunks
+            options["truths_extraction_limit"] = TRUTHS_LIMIT
         metric = _metric_class(name)(model=judge, include_reason=include_reason,
-                                     async_mode=False, verbose_mode=False)
+                                     async_mode=False, verbose_mode=False, **options)
         try:
             score = metric.measure(case, _show_indicator=False)
         except JudgeOutputError as exc:
-            out[name] = Judgement(name, status="failed", reason=str(exc))
+            # DeepEval writes the reason after the score: a judge that scored but then rambled
+            # past its token budget in the reason keeps its score, with the reason marked.
+            if getattr(metric, "score", None) is not None:
+                out[name] = Judgement(name, float(metric.score), f"(no reason: {exc})")
+            else:
+                out[name] = Judgement(name, status="failed", reason=str(exc))
             continue
         out[name] = Judgement(name, float(score), getattr(metric, "reason", "") or "")
     return out
+
+
+def judged_metrics(judges: list[Any], names: tuple[str, ...] = JUDGED_METRICS,
+                   tolerance: float = 0.05) -> list[Any]:
+    """`eval.scoring.Metric`s for the named judged metrics, scored by each of `judges` in turn
+    (one judge per repeat: `--repeats N` passes N judges that differ only in sampling seed).
+
+    Faithfulness and answer relevancy judge the answer; contextual recall and precision judge
+    the served contexts against the reference answer, so they also run without answers.
+    Tolerance 0.05: judged scores move more than counted ones; with repeats the gate widens it
+    by the observed spread."""
+    from eval.scoring import Metric, Score
+
+    def scorer(name: str):
+        def score(case: Any, result: Any) -> Any:
+            answer = result.answer
+            if name in ("faithfulness", "answer_relevancy") and answer is None:
+                return Score.skip("no answer (retrieval only)")
+            if name in ("faithfulness", "answer_relevancy") and getattr(answer, "declined", False):
+                return Score.skip("the system declined to answer")
+            contexts = [r.text for r in result.served]
+            values, reasons = [], []
+            for judge in judges:
+                judged = judge_case(judge, case.question, answer.text if answer else "",
+                                    contexts, case.reference_answer, metrics=(name,))[name]
+                if judged.status == "not_scored":
+                    return Score.skip(judged.reason)
+                if judged.status == "failed":
+                    return Score.fail(judged.reason)
+                values.append(judged.score)
+                reasons.append(judged.reason)
+            if len(values) == 1:
+                return Score.of(values[0], reasons[0])
+            return Score.repeated(values, reasons[0])
+        return score
+
+    return [Metric(name, "judged", scorer(name), tolerance=tolerance,
+                   needs_answer=name in ("faithfulness", "answer_relevancy"),
+                   description=f"DeepEval {name.replace('_', ' ')} by the judge")
+            for name in names]

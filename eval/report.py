@@ -70,6 +70,7 @@ def write_report(run: "EvalRun", folder: str | Path,
 def format_summary(run: "EvalRun", comparison: "Comparison | None" = None) -> str:
     """The aggregates as a plain-text table for the terminal."""
     deltas = comparison.deltas if comparison else {}
+    judge = run.fingerprints.get("judge")
     lines = [f"{run.dataset.name}: {len(run.records)} cases, "
              f"{'retrieval only' if not run.options.get('answers') else 'with answers'}, "
              f"top_k {run.options.get('top_k')}, {run.wall_s:.1f} s "
@@ -92,6 +93,9 @@ def format_summary(run: "EvalRun", comparison: "Comparison | None" = None) -> st
             why.setdefault(reason, []).append(f"{name} ({count})")
     for reason, names in why.items():
         lines.append(f"  {reason}: {', '.join(names)}")
+    if judge:
+        state = {True: "reliable", False: "UNRELIABLE", None: "unvalidated"}[judge["reliable"]]
+        lines.append(f"  judge: {judge['name']} ({state}: {judge['verdict']})")
     return "\n".join(lines)
 
 
@@ -138,7 +142,10 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 <dt>embedding</dt><dd>{{ (d.fingerprints.index_settings or {}).embedding_model }}
 <code>{{ (d.fingerprints.index_settings or {}).embedding_fingerprint }}</code></dd>
 <dt>LLM</dt><dd>{{ d.fingerprints.llm or "not used" }}</dd>
+<dt>judge</dt><dd>{% if d.fingerprints.judge %}{{ d.fingerprints.judge.name }} <code>{{ d.fingerprints.judge.fingerprint }}</code>, {{ d.fingerprints.judge.repeats }} repeat(s){% else %}not used{% endif %}</dd>
 </dl>
+{% if d.fingerprints.judge %}{% if d.fingerprints.judge.reliable == false %}<p class="bad-banner"><b>Unreliable judge:</b> {{ d.fingerprints.judge.verdict }}</p>
+{% elif d.fingerprints.judge.reliable is none %}<p class="bad-banner">Unvalidated judge: {{ d.fingerprints.judge.verdict }}</p>{% endif %}{% endif %}
 {% if d.baseline %}
 {% if d.baseline.ok %}<p class="ok-banner">No metric regressed against {{ d.baseline.baseline }}.</p>
 {% else %}<p class="bad-banner">Regressed against {{ d.baseline.baseline }}: <b>{{ d.baseline.regressed | join(", ") }}</b></p>{% endif %}

@@ -50,13 +50,16 @@ def text_index(tmp_path_factory, embedder):
 
 
 @pytest.fixture
-def shared_embedder(monkeypatch, embedder):
-    """Each `rag eval` opens its own RAG: give it the already loaded model (same weights)."""
-    monkeypatch.setattr("rag.parts.default_embedder", lambda settings: embedder)
+def shared_embedder(embedder):
+    """Each `rag eval` opens its own RAG: it is given the already loaded model (same weights)."""
+    from rag.api import RAG
+    from rag.cli import _settings_overrides
+
+    return lambda args: RAG.open(args.index, embedder=embedder, **_settings_overrides(args))
 
 
-def rag_eval(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args))
+def rag_eval(capsys, shared_embedder, open_rag, *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args), open_rag=open_rag)
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -67,13 +70,13 @@ def test_broken_configuration_fails_the_gate_and_healthy_passes(text_index, shar
     baseline = tmp_path / "baseline.json"
     common = (str(dataset), "--index", str(index), "--retrieval-only", "--quiet",
               "--baseline", str(baseline))
-    code, out, err = rag_eval(capsys, *common, "--update-baseline")
+    code, out, err = rag_eval(capsys, shared_embedder, *common, "--update-baseline")
     assert code == 0, err
     recorded = json.loads(baseline.read_text())["datasets"]["gate_qa"]
     assert recorded["metrics"]["served_recall"]["value"] == 1.0
     assert recorded["metrics"]["served_recall"]["tolerance"] == 0.02
 
-    code, out, err = rag_eval(capsys, *common, "--set", "top_k=1", "--set",
+    code, out, err = rag_eval(capsys, shared_embedder, *common, "--set", "top_k=1", "--set",
                               "retrieval_mode=dense", "--report", str(tmp_path / "broken"))
     assert code == 1, out + err
     regressed = err.strip().splitlines()[-1]
@@ -86,34 +89,34 @@ def test_broken_configuration_fails_the_gate_and_healthy_passes(text_index, shar
     assert report["aggregates"]["served_recall"]["value"] <= 2 / 3
     assert "Regressed against" in (tmp_path / "broken" / "index.html").read_text()
 
-    code, out, err = rag_eval(capsys, *common, "--report", str(tmp_path / "healthy"))
+    code, out, err = rag_eval(capsys, shared_embedder, *common, "--report", str(tmp_path / "healthy"))
     assert code == 0, out + err
     assert "no metric regressed" in out
     healthy = json.loads((tmp_path / "healthy" / "report.json").read_text())
     assert healthy["baseline"]["ok"] and healthy["baseline"]["regressed"] == []
 
-    code, out, err = rag_eval(capsys, *common, "--limit", "1")  # other cases: refused at once
+    code, out, err = rag_eval(capsys, shared_embedder, *common, "--limit", "1")  # other cases: refused at once
     assert code == 2 and "recorded on other cases" in err and out == ""
 
 
 def test_usage_errors_exit_2_with_one_line(text_index, shared_embedder, capsys, tmp_path):
     index, dataset = text_index
-    code, out, err = rag_eval(capsys, str(tmp_path / "missing.jsonl"), "--index", str(index))
+    code, out, err = rag_eval(capsys, shared_embedder, str(tmp_path / "missing.jsonl"), "--index", str(index))
     assert code == 2
     assert err.strip() == f"rag eval: error: {tmp_path / 'missing.jsonl'}: no such dataset file " \
                           "or folder"
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "question": "Q?"}\n{oops\n')
-    code, out, err = rag_eval(capsys, str(bad), "--index", str(index))
+    code, out, err = rag_eval(capsys, shared_embedder, str(bad), "--index", str(index))
     assert code == 2 and err.count("\n") == 1 and f"{bad}:2: not valid JSON" in err
-    code, out, err = rag_eval(capsys, str(dataset), "--index", str(index), "--update-baseline")
+    code, out, err = rag_eval(capsys, shared_embedder, str(dataset), "--index", str(index), "--update-baseline")
     assert code == 2 and "--update-baseline needs --baseline FILE" in err
-    code, out, err = rag_eval(capsys, str(dataset), "--index", str(index), "--baseline",
+    code, out, err = rag_eval(capsys, shared_embedder, str(dataset), "--index", str(index), "--baseline",
                               str(tmp_path / "none.json"))
     assert code == 2 and "no such baseline file" in err
-    code, out, err = rag_eval(capsys, str(dataset), "--index", str(index), "--limit", "0")
+    code, out, err = rag_eval(capsys, shared_embedder, str(dataset), "--index", str(index), "--limit", "0")
     assert code == 2 and "--limit must be at least 1" in err
-    code, out, err = rag_eval(capsys, str(dataset), "--index", str(tmp_path / "empty_index"),
+    code, out, err = rag_eval(capsys, shared_embedder, str(dataset), "--index", str(tmp_path / "empty_index"),
                               "--retrieval-only")
     assert code == 2 and "the index is empty" in err
 
@@ -148,7 +151,7 @@ def test_dataset_is_the_default_subcommand_and_room_for_others(monkeypatch):
     assert args.eval_command == "run"
 
 
-def test_through_the_rag_command_line(text_index, shared_embedder, monkeypatch, capsys):
+def test_through_the_rag_command_line(text_index, monkeypatch, capsys):
     """`rag eval DATASET` as the installed entry point makes it (rag.cli finds add_command)."""
     from rag import cli as rag_cli
 

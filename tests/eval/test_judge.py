@@ -1,0 +1,124 @@
+"""The judge: schema-constrained output that parses, retries then a counted failure, the
+judgement cache, counterfactuals for judge-check, and one real judged metric through
+`rag eval` with the packaged model (the CI smoke eval: cache-free, then cached)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import BaseModel
+
+from eval.judge import Judge, JudgeCache, JudgeOutputError
+from eval.judge_check import JudgeCheck, PairResult, counterfactual
+
+
+class Verdict(BaseModel):
+    verdict: str
+    score: float
+
+
+class ScriptedCompletion:
+    """A stand-in backend that returns prepared outputs in turn (the retry and cache logic is
+    what is tested here; the real model is tested below)."""
+
+    def __init__(self, *outputs: str):
+        self.outputs = list(outputs)
+        self.calls = 0
+
+    def __call__(self, prompt, schema, attempt):
+        self.calls += 1
+        return self.outputs.pop(0)
+
+
+def test_a_malformed_judgement_is_retried_then_cached(tmp_path):
+    backend = ScriptedCompletion('{"verdict": "yes"', '{"verdict": "yes", "score": 0.5}')
+    judge = Judge("scripted", "fp-1", backend, JudgeCache(tmp_path / "c.sqlite"), retries=2)
+    assert judge.generate("is it?", schema=Verdict) == Verdict(verdict="yes", score=0.5)
+    assert judge.stats == {"calls": 1, "cached": 0, "retried": 1, "failed": 0}
+    assert judge.generate("is it?", schema=Verdict).score == 0.5  # from the cache
+    assert backend.calls == 2 and judge.stats["cached"] == 1
+    other = Judge("other", "fp-2", ScriptedCompletion('{"verdict": "no", "score": 0}'),
+                  JudgeCache(tmp_path / "c.sqlite"))
+    assert other.generate("is it?", schema=Verdict).verdict == "no"  # another judge, not cached
+
+
+def test_a_judgement_that_never_parses_fails_loudly(tmp_path):
+    judge = Judge("scripted", "fp", ScriptedCompletion("nope", "{}", "[]"), retries=2)
+    with pytest.raises(JudgeOutputError, match="no valid Verdict after 3 tries"):
+        judge.generate("is it?", schema=Verdict)
+    assert judge.stats["failed"] == 1
+
+
+@pytest.mark.parametrize("answer, kind, changed", [
+    ("Green tea steeps for 2 minutes.", "number", "Green tea steeps for 5 minutes."),
+    ("It was founded in 1961 by order.", "number", "It was founded in 3923 by order."),
+    ("The lamp was designed by Marta Ilves in the harbour.", "name", "The lamp was designed by Harbor in the harbour."),
+    ("Rich people and nerds are needed.", "negation", "Rich people and nerds are not needed."),
+])
+def test_counterfactuals_change_one_fact_deterministically(answer, kind, changed):
+    assert counterfactual(answer, ["The Harbor lamp manual."]) == (changed, kind)
+    assert counterfactual(answer, ["The Harbor lamp manual."]) == (changed, kind)
+
+
+def test_judge_check_share_and_auc():
+    check = JudgeCheck("j", "fp", "d", [PairResult("a", "number", 1.0, 0.5, ""),
+                                         PairResult("b", "name", 0.5, 0.5, ""),
+                                         PairResult("c", "negation", 0.9, 1.0, ""),
+                                         PairResult("d", "number", None, 0.2, "", "failed")])
+    assert check.true_above == pytest.approx(1 / 3) and not check.reliable
+    # true {1, .5, .9} vs false {.5, .5, 1}: 1 -> 2 wins + a tie, .5 -> 2 ties, .9 -> 2 wins
+    assert check.auc == pytest.approx((2.5 + 1 + 2) / 9)
+    assert check.summary()["failed"] == 1
+
+
+CASES = [
+    {"id": "green", "question": "How long should green tea steep?",
+     "reference_answer": "Green tea should steep for 2 minutes.",
+     "reference_contexts": ["steep green tea for 2 minutes"]},
+    {"id": "lamp", "question": "How often does the Harbor L-200 flash green out of the box?",
+     "reference_answer": "Every 4 seconds.",
+     "reference_contexts": ["Out of the box the lamp flashes green every 4 seconds."]},
+]
+
+
+def test_rag_eval_scores_faithfulness_with_the_packaged_judge_then_from_the_cache(
+        tmp_path, embedder, llm, capsys):
+    """The smoke eval CI runs: two cases, counted metrics plus one judged metric, a fresh
+    judgement cache; then the same run again answers every judgement from the cache."""
+    import shutil
+    from pathlib import Path
+
+    from eval.cli import main
+    from rag.api import RAG
+
+    sample = Path(__file__).resolve().parents[2] / "rag" / "sample"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("tea_brewing_guide.md", "harbor_lamp_manual.txt"):
+        shutil.copy(sample / name, docs / name)
+    with RAG.open(tmp_path / "index", embedder=embedder) as rag:
+        rag.ingest([docs])
+    dataset = tmp_path / "smoke.jsonl"
+    dataset.write_text("".join(json.dumps(c) + "\n" for c in CASES))
+    cache = tmp_path / "judgements.sqlite"
+    argv = ["run", str(dataset), "--index", str(tmp_path / "index"), "--judged", "faithfulness",
+            "--judge-cache", str(cache), "--report", str(tmp_path / "report"), "--quiet"]
+
+    def open_rag(args):
+        return RAG.open(args.index, embedder=embedder, llm=llm)
+
+    assert main(argv, open_rag=open_rag) == 0
+    first = json.loads((tmp_path / "report" / "report.json").read_text())
+    faithfulness = first["aggregates"]["faithfulness"]
+    assert (faithfulness["scored"], faithfulness["failed"]) == (2, 0), faithfulness
+    assert 0.0 <= faithfulness["value"] <= 1.0
+    assert all(c["scores"]["faithfulness"]["reason"] for c in first["cases"])
+    assert first["fingerprints"]["judge"]["reliable"] is None  # never checked: said so
+    assert "unvalidated" in capsys.readouterr().out
+    stored = len(JudgeCache(cache))
+    assert stored >= 6  # truths, claims, verdicts and a reason per case
+    assert main(argv, open_rag=open_rag) == 0
+    second = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert second["aggregates"]["faithfulness"] == faithfulness
+    assert len(JudgeCache(cache)) == stored  # nothing new was asked of the judge
