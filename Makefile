@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -e '.[test]'
 	# openai-whisper without its ~1 GB triton dependency, unused on CPU (its other needs are in pyproject).
 	$(PY) -m pip install --no-deps openai-whisper==20250625
+	# deepeval without its click<8.4 pin, which no huggingface-hub for transformers 5.23 meets.
+	$(PY) -m pip install --no-deps deepeval==4.3.1
 	rm -f $(VENV)/.installed-*
 	touch $@
 

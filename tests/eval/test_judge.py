@@ -83,9 +83,10 @@ CASES = [
 
 
 def test_rag_eval_scores_faithfulness_with_the_packaged_judge_then_from_the_cache(
-        tmp_path, embedder, llm, capsys):
+        tmp_path, embedder, llm, capsys, no_network):
     """The smoke eval CI runs: two cases, counted metrics plus one judged metric, a fresh
-    judgement cache; then the same run again answers every judgement from the cache."""
+    judgement cache; then the same run again answers every judgement from the cache. Offline:
+    DeepEval's telemetry never tries the network."""
     import shutil
     from pathlib import Path
 
@@ -122,3 +123,4 @@ def test_rag_eval_scores_faithfulness_with_the_packaged_judge_then_from_the_cach
     second = json.loads((tmp_path / "report" / "report.json").read_text())
     assert second["aggregates"]["faithfulness"] == faithfulness
     assert len(JudgeCache(cache)) == stored  # nothing new was asked of the judge
+    assert no_network == []
