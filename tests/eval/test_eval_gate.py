@@ -58,7 +58,7 @@ def shared_embedder(embedder):
     return lambda args: RAG.open(args.index, embedder=embedder, **_settings_overrides(args))
 
 
-def rag_eval(capsys, shared_embedder, open_rag, *args: str) -> tuple[int, str, str]:
+def rag_eval(capsys, open_rag, *args: str) -> tuple[int, str, str]:
     code = cli.main(list(args), open_rag=open_rag)
     out = capsys.readouterr()
     return code, out.out, out.err
