@@ -82,9 +82,28 @@ def add_judge_check(subparsers: Any, parents: list[argparse.ArgumentParser]) -> 
 
 # Subcommands of `rag eval`, by name; the first word after `eval` that is none of them is
 # DATASET of the default `run`.
+def add_generate(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """`rag eval generate --index DIR --n 50`: a starter dataset written from the index."""
+    p = subparsers.add_parser(
+        "generate", parents=parents, prog="rag eval generate",
+        help="write a starter dataset: questions the model writes from sampled chunks",
+        description="Sample chunks of the index (every file type, recordings included), have "
+                    "the model write a question each chunk answers and its answer, and write "
+                    "them as a JSONL dataset marked generated, with the chunk as reference "
+                    "context. Review them before using them as a gate.")
+    p.add_argument("--n", type=int, default=50, help="questions to write (default 50)")
+    p.add_argument("--out", metavar="FILE", default="generated_qa.jsonl",
+                   help="the JSONL file to write (default generated_qa.jsonl)")
+    p.add_argument("--seed", type=int, default=0, help="which chunks are sampled")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _judge_options(p)
+    p.set_defaults(handler=cmd_generate)
+
+
 SUBCOMMANDS: dict[str, Callable[[Any, list[argparse.ArgumentParser]], None]] = {
     "run": add_run,
     "judge-check": add_judge_check,
+    "generate": add_generate,
 }
 
 
@@ -129,6 +148,36 @@ def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     except EvalError as exc:
         print(f"rag eval: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Handler of `rag eval generate`."""
+    return _guarded(_generate, args)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from eval.errors import EvalError
+    from eval.generate import generate_cases, write_jsonl
+    from eval.judge import judge_from_settings
+    from rag.cli import open_index
+
+    if args.n < 1:
+        raise EvalError("--n must be at least 1")
+    rag = (getattr(args, "open_rag", None) or open_index)(args)
+    try:
+        if rag.index.catalog.count() == 0:
+            raise EvalError(f"{rag.index_dir}: the index is empty; run `rag ingest` first")
+        judge = judge_from_settings(rag.settings, _judge_cache(args), args.judge_model)
+        rows, skipped = generate_cases(rag, judge, args.n, args.seed, progress=not args.quiet)
+    finally:
+        rag.close()
+    path = write_jsonl(rows, args.out)
+    kinds = sorted({r["file_type"] for r in rows})
+    print(f"wrote {len(rows)} generated cases to {path} (file types: {', '.join(kinds)}); "
+          f"{len(skipped)} chunks skipped")
+    for line in skipped:
+        print(f"  skipped {line}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _judge_cache(args: argparse.Namespace):

@@ -124,3 +124,25 @@ def test_rag_eval_scores_faithfulness_with_the_packaged_judge_then_from_the_cach
     assert second["aggregates"]["faithfulness"] == faithfulness
     assert len(JudgeCache(cache)) == stored  # nothing new was asked of the judge
     assert no_network == []
+
+
+def test_generate_writes_a_dataset_from_the_index_recordings_included(sample_rag, tmp_path):
+    """Three questions from the sample index, one per file type (md, txt and the speech
+    recording's transcript), each marked generated with its chunk as reference context; the
+    file loads as a dataset and each question finds its own chunk."""
+    from eval.datasets import load_dataset
+    from eval.generate import generate_cases, write_jsonl
+    from eval.judge import JudgeCache, judge_from_settings
+
+    judge = judge_from_settings(sample_rag.settings, JudgeCache(tmp_path / "c.sqlite"))
+    rows, skipped = generate_cases(sample_rag, judge, n=3, progress=False)
+    assert not skipped and len(rows) == 3
+    assert {r["file_type"] for r in rows} == {"md", "txt", "mp3"}
+    dataset = load_dataset(write_jsonl(rows, tmp_path / "generated.jsonl"))
+    assert all(c.generated and c.question.endswith("?") for c in dataset.cases)
+    for row in rows:
+        chunk_id = row["id"].removeprefix("gen-")
+        assert row["reference_contexts"] == [sample_rag.index.chunks([chunk_id])[chunk_id].text]
+    found = sum(any(h.chunk.chunk_id == r["id"].removeprefix("gen-")
+                    for h in sample_rag.retrieve(r["question"], top_k=5)) for r in rows)
+    assert found >= 2, rows
