@@ -163,7 +163,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise EvalError("--n must be at least 1")
-    rag = (getattr(args, "open_rag", None) or open_index)(args)
+    rag = open_index(args)
     try:
         if rag.index.catalog.count() == 0:
             raise EvalError(f"{rag.index_dir}: the index is empty; run `rag ingest` first")
@@ -232,7 +232,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.baseline and not args.update_baseline:  # fail before a long run, not after it
         selected = dataset.head(args.limit).cases
         baseline_entry(args.baseline, dataset.name, cases_hash(selected), len(selected))
-    rag = (getattr(args, "open_rag", None) or open_index)(args)
+    rag = open_index(args)
     try:
         metrics, judge_info = _metrics(args, rag.settings)
         run = run_eval(rag, dataset, top_k=args.top_k, limit=args.limit,
@@ -299,8 +299,8 @@ def main(argv: Sequence[str] | None = None, open_rag: Callable[[argparse.Namespa
          ) -> int:
     """`python -m eval ...` is `rag eval ...`, also where the entry point is not installed.
 
-    `open_rag(args)` opens the index (default: as `rag` does, from --index and --set); an
-    application or a test passes its own to share already loaded parts."""
+    `open_rag(index_dir, **settings)` opens the index (default `RAG.open`; see `rag.cli.main`):
+    an application or a test passes its own to share already loaded parts."""
     from rag.process import apply_defaults
     from rag.errors import USER_ERRORS
 

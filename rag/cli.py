@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -95,12 +95,16 @@ def _plugins() -> list[Any]:
     return found
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, open_rag: Callable[..., Any] | None = None) -> int:
+    """Run one `rag` command. `open_rag(index_dir, **settings)` opens the index (default
+    `RAG.open`); an application or a test passes its own to share already loaded parts, e.g.
+    `functools.partial(RAG.open, embedder=loaded)`."""
     from rag.process import apply_defaults
 
     apply_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.open_rag = open_rag
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
@@ -129,11 +133,13 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def open_index(args: argparse.Namespace, **extra: Any):
+    """The index of `--index`, with `--set` overrides, opened by `args.open_rag` (`main`'s
+    `open_rag=`, shaped like `RAG.open`) or `RAG.open`."""
     from rag.api import RAG
 
     overrides = _settings_overrides(args)
     overrides.update({k: v for k, v in extra.items() if v is not None})
-    return RAG.open(args.index, **overrides)
+    return (getattr(args, "open_rag", None) or RAG.open)(args.index, **overrides)
 
 
 def _filters(args: argparse.Namespace):

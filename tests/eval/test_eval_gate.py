@@ -52,10 +52,11 @@ def text_index(tmp_path_factory, embedder):
 @pytest.fixture
 def shared_embedder(embedder):
     """Each `rag eval` opens its own RAG: it is given the already loaded model (same weights)."""
-    from rag.api import RAG
-    from rag.cli import _settings_overrides
+    from functools import partial
 
-    return lambda args: RAG.open(args.index, embedder=embedder, **_settings_overrides(args))
+    from rag.api import RAG
+
+    return partial(RAG.open, embedder=embedder)
 
 
 def rag_eval(capsys, open_rag, *args: str) -> tuple[int, str, str]:

@@ -106,8 +106,8 @@ def test_rag_eval_scores_faithfulness_with_the_packaged_judge_then_from_the_cach
     argv = ["run", str(dataset), "--index", str(tmp_path / "index"), "--judged", "faithfulness",
             "--judge-cache", str(cache), "--report", str(tmp_path / "report"), "--quiet"]
 
-    def open_rag(args):
-        return RAG.open(args.index, embedder=embedder, llm=llm)
+    def open_rag(index_dir, **settings):
+        return RAG.open(index_dir, embedder=embedder, llm=llm, **settings)
 
     assert main(argv, open_rag=open_rag) == 0
     first = json.loads((tmp_path / "report" / "report.json").read_text())

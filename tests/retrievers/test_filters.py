@@ -98,23 +98,25 @@ def test_filter_option_parsing():
     assert f.file_types == ("pdf", "md") and f.sources[0].endswith("/a.txt")
 
 
-def test_cli_filters_reach_the_retriever(sample_dir, embedder, tmp_path, capsys, monkeypatch):
+def test_cli_filters_reach_the_retriever(sample_dir, embedder, tmp_path, capsys):
     """`rag retrieve --type md` returns only Markdown chunks; a bad --page is a usage error."""
     import json
+    from functools import partial
 
     from rag.api import RAG
     from rag.cli import main
 
     with RAG.open(tmp_path / "idx", embedder=embedder) as rag:
         rag.ingest([sample_dir / "tea_brewing_guide.md", sample_dir / "harbor_lamp_manual.txt"])
-    monkeypatch.setattr("rag.api.RAG.embedder", embedder, raising=False)
+    shared = partial(RAG.open, embedder=embedder)
     code = main(["retrieve", "water temperature", "--index", str(tmp_path / "idx"),
-                 "--type", "md", "--top-k", "4", "--json"])
+                 "--type", "md", "--top-k", "4", "--json"], open_rag=shared)
     results = json.loads(capsys.readouterr().out)["results"]
     assert code == 0 and results and all(r["source"].endswith(".md") for r in results)
     code = main(["retrieve", "lamp", "--index", str(tmp_path / "idx"), "--source",
-                 str(sample_dir / "harbor_lamp_manual.txt"), "--json"])
+                 str(sample_dir / "harbor_lamp_manual.txt"), "--json"], open_rag=shared)
     results = json.loads(capsys.readouterr().out)["results"]
     assert code == 0 and results and all(r["source"].endswith("lamp_manual.txt") for r in results)
-    assert main(["retrieve", "lamp", "--index", str(tmp_path / "idx"), "--page", "9-2"]) == 2
+    assert main(["retrieve", "lamp", "--index", str(tmp_path / "idx"), "--page", "9-2"],
+                open_rag=shared) == 2
     assert "page range" in capsys.readouterr().err
