@@ -13,7 +13,7 @@ DEMO_QUESTION ?= How long should green tea steep, and how hot should the water b
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: install demo test test-all bench-deps clean
+.PHONY: install browser demo test test-all bench-deps clean
 
 install: $(STAMP)
 
@@ -32,12 +32,19 @@ demo: install
 	$(VENV)/bin/rag ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX)
 	$(VENV)/bin/rag ui --index $(DEMO_INDEX)
 
+# Debian's Chromium, for the tests that open pages in a real browser (Playwright drives it by
+# executable_path; no wheel ships a browser that installs offline). Installed once, as root.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	  --no-install-recommends chromium; }
+
 # The layering (pyproject.toml [tool.importlinter]) is checked before the tests run.
-test: install
+test: install browser
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
-test-all: install
+test-all: install browser
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m ''
 
