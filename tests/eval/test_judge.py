@@ -84,7 +84,7 @@ CASES = [
 
 def test_rag_eval_scores_faithfulness_with_the_packaged_judge_then_from_the_cache(
         tmp_path, embedder, llm, capsys, no_network):
-    """The smoke eval CI runs: two cases, counted metrics plus one judged metric, a fresh
+    """The smoke eval CI runs: one case, counted metrics plus one judged metric, a fresh
     judgement cache; then the same run again answers every judgement from the cache. Offline:
     DeepEval's telemetry never tries the network."""
     import shutil
@@ -101,7 +101,7 @@ def test_rag_eval_scores_faithfulness_with_the_packaged_judge_then_from_the_cach
     with RAG.open(tmp_path / "index", embedder=embedder) as rag:
         rag.ingest([docs])
     dataset = tmp_path / "smoke.jsonl"
-    dataset.write_text("".join(json.dumps(c) + "\n" for c in CASES))
+    dataset.write_text(json.dumps(CASES[1]) + "\n")  # one case: a judged metric costs minutes
     cache = tmp_path / "judgements.sqlite"
     argv = ["run", str(dataset), "--index", str(tmp_path / "index"), "--judged", "faithfulness",
             "--judge-cache", str(cache), "--report", str(tmp_path / "report"), "--quiet"]
@@ -112,13 +112,13 @@ def test_rag_eval_scores_faithfulness_with_the_packaged_judge_then_from_the_cach
     assert main(argv, open_rag=open_rag) == 0
     first = json.loads((tmp_path / "report" / "report.json").read_text())
     faithfulness = first["aggregates"]["faithfulness"]
-    assert (faithfulness["scored"], faithfulness["failed"]) == (2, 0), faithfulness
+    assert (faithfulness["scored"], faithfulness["failed"]) == (1, 0), faithfulness
     assert 0.0 <= faithfulness["value"] <= 1.0
     assert all(c["scores"]["faithfulness"]["reason"] for c in first["cases"])
     assert first["fingerprints"]["judge"]["reliable"] is None  # never checked: said so
     assert "unvalidated" in capsys.readouterr().out
     stored = len(JudgeCache(cache))
-    assert stored >= 6  # truths, claims, verdicts and a reason per case
+    assert stored >= 3  # truths, claims, verdicts (and a reason)
     assert main(argv, open_rag=open_rag) == 0
     second = json.loads((tmp_path / "report" / "report.json").read_text())
     assert second["aggregates"]["faithfulness"] == faithfulness
