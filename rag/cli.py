@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -78,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _catalog_path(args: argparse.Namespace) -> Path:
+    from rag.config import load_settings
+    from retrievers.index import CATALOG_FILE
+
+    return Path(load_settings(getattr(args, "index", None)).index_dir) / CATALOG_FILE
+
+
 PLUGIN_GROUP = "rag.commands"
 
 
@@ -115,6 +124,11 @@ def main(argv: Sequence[str] | None = None, open_rag: Callable[..., Any] | None 
     except USER_ERRORS as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except sqlite3.DatabaseError as exc:  # damage found after opening, e.g. a malformed page
+        from retrievers.errors import damaged_catalog
+
+        print(f"rag: error: {damaged_catalog(_catalog_path(args), exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("rag: interrupted", file=sys.stderr)
         return 130
@@ -132,11 +146,26 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+READ_ONLY = {"ask", "chat", "retrieve", "stats", "delete", "ui", "eval"}
+
+
 def open_index(args: argparse.Namespace, **extra: Any):
     """The index of `--index`, with `--set` overrides, opened by `args.open_rag` (`main`'s
-    `open_rag=`, shaped like `RAG.open`) or `RAG.open`."""
-    from rag.api import RAG
+    `open_rag=`, shaped like `RAG.open`) or `RAG.open`.
 
+    Only `rag ingest` creates an index: every other command refuses a folder that holds none
+    (a typo in --index must not look like an empty index that answers "not found")."""
+    from rag.api import RAG
+    from rag.config import load_settings
+    from rag.errors import ConfigError
+    from retrievers.index import CATALOG_FILE
+
+    if getattr(args, "command", None) in READ_ONLY:
+        index_dir = Path(load_settings(args.index).index_dir)
+        if not (index_dir / CATALOG_FILE).is_file():
+            what = "does not exist" if not index_dir.exists() else f"holds no index ({CATALOG_FILE})"
+            raise ConfigError(f"{index_dir}: {what}; create one with `rag ingest PATH... "
+                              f"--index {index_dir}`")
     overrides = _settings_overrides(args)
     overrides.update({k: v for k, v in extra.items() if v is not None})
     return (getattr(args, "open_rag", None) or RAG.open)(args.index, **overrides)
@@ -175,7 +204,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if totals.get("failed") else EXIT_OK
 
 
+def _text(value: str, name: str) -> str:
+    """A question or query: empty or only whitespace is a usage error."""
+    from rag.errors import ConfigError
+
+    if not value.strip():
+        raise ConfigError(f"the {name} is empty; write it in quotes, e.g. \"How long should "
+                          "green tea steep?\"")
+    return value
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
+    _text(args.question, "question")
     rag = open_index(args)
     if args.json:
         answer = rag.ask(args.question, top_k=args.top_k, filters=_filters(args))
@@ -233,6 +273,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
+    _text(args.query, "query")
     rag = open_index(args)
     hits = rag.retrieve(args.query, top_k=args.top_k, mode=args.mode, filters=_filters(args))
     rag.close()

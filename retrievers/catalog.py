@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from retrievers.errors import damaged_catalog
 from retrievers.records import Chunk
 
 SCHEMA = """
@@ -80,7 +81,11 @@ class Catalog:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self.db.executescript(SCHEMA)
+        try:
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:  # not a database, or a malformed one
+            self.close()
+            raise damaged_catalog(self.path, exc) from exc
 
     @property
     def db(self) -> sqlite3.Connection:

@@ -18,3 +18,15 @@ class IndexLockedError(RetrieverError):
 class StoreConfigError(RetrieverError):
     """A store or reranker was asked for something its data or files cannot give (a collection
     built with other settings, a missing model folder, a feature it was not opened with)."""
+
+
+class CatalogDamagedError(RetrieverError):
+    """The index's SQLite catalog cannot be read."""
+
+
+def damaged_catalog(path: object, exc: BaseException) -> CatalogDamagedError:
+    """The one-line error for a catalog SQLite cannot read, naming it and what to do."""
+    return CatalogDamagedError(
+        f"{path}: the index catalog is damaged ({exc}); it is the record every other index file "
+        "is checked against, so the index cannot be repaired from it: move the index folder "
+        "aside and ingest your files again (`rag ingest PATH... --index DIR`)")

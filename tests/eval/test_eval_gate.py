@@ -119,7 +119,8 @@ def test_usage_errors_exit_2_with_one_line(text_index, shared_embedder, capsys, 
     assert code == 2 and "--limit must be at least 1" in err
     code, out, err = rag_eval(capsys, shared_embedder, str(dataset), "--index", str(tmp_path / "empty_index"),
                               "--retrieval-only")
-    assert code == 2 and "the index is empty" in err
+    assert code == 2 and "does not exist" in err and "rag ingest" in err  # never created
+    assert not (tmp_path / "empty_index").exists()
 
 
 def parser_with() -> argparse.ArgumentParser:
