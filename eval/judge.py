@@ -12,8 +12,13 @@ Speed: llama.cpp checks the grammar against every candidate token, 151k of them 
 made one constrained token cost ~0.9 s on 2 cores (136 s for a 150-token judgement, 12.7 s
 unconstrained). The judge's sampler keeps the model's top 1000 tokens before the grammar sees
 them (`TopKFirstLlama`): the same output, token for token, in 11.1 s. A position where none of
-the top 1000 is allowed by the grammar cannot occur in practice for JSON (inside a string nearly
-every token is allowed; `,` `]` `}` `"` rank high wherever they are allowed).
+the top 1000 is allowed by the grammar would end the process (llama.cpp aborts); for JSON without
+length bounds it did not occur in some hundreds of judgements (inside a string nearly every
+token is allowed; `,` `]` `}` `"` rank high wherever they are needed). Length bounds in the schema
+(maxLength, maxItems) do force tokens the model does not rank: tried, and it aborted on its first
+long judgement, so the schema is used as DeepEval gives it. Known limit: on long contexts the
+1.5B model repeats "truths" until the token budget cuts the JSON (4,600 characters at 768 tokens,
+12,400 at 2,048), so that judgement fails after its retries; the 0.5B model does not loop there.
 
 Every judgement is cached on disk (`JudgeCache`, SQLite, keyed by the judge's fingerprint, the
 prompt and the schema), so a re-run with unchanged answers costs almost nothing and an

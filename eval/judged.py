@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 JUDGED_METRICS = ("faithfulness", "answer_relevancy", "contextual_recall", "contextual_precision")
 NEEDS_REFERENCE = {"contextual_recall", "contextual_precision"}
-TRUTHS_LIMIT = 12
+TRUTHS_LIMIT = 8
 
 
 @dataclass
@@ -64,7 +64,7 @@ def judge_case(judge: Any, question: str, answer: str, contexts: list[str],
                            retrieval_context=list(contexts),
                            expected_output=reference_answer or None)
         options: dict[str, Any] = {}
-        if name == "faithfulness":  # the truths list is the longest judgement; 12 cover 5 chunks
+        if name == "faithfulness":  # the truths list is the longest judgement
             options["truths_extraction_limit"] = TRUTHS_LIMIT
         metric = _metric_class(name)(model=judge, include_reason=include_reason,
                                      async_mode=False, verbose_mode=False, **options)

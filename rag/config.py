@@ -70,7 +70,7 @@ class Settings:
     judge_base_url: str = ""
     judge_api_key_env: str = "OPENAI_API_KEY"
     judge_context_window: int = 4096
-    judge_max_tokens: int = 768
+    judge_max_tokens: int = 1024
     judge_threads: int = 0  # 0 = all cores
     judge_retries: int = 2  # a malformed judgement is asked again this often, then counted failed
 
