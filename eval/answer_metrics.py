@@ -13,6 +13,8 @@ unanswerable question is scored by `decline_rate_unanswerable` only.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import re
 import string
 from collections import Counter
@@ -74,26 +76,27 @@ def _short_reference(case: EvalCase, limit: int) -> str | None:
     return None
 
 
-@metric("answer_containment", "answer", needs_answer=True, tolerance=ANSWER_TOLERANCE)
-def answer_containment(case: EvalCase, result: CaseResult) -> Score:
-    """the answer contains the (short) reference answer, SQuAD-normalised"""
-    why = _short_reference(case, CONTAINMENT_MAX_TOKENS)
+def _against_reference(case: EvalCase, result: CaseResult, limit: int,
+                       compare: Callable[[str, str], float]) -> Score:
+    """`compare(answer words, reference)` for a short reference; a declined answer scores 0."""
+    why = _short_reference(case, limit)
     if why:
         return Score.skip(why)
     answer = result.answer
-    return Score.of(0.0 if answer.declined else contains(answer_words(answer.text),
-                                                          case.reference_answer))
+    return Score.of(0.0 if answer.declined else compare(answer_words(answer.text),
+                                                         case.reference_answer))
+
+
+@metric("answer_containment", "answer", needs_answer=True, tolerance=ANSWER_TOLERANCE)
+def answer_containment(case: EvalCase, result: CaseResult) -> Score:
+    """the answer contains the (short) reference answer, SQuAD-normalised"""
+    return _against_reference(case, result, CONTAINMENT_MAX_TOKENS, contains)
 
 
 @metric("token_f1", "answer", needs_answer=True, tolerance=ANSWER_TOLERANCE)
 def answer_token_f1(case: EvalCase, result: CaseResult) -> Score:
     """SQuAD token F1 of the answer against the (short) reference answer"""
-    why = _short_reference(case, F1_MAX_TOKENS)
-    if why:
-        return Score.skip(why)
-    answer = result.answer
-    return Score.of(0.0 if answer.declined else token_f1(answer_words(answer.text),
-                                                          case.reference_answer))
+    return _against_reference(case, result, F1_MAX_TOKENS, token_f1)
 
 
 @metric("citation_validity", "answer", needs_answer=True, tolerance=ANSWER_TOLERANCE)

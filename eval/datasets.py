@@ -16,7 +16,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from eval.errors import DatasetError
 
@@ -118,13 +118,7 @@ def load_jsonl(path: str | Path) -> list[EvalCase]:
     path = Path(path)
     cases: list[EvalCase] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(_lines(path), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+    for number, row in _json_lines(path):
         case = case_from_row(row, where=f"{path}:{number}", default_id=f"{dataset_name(path)}-{len(cases)}")
         if case.id in seen:
             raise DatasetError(f"{path}:{number}: duplicate id {case.id!r} (first on line "
@@ -260,9 +254,8 @@ def _qrels_file(folder: Path, split: str) -> Path:
     raise DatasetError(f"{folder / 'qrels'}: no {split}.tsv (found: {names})")
 
 
-def _id_rows(path: Path, required: tuple[str, ...]) -> Iterable[dict[str, Any]]:
-    if not path.is_file():
-        raise DatasetError(f"{path}: missing")
+def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank line of a JSON-lines file."""
     for number, line in enumerate(_lines(path), start=1):
         if not line.strip():
             continue
@@ -270,6 +263,13 @@ def _id_rows(path: Path, required: tuple[str, ...]) -> Iterable[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        yield number, row
+
+
+def _id_rows(path: Path, required: tuple[str, ...]) -> Iterable[dict[str, Any]]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing")
+    for number, row in _json_lines(path):
         if not isinstance(row, dict) or any(not isinstance(row.get(k), str) for k in required):
             raise DatasetError(f"{path}:{number}: needs string fields {', '.join(required)}")
         yield row
