@@ -13,11 +13,10 @@ unanswerable question is scored by `decline_rate_unanswerable` only.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import re
 import string
 from collections import Counter
+from typing import Callable
 
 from eval.datasets import EvalCase
 from eval.scoring import CaseResult, Score, metric
