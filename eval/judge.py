@@ -11,14 +11,12 @@ judges, with its own JSON-schema mode.
 Speed: llama.cpp checks the grammar against every candidate token, 151k of them for Qwen, which
 made one constrained token cost ~0.9 s on 2 cores (136 s for a 150-token judgement, 12.7 s
 unconstrained). The judge's sampler keeps the model's top 1000 tokens before the grammar sees
-them (`TopKFirstLlama`): the same output, token for token, in 11.1 s. A position where none of
-the top 1000 is allowed by the grammar would end the process (llama.cpp aborts); for JSON without
-length bounds it did not occur in some hundreds of judgements (inside a string nearly every
-token is allowed; `,` `]` `}` `"` rank high wherever they are needed). Length bounds in the schema
-(maxLength, maxItems) do force tokens the model does not rank: tried, and it aborted on its first
-long judgement, so the schema is used as DeepEval gives it. Known limit: on long contexts the
-1.5B model repeats "truths" until the token budget cuts the JSON (4,600 characters at 768 tokens,
-12,400 at 2,048), so that judgement fails after its retries; the 0.5B model does not loop there.
+them (`TopKFirstLlama`): the same output, token for token, in 11.1 s. Where the grammar allows
+none of those 1000 (it forces a token, e.g. the `]` after the last item it allows), llama.cpp
+would abort the process; a rescue step then hands the whole vocabulary to a second grammar
+sampler, so such positions are slow but safe. That makes length bounds in the grammar possible
+(`bounded`): without them the 1.5B model repeated "truths" of a long context until the token
+budget cut the JSON off, three tries in a row (4,600 characters at 768 tokens, 12,400 at 2,048).
 
 Every judgement is cached on disk (`JudgeCache`, SQLite, keyed by the judge's fingerprint, the
 prompt and the schema), so a re-run with unchanged answers costs almost nothing and an
@@ -29,6 +27,7 @@ and a fixed seed on the first try).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import json
 import logging
@@ -36,6 +35,8 @@ import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from rag.config import PACKAGED, Settings
 from rag.process import apply_defaults
@@ -48,6 +49,12 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = "judge-cache-1"
 RETRY_TEMPERATURE = 0.4
 GRAMMAR_TOP_K = 1000
+# Bounds written into the grammar (not into validation): a small model asked for the "truths"
+# of a long context copies it sentence after sentence until max_tokens cuts the JSON off (the
+# 1.5B model: 4,600 characters at 768 tokens, 12,400 at 2,048, on the first Solana page). With
+# at most 10 items of at most 300 characters every judgement ends as valid JSON.
+GRAMMAR_MAX_ITEMS = 10
+GRAMMAR_MAX_STRING = 300
 
 
 class JudgeOutputError(RuntimeError):
@@ -160,23 +167,70 @@ class Judge(DeepEvalBaseLLM):
         return True
 
 
+_TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+
+
+def _token_view(array: Any, n: int) -> np.ndarray:
+    """The first `n` entries of a `llama_token_data_array` as a numpy record array (no copy)."""
+    address = ctypes.cast(array.data, ctypes.c_void_p).value
+    raw = (ctypes.c_char * (n * _TOKEN_DATA.itemsize)).from_address(address)
+    return np.frombuffer(raw, dtype=_TOKEN_DATA)
+
+
 def _top_k_first_llama_class() -> type:
     from llama_cpp import Llama
     from llama_cpp import _internals as internals
 
     class TopKFirstLlama(Llama):
-        """Greedy decoding under a grammar that only checks the model's top tokens (see above)."""
+        """Greedy decoding under a grammar that first checks only the model's top tokens.
+
+        Chain: save all candidates -> top_k -> grammar -> rescue -> grammar -> greedy. When the
+        grammar rejects every one of the top K (a position it forces, e.g. the `]` after the
+        last item it allows), the rescue step puts all candidates back, and the second grammar
+        sampler then picks among the whole vocabulary: slow, but only at those positions, and
+        never the abort llama.cpp makes when asked to accept a token the grammar forbids. Both
+        grammar samplers accept every token, so their states stay the same.
+        """
 
         def _init_sampler(self, *args: Any, grammar: Any = None, temp: float = 0.8, **kw: Any):
             if grammar is None or temp != 0.0:
                 return super()._init_sampler(*args, grammar=grammar, temp=temp, **kw)
+            saved: dict[str, Any] = {}
+
+            def save(p: Any) -> None:
+                array = p.contents
+                saved["n"], saved["data"] = array.size, _token_view(array, array.size).copy()
+
+            def rescue(p: Any) -> None:
+                array = p.contents
+                if np.isneginf(_token_view(array, array.size)["logit"]).all():
+                    _token_view(array, saved["n"])[:] = saved["data"]
+                    array.size, array.sorted = saved["n"], False
+
             sampler = internals.LlamaSampler()
+            sampler.add_custom(save)
             sampler.add_top_k(GRAMMAR_TOP_K)
+            sampler.add_grammar(self._model, grammar)
+            sampler.add_custom(rescue)
             sampler.add_grammar(self._model, grammar)
             sampler.add_greedy()
             return sampler
 
     return TopKFirstLlama
+
+
+def bounded(schema: Any) -> Any:
+    """A copy of a JSON schema whose strings and arrays have a maximum length (see above)."""
+    if isinstance(schema, list):
+        return [bounded(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: bounded(value) for key, value in schema.items()}
+    if out.get("type") == "string" and "enum" not in out:
+        out.setdefault("maxLength", GRAMMAR_MAX_STRING)
+    if out.get("type") == "array":
+        out.setdefault("maxItems", GRAMMAR_MAX_ITEMS)
+    return out
 
 
 def llama_cpp_completion(model: str = PACKAGED, context_window: int = 4096, max_tokens: int = 768,
@@ -191,7 +245,7 @@ def llama_cpp_completion(model: str = PACKAGED, context_window: int = 4096, max_
     n_threads = threads or os.cpu_count() or 2
 
     def complete(prompt: str, schema: type[BaseModel] | None, attempt: int) -> str:
-        response_format = ({"type": "json_object", "schema": schema.model_json_schema()}
+        response_format = ({"type": "json_object", "schema": bounded(schema.model_json_schema())}
                            if schema is not None else None)
         model_, lock = _shared_llama(chat.path, context_window, n_threads)
         with lock:
@@ -205,7 +259,8 @@ def llama_cpp_completion(model: str = PACKAGED, context_window: int = 4096, max_
         return out["choices"][0]["message"]["content"] or ""
 
     fingerprint = (_gguf_fingerprint(model, chat) + f"|ctx={context_window}|max={max_tokens}"
-                   f"|seed={seed}|t={temperature}|grammar-top-k={GRAMMAR_TOP_K}")
+                   f"|seed={seed}|t={temperature}|grammar-top-k={GRAMMAR_TOP_K}"
+                   f"|bounds={GRAMMAR_MAX_ITEMS}x{GRAMMAR_MAX_STRING}")
     return complete, chat.name, fingerprint
 
 
