@@ -107,8 +107,9 @@ class Judge(DeepEvalBaseLLM):
     """
 
     def __init__(self, name: str, fingerprint: str, complete: Complete,
-                 cache: JudgeCache | None = None, retries: int = 2):
+                 cache: JudgeCache | None = None, retries: int = 2, summary_reasons: bool = True):
         self.model_name = name
+        self.summary_reasons = summary_reasons  # read by eval.judged: ask for a summary reason
         self.fingerprint = fingerprint
         self._complete = complete
         self.cache = cache
@@ -336,4 +337,4 @@ def judge_from_settings(settings: Settings, cache: JudgeCache | None = None,
     else:
         complete, display, fingerprint = llama_cpp_completion(
             name, s.judge_context_window, s.judge_max_tokens, s.judge_threads, seed, temperature)
-    return Judge(display, fingerprint, complete, cache, s.judge_retries)
+    return Judge(display, fingerprint, complete, cache, s.judge_retries, s.judge_summary_reasons)

@@ -73,6 +73,9 @@ class Settings:
     judge_max_tokens: int = 1024
     judge_threads: int = 0  # 0 = all cores
     judge_retries: int = 2  # a malformed judgement is asked again this often, then counted failed
+    # Ask the judge for a written summary of each score (one more call per metric, 15-25 s
+    # each on 2 cores with the packaged judge); off, the reason is read off its verdicts.
+    judge_summary_reasons: bool = False
 
     # Retrieval.
     top_k: int = 5

@@ -50,6 +50,44 @@ def test_a_judgement_that_never_parses_fails_loudly(tmp_path):
     assert judge.stats["failed"] == 1
 
 
+class SchemaScriptedCompletion:
+    """A stand-in backend that answers each DeepEval schema with a prepared JSON object, by
+    the schema's fields; it records which schemas were asked for."""
+
+    def __init__(self, **by_field: dict):
+        self.by_field = by_field
+        self.asked: list[str] = []
+
+    def __call__(self, prompt, schema, attempt):
+        field = next(iter(schema.model_fields))
+        self.asked.append(field)
+        return json.dumps(self.by_field[field])
+
+
+def test_without_summary_reasons_the_reason_is_read_off_the_verdicts():
+    from eval.judged import judge_case
+
+    backend = SchemaScriptedCompletion(
+        truths={"truths": ["The lamp flashes green every 4 seconds."]},
+        claims={"claims": ["It flashes every 4 seconds.", "It is red."]},
+        verdicts={"verdicts": [{"verdict": "yes", "reason": "stated"},
+                               {"verdict": "no", "reason": "the context says green"}]},
+        reason={"reason": "a summary"})
+    quick = Judge("scripted", "fp", backend, summary_reasons=False)
+    judged = judge_case(quick, "How often?", "Every 4 seconds; it is red.",
+                        ["The lamp flashes green every 4 seconds."], metrics=("faithfulness",))
+    assert judged["faithfulness"].score == pytest.approx(0.5)
+    assert judged["faithfulness"].reason == "1 of 2 claims judged yes; no: the context says green"
+    assert "reason" not in backend.asked  # no summary call
+    precision = judge_case(quick, "How often?", "x", ["lamp text", "tea text"], "Every 4 s.",
+                           metrics=("contextual_precision",))["contextual_precision"]
+    assert precision.reason == "relevant contexts at ranks 1 of 2" and precision.score == 1.0
+    full = Judge("scripted", "fp", backend, summary_reasons=True)
+    judged = judge_case(full, "How often?", "Every 4 seconds; it is red.",
+                        ["The lamp flashes green every 4 seconds."], metrics=("faithfulness",))
+    assert judged["faithfulness"].reason == "a summary" and backend.asked[-1] == "reason"
+
+
 @pytest.mark.parametrize("answer, kind, changed", [
     ("Green tea steeps for 2 minutes.", "number", "Green tea steeps for 5 minutes."),
     ("It was founded in 1961 by order.", "number", "It was founded in 3923 by order."),
