@@ -45,6 +45,9 @@ def add_run(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _judge_options(p)
+    p.add_argument("--fresh-answers", action="store_true",
+                   help="write every answer again instead of reusing the cached answers of "
+                        "the same local model, seed and prompt (temperature 0 only)")
     p.add_argument("--no-judge", action="store_true",
                    help="skip the judged (DeepEval) metrics; --retrieval-only implies it")
     p.add_argument("--judged", metavar="M,M", help="judged metrics to run (default: "
@@ -59,7 +62,8 @@ def _judge_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-model", metavar="M", help="judge model: packaged (0.5B), "
                    "packaged-1.5b, a .gguf path, or the endpoint's model (default: judge_model)")
     p.add_argument("--judge-cache", metavar="FILE",
-                   help="judgement cache (default: judgements.sqlite in the model cache)")
+                   help="judgement (and answer) cache (default: judgements.sqlite in the "
+                        "model cache)")
 
 
 def add_judge_check(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -181,7 +185,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _judge_cache(args: argparse.Namespace):
-    from eval.judge import JudgeCache, default_cache_path
+    from eval.cache import JudgeCache, default_cache_path
 
     return JudgeCache(Path(args.judge_cache) if args.judge_cache else default_cache_path())
 
@@ -235,8 +239,15 @@ def _run(args: argparse.Namespace) -> int:
     rag = open_index(args)
     try:
         metrics, judge_info = _metrics(args, rag.settings)
-        run = run_eval(rag, dataset, top_k=args.top_k, limit=args.limit,
-                       answers=not args.retrieval_only, progress=not args.quiet, metrics=metrics)
+        answers = not args.retrieval_only
+        cached = None
+        if answers and not args.fresh_answers:
+            from eval.answer_cache import cache_answers
+
+            cached = cache_answers(rag, _judge_cache(args))
+        run = run_eval(rag, dataset, top_k=args.top_k, limit=args.limit, answers=answers,
+                       progress=not args.quiet, metrics=metrics,
+                       answer_hits=(lambda: cached.hits) if cached else None)
     finally:
         rag.close()
     if judge_info:

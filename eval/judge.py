@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import hashlib
-import json
 import logging
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from eval.cache import JudgeCache, gguf_fingerprint
 from rag.config import PACKAGED, Settings
 from rag.process import apply_defaults
 
@@ -46,7 +44,6 @@ from deepeval.models.base_model import DeepEvalBaseLLM  # noqa: E402
 from pydantic import BaseModel, ValidationError  # noqa: E402
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = "judge-cache-1"
 RETRY_TEMPERATURE = 0.4
 GRAMMAR_TOP_K = 1000
 # Bounds written into the grammar (not into validation): a small model asked for the "truths"
@@ -59,41 +56,6 @@ GRAMMAR_MAX_STRING = 300
 
 class JudgeOutputError(RuntimeError):
     """The judge's output did not match the metric's schema after every retry."""
-
-
-class JudgeCache:
-    """Judgements on disk: one SQLite table, key -> raw output text (no pickle)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS judgements (key TEXT PRIMARY KEY, output TEXT NOT NULL)")
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def key(fingerprint: str, prompt: str, schema: type[BaseModel] | None) -> str:
-        shape = json.dumps(schema.model_json_schema(), sort_keys=True) if schema else ""
-        text = json.dumps([CACHE_FORMAT, fingerprint, prompt, shape])
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-    def get(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT output FROM judgements WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
-
-    def put(self, key: str, output: str) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO judgements (key, output) VALUES (?, ?)",
-                             (key, output))
-
-    def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM judgements").fetchone()[0]
-
-    def close(self) -> None:
-        self._db.close()
 
 
 Complete = Callable[[str, "type[BaseModel] | None", int], str]
@@ -259,7 +221,7 @@ def llama_cpp_completion(model: str = PACKAGED, context_window: int = 4096, max_
             )
         return out["choices"][0]["message"]["content"] or ""
 
-    fingerprint = (_gguf_fingerprint(model, chat) + f"|ctx={context_window}|max={max_tokens}"
+    fingerprint = (gguf_fingerprint(model, chat.path) + f"|ctx={context_window}|max={max_tokens}"
                    f"|seed={seed}|t={temperature}|grammar-top-k={GRAMMAR_TOP_K}"
                    f"|bounds={GRAMMAR_MAX_ITEMS}x{GRAMMAR_MAX_STRING}")
     return complete, chat.name, fingerprint
@@ -279,16 +241,6 @@ def _shared_llama(path: Path, context_window: int, threads: int) -> tuple[Any, t
                                                n_threads=threads, verbose=False)
             _LOADED[key] = (model, threading.Lock())
         return _LOADED[key]
-
-
-def _gguf_fingerprint(model: str, chat: Any) -> str:
-    from rag.models.gguf import PACKAGED_GGUFS
-
-    spec = PACKAGED_GGUFS.get(model or PACKAGED)
-    if spec is not None:
-        return f"gguf-sha256:{spec.sha256}"
-    stat = chat.path.stat()
-    return f"gguf:{chat.path.name}:{stat.st_size}:{int(stat.st_mtime)}"
 
 
 def openai_completion(base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
@@ -312,12 +264,6 @@ def openai_completion(base_url: str, model: str, api_key_env: str = "OPENAI_API_
 
     return (complete, f"{model} @ {base_url}",
             f"openai:{base_url}:{model}|max={max_tokens}|seed={seed}|t={temperature}")
-
-
-def default_cache_path() -> Path:
-    from rag.models.cache import cache_dir
-
-    return cache_dir() / "judgements.sqlite"
 
 
 def judge_from_settings(settings: Settings, cache: JudgeCache | None = None,

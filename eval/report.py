@@ -74,7 +74,9 @@ def format_summary(run: "EvalRun", comparison: "Comparison | None" = None) -> st
     lines = [f"{run.dataset.name}: {len(run.records)} cases, "
              f"{'retrieval only' if not run.options.get('answers') else 'with answers'}, "
              f"top_k {run.options.get('top_k')}, {run.wall_s:.1f} s "
-             f"(models loaded in {run.warmup_s:.1f} s)",
+             f"(models loaded in {run.warmup_s:.1f} s"
+             + (f"; {run.options['answers_from_cache']} answers from the answer cache, not timed"
+                if run.options.get("answers_from_cache") else "") + ")",
              f"  {'metric':<28} {'value':>9} {'scored':>7} {'n/s':>5} {'failed':>6}"
              + (f" {'baseline':>9} {'delta':>8}  status" if comparison else "")]
     for name, agg in run.aggregates.items():
@@ -138,7 +140,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 <dt>dataset hash</dt><dd><code>{{ d.dataset.hash }}</code></dd>
 <dt>cases hash</dt><dd><code>{{ d.dataset.cases_hash }}</code></dd>
 <dt>run</dt><dd>{{ d.started_at }}, {{ d.wall_s | num(1) }} s wall (models loaded in {{ d.warmup_s | num(1) }} s), top_k {{ d.options.top_k }},
-{{ "with answers" if d.options.answers else "retrieval only" }}{% if d.options.limit %}, limit {{ d.options.limit }}{% endif %}</dd>
+{{ "with answers" if d.options.answers else "retrieval only" }}{% if d.options.limit %}, limit {{ d.options.limit }}{% endif %}{% if d.options.answers_from_cache %}, {{ d.options.answers_from_cache }} answers from the answer cache (not timed){% endif %}</dd>
 <dt>embedding</dt><dd>{{ (d.fingerprints.index_settings or {}).embedding_model }}
 <code>{{ (d.fingerprints.index_settings or {}).embedding_fingerprint }}</code></dd>
 <dt>LLM</dt><dd>{{ d.fingerprints.llm or "not used" }}</dd>

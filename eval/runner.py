@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from eval.datasets import EvalCase, EvalDataset, cases_hash
 from eval.errors import EvalError
@@ -29,6 +29,7 @@ class CaseRecord:
     result: CaseResult
     scores: dict[str, Score]
     error: str | None = None
+    answer_cached: bool = False  # the answer came from the answer cache: generation not timed
 
     def to_json(self) -> dict[str, Any]:
         answer = self.result.answer
@@ -49,6 +50,7 @@ class CaseRecord:
                            "score": round(r.score, 6)} for r in self.result.ranked],
             "scores": {name: s.to_json() for name, s in self.scores.items()},
             "timings_ms": {k: round(v, 1) for k, v in self.result.timings.items()},
+            "answer_cached": self.answer_cached,
             "error": self.error,
         }
 
@@ -80,11 +82,13 @@ class EvalRun:
 
 def run_eval(rag: Any, dataset: EvalDataset, *, top_k: int | None = None,
              limit: int | None = None, answers: bool = True,
-             metrics: list[Metric] | None = None, progress: bool = True) -> EvalRun:
+             metrics: list[Metric] | None = None, progress: bool = True,
+             answer_hits: Callable[[], int] | None = None) -> EvalRun:
     """Evaluate `dataset` (its first `limit` cases) on `rag`; `answers=False` skips the LLM.
 
     `metrics` defaults to every registered metric that needs no judge (those needing an
-    answer only when `answers`)."""
+    answer only when `answers`). `answer_hits()` counts answers served from an answer cache
+    (`eval.answer_cache`): a case whose answer came from it keeps its retrieval timing only."""
     from tqdm import tqdm
 
     from rag.api import INDEX_SETTINGS_KEY
@@ -105,6 +109,7 @@ def run_eval(rag: Any, dataset: EvalDataset, *, top_k: int | None = None,
     records = []
     for case in tqdm(selected.cases, desc=f"eval {dataset.name}", unit="case",
                      disable=not progress):
+        hits_before = answer_hits() if answer_hits else 0
         try:
             result = _run_case(rag, case, top_k, answers)
         except USER_ERRORS:
@@ -114,13 +119,18 @@ def run_eval(rag: Any, dataset: EvalDataset, *, top_k: int | None = None,
             records.append(CaseRecord(case, CaseResult([], []),
                                       {m.name: Score.fail(reason) for m in chosen}, reason))
             continue
-        records.append(CaseRecord(case, result, {m.name: _score(m, case, result) for m in chosen}))
+        cached = bool(answer_hits) and answer_hits() > hits_before
+        if cached:  # a lookup is not a generation: only the retrieval was timed
+            result.timings = {k: v for k, v in result.timings.items() if k == "retrieve"}
+        records.append(CaseRecord(case, result, {m.name: _score(m, case, result) for m in chosen},
+                                  answer_cached=cached))
     aggregates = {m.name: aggregate(m, [r.scores[m.name] for r in records]) for m in chosen}
     aggregates.update(latency_aggregates([r.result.timings for r in records if not r.error]))
     fingerprints = {"index_settings": rag.index.catalog.get_meta(INDEX_SETTINGS_KEY),
                     "llm": rag.llm.name if answers else None}
     options = {"top_k": top_k, "depth": max(DEPTH, top_k), "answers": answers, "limit": limit,
-               "cases": len(records), "metrics": [m.name for m in chosen]}
+               "cases": len(records), "metrics": [m.name for m in chosen],
+               "answers_from_cache": sum(r.answer_cached for r in records)}
     return EvalRun(selected, dataset.hash, records, aggregates, options,
                    settings=rag.settings.as_dict(), fingerprints=fingerprints,
                    started_at=started_at, wall_s=time.perf_counter() - wall, warmup_s=warmup_s)

@@ -141,8 +141,18 @@ class RAG:
         if not hasattr(llm, "count_tokens"):
             from rag.llama_index_views import LlamaIndexChat
 
-            llm = self._llm = LlamaIndexChat(llm)
+            with self._building:  # two threads' first calls adapt it once
+                if not hasattr(self._llm, "count_tokens"):
+                    self._llm = LlamaIndexChat(self._llm)
+                llm = self._llm
         return llm
+
+    def wrap_llm(self, wrap: Callable[[Any], Any]) -> Any:
+        """Put a layer around the answer model (a cache, a timer, a recorder): `wrap(current)`
+        answers from now on. Returns the new model."""
+        with self._building:
+            self._llm = wrap(self.llm)
+            return self._llm
 
     def _pipeline(self, show_progress: bool):
         from ingestion.chunking import Chunker

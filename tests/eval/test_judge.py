@@ -157,11 +157,27 @@ def test_rag_eval_scores_faithfulness_with_the_packaged_judge_then_from_the_cach
     assert "unvalidated" in capsys.readouterr().out
     stored = len(JudgeCache(cache))
     assert stored >= 3  # truths, claims, verdicts (and a reason)
+    assert first["options"]["answers_from_cache"] == 0
     assert main(argv, open_rag=open_rag) == 0
     second = json.loads((tmp_path / "report" / "report.json").read_text())
     assert second["aggregates"]["faithfulness"] == faithfulness
     assert len(JudgeCache(cache)) == stored  # nothing new was asked of the judge
+    # ... nor of the answer model: the same answer, from the cache, and not timed as generated
+    assert second["options"]["answers_from_cache"] == 1
+    assert second["cases"][0]["answer"] == first["cases"][0]["answer"]
+    assert second["cases"][0]["answer_cached"] and "generate" not in second["cases"][0]["timings_ms"]
+    assert "generate" in first["cases"][0]["timings_ms"]
     assert no_network == []
+
+
+def test_only_a_deterministic_local_answer_model_is_cached():
+    from eval.answer_cache import answer_fingerprint
+    from rag.llm import LlamaCppChat, OpenAICompatibleChat
+
+    assert answer_fingerprint(LlamaCppChat(temperature=0.7)) is None
+    assert answer_fingerprint(OpenAICompatibleChat("http://127.0.0.1:9/v1", "m")) is None
+    greedy = answer_fingerprint(LlamaCppChat(seed=3))
+    assert greedy.startswith("answer|gguf-sha256:") and "seed=3" in greedy
 
 
 def test_generate_writes_a_dataset_from_the_index_recordings_included(sample_rag, tmp_path):
