@@ -88,6 +88,19 @@ def test_without_summary_reasons_the_reason_is_read_off_the_verdicts():
     assert judged["faithfulness"].reason == "a summary" and backend.asked[-1] == "reason"
 
 
+def test_the_grammar_bounds_lists_strings_and_shorter_reasons():
+    from deepeval.metrics.faithfulness.schema import Truths, Verdicts
+
+    from eval.judge import GRAMMAR_MAX_ITEMS, GRAMMAR_MAX_REASON, GRAMMAR_MAX_STRING, bounded
+
+    truths = bounded(Truths.model_json_schema())["properties"]["truths"]
+    assert truths["maxItems"] == GRAMMAR_MAX_ITEMS
+    assert truths["items"]["maxLength"] == GRAMMAR_MAX_STRING
+    verdict = bounded(Verdicts.model_json_schema())["$defs"]["FaithfulnessVerdict"]["properties"]
+    assert verdict["reason"]["anyOf"][0]["maxLength"] == GRAMMAR_MAX_REASON < GRAMMAR_MAX_STRING
+    assert "maxLength" not in verdict["verdict"]  # an enum needs no bound
+
+
 @pytest.mark.parametrize("answer, kind, changed", [
     ("Green tea steeps for 2 minutes.", "number", "Green tea steeps for 5 minutes."),
     ("It was founded in 1961 by order.", "number", "It was founded in 3923 by order."),
