@@ -37,16 +37,35 @@ ANALYZER = {"tokenizer": "standard",
             "filter": ["lowercase", {"type": "stop", "stop_words": sorted(STOP_WORDS)}]}
 
 
+# pymilvus pings every 10 s, idle or not; Milvus Lite's server answers that with GOAWAY
+# "too_many_pings". pymilvus keeps one connection per URI for the whole process, so a client
+# opened on the same index a minute after the last one closed got the dead connection and
+# failed ("Fail connecting to server"; reproduced with pymilvus 2.6.17 and milvus-lite 3.2.2,
+# cf. milvus-lite issue #334). No pings while idle, and none more often than Lite accepts.
+LITE_GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": False,
+                     "grpc.keepalive_time_ms": 300_000}
+
+
+def is_lite(uri: str) -> bool:
+    """Whether `uri` is a Milvus Lite directory (a local path) rather than a server."""
+    return not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+
 def milvus_client(uri: str, token: str = ""):
     """A `MilvusClient`, with Milvus Lite's single-owner lock turned into a clear message."""
     from pymilvus import MilvusClient
 
-    if not uri.startswith(("http://", "https://", "tcp://", "unix:")):
+    options: dict[str, Any] = {"token": token} if token else {}
+    if is_lite(uri):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        options["grpc_options"] = LITE_GRPC_OPTIONS
     try:
-        return MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
+        return MilvusClient(uri=uri, **options)
     except Exception as exc:  # pymilvus logs Milvus Lite's DataDirLockedError and raises a vague one
         text = f"{type(exc).__name__}: {exc}"
+        if is_lite(uri) and _open_here(uri):  # our own Lite server holds the lock: not "another process"
+            raise StoreConfigError(f"{uri}: this process's Milvus Lite server did not answer "
+                                   f"({' '.join(text.split())[:200]}); open the index again") from exc
         if "lock" in text.lower() or _locked_elsewhere(uri):
             raise IndexLockedError(
                 f"{uri}: the Milvus Lite index is open in another process{_holder(uri)}. Close "
@@ -75,6 +94,15 @@ def _locked_elsewhere(uri: str) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _open_here(uri: str) -> bool:
+    """Whether this process has files of the Milvus Lite directory open (Linux /proc)."""
+    target = os.path.realpath(uri)
+    try:
+        return any(os.readlink(fd).startswith(target) for fd in Path("/proc/self/fd").iterdir())
+    except OSError:
+        return False
 
 
 def _holder(uri: str) -> str:

@@ -37,3 +37,27 @@ def test_second_process_gets_a_clear_lock_message(tmp_path):
         holder.communicate("\n", timeout=60)
     # once the holder has gone, the index opens normally
     MilvusDenseStore(uri, "chunks", 8).close()
+
+
+@pytest.mark.slow
+def test_the_same_index_reopens_in_process_after_a_minute_idle(tmp_path):
+    """pymilvus keeps one connection per URI for the process; with its default keepalive Milvus
+    Lite sent GOAWAY "too_many_pings" and a store opened on the index 75 s after the last one
+    closed failed to connect (an app or notebook that reopens an index)."""
+    import time
+
+    import numpy as np
+
+    from retrievers.records import Chunk
+
+    uri = str(tmp_path / "milvus.db")
+    store = MilvusDenseStore(uri, "chunks", 8)
+    chunk = Chunk("c1", "some text", "doc.txt", "s1", "h1", 0, file_type="txt")
+    store.upsert([chunk], np.ones((1, 8), dtype=np.float32))
+    store.close()
+    time.sleep(75)
+    again = MilvusDenseStore(uri, "chunks", 8)
+    try:
+        assert [hit[0] for hit in again.search(np.ones(8, dtype=np.float32), 1)] == ["c1"]
+    finally:
+        again.close()

@@ -1,0 +1,112 @@
+"""The regression suite as pytest, for teams that gate with `pytest` (slow: out of the default run).
+
+    pytest -m slow tests/eval/test_regression_suite.py
+
+For each shared dev set with a committed baseline (`eval/baselines/dev_sets.json`) its
+documents are indexed once per session (or `RAG_EVAL_INDEX_<NAME>` names a ready index, e.g.
+`RAG_EVAL_INDEX_PAUL_GRAHAM=/tmp/pg_index`), the suite runs, and the test fails naming every
+metric that fell below its baseline by more than its tolerance: the check `rag eval
+--baseline` makes, with the same code. Then DeepEval's own `assert_test` checks the first
+`RAG_EVAL_CASES` answers (default 2) with faithfulness and answer relevancy at threshold
+`RAG_EVAL_THRESHOLD` (default 0.5), through the project's judge and its cache. The packaged
+judge is under judge-check's 0.7 bar (see the README), so that per-answer check is a smoke
+check of the DeepEval path; the baseline gate is the one to trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+QA = ROOT.parent / "shared" / "data" / "qa"
+BASELINE = ROOT / "eval" / "baselines" / "dev_sets.json"
+DEV_SETS = {  # name -> the documents its questions are about
+    "paul_graham": "essays/*.txt",
+    "blockchain_solana": "source_files/*.pdf",
+}
+GATED = [name for name in DEV_SETS
+         if name in json.loads(BASELINE.read_text())["datasets"]]
+
+
+@pytest.fixture(scope="session")
+def dev_index(tmp_path_factory, embedder):
+    """`dev_index(name)`: the index of a dev set's documents, built once per session."""
+    from rag.api import RAG
+
+    built: dict[str, Path] = {}
+
+    def index_of(name: str) -> Path:
+        ready = os.environ.get(f"RAG_EVAL_INDEX_{name.upper()}")
+        if ready:
+            return Path(ready)
+        if name not in built:
+            folder = tmp_path_factory.mktemp(f"index_{name}")
+            with RAG.open(folder, embedder=embedder) as rag:
+                results = rag.ingest(sorted((QA / name).glob(DEV_SETS[name])))
+            assert not [r for r in results if r.error], "a dev-set document failed to ingest"
+            built[name] = folder
+        return built[name]
+
+    return index_of
+
+
+@pytest.mark.parametrize("name", GATED)
+def test_the_dev_set_holds_its_committed_baseline(name, dev_index, embedder):
+    from eval.baseline import compare, read_baseline
+    from eval.datasets import load_dataset
+    from eval.runner import run_eval
+    from rag.api import RAG
+
+    dataset = load_dataset(QA / name / "normalized.jsonl")
+    entry = read_baseline(BASELINE)["datasets"][name]
+    with RAG.open(dev_index(name), embedder=embedder) as rag:
+        run = run_eval(rag, dataset, answers=entry["options"]["answers"], progress=False)
+    comparison = compare(run, BASELINE)
+    regressed = ", ".join(f"{d.name} {d.value} < {d.baseline}" for d in comparison.regressions)
+    assert comparison.ok, f"{name}: regressed against {BASELINE.name}: {regressed}"
+
+
+def _first_cases(name: str) -> list:
+    from eval.datasets import load_dataset
+
+    cases = [c for c in load_dataset(QA / name / "normalized.jsonl").cases if c.answerable]
+    return cases[: int(os.environ.get("RAG_EVAL_CASES", "2"))]
+
+
+@pytest.fixture(scope="session")
+def judge():
+    from eval.cache import JudgeCache, default_cache_path
+    from eval.judge import judge_from_settings
+    from rag.config import load_settings
+
+    return judge_from_settings(load_settings(), JudgeCache(default_cache_path()))
+
+
+@pytest.mark.parametrize("name, case", [(n, c) for n in GATED for c in _first_cases(n)],
+                         ids=lambda value: getattr(value, "id", value))
+def test_each_answer_passes_deepeval_assert_test(name, case, dev_index, embedder, llm, judge):
+    from deepeval import assert_test
+    from deepeval.metrics import AnswerRelevancyMetric, FaithfulnessMetric
+    from deepeval.test_case import LLMTestCase
+
+    from rag.api import RAG
+
+    threshold = float(os.environ.get("RAG_EVAL_THRESHOLD", "0.5"))
+    with RAG.open(dev_index(name), embedder=embedder, llm=llm) as rag:
+        answer = rag.ask(case.question)
+    if answer.declined:
+        pytest.fail(f"{case.id}: declined an answerable question: {case.question!r}")
+    test_case = LLMTestCase(input=case.question, actual_output=answer.text,
+                            retrieval_context=[c.text for c in answer.contexts],
+                            expected_output=case.reference_answer or None)
+    metrics = [FaithfulnessMetric(threshold=threshold, model=judge, async_mode=False,
+                                  include_reason=judge.summary_reasons),
+               AnswerRelevancyMetric(threshold=threshold, model=judge, async_mode=False,
+                                     include_reason=judge.summary_reasons)]
+    assert_test(test_case, metrics, run_async=False)
