@@ -8,9 +8,10 @@ documents are indexed once per session (or `RAG_EVAL_INDEX_<NAME>` names a ready
 metric that fell below its baseline by more than its tolerance: the check `rag eval
 --baseline` makes, with the same code. Then DeepEval's own `assert_test` checks the first
 `RAG_EVAL_CASES` answers (default 2) with faithfulness and answer relevancy at threshold
-`RAG_EVAL_THRESHOLD` (default 0.5), through the project's judge and its cache. The packaged
-judge is under judge-check's 0.7 bar (see the README), so that per-answer check is a smoke
-check of the DeepEval path; the baseline gate is the one to trust.
+`RAG_EVAL_THRESHOLD` (default 0.5), through the project's judge and its cache. A judge that
+`rag eval judge-check` has not found reliable (the packaged ones are under its 0.7 bar: see the
+README) cannot fail a build one answer at a time: those checks then run as expected failures
+(xfail, not strict), reported but not gating; the baseline gate is the one to trust.
 """
 
 from __future__ import annotations
@@ -90,12 +91,20 @@ def judge():
 
 @pytest.mark.parametrize("name, case", [(n, c) for n in GATED for c in _first_cases(n)],
                          ids=lambda value: getattr(value, "id", value))
-def test_each_answer_passes_deepeval_assert_test(name, case, dev_index, embedder, llm, judge):
+def test_each_answer_passes_deepeval_assert_test(name, case, dev_index, embedder, llm, judge,
+                                                 request):
     from deepeval import assert_test
     from deepeval.metrics import AnswerRelevancyMetric, FaithfulnessMetric
     from deepeval.test_case import LLMTestCase
 
+    from eval.judge_check import verdict_for
     from rag.api import RAG
+
+    verdict = verdict_for(judge.cache.path, judge.fingerprint)["reliable"]
+    if verdict is not True:  # a judge that judge-check did not pass cannot fail a build per answer
+        state = "never checked" if verdict is None else "under judge-check's 0.7 bar"
+        request.applymarker(pytest.mark.xfail(reason=f"judge {judge.get_model_name()} is {state}",
+                                              strict=False))
 
     threshold = float(os.environ.get("RAG_EVAL_THRESHOLD", "0.5"))
     with RAG.open(dev_index(name), embedder=embedder, llm=llm) as rag:
