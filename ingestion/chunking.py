@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
+from typing import Any, Callable
 
 from ingestion.sections import Section
 
@@ -21,6 +21,7 @@ class ChunkText:
     start: float | None = None
     end: float | None = None
     heading: str | None = None
+    meta: dict[str, Any] | None = None  # the section's (shared by its chunks, not copied)
 
 
 class Chunker:
@@ -64,7 +65,8 @@ class Chunker:
             out.extend(self._flush_timed(timed))
             for piece in self.splitter.split_text(section.text):
                 if piece.strip():
-                    out.append(ChunkText(piece, page=section.page, heading=section.heading))
+                    out.append(ChunkText(piece, page=section.page, heading=section.heading,
+                                         meta=section.meta))
         out.extend(self._flush_timed(timed))
         return out
 

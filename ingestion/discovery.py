@@ -19,9 +19,7 @@ UNSUPPORTED_HINTS = {
     ".doc": "legacy Word .doc is not supported; save it as .docx",
     ".xls": "legacy Excel .xls is not supported; save it as .xlsx",
     ".ppt": "legacy PowerPoint .ppt is not supported; save it as .pptx",
-    ".jpg": "images are not supported (no OCR)", ".jpeg": "images are not supported (no OCR)",
-    ".png": "images are not supported (no OCR)", ".tif": "images are not supported (no OCR)",
-    ".tiff": "images are not supported (no OCR)", ".gif": "images are not supported (no OCR)",
+    ".gif": "GIF images are not read; save the image as PNG to have it read by OCR",
 }
 
 

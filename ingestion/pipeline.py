@@ -38,6 +38,7 @@ from ingestion.discovery import expand_paths, file_sha256, refusal, source_id_fo
 from ingestion.executors import (
     INGEST_SWITCH_INTERVAL_S, Executor, InlineExecutor, ReadAhead, ThreadExecutor,
 )
+from ingestion.ocr import Ocr
 from ingestion.preparation import FilePreparer
 from ingestion.progress import Progress, SilentProgress, TqdmProgress
 from ingestion.results import FileResult, NotConfigured, file_at_fault, one_line
@@ -72,7 +73,8 @@ class IngestionPipeline:
 
     `executor` runs the per-file work and the writes (default: `ThreadExecutor`, or
     `InlineExecutor` when `read_ahead` is 0); `progress` reports the run (default: tqdm bars
-    when `show_progress`, else nothing).
+    when `show_progress`, else nothing); `ocr` reads scanned PDF pages and images (None: text
+    layers only, images are not read).
     """
 
     def __init__(
@@ -80,11 +82,12 @@ class IngestionPipeline:
         transcriber: Callable[[], Any] | None = None, max_file_bytes: int = 512 << 20,
         show_progress: bool = True, batch_chunks: int = 256, read_ahead: int = 8,
         executor: Executor | None = None, progress: Progress | None = None,
+        ocr: Ocr | None = None,
     ):
         self.index = index
         self.embedder = embedder
         self.chunker = chunker
-        self.preparer = FilePreparer(chunker, transcriber)
+        self.preparer = FilePreparer(chunker, transcriber, ocr=ocr)
         self.max_file_bytes = max_file_bytes
         self.show_progress = show_progress
         self.batch_chunks = max(1, batch_chunks)
@@ -176,7 +179,8 @@ class IngestionPipeline:
                 return FileResult(shown, "failed", error=decision.error)
             pending = decision
             chunks = self.preparer.prepare(path, pending.source_id, pending.content_hash,
-                                           transcription=self.progress.transcription)
+                                           transcription=self.progress.transcription,
+                                           pages=getattr(self.progress, "ocr_pages", None))
             publication = Publication(
                 pending.source_id, str(path.resolve()), pending.content_hash,
                 path.suffix.lower().lstrip("."), [c.chunk_id for c in chunks],

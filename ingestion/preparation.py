@@ -1,10 +1,10 @@
-"""The pure per-file step: load a file (a format loader, or Whisper for audio and video) and
-chunk it into `Chunk`s with deterministic ids.
+"""The pure per-file step: load a file (a format loader, Whisper for audio and video, OCR for
+scans and images) and chunk it into `Chunk`s with deterministic ids.
 
 Why pure: no catalog, no index, no threads and no progress bars, only the file, the chunker and
-the transcriber, so the same step runs in the ingest thread today and in worker processes of a
+the transcriber and the OCR, so the same step runs in the ingest thread today and in worker processes of a
 distributed engine later. Failures are raised (`LoadError` and friends), not reported; the
-caller turns them into results. Transcription progress goes out through an optional callback.
+caller turns them into results. Transcription and OCR progress go out through optional callbacks.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ingestion.chunking import Chunker
-from ingestion.loaders import AUDIO_EXTENSIONS, loader_for
+from ingestion.loaders import AUDIO_EXTENSIONS, loader_for, reads_with_ocr
+from ingestion.ocr import Ocr, PageProgress
 from ingestion.results import NotConfigured
 from ingestion.sections import LoadError, Section
 from retrievers.records import Chunk, chunk_id_for
@@ -24,24 +25,31 @@ from retrievers.records import Chunk, chunk_id_for
 # Opens a report for one recording: given its path and expected seconds, yields a callback
 # that takes (seconds done, seconds known in total); see ingestion.progress.
 TranscriptionProgress = Callable[[Path, float], AbstractContextManager[Callable[[float, float], None]]]
+# Opens a report for one file whose pages OCR may read: yields a `PageProgress` callback.
+OcrProgress = Callable[[Path], AbstractContextManager[PageProgress]]
 
 
 class FilePreparer:
     """Loads and chunks files. The transcriber is made on the first recording, and not pickled
-    with the preparer, so each worker process loads its own Whisper only when it needs one."""
+    with the preparer, so each worker process loads its own Whisper only when it needs one.
+    `ocr` reads scanned pages and images (None: PDFs are read by their text layer only, and
+    images are not read); its recogniser loads its models on the first page it reads."""
 
-    def __init__(self, chunker: Chunker, transcriber_factory: Callable[[], Any] | None = None):
+    def __init__(self, chunker: Chunker, transcriber_factory: Callable[[], Any] | None = None,
+                 ocr: Ocr | None = None):
         self.chunker = chunker
         self.transcriber_factory = transcriber_factory
+        self.ocr = ocr
         self._transcriber: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_transcriber": None}
 
     def prepare(self, path: Path, source_id: str, content_hash: str,
-                transcription: TranscriptionProgress | None = None) -> list[Chunk]:
+                transcription: TranscriptionProgress | None = None,
+                pages: OcrProgress | None = None) -> list[Chunk]:
         """The file's chunks, in order; raises (e.g. `LoadError`) when it yields none."""
-        sections, extra = self._sections(path, transcription)
+        sections, extra = self._sections(path, transcription, pages)
         pieces = self.chunker.split(sections)
         if not pieces:
             raise LoadError("no text found")
@@ -53,19 +61,25 @@ class FilePreparer:
                 chunk_id=chunk_id_for(source_id, content_hash, position), text=piece.text,
                 source=resolved, source_id=source_id, content_hash=content_hash,
                 position=position, page=piece.page, start=piece.start, end=piece.end,
-                section=piece.heading, file_type=file_type, ingested_at=now, extra=dict(extra),
+                section=piece.heading, file_type=file_type, ingested_at=now,
+                extra={**extra, **_chunk_extra(piece.meta)},
             )
             for position, piece in enumerate(pieces)
         ]
 
-    def _sections(self, path: Path, transcription: TranscriptionProgress | None
-                  ) -> tuple[list[Section], dict[str, Any]]:
+    def _sections(self, path: Path, transcription: TranscriptionProgress | None,
+                  pages: OcrProgress | None = None) -> tuple[list[Section], dict[str, Any]]:
         if path.suffix.lower() in AUDIO_EXTENSIONS:
             return self._transcribe(path, transcription)
         loader = loader_for(path)
         if loader is None:
             raise LoadError(f"unsupported file type '{path.suffix or path.name}'")
-        return loader(path), {}
+        if not reads_with_ocr(path):
+            return loader(path), {}
+        if pages is None or self.ocr is None:
+            return loader(path, ocr=self.ocr, progress=None), {}
+        with pages(path) as progress:
+            return loader(path, ocr=self.ocr, progress=progress), {}
 
     def _transcribe(self, path: Path, transcription: TranscriptionProgress | None
                     ) -> tuple[list[Section], dict[str, Any]]:
@@ -88,3 +102,12 @@ class FilePreparer:
             raise LoadError("no speech found in the recording")
         sections = [Section(s.text, start=s.start, end=s.end) for s in transcript.segments]
         return sections, {"language": transcript.language}
+
+
+def _chunk_extra(meta: dict[str, Any] | None) -> dict[str, Any]:
+    """What a chunk keeps of its section's metadata: for OCR, the page's confidence and turn
+    (the per-line confidences stay on the `Section`; a chunk does not map onto lines)."""
+    if not meta or "ocr" not in meta:
+        return {}
+    ocr = meta["ocr"]
+    return {"ocr": True, "ocr_confidence": ocr.get("confidence"), "ocr_rotation": ocr.get("rotation")}

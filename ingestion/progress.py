@@ -1,4 +1,5 @@
-"""How a run reports progress: files done, chunks embedded, seconds of each recording transcribed.
+"""How a run reports progress: files done, chunks embedded, seconds of each recording transcribed,
+pages of each scan read by OCR.
 
 Why an interface: the pipeline says what happened and a `Progress` decides how it shows, so the
 CLI gets its tqdm bars on stderr, the Python API and tests stay silent, and no other part of
@@ -29,6 +30,11 @@ class Progress(Protocol):
                       ) -> AbstractContextManager[Callable[[float, float], None]]:
         """One recording is transcribed; yields a callback of (seconds done, seconds in total)."""
 
+    def ocr_pages(self, path: Path) -> AbstractContextManager[Callable[[int, int], None]]:
+        """A file whose pages OCR may read; yields a callback of (pages read by OCR, pages in
+        the file), called after each page OCR reads (never, for a PDF with a good text layer).
+        Optional: the pipeline skips it on a `Progress` without it."""
+
     def close(self) -> None:
         """The run is over (also after an error)."""
 
@@ -54,6 +60,10 @@ class SilentProgress:
 
     @contextmanager
     def transcription(self, path: Path, total: float) -> Iterator[Callable[[float, float], None]]:
+        yield _ignore
+
+    @contextmanager
+    def ocr_pages(self, path: Path) -> Iterator[Callable[[int, int], None]]:
         yield _ignore
 
     def close(self) -> None:
@@ -104,6 +114,25 @@ class TqdmProgress:
                 bar.update(round(done - bar.n, 1))
 
             yield progress
+
+    @contextmanager
+    def ocr_pages(self, path: Path) -> Iterator[Callable[[int, int], None]]:
+        """A bar of pages, shown from the first page OCR reads (a PDF with a text layer shows none)."""
+        from tqdm import tqdm
+
+        bars: list[Any] = []
+
+        def progress(done: int, total: int) -> None:
+            if not bars:
+                bars.append(tqdm(total=total, desc=f"ocr {path.name[-30:]}", unit="page",
+                                 file=sys.stderr, dynamic_ncols=True, position=2, leave=False))
+            bars[0].update(done - bars[0].n)
+
+        try:
+            yield progress
+        finally:
+            for bar in bars:
+                bar.close()
 
     def close(self) -> None:
         for bar in self._bars.values():

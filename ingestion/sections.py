@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -14,6 +15,9 @@ class Section:
     start: float | None = None
     end: float | None = None
     heading: str | None = None
+    # What the reader knows beyond the text, e.g. {"ocr": {...}} for a page read by OCR: the
+    # engine, the turn, the page's confidence and one confidence per line (ingestion/ocr.py).
+    meta: dict[str, Any] | None = None
 
 
 class LoadError(ValueError):

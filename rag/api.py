@@ -35,7 +35,7 @@ class RAG:
 
     def __init__(self, settings: Settings, *, llm: Any = None, embedder: Any = None,
                  dense_store: Any = None, index: Any = None, retriever: Any = None,
-                 reranker: Any = _FROM_SETTINGS, transcriber: Any = None):
+                 reranker: Any = _FROM_SETTINGS, transcriber: Any = None, ocr: Any = None):
         apply_defaults()  # before any model library loads
         self.settings = settings
         self.index_dir = Path(settings.index_dir)
@@ -46,21 +46,24 @@ class RAG:
         self._retriever = retriever
         self._reranker = reranker
         self._transcriber = transcriber
+        self._ocr = ocr
         self._building = threading.RLock()  # two threads' first queries build each part once
 
     @classmethod
     def open(cls, index_dir: str | Path | None = None, *, llm: Any = None, embedder: Any = None,
              dense_store: Any = None, index: Any = None, retriever: Any = None,
-             reranker: Any = _FROM_SETTINGS, transcriber: Any = None, **settings: Any) -> "RAG":
+             reranker: Any = _FROM_SETTINGS, transcriber: Any = None, ocr: Any = None,
+             **settings: Any) -> "RAG":
         """Open (or create) the index at `index_dir`; keyword arguments override any setting.
 
         Parts: `embedder` (encode/encode_query/count_tokens/dimension), `dense_store` (a
         `retrievers.protocols.DenseStore`), `index` (a `ChunkIndex`), `retriever` (a
-        `HybridRetriever`), `reranker` (None for none), `transcriber` (speech to text), `llm`
-        (a `rag.llm` backend or any llama-index `LLM`)."""
+        `HybridRetriever`), `reranker` (None for none), `transcriber` (speech to text), `ocr`
+        (an `ingestion.ocr.Ocr`: scanned pages and images), `llm` (a `rag.llm` backend or any
+        llama-index `LLM`)."""
         return cls(load_settings(index_dir, **settings), llm=llm, embedder=embedder,
                    dense_store=dense_store, index=index, retriever=retriever, reranker=reranker,
-                   transcriber=transcriber)
+                   transcriber=transcriber, ocr=ocr)
 
     # --- parts, built on first use unless given ---------------------------------------------
     def _part(self, name: str, build: Callable[[], Any]) -> Any:
@@ -134,6 +137,10 @@ class RAG:
         return self._part("_transcriber", lambda: parts.default_transcriber(self.settings))
 
     @property
+    def ocr(self):
+        return self._part("_ocr", lambda: parts.default_ocr(self.settings))
+
+    @property
     def llm(self):
         """The answer model: the configured backend, or the `llm=` given to `open` (a
         `rag.llm` backend or any llama-index `LLM`, adapted)."""
@@ -163,7 +170,7 @@ class RAG:
         return IngestionPipeline(
             self.index, self.embedder, chunker, transcriber=lambda: self.transcriber,
             max_file_bytes=int(s.max_file_mb * 2**20), show_progress=show_progress,
-            batch_chunks=s.ingest_batch_chunks, read_ahead=s.ingest_read_ahead,
+            batch_chunks=s.ingest_batch_chunks, read_ahead=s.ingest_read_ahead, ocr=self.ocr,
         )
 
     # --- public operations -------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from ingestion.ocr import OcrMode
 from rag.errors import ConfigError
 from retrievers.strategies import Fusion, RetrievalMode, SparseBackend
 
@@ -42,6 +43,10 @@ class Settings:
     chunk_size: int = 254
     chunk_overlap: int = 32
     max_file_mb: float = 512.0
+    # OCR (ingestion/ocr.py, RapidOCR from its wheel) for scanned PDF pages and images:
+    # auto = PDF pages without a usable text layer | always = every PDF page | never = none.
+    ocr: str = "auto"
+    ocr_dpi: int = 200  # scans are rasterised at this resolution (within 6 megapixels a page)
     # Chunks embedded together across files (one Milvus upsert and one catalog commit per batch).
     ingest_batch_chunks: int = 256
     # Files read and chunked ahead of the embedding, in a second thread (0 = none).
@@ -144,6 +149,7 @@ CHOICES = {
     "fusion": set(Fusion.names()),
     "sparse": set(SparseBackend.names()),
     "chat_rewrite": {"llm", "append", "off"},
+    "ocr": set(OcrMode.names()),
 }
 
 

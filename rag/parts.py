@@ -76,6 +76,14 @@ def default_transcriber(settings: Settings):
     return WhisperTranscriber(checkpoint, language=settings.whisper_language or None)
 
 
+def default_ocr(settings: Settings):
+    """OCR for scanned PDF pages and images as `ocr` says (RapidOCR's models load on the first
+    page it reads, so a run over text files never loads them)."""
+    from ingestion.ocr import Ocr, RapidOcrRecogniser
+
+    return Ocr(RapidOcrRecogniser(), mode=settings.ocr, dpi=settings.ocr_dpi)
+
+
 def default_llm(settings: Settings):
     """The configured answer backend (llama.cpp in-process, or an OpenAI-compatible endpoint)."""
     from rag.llm import backend_from_settings

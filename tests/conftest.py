@@ -38,6 +38,16 @@ def llm():
 
 
 @pytest.fixture(scope="session")
+def recogniser():
+    """RapidOCR from its wheel, models loaded once (about a second)."""
+    from ingestion.ocr import RapidOcrRecogniser
+
+    reader = RapidOcrRecogniser()
+    reader.engine  # load now, once
+    return reader
+
+
+@pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """A private copy of the bundled sample (text + speech), so tests may modify it."""
     target = tmp_path_factory.mktemp("sample")

@@ -2,6 +2,11 @@
 
 A registry (not a chain of ifs) so a format is one small module that registers itself, and the
 pipeline asks only `loader_for(path)`.
+
+Loaders that can read pixels (scanned PDF pages, images) are registered with `ocr=True`: they are
+called as `loader(path, ocr=..., progress=...)` with the OCR part (`ingestion.ocr.Ocr`, or None
+when the pipeline has none) and a per-page progress callback, so the reader is passed in, never
+looked up or built inside a loader.
 """
 
 from __future__ import annotations
@@ -13,16 +18,24 @@ from ingestion.sections import Section
 
 Loader = Callable[[Path], list[Section]]
 LOADERS: dict[str, Loader] = {}
+OCR_EXTENSIONS: set[str] = set()  # their loader takes `ocr=` and `progress=` keywords
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".webm", ".mp4",
                     ".aiff", ".aif", ".mkv", ".mov", ".wma"}
 
 
-def register(*extensions: str) -> Callable[[Loader], Loader]:
+def register(*extensions: str, ocr: bool = False) -> Callable[[Loader], Loader]:
     def wrap(func: Loader) -> Loader:
         for ext in extensions:
             LOADERS[ext] = func
+            if ocr:
+                OCR_EXTENSIONS.add(ext)
         return func
     return wrap
+
+
+def reads_with_ocr(path: Path) -> bool:
+    """Whether the loader for this file takes the OCR part (`ocr=`, `progress=` keywords)."""
+    return Path(path).suffix.lower() in OCR_EXTENSIONS
 
 
 def loader_for(path: Path) -> Loader | None:

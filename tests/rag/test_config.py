@@ -43,6 +43,7 @@ def test_env_selects_index_dir_whose_toml_applies(tmp_path):
     [
         ({"top_k": "many"}, "top_k"),
         ({"retrieval_mode": "magic"}, "retrieval_mode"),
+        ({"ocr": "sometimes"}, r"ocr = 'sometimes' is not one of \['always', 'auto', 'never'\]"),
         ({"no_such_knob": 1}, "unknown setting 'no_such_knob'"),
     ],
 )
