@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 from ingestion.loaders.html import html_sections
+from ingestion.loaders.packages import check_package
 from ingestion.loaders.registry import register
 from ingestion.sections import LoadError, Section
 
@@ -18,6 +19,7 @@ def load_epub(path: Path) -> list[Section]:
 
     if not zipfile.is_zipfile(path):
         raise LoadError("not an EPUB file (not a zip package)")
+    check_package(path, "EPUB")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

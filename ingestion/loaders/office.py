@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from ingestion.loaders.packages import check_package
 from ingestion.loaders.registry import register
 from ingestion.sections import HeadedSections, LoadError, Section
 
@@ -26,6 +27,7 @@ def open_ooxml(path: Path, kind: str, opener: Any) -> Any:
         raise LoadError(f"password-protected (encrypted) or legacy binary Office file, not {kind}")
     if not zipfile.is_zipfile(path):
         raise LoadError(f"not a {kind} file (not a zip package)")
+    check_package(path, kind)
     if _is_strict_ooxml(path):
         raise LoadError(f"Strict Open XML {kind} is not supported (python-docx/pptx/openpyxl read "
                         "Transitional only); re-save it as a standard document")

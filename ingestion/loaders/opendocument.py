@@ -5,6 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from ingestion.loaders.packages import check_package
 from ingestion.loaders.registry import register
 from ingestion.sections import HeadedSections, LoadError, Section
 
@@ -17,6 +18,7 @@ def load_odt(path: Path) -> list[Section]:
 
     if not zipfile.is_zipfile(path):
         raise LoadError("not an ODT file (not a zip package)")
+    check_package(path, "ODT")
     try:
         document = load(str(path))
     except Exception as exc:
