@@ -6,6 +6,7 @@ index to read its stats is cheap and `import rag` stays fast.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 
 INDEX_SETTINGS_KEY = "index_settings"
 _FROM_SETTINGS: Any = object()  # `reranker=` default: build it from the settings (None means none)
+
+
+log = logging.getLogger(__name__)
 
 
 class RAG:
@@ -280,6 +284,31 @@ class RAG:
             return self.index.delete_source(source_id_for(Path(source)))
         rows = self.index.catalog.sources_under([str(Path(source).resolve())])
         return sum(self.index.delete_source(row["source_id"]) for row in rows)
+
+    def repair(self) -> tuple[Any, Any]:
+        """Bring Milvus and the keyword index back in step with the catalog, the record every
+        other index file is rebuilt from: vectors missing from Milvus are re-embedded, extra
+        ones deleted, the keyword index refilled. Milvus Lite files that cannot be read are
+        moved aside (`milvus.db.damaged-<time>`, kept) and rebuilt in full. Returns the
+        consistency reports (before, after)."""
+        from retrievers.errors import DenseStoreDamagedError
+        from retrievers.milvus_store import quarantine_lite_data
+
+        try:
+            index = self.index
+        except DenseStoreDamagedError:
+            if not self.settings.is_milvus_lite:
+                raise
+            moved = quarantine_lite_data(self.settings.milvus_target)
+            log.warning("moved the damaged Milvus Lite data to %s; rebuilding it from the catalog",
+                        moved)
+            with self._building:
+                self._dense_store = None
+            index = self.index  # opening an empty store re-embeds every live chunk
+        before = index.check()
+        if not before.ok:
+            index.check(fix=True, embed=lambda texts: self.embedder.encode(texts))
+        return before, index.check()
 
     def stats(self) -> dict[str, Any]:
         catalog = self.index.catalog

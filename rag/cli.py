@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", parents=[common], help="what the index holds")
     p.add_argument("--json", action="store_true")
     p.add_argument("--check", action="store_true", help="verify BM25 and Milvus hold the same chunk ids")
+    p.add_argument("--repair", action="store_true",
+                   help="with --check: rebuild what differs from the catalog (re-embed missing "
+                        "vectors; damaged Milvus Lite files are moved aside and rebuilt)")
 
     p = sub.add_parser("delete", parents=[common], help="remove a source from the index")
     p.add_argument("source")
@@ -168,7 +171,21 @@ def open_index(args: argparse.Namespace, **extra: Any):
                               f"--index {index_dir}`")
     overrides = _settings_overrides(args)
     overrides.update({k: v for k, v in extra.items() if v is not None})
+    _quiet_milvus_logs()
     return (getattr(args, "open_rag", None) or RAG.open)(args.index, **overrides)
+
+
+def _quiet_milvus_logs() -> None:
+    """pymilvus logs every failed call with its traceback and warns on each Milvus Lite scan
+    ("failed to get mvccTs"), and Milvus Lite's server logs the traceback of a file it cannot
+    load; the command line reports failures itself, one line each. (Set after importing
+    pymilvus: its import resets its logger's level.)"""
+    import logging
+
+    import pymilvus  # noqa: F401
+
+    for name in ("pymilvus", "milvus_lite"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _filters(args: argparse.Namespace):
@@ -314,9 +331,19 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from rag.errors import ConfigError
+
+    if args.repair and not args.check:
+        raise ConfigError("--repair needs --check")
     rag = open_index(args)
+    repaired = None
+    if args.repair:
+        before, report = rag.repair()
+        repaired = {"before": _report_json(before), "after": _report_json(report)}
     stats = rag.stats()
     code = EXIT_OK
+    if repaired:
+        stats["repair"] = repaired
     if args.check:
         report = rag.index.check()
         stats["check"] = {
@@ -333,6 +360,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
         for key, value in stats.items():
             print(f"{key}: {value}")
     return code
+
+
+def _report_json(report: Any) -> dict[str, Any]:
+    return {"ok": report.ok, "catalog_live": report.catalog_live, "bm25": report.bm25,
+            "dense": report.dense}
 
 
 def cmd_delete(args: argparse.Namespace) -> int:

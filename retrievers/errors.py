@@ -24,6 +24,10 @@ class CatalogDamagedError(RetrieverError):
     """The index's SQLite catalog cannot be read."""
 
 
+class DenseStoreDamagedError(RetrieverError):
+    """Milvus Lite's files in the index cannot be read; the catalog can rebuild them."""
+
+
 def damaged_catalog(path: object, exc: BaseException) -> CatalogDamagedError:
     """The one-line error for a catalog SQLite cannot read, naming it and what to do."""
     return CatalogDamagedError(

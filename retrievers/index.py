@@ -156,6 +156,8 @@ class ChunkIndex:
         After an unclean end (the marker set by the first write and cleared by `close()`), Milvus
         is also compared with the catalog's live ids: a vector store may lose its last unflushed
         writes on kill -9, and live ids missing there are re-embedded (when `embed` is given).
+        The same happens when Milvus holds nothing while the catalog has live chunks (its files
+        were deleted, or moved aside as damaged by `rag stats --check --repair`).
         """
         leftovers = self.catalog.ids_in_state(PENDING) + self.catalog.ids_in_state(RETIRED)
         if leftovers:
@@ -163,7 +165,12 @@ class ChunkIndex:
             self.dense.delete(leftovers)
             self.dense.flush()
             self.catalog.forget(leftovers)
-        if self.catalog.get_meta(UNCLEAN_KEY):
+        lost = self.catalog.count() > 0 and self.dense.count() == 0
+        if lost:  # the Milvus files were deleted or moved aside: the catalog holds every text
+            log.warning("the dense index holds none of the catalog's %d live chunks; %s",
+                        self.catalog.count(), "re-embedding them" if self._embed else
+                        "open with an embedder to restore them")
+        if self.catalog.get_meta(UNCLEAN_KEY) or (lost and self._embed is not None):
             missing, extra = self._reconcile_dense(set(self.catalog.ids_in_state(LIVE)),
                                                    self.dense.all_ids(), self._embed)
             if not missing or self._embed is not None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from retrievers.errors import IndexLockedError, StoreConfigError
+from retrievers.errors import DenseStoreDamagedError, IndexLockedError, StoreConfigError
 from retrievers.records import Chunk
 from retrievers.text import STOP_WORDS
 
@@ -44,6 +44,32 @@ ANALYZER = {"tokenizer": "standard",
 # cf. milvus-lite issue #334). No pings while idle, and none more often than Lite accepts.
 LITE_GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": False,
                      "grpc.keepalive_time_ms": 300_000}
+
+
+def damaged_lite_data(uri: str, exc: BaseException) -> DenseStoreDamagedError:
+    """The one-line error for Milvus Lite files that cannot be read (a truncated segment or
+    index file, a schema that is not JSON): the vectors can be rebuilt from the catalog."""
+    reason = " ".join(str(getattr(exc, "message", "") or exc).split())[:240]
+    return DenseStoreDamagedError(
+        f"{uri}: the Milvus Lite data is damaged ({reason}); rebuild the vectors from the "
+        f"catalog: `rag stats --check --repair --index {Path(uri).parent}`")
+
+
+def quarantine_lite_data(uri: str) -> Path:
+    """Move a damaged Milvus Lite directory aside (kept for inspection, never deleted) so a
+    fresh one can be built in its place; returns where it went."""
+    import time
+
+    try:  # this process's Lite server still holds the old files open: stop it first
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(uri)
+    except ImportError:
+        pass
+    source = Path(uri)
+    target = source.with_name(f"{source.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    source.rename(target)
+    return target
 
 
 def is_lite(uri: str) -> bool:
@@ -133,7 +159,16 @@ class MilvusDenseStore:
         self.uri, self.collection, self.dim, self.index_type = uri, collection, dim, index
         self.full_text = full_text
         self.client = milvus_client(uri, token)
-        self._ensure_collection()
+        try:
+            self._ensure_collection()
+        except (StoreConfigError, IndexLockedError):
+            self.client.close()
+            raise
+        except Exception as exc:  # pymilvus raises MilvusException for unreadable Lite files
+            self.client.close()
+            if not is_lite(uri):
+                raise
+            raise damaged_lite_data(uri, exc) from exc
 
     def _ensure_collection(self) -> None:
         from pymilvus import DataType, MilvusClient

@@ -27,6 +27,28 @@ def test_assembly_verifies_and_is_reused(tmp_path):
     assert out.stat().st_mtime_ns == first_mtime  # not rebuilt
 
 
+@pytest.mark.parametrize("damage", ["truncated", "sidecar"])
+def test_a_partly_written_or_unrecorded_assembly_is_detected_and_redone(tmp_path, damage):
+    """A cached model cut short (a disk filled up, an older copy killed mid-write) or whose
+    record is garbage is assembled again from the parts, not loaded."""
+    import os
+    import time
+
+    data = b"abc" * 1000 + b"def" * 1000
+    parts = make_parts(tmp_path, [b"abc" * 1000, b"def" * 1000])
+    sha = hashlib.sha256(data).hexdigest()
+    out = verified_assembly(parts, sha, tmp_path / "model.bin", "reinstall")
+    if damage == "truncated":
+        out.write_bytes(data[:1000])
+    else:
+        out.with_suffix(".bin.json").write_text("{not json")
+    stale = tmp_path / "model.binab12cd.tmp"  # what a killed assembly leaves behind
+    stale.write_bytes(data[:10])
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    assert verified_assembly(parts, sha, tmp_path / "model.bin", "reinstall").read_bytes() == data
+    assert not stale.exists()
+
+
 def test_corrupt_part_names_the_parts_and_the_fix(tmp_path):
     parts = make_parts(tmp_path, [b"abc", b"def"])
     sha = hashlib.sha256(b"abcdef").hexdigest()
