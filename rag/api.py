@@ -182,8 +182,16 @@ class RAG:
                on_result=None, prune: bool = False) -> list:
         """Index files and folders; returns one `FileResult` per file (never raises per file).
 
-        `prune=True` also deletes indexed sources under `paths` whose files are gone."""
-        return self._pipeline(show_progress).ingest(paths, on_result=on_result, prune=prune)
+        `prune=True` also deletes indexed sources under `paths` whose files are gone. A full
+        disk stops the run with `DiskFullError` (one line); what was indexed before is intact."""
+        from retrievers.errors import disk_full, is_disk_full
+
+        try:
+            return self._pipeline(show_progress).ingest(paths, on_result=on_result, prune=prune)
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise disk_full(self.index_dir, exc) from exc
+            raise
 
     def retrieve(self, query: str, top_k: int | None = None, mode: str | None = None,
                  filters: Any = None) -> list:

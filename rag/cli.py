@@ -127,10 +127,15 @@ def main(argv: Sequence[str] | None = None, open_rag: Callable[..., Any] | None 
     except USER_ERRORS as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except sqlite3.DatabaseError as exc:  # damage found after opening, e.g. a malformed page
-        from retrievers.errors import damaged_catalog
+    except Exception as exc:
+        from retrievers.errors import damaged_catalog, disk_full, is_disk_full
 
-        print(f"rag: error: {damaged_catalog(_catalog_path(args), exc)}", file=sys.stderr)
+        if is_disk_full(exc):
+            print(f"rag: error: {disk_full(args.index or 'the index', exc)}", file=sys.stderr)
+        elif isinstance(exc, sqlite3.DatabaseError):  # damage found after opening, e.g. a malformed page
+            print(f"rag: error: {damaged_catalog(_catalog_path(args), exc)}", file=sys.stderr)
+        else:
+            raise
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("rag: interrupted", file=sys.stderr)

@@ -4,8 +4,8 @@ The retrieval layer's errors are defined in `retrievers.errors` (a lower layer c
 this one) and re-exported here; `USER_ERRORS` is every error the CLI prints as one line.
 """
 
-from retrievers.errors import (CatalogDamagedError, DenseStoreDamagedError, IndexLockedError,
-                               RetrieverError, StoreConfigError)
+from retrievers.errors import (CatalogDamagedError, DenseStoreDamagedError, DiskFullError,
+                               IndexLockedError, RetrieverError, StoreConfigError)
 
 
 class RagError(Exception):
@@ -23,4 +23,4 @@ class ConfigError(RagError):
 USER_ERRORS: tuple[type[Exception], ...] = (RagError, RetrieverError)
 
 __all__ = ["RagError", "ModelFileError", "ConfigError", "IndexLockedError", "RetrieverError",
-           "StoreConfigError", "CatalogDamagedError", "DenseStoreDamagedError", "USER_ERRORS"]
+           "StoreConfigError", "CatalogDamagedError", "DenseStoreDamagedError", "DiskFullError", "USER_ERRORS"]

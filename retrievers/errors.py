@@ -6,6 +6,8 @@ retrievers): a store must be able to say "locked" or "built differently" without
 layer above it. `rag.errors` re-exports them so callers of the Python API catch one family.
 """
 
+import errno
+
 
 class RetrieverError(Exception):
     """Base class of the retrieval layer's user-facing errors."""
@@ -26,6 +28,33 @@ class CatalogDamagedError(RetrieverError):
 
 class DenseStoreDamagedError(RetrieverError):
     """Milvus Lite's files in the index cannot be read; the catalog can rebuild them."""
+
+
+class DiskFullError(RetrieverError):
+    """A write failed for want of disk space; what was indexed before stays."""
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error it came from, says the disk is full: ENOSPC, SQLite's
+    "database or disk is full", or Milvus relaying either as text."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        text = str(exc)
+        if "database or disk is full" in text or "No space left on device" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full(path: object, exc: BaseException) -> DiskFullError:
+    """The one-line error for a write that ran out of disk space."""
+    reason = " ".join(str(getattr(exc, "message", "") or exc).split())[:160]
+    return DiskFullError(
+        f"{path}: the disk is full ({reason}); free some space and run the command again: what "
+        "was indexed before this run is intact, and an ingest resumes where it stopped")
 
 
 def damaged_catalog(path: object, exc: BaseException) -> CatalogDamagedError:

@@ -27,6 +27,7 @@ import numpy as np
 from retrievers.bm25 import BM25Index, facets_of
 from retrievers.bm25_store import open_bm25, save_bm25
 from retrievers.catalog import LIVE, PENDING, RETIRED, Catalog, Publication
+from retrievers.errors import is_disk_full
 from retrievers.locks import ReadWriteLock
 from retrievers.milvus_keywords import MilvusKeywordIndex
 from retrievers.protocols import DenseStore, KeywordIndex
@@ -69,7 +70,15 @@ class ChunkIndex:
         self._embed = embed
         self._unclean = False
         self._lock = ReadWriteLock()
-        self.repair()
+        try:
+            self.repair()
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            # Leftovers of the interrupted write stay pending (never served) until there is
+            # room to remove them: reads must not fail because a disk filled up.
+            log.warning("%s: the disk is full; cleaning up after the interrupted ingest waits "
+                        "until there is free space", self.directory)
         # The keyword index is the live-id set too, written in step with the catalog: the BM25
         # index (from its .npz snapshot, brought up to date with the catalog's live ids), or
         # with sparse="milvus" (keyword search inside Milvus) just the ids, no postings.
