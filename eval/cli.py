@@ -3,8 +3,8 @@
     rag eval DATASET [--index DIR] [--baseline FILE] [--update-baseline] [--report DIR]
                      [--limit N] [--top-k K] [--retrieval-only] [--set key=value]
 
-`rag eval` has subcommands: `run` (the default: `rag eval DATASET` is `rag eval run DATASET`)
-and, later, `generate` and `judge-check`, each added to `SUBCOMMANDS` as a function
+`rag eval` has subcommands: `run` (the default: `rag eval DATASET` is `rag eval run DATASET`),
+`judge-check` and `generate`, each added to `SUBCOMMANDS` as a function
 `add(subparsers, parents)` like `add_run`. Importing this module stays cheap: `rag --help`
 loads every plugin, so the suite's modules load only when the command runs.
 
@@ -84,8 +84,6 @@ def add_judge_check(subparsers: Any, parents: list[argparse.ArgumentParser]) -> 
     p.set_defaults(handler=cmd_judge_check)
 
 
-# Subcommands of `rag eval`, by name; the first word after `eval` that is none of them is
-# DATASET of the default `run`.
 def add_generate(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     """`rag eval generate --index DIR --n 50`: a starter dataset written from the index."""
     p = subparsers.add_parser(
@@ -104,6 +102,8 @@ def add_generate(subparsers: Any, parents: list[argparse.ArgumentParser]) -> Non
     p.set_defaults(handler=cmd_generate)
 
 
+# Subcommands of `rag eval`, by name; the first word after `eval` that is none of them is
+# DATASET of the default `run`.
 SUBCOMMANDS: dict[str, Callable[[Any, list[argparse.ArgumentParser]], None]] = {
     "run": add_run,
     "judge-check": add_judge_check,
