@@ -110,7 +110,12 @@ class Catalog:
     # --- settings ---------------------------------------------------------------------
     def get_meta(self, key: str) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError) as exc:  # a readable database holding a garbled record
+            raise damaged_catalog(self.path, f"its {key!r} record is not JSON: {exc}") from exc
 
     def set_meta(self, key: str, value: Any) -> None:
         self.db.execute(

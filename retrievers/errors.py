@@ -57,7 +57,7 @@ def disk_full(path: object, exc: BaseException) -> DiskFullError:
         "was indexed before this run is intact, and an ingest resumes where it stopped")
 
 
-def damaged_catalog(path: object, exc: BaseException) -> CatalogDamagedError:
+def damaged_catalog(path: object, exc: object) -> CatalogDamagedError:
     """The one-line error for a catalog SQLite cannot read, naming it and what to do."""
     return CatalogDamagedError(
         f"{path}: the index catalog is damaged ({exc}); it is the record every other index file "

@@ -82,3 +82,19 @@ def test_damaged_index_files_are_rebuilt_or_named_with_a_fix_that_works(
             "tea_brewing_guide.md")
     if reaction == "one line":  # the damaged files are kept aside, not deleted
         assert list(index.glob("milvus.db.damaged-*"))
+
+
+def test_a_garbled_settings_record_in_the_catalog_is_one_line(built_index, tmp_path, embedder, capsys):
+    """The catalog opens but the record of how the index was built (model, dimension) is not
+    JSON: one line naming the catalog, not a JSONDecodeError traceback."""
+    import sqlite3
+
+    index = tmp_path / "index"
+    shutil.copytree(built_index[0], index)
+    with sqlite3.connect(index / "catalog.sqlite") as db:
+        db.execute("UPDATE meta SET value = '{not json' WHERE key = 'index_settings'")
+    capsys.readouterr()
+    assert main(["retrieve", "green tea", "--index", str(index)],
+                open_rag=partial(RAG.open, embedder=embedder)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(index / "catalog.sqlite") in err and "'index_settings'" in err
