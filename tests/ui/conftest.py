@@ -35,11 +35,13 @@ def make_pdf(path: Path, pages: list[str] = PDF_PAGES) -> Path:
     return path
 
 
-def start_ui(root: Path, embedder, llm, port: int, **launch_kwargs):
+def start_ui(root: Path, embedder, llm, port: int, settings: dict | None = None, **launch_kwargs):
+    """The app on loopback `port`; `settings` go to every collection's `RAG.open`."""
     from rag.api import RAG
     from ui.app import build_app, launch
 
-    app = build_app(functools.partial(RAG.open, embedder=embedder, llm=llm), root)
+    app = build_app(functools.partial(RAG.open, embedder=embedder, llm=llm, **(settings or {})),
+                    root)
     launch(app, host="127.0.0.1", port=port, block=False, **launch_kwargs)
     return SimpleNamespace(app=app, service=app.rag_service, root=root,
                            url=f"http://127.0.0.1:{port}/")
