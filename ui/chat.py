@@ -56,6 +56,6 @@ def respond(service: Service, message: str, shown: list[dict[str, Any]],
         body += f"\n\n*searched for: {html.escape(stream.query)}*"
     shown[-1] = {"role": "assistant",
                  "content": body + "\n\n" + cards(answer, stream.hits, stream.query or message,
-                                                  service.served)}
+                                                  service.served, service.preview_url)}
     said = conversation + [{"role": "assistant", "content": answer.text}]
     yield shown, said, ""

@@ -71,6 +71,19 @@ class Service:
     def rag(self, collection: str) -> Any:
         return self.collections.rag(collection)
 
+    def preview_url(self, citation: Any) -> str | None:
+        """The URL of a cited PDF page rendered with the passage boxed (`ui.preview`), for a
+        file in a collection's upload area; None otherwise."""
+        from ui.preview import page_preview
+        from ui.sources import file_url
+
+        source = Path(citation.source).resolve()
+        if citation.page is None or file_url(source, self.served) is None:
+            return None
+        cache = source.parent.parent / "previews"  # ROOT/<collection>/previews
+        image = page_preview(source, int(citation.page), citation.text, cache)
+        return file_url(image, self.served) if image is not None else None
+
     def area(self, collection: str) -> Path:
         return self.collections.get(collection).upload_dir
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import quote
 
 from retrievers.text import tokenize
@@ -61,7 +61,7 @@ def where(c: Any) -> str:
     return ", ".join(parts)
 
 
-def _opener(c: Any, url: str | None) -> str:
+def _opener(c: Any, url: str | None, preview: Callable[[Any], str | None] | None = None) -> str:
     if url is None:
         return ""
     suffix = Path(c.source).suffix.lower()
@@ -73,12 +73,19 @@ def _opener(c: Any, url: str | None) -> str:
         return (f'<video class="rag-player" controls preload="metadata" width="360" '
                 f'data-start="{start}" src="{html.escape(url)}#t={start}"></video>')
     if suffix == ".pdf" and c.page is not None:
-        return (f'<a class="rag-open" target="_blank" rel="noopener" '
+        link = (f'<a class="rag-open" target="_blank" rel="noopener" '
                 f'href="{html.escape(url)}#page={int(c.page)}">open page {int(c.page)}</a>')
+        image = preview(c) if preview is not None else None
+        if image:
+            link += (f'<details class="rag-preview"><summary>show page {int(c.page)} with the '
+                     f'passage</summary><img alt="page {int(c.page)} of {html.escape(Path(c.source).name)}" '
+                     f'src="{html.escape(image)}"></details>')
+        return link
     return f'<a class="rag-open" target="_blank" rel="noopener" href="{html.escape(url)}">open</a>'
 
 
-def card(c: Any, hit: Any | None, query: str, served: Iterable[Path]) -> str:
+def card(c: Any, hit: Any | None, query: str, served: Iterable[Path],
+         preview: Callable[[Any], str | None] | None = None) -> str:
     """One source card; `c` is a `Citation`, `hit` its `Hit` (for ranks and per-retriever scores)."""
     name = Path(c.source).name
     passage = " ".join(c.text.split())
@@ -99,11 +106,12 @@ def card(c: Any, hit: Any | None, query: str, served: Iterable[Path]) -> str:
         f'<div class="rag-card-head"><b>[{int(c.n)}]</b> <span class="rag-file">{html.escape(name)}</span>'
         + (f' <span class="rag-where">{html.escape(place)}</span>' if place else "")
         + f'</div><div class="rag-passage">{highlight(passage, query)}</div>'
-        f'<div class="rag-ranks">{html.escape(ranks)}</div>{_opener(c, file_url(c.source, served))}</div>'
+        f'<div class="rag-ranks">{html.escape(ranks)}</div>{_opener(c, file_url(c.source, served), preview)}</div>'
     )
 
 
-def cards(answer: Any, hits: list, query: str, served: Iterable[Path]) -> str:
+def cards(answer: Any, hits: list, query: str, served: Iterable[Path],
+          preview: Callable[[Any], str | None] | None = None) -> str:
     """The cards of an answer's citations (all contexts when it cited none), or the plain
     statement that it declined."""
     if answer.declined:
@@ -112,7 +120,7 @@ def cards(answer: Any, hits: list, query: str, served: Iterable[Path]) -> str:
     by_id = {h.chunk.chunk_id: h for h in hits}
     shown = answer.citations or answer.contexts
     served = list(served)
-    body = "".join(card(c, by_id.get(c.chunk_id), query, served) for c in shown)
+    body = "".join(card(c, by_id.get(c.chunk_id), query, served, preview) for c in shown)
     title = "Sources" if answer.citations else "Retrieved (not cited)"
     return f'<div class="rag-sources"><div class="rag-sources-title">{title}</div>{body}</div>'
 
@@ -126,4 +134,5 @@ CSS = """
 .rag-ranks { color: #57606a; font-size: .85em; margin: .2em 0; }
 .rag-passage { font-size: .92em; }
 .rag-declined { color: #9a6700; font-weight: 600; }
+.rag-preview img { max-width: 100%; border: 1px solid #d0d7de; margin-top: .3em; }
 """

@@ -154,6 +154,12 @@ def test_upload_ask_open_play_delete_and_switch_collection(tmp_path, embedder, l
             assert card.locator("mark").count() >= 2  # the question's terms highlighted
             assert "dense #" in card.inner_text() and "bm25 #" in card.inner_text()
             s.shot("answer_pdf_page")
+            card.locator("details.rag-preview summary").click()
+            page.wait_for_function("el => el.complete && el.naturalWidth > 300",
+                                   arg=card.locator("details.rag-preview img").element_handle(),
+                                   timeout=30_000)
+            card.locator("details.rag-preview img").scroll_into_view_if_needed()
+            s.shot("pdf_page_2_with_passage")
             link = card.locator("a.rag-open")
             href = link.get_attribute("href")
             assert href.endswith("observatory.pdf#page=2"), href
@@ -221,4 +227,4 @@ def test_upload_ask_open_play_delete_and_switch_collection(tmp_path, embedder, l
             browser.close()
     finally:
         stop_ui(ui)
-    assert len(list(ARTIFACTS.glob("*.png"))) >= 9
+    assert len(list(ARTIFACTS.glob("*.png"))) >= 10

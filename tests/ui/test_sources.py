@@ -47,3 +47,20 @@ def test_cards_link_pdf_pages_and_audio_seconds_inside_served_folders(tmp_path):
 def test_a_declined_answer_says_so_plainly():
     answer = Answer("I could not find the answer in the indexed documents.", [], [], declined=True)
     assert "Not found" in cards(answer, [], "mars", [Path("/")])
+
+
+def test_a_pdf_page_preview_boxes_the_cited_passage(tmp_path):
+    from PIL import Image
+
+    from tests.ui.conftest import PDF_PAGES, make_pdf
+    from ui.preview import page_preview
+
+    (tmp_path / "files").mkdir()
+    pdf = make_pdf(tmp_path / "files" / "obs.pdf")
+    png = page_preview(pdf, 2, PDF_PAGES[1], tmp_path / "previews")
+    assert png is not None and png.parent == tmp_path / "previews"
+    assert page_preview(pdf, 2, PDF_PAGES[1], tmp_path / "previews") == png  # cached
+    pixels = Image.open(png).convert("RGB").getdata()
+    assert sum(1 for r, g, b in pixels if r > 200 and g < 60 and b < 60) > 100  # the red box
+    assert page_preview(pdf, 9, "x", tmp_path / "previews") is None
+    assert page_preview(tmp_path / "gone.pdf", 1, "x", tmp_path / "previews") is None
