@@ -22,7 +22,6 @@ from ui.collections import Collections
 # Per-session settings a person may change in the UI; everything else stays as configured.
 SESSION_KEYS = ("top_k", "retrieval_mode", "fusion", "bm25_weight", "dense_weight",
                 "rerank_model", "llm_backend", "llm_base_url", "llm_model")
-LLM_KEYS = ("llm_backend", "llm_base_url", "llm_model")
 
 
 def defaults(settings: Any) -> dict[str, Any]:
@@ -111,7 +110,7 @@ class Service:
             from rag.api import RAG
 
             settings = dataclasses.replace(base.settings, **changes)
-            llm = None if any(k in changes for k in LLM_KEYS) else base.llm
+            llm = base.llm if _same_llm(settings, base.settings) else None  # None: built from settings
             reranker: Any = base.reranker if "rerank_model" not in changes else None
             if "rerank_model" in changes and settings.rerank_model:
                 from rag.parts import default_reranker
@@ -168,6 +167,14 @@ class Service:
     def stats_json(self, collection: str) -> dict[str, Any]:
         """`rag stats --json`."""
         return self.rag(collection).stats()
+
+
+def _same_llm(a: Any, b: Any) -> bool:
+    """Whether two settings name the same answer model (an endpoint matters only for openai),
+    so a session that changed only retrieval settings shares the loaded GGUF."""
+    if a.llm_backend != b.llm_backend or a.llm_model != b.llm_model:
+        return False
+    return a.llm_backend != "openai" or a.llm_base_url == b.llm_base_url
 
 
 def _require(text: str, what: str) -> None:

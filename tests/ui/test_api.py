@@ -156,6 +156,18 @@ def test_chat_streams_follow_ups_with_source_cards(ui, ingested):
     assert "Not found" in shown[-1]["content"]
 
 
+def test_library_lists_deletes_and_reingests(ui, ingested):
+    from ui import library
+
+    rag, area = ui.service.rag("alpha"), ui.service.area("alpha")
+    rows = {r[0]: r for r in library.rows(rag)}
+    assert rows["tea_brewing_guide.md"][1] == "md" and rows["tea_brewing_guide.md"][2] > 0
+    path, result = library.reingest(rag, "tea_brewing_guide.md", area)
+    assert result.status == "added" and result.chunks == rows["tea_brewing_guide.md"][2]
+    assert library.reingest(rag, "nothing.md", area) == (None, None)
+    assert ui.service.retrieve_json("green tea steep", "alpha", "bm25", 1)["results"][0]["source"] == path
+
+
 def test_settings_are_per_session_views(ui, ingested):
     base = ui.service.rag("alpha")
     assert ui.service.view("alpha", {}) is base
@@ -166,3 +178,4 @@ def test_settings_are_per_session_views(ui, ingested):
     assert len(hits) == 2 and all(set(h.ranks) == {"bm25"} for h in hits)
     with pytest.raises(Exception, match="retrieval mode"):
         ui.service.view("alpha", {"retrieval_mode": "psychic"})
+    assert bm25_only.llm is base.llm  # retrieval settings only: the loaded model is shared

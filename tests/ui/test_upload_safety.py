@@ -86,3 +86,20 @@ def test_a_refused_file_among_good_ones_gets_its_own_line(tmp_path):
     assert lines[1].startswith("rejected") and "a path, not a file name" in lines[1]
     assert lines[2].startswith("rejected") and "0 bytes" in lines[2]
     assert tree(tmp_path) == {"ok.txt", "empty.txt", "files", "files/ok.txt"}
+
+
+def test_cancel_stops_before_the_next_file(tmp_path):
+    good = tmp_path / "ok.txt"
+    good.write_text("fine")
+    cancel = threading.Event()
+
+    class PressedCancel(FakeRag):
+        def ingest(self, paths):
+            cancel.set()  # the user presses Cancel while the first file is being indexed
+            return super().ingest(paths)
+
+    lines = [line.status for _, _, line in ingest_files(
+        PressedCancel(), tmp_path / "files", [("a.txt", good), ("b.txt", good), ("c.txt", good)],
+        max_bytes=1024, lock=threading.Lock(), cancel=cancel)]
+    assert lines == ["added", "cancelled", "cancelled"]
+    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["a.txt"]
