@@ -82,7 +82,7 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
                 base = service.rag(first).settings
                 top_k = gr.Slider(1, 20, value=base.top_k, step=1, label="top-k")
                 mode = gr.Radio(["hybrid", "bm25", "dense"], value=base.retrieval_mode,
-                                label="Retrieval mode")
+                                label="Retrieval mode", elem_id="retrieval-mode")
                 fusion = gr.Radio(["zscore", "weighted", "rrf"], value=base.fusion, label="Fusion")
                 with gr.Row():
                     bm25_w = gr.Number(base.bm25_weight, label="BM25 weight")
@@ -93,7 +93,7 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
                     base_url = gr.Textbox(base.llm_base_url, label="LLM endpoint (openai backend)")
                     llm_model = gr.Textbox(base.llm_model, label="LLM model")
                 apply = gr.Button("Apply to this session", elem_id="apply-settings")
-                settings_status = gr.Markdown()
+                settings_status = gr.Markdown(elem_id="settings-status")
 
         # --- chat ---------------------------------------------------------------------------
         def chat(message_: str, shown: list, said_: list, collection_: str, prefs_: dict):

@@ -38,10 +38,16 @@ def respond(service: Service, message: str, shown: list[dict[str, Any]],
         top_k = (prefs or {}).get("top_k") or None
         stream = rag.stream_chat(conversation, top_k=top_k)
         text = ""
-        for delta in stream:
-            text += delta
-            shown[-1] = {"role": "assistant", "content": html.escape(text)}
-            yield shown, said, ""
+        try:
+            for delta in stream:
+                text += delta
+                shown[-1] = {"role": "assistant", "content": html.escape(text)}
+                yield shown, said, ""
+        finally:
+            # Stop closes this generator: close the answer's too, now. The local model holds
+            # its lock while a stream is open, and an abandoned stream (a reference cycle)
+            # would keep it until the garbage collector ran: every later answer would wait.
+            _close(stream)
         answer = stream.answer
     except Exception as exc:  # noqa: BLE001 - the session survives; the error is shown
         shown[-1] = {"role": "assistant",
@@ -59,3 +65,10 @@ def respond(service: Service, message: str, shown: list[dict[str, Any]],
                                                   service.served, service.preview_url)}
     said = conversation + [{"role": "assistant", "content": answer.text}]
     yield shown, said, ""
+
+
+def _close(stream: Any) -> None:
+    """Close an `AnswerStream`'s generator (a no-op once it has finished)."""
+    close = getattr(iter(stream), "close", None)
+    if close is not None:
+        close()

@@ -156,6 +156,25 @@ def test_chat_streams_follow_ups_with_source_cards(ui, ingested):
     assert "Not found" in shown[-1]["content"]
 
 
+def test_stop_mid_answer_frees_the_model_for_the_next_one(ui, ingested, llm):
+    """Stop closes the chat generator mid-stream: the model's lock must be free at once, not
+    when the garbage collector finds the abandoned stream."""
+    import gc
+
+    from ui.chat import respond
+
+    gc.disable()  # as if no collection ran for a while
+    try:
+        steps = respond(ui.service, QUESTION, [], [], "alpha", {})
+        next(steps)  # the placeholder
+        next(steps)  # the first streamed piece: the model is writing, its lock held
+        steps.close()  # what Gradio does on Stop
+        assert llm._lock.acquire(timeout=5), "the model stayed locked after Stop"
+        llm._lock.release()
+    finally:
+        gc.enable()
+
+
 def test_library_lists_deletes_and_reingests(ui, ingested):
     from ui import library
 

@@ -198,6 +198,32 @@ def test_upload_ask_open_play_delete_and_switch_collection(tmp_path, embedder, l
                 assert start <= at < start + 10, (src, at)
                 s.shot(f"playing_{name.replace('.', '_')}_from_{start}s")
 
+            # --- Stop ends the answer being written; the session carries on
+            s.tab("Chat")
+            page.click("#new-chat")
+            page.wait_for_function("document.querySelectorAll('#chatbot .message').length == 0")
+            page.fill("#question textarea", "Describe the observatory telescope and who built it.")
+            page.press("#question textarea", "Enter")
+            page.wait_for_selector("#chatbot .message.bot", timeout=30_000)
+            page.click("#stop")
+            time.sleep(8)
+            assert not page.locator("#chatbot .rag-sources").count()  # never finished
+            stopped = page.locator("#chatbot .message.bot").last.inner_text()
+            time.sleep(2)
+            assert page.locator("#chatbot .message.bot").last.inner_text() == stopped
+            s.shot("stopped")
+
+            # --- per-session settings: BM25 only, and the cards show BM25 ranks alone
+            s.tab("Settings")
+            page.locator("#retrieval-mode label", has_text="bm25").click()
+            page.click("#apply-settings")
+            page.wait_for_function("document.querySelector('#settings-status').innerText.includes('Applied')",
+                                   timeout=30_000)
+            answer, _ = s.ask("Who built the observatory telescope?")
+            card = page.locator("#chatbot .rag-card", has_text="observatory.pdf").first
+            assert "bm25 #" in card.inner_text() and "dense #" not in card.inner_text(), answer
+            s.shot("settings_bm25_only")
+
             # --- delete the PDF: gone from the library and from answers
             s.tab("Library")
             page.fill("#library-source textarea", "observatory.pdf")
@@ -227,4 +253,4 @@ def test_upload_ask_open_play_delete_and_switch_collection(tmp_path, embedder, l
             browser.close()
     finally:
         stop_ui(ui)
-    assert len(list(ARTIFACTS.glob("*.png"))) >= 10
+    assert len(list(ARTIFACTS.glob("*.png"))) >= 12
