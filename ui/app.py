@@ -1,8 +1,9 @@
 """The Gradio app: chat with sources you can open, uploads with progress, a library, collections,
-per-session settings, and a headless API (`/ask`, `/retrieve`, `/ingest`, `/delete`, `/stats`).
+per-session settings, an evaluation tab, and a headless API (`/ask`, `/retrieve`, `/ingest`,
+`/delete`, `/stats`).
 
 This module is only the layout and the wiring; what each panel does lives in `ui.chat`,
-`ui.upload`, `ui.library`, `ui.service` and `ui.sources`. Parts are passed in
+`ui.upload`, `ui.library`, `ui.service`, `ui.sources`, `ui.preview` and `ui.evaluation`. Parts are passed in
 (`build_app(open_rag=..., root=...)`), so tests share loaded models. Binds to 127.0.0.1 unless
 told otherwise; analytics are off (`rag.process.apply_defaults`).
 """
@@ -47,7 +48,7 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
                                   elem_id="new-collection", scale=2)
             create = gr.Button("Create", elem_id="create-collection", scale=1)
         notice = gr.Markdown(elem_id="notice")
-        prefs = gr.State(defaults(service.rag(first).settings))
+        prefs = gr.State(defaults(service.rag(first, create=True).settings))
         said = gr.State([])
 
         with gr.Tabs():
@@ -94,6 +95,25 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
                     llm_model = gr.Textbox(base.llm_model, label="LLM model")
                 apply = gr.Button("Apply to this session", elem_id="apply-settings")
                 settings_status = gr.Markdown(elem_id="settings-status")
+            with gr.Tab("Evaluation", id="evaluation"):
+                gr.Markdown("Runs `rag eval` on this collection: retrieval metrics and latency, "
+                            "or also the model's answers (counted metrics; the judged ones run "
+                            "with `rag eval` on the command line).")
+                with gr.Row():
+                    dataset = gr.File(label="Dataset (JSONL or LabelledRagDataset JSON)",
+                                      file_types=[".jsonl", ".json"], type="filepath",
+                                      elem_id="eval-dataset")
+                    baseline_file = gr.File(label="Baseline (optional, baselines JSON)",
+                                            file_types=[".json"], type="filepath",
+                                            elem_id="eval-baseline")
+                with gr.Row():
+                    with_answers = gr.Checkbox(False, label="Also answer each question (slow)")
+                    limit = gr.Number(20, precision=0, label="Cases (0: all)")
+                    run_eval_button = gr.Button("Run evaluation", variant="primary",
+                                                elem_id="run-eval")
+                eval_summary = gr.Textbox(label="Summary", lines=14, elem_id="eval-summary",
+                                          interactive=False)
+                eval_plots = gr.HTML(elem_id="eval-plots")
 
         # --- chat ---------------------------------------------------------------------------
         def chat(message_: str, shown: list, said_: list, collection_: str, prefs_: dict):
@@ -119,7 +139,7 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
             progress(0, desc=f"0/{len(items)} files")
             try:
                 for done, total, line in upload.ingest_files(
-                        service.rag(collection_), service.area(collection_), items,
+                        service.rag(collection_, create=True), service.area(collection_), items,
                         max_bytes=service.max_bytes, lock=service.write_lock(collection_),
                         cancel=stop_after):
                     lines.append(str(line))
@@ -177,8 +197,7 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
                 name = check_name(name)
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 return gr.update(), f"{_md(str(exc))}", gr.update()
-            service.collections.create(name)
-            service.rag(name)
+            service.rag(name, create=True)
             return (gr.update(choices=service.collections.names(), value=name),
                     f"Collection `{name}` ready.", "")
 
@@ -206,6 +225,34 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
         apply.click(apply_settings, [top_k, mode, fusion, bm25_w, dense_w, rerank, backend,
                                      base_url, llm_model], [prefs, settings_status],
                     api_visibility="private")
+
+        # --- evaluation -----------------------------------------------------------------------
+        def evaluate(dataset_: str | None, baseline_: str | None, answers_: bool, limit_: float,
+                     collection_: str, progress: Any = gr.Progress(track_tqdm=True)):
+            from ui.evaluation import run_eval
+            from ui.sources import file_url
+
+            if not dataset_:
+                return "Choose a dataset file first.", ""
+            progress(0, desc="evaluating")
+            result = run_eval(service, collection_, dataset_, answers=bool(answers_),
+                              limit=int(limit_ or 0) or None, baseline=baseline_)
+            parts = []
+            if result.report is not None:
+                url = file_url(result.report, service.served)
+                if url:
+                    parts.append(f'<p><a class="rag-open" target="_blank" rel="noopener" '
+                                 f'href="{_md(url)}">open the full report</a></p>')
+            for plot in result.plots:
+                url = file_url(plot, service.served)
+                if url:
+                    parts.append(f'<img class="rag-plot" alt="{_md(plot.stem)}" src="{_md(url)}" '
+                                 'style="max-width:48%;margin:4px">')
+            verdict = {0: "", 1: "REGRESSED against the baseline\n", 2: "Could not run:\n"}
+            return verdict.get(result.code, "") + result.text, "".join(parts)
+
+        run_eval_button.click(evaluate, [dataset, baseline_file, with_answers, limit, collection],
+                              [eval_summary, eval_plots], api_visibility="private")
 
         # --- headless API (the CLI's JSON) ----------------------------------------------------
         def ask(question: str, collection: str = first, top_k: int = 0) -> dict:
@@ -256,7 +303,8 @@ def launch(app: Any, host: str = "127.0.0.1", port: int = 7860, *,
            auth: tuple[str, str] | None = None, insecure: bool = False, block: bool = True) -> Any:
     """Serve `app`; a non-loopback `host` needs `auth` (or `insecure`), see `ui.safety`.
 
-    Only the collections' root is servable as files (cited PDFs and recordings open from it)."""
+    Only the collections' uploads and previews are servable as files (cited PDFs and
+    recordings open from them), never index files."""
     check_bind(host, auth, insecure)
     service = app.rag_service
     app.queue(default_concurrency_limit=1)

@@ -5,8 +5,10 @@ person using collection A must never see a chunk of collection B. With separate 
 BM25 postings and Milvus databases, no query, filter mistake or ranking bug can cross over:
 a collection's RAG has nothing of another to return.
 
-Layout: `ROOT/<name>/index/` (the index) and `ROOT/<name>/files/` (uploaded files, which the
-index points at, so re-ingesting and opening a cited PDF keep working).
+Layout: `ROOT/indexes/<name>/` (the index) and `ROOT/served/<name>/files/` (uploaded files,
+which the index points at, so re-ingesting and opening a cited PDF keep working; page previews
+go beside them). Only `ROOT/served` is ever given to the web server: index files (the catalog,
+Milvus data) cannot be downloaded through it.
 """
 
 from __future__ import annotations
@@ -58,20 +60,31 @@ class Collections:
         self._open: dict[str, Any] = {}
         self._lock = threading.Lock()
 
+    @property
+    def indexes(self) -> Path:
+        return self.root / "indexes"
+
+    @property
+    def served(self) -> Path:
+        """The one folder the web server may serve files from: uploads and page previews."""
+        return self.root / "served"
+
     def names(self) -> list[str]:
         """Collections that exist (an index folder or an added index), sorted; `default`
-        first when there is none at all."""
-        found = set(self._extra)
-        for child in self.root.iterdir():
-            if child.is_dir() and NAME.match(child.name) and (child / "index").is_dir():
-                found.add(child.name)
-        found.update(self._open)
+        when there is none at all."""
+        found = set(self._extra) | set(self._open)
+        if self.indexes.is_dir():
+            found.update(c.name for c in self.indexes.iterdir() if c.is_dir() and NAME.match(c.name))
         return sorted(found) or [DEFAULT]
+
+    def exists(self, name: str) -> bool:
+        name = check_name(name)
+        return name in self._extra or name in self._open or (self.indexes / name).is_dir()
 
     def get(self, name: str) -> Collection:
         name = check_name(name)
-        index_dir = self._extra.get(name, self.root / name / "index")
-        return Collection(name, index_dir, self.root / name / "files")
+        index_dir = self._extra.get(name, self.indexes / name)
+        return Collection(name, index_dir, self.served / name / "files")
 
     def create(self, name: str) -> Collection:
         col = self.get(name)
@@ -79,8 +92,11 @@ class Collections:
         col.upload_dir.mkdir(parents=True, exist_ok=True)
         return col
 
-    def rag(self, name: str) -> Any:
-        """The collection's RAG, opened once and shared by every session."""
+    def rag(self, name: str, create: bool = False) -> Any:
+        """The collection's RAG, opened once and shared by every session. A collection that
+        does not exist is an error unless `create` (reading must not make folders)."""
+        if not create and not self.exists(name):
+            raise ConfigError(f"no collection named {name!r}; existing: {', '.join(self.names())}")
         col = self.create(name)
         with self._lock:
             rag = self._open.get(col.name)

@@ -65,10 +65,10 @@ class Service:
 
     @property
     def served(self) -> list[Path]:
-        return [self.collections.root]
+        return [self.collections.served]
 
-    def rag(self, collection: str) -> Any:
-        return self.collections.rag(collection)
+    def rag(self, collection: str, create: bool = False) -> Any:
+        return self.collections.rag(collection, create)
 
     def preview_url(self, citation: Any) -> str | None:
         """The URL of a cited PDF page rendered with the passage boxed (`ui.preview`), for a
@@ -79,7 +79,7 @@ class Service:
         source = Path(citation.source).resolve()
         if citation.page is None or file_url(source, self.served) is None:
             return None
-        cache = source.parent.parent / "previews"  # ROOT/<collection>/previews
+        cache = source.parent.parent / "previews"  # ROOT/served/<collection>/previews
         image = page_preview(source, int(citation.page), citation.text, cache)
         return file_url(image, self.served) if image is not None else None
 
@@ -141,7 +141,7 @@ class Service:
         first; a refused one is a `failed` line with the reason, the rest are indexed."""
         from ingestion.results import FileResult
 
-        rag, area = self.rag(collection), self.area(collection)
+        rag, area = self.rag(collection, create=True), self.area(collection)
         results: list[Any] = []
         with self.write_lock(collection):
             stored: list[Path] = []

@@ -134,5 +134,6 @@ CSS = """
 .rag-ranks { color: #57606a; font-size: .85em; margin: .2em 0; }
 .rag-passage { font-size: .92em; }
 .rag-declined { color: #9a6700; font-weight: 600; }
+#eval-summary textarea { font-family: ui-monospace, monospace; }
 .rag-preview img { max-width: 100%; border: 1px solid #d0d7de; margin-top: .3em; }
 """

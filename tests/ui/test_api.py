@@ -58,7 +58,7 @@ def ingested(ui, client, tmp_path_factory):
 
 
 def test_every_endpoint_returns_the_cli_json(ui, client, ingested):
-    area = ui.root / "alpha" / "files"
+    area = ui.service.area("alpha")
     statuses = {Path(f["path"]).name: f["status"] for f in ingested["files"]}
     assert statuses == {"tea_brewing_guide.md": "added", "harbor_lamp_manual.txt": "added"}
     stored = [f["path"] for f in ingested["files"] if f["status"] == "added"]
@@ -111,7 +111,7 @@ def test_refused_uploads_are_failed_lines_and_the_rest_go_in(ui, tmp_path):
     assert by_name["../../etc/passwd"]["status"] == "failed"
     assert "a path, not a file name" in by_name["../../etc/passwd"]["error"]
     assert doc["totals"] == {"files": 3, "chunks": 1, "added": 1, "failed": 2}
-    assert sorted(p.name for p in (ui.root / "gamma" / "files").iterdir()) == ["kettle.md"]
+    assert sorted(p.name for p in ui.service.area("gamma").iterdir()) == ["kettle.md"]
 
 
 def test_a_collection_never_sees_another_collections_chunks(ui, client, ingested, tmp_path):
@@ -119,7 +119,7 @@ def test_a_collection_never_sees_another_collections_chunks(ui, client, ingested
 
     pdf = make_pdf(tmp_path / "observatory.pdf")
     client.predict([handle_file(str(pdf))], "beta", api_name="/ingest")
-    alpha_area, beta_area = (ui.root / n / "files" for n in ("alpha", "beta"))
+    alpha_area, beta_area = (ui.service.area(n) for n in ("alpha", "beta"))
     queries = ["observatory telescope Voss brothers", "green tea steep", "lamp warranty",
                "parking for cyclists"]
     for query in queries:
@@ -132,6 +132,23 @@ def test_a_collection_never_sees_another_collections_chunks(ui, client, ingested
     assert client.predict("beta", api_name="/stats")["sources"] == 1
     names = ui.service.collections.names()
     assert {"alpha", "beta"} <= set(names)
+    with pytest.raises(Exception, match="no collection named"):
+        ui.service.stats_json("nosuch")
+    assert "nosuch" not in ui.service.collections.names()  # reading made no folder
+
+
+def test_index_files_are_never_served(ui, ingested):
+    import urllib.error
+    import urllib.request
+
+    catalog = ui.service.rag("alpha").index_dir / "catalog.sqlite"
+    assert catalog.is_file()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{ui.url}gradio_api/file={catalog}", timeout=30)
+    assert refused.value.code == 403
+    stored = next(ui.service.area("alpha").iterdir())
+    with urllib.request.urlopen(f"{ui.url}gradio_api/file={stored}", timeout=30) as served:
+        assert served.status == 200
 
 
 def test_chat_streams_follow_ups_with_source_cards(ui, ingested):
@@ -198,3 +215,32 @@ def test_settings_are_per_session_views(ui, ingested):
     with pytest.raises(Exception, match="retrieval mode"):
         ui.service.view("alpha", {"retrieval_mode": "psychic"})
     assert bm25_only.llm is base.llm  # retrieval settings only: the loaded model is shared
+
+
+def test_evaluation_tab_runs_rag_eval_on_the_collection(ui, ingested, tmp_path):
+    from rag.cli import main
+    from ui.evaluation import run_eval
+    from ui.sources import file_url
+
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps({"id": "green", "question": QUESTION, "reference_answer": "2 minutes",
+                                "reference_contexts": ["steep green tea for 2 minutes"]}) + "\n"
+                    + json.dumps({"id": "mars", "question": "What is the population of Mars?",
+                                  "answerable": False}) + "\n")
+    result = run_eval(ui.service, "alpha", data, answers=False)
+    assert result.code == 0, result.text
+    assert "recall@5" in result.text and "mrr@10" in result.text
+    assert result.report is not None and file_url(result.report, ui.service.served)
+    assert result.plots and all(file_url(p, ui.service.served) for p in result.plots)
+
+    baseline = tmp_path / "baselines.json"
+    rag = ui.service.rag("alpha")
+    with redirect_stdout(io.StringIO()):
+        assert main(["eval", str(data), "--index", str(rag.index_dir), "--retrieval-only",
+                     "--baseline", str(baseline), "--update-baseline"],
+                    open_rag=lambda *a, **k: Borrowed(rag)) == 0
+    compared = run_eval(ui.service, "alpha", data, answers=False, baseline=baseline)
+    assert compared.code == 0 and "baseline" in compared.text.lower(), compared.text
+    assert ui.service.rag("alpha").index.catalog.count() > 0  # the lent index is still open
+    wrong = run_eval(ui.service, "alpha", tmp_path / "missing.jsonl")
+    assert wrong.code == 2 and "missing.jsonl" in wrong.text, wrong.text

@@ -9,6 +9,7 @@ six answers from the 0.5B model on the CPU.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import wave
@@ -237,6 +238,24 @@ def test_upload_ask_open_play_delete_and_switch_collection(tmp_path, embedder, l
             assert "observatory.pdf" not in answer and "Voss" not in answer, answer
             s.shot("answer_after_delete")
 
+            # --- the evaluation tab: rag eval on this collection, its table and plots
+            data = tmp_path / "qa.jsonl"
+            data.write_text(json.dumps({"id": "pace", "question": "How long had he paced up and down?",
+                                        "reference_answer": "a full hour",
+                                        "reference_contexts": ["For a full hour he had paced up and down"]})
+                            + "\n")
+            s.tab("Evaluation")
+            page.set_input_files("#eval-dataset input[type=file]", str(data))
+            page.wait_for_function("document.querySelector('#eval-dataset').innerText.includes('qa.jsonl')",
+                                   timeout=30_000)
+            page.click("#run-eval")
+            page.wait_for_function("document.querySelector('#eval-summary textarea').value.includes('recall@5')",
+                                   timeout=180_000)
+            page.wait_for_function("[...document.querySelectorAll('#eval-plots img')].length > 0 && "
+                                   "[...document.querySelectorAll('#eval-plots img')].every(i => i.complete && i.naturalWidth > 0)",
+                                   timeout=30_000)
+            s.shot("evaluation")
+
             # --- a new collection: none of the first one's chunks, in the library or answers
             page.fill("#new-collection textarea", "other")
             page.click("#create-collection")
@@ -253,4 +272,4 @@ def test_upload_ask_open_play_delete_and_switch_collection(tmp_path, embedder, l
             browser.close()
     finally:
         stop_ui(ui)
-    assert len(list(ARTIFACTS.glob("*.png"))) >= 12
+    assert len(list(ARTIFACTS.glob("*.png"))) >= 13

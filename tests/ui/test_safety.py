@@ -59,7 +59,7 @@ def test_with_auth_an_unauthenticated_request_is_refused(tmp_path, embedder, llm
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(ui.url + "config", timeout=30)
         assert refused.value.code == 401
-        stored = ui.root / "default" / "files" / "secret.txt"
+        stored = ui.service.area("default") / "secret.txt"
         stored.parent.mkdir(parents=True, exist_ok=True)
         stored.write_text("private")
         with pytest.raises(urllib.error.HTTPError) as refused:
