@@ -29,7 +29,7 @@ def page_preview(pdf: str | Path, page: int, passage: str, cache: Path) -> Path 
         return None
     key = hashlib.sha256(f"{pdf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{page}|{passage}"
                          .encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    out = Path(cache) / f"{key}.png"
+    out = Path(cache) / f"{pdf.name}.{key}.png"  # by name too, so deleting the file drops them
     if out.is_file():
         return out
     try:
@@ -79,3 +79,18 @@ def _render(pdf: Path, page: int, passage: str):
         return image
     finally:
         doc.close()
+
+
+def drop_previews(pdf: str | Path, cache: Path) -> int:
+    """Remove the rendered pages of a deleted file; returns how many went."""
+    gone = 0
+    for png in Path(cache).glob(f"{_glob_escape(Path(pdf).name)}.*.png"):
+        png.unlink(missing_ok=True)
+        gone += 1
+    return gone
+
+
+def _glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)

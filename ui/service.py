@@ -161,7 +161,10 @@ class Service:
         with self.write_lock(collection):
             path, removed = library.delete(rag, source, area)
             if path is not None:
-                upload.remove_stored(area, path)
+                from ui.preview import drop_previews
+
+                if upload.remove_stored(area, path):
+                    drop_previews(path, area.parent / "previews")
         return {"source": path or source, "chunks": removed}
 
     def stats_json(self, collection: str) -> dict[str, Any]:

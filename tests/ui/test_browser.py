@@ -234,6 +234,9 @@ def test_upload_ask_open_play_delete_and_switch_collection(tmp_path, embedder, l
             page.wait_for_function("!document.querySelector('#library-table').innerText.includes('observatory.pdf')",
                                    timeout=30_000)
             s.shot("library_after_delete")
+            area = ui.service.area("default")
+            assert not (area / "observatory.pdf").exists()
+            assert not list((area.parent / "previews").glob("observatory.pdf.*"))
             answer, _ = s.ask("Who built the observatory telescope?")
             assert "observatory.pdf" not in answer and "Voss" not in answer, answer
             s.shot("answer_after_delete")

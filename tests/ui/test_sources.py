@@ -63,4 +63,9 @@ def test_a_pdf_page_preview_boxes_the_cited_passage(tmp_path):
     pixels = Image.open(png).convert("RGB").getdata()
     assert sum(1 for r, g, b in pixels if r > 200 and g < 60 and b < 60) > 100  # the red box
     assert page_preview(pdf, 9, "x", tmp_path / "previews") is None
+    page_preview(pdf, 1, PDF_PAGES[0], tmp_path / "previews")
+    from ui.preview import drop_previews
+
+    assert drop_previews(pdf, tmp_path / "previews") == 2
+    assert not list((tmp_path / "previews").iterdir())
     assert page_preview(tmp_path / "gone.pdf", 1, "x", tmp_path / "previews") is None
