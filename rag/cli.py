@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("delete", parents=[common], help="remove a source from the index")
     p.add_argument("source")
+    p.add_argument("--json", action="store_true", help='print {"source", "chunks"}')
 
     for name, handler in COMMANDS.items():
         sub.choices[name].set_defaults(handler=handler)
@@ -209,12 +210,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     rag = open_index(args)
     results = rag.ingest(args.paths, show_progress=not (args.quiet or args.json), prune=args.prune)
     rag.close()
-    totals: dict[str, int] = {"files": len(results), "chunks": 0}
-    for r in results:
-        totals[r.status] = totals.get(r.status, 0) + 1
-        totals["chunks"] += r.chunks if r.status in ("added", "updated", "unchanged") else 0
+    report = ingest_report(results)
+    totals = report["totals"]
     if args.json:
-        print(json.dumps({"files": [r.to_json() for r in results], "totals": totals}, indent=2))
+        print(json.dumps(report, indent=2))
     else:
         for r in results:
             if r.status == "failed":
@@ -224,6 +223,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         summary = ", ".join(f"{v} {k}" for k, v in totals.items())
         print(f"done: {summary}")
     return EXIT_PARTIAL if totals.get("failed") else EXIT_OK
+
+
+def ingest_report(results: list) -> dict[str, Any]:
+    """`rag ingest --json`'s document: each file's result and the totals (also the UI's `/ingest`)."""
+    totals: dict[str, int] = {"files": len(results), "chunks": 0}
+    for r in results:
+        totals[r.status] = totals.get(r.status, 0) + 1
+        totals["chunks"] += r.chunks if r.status in ("added", "updated", "unchanged") else 0
+    return {"files": [r.to_json() for r in results], "totals": totals}
 
 
 def _text(value: str, name: str) -> str:
@@ -376,6 +384,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
     rag = open_index(args)
     removed = rag.delete(args.source)
     rag.close()
+    if args.json:
+        print(json.dumps({"source": args.source, "chunks": removed}, indent=2))
+        return EXIT_OK if removed else EXIT_CHECK
     if not removed:
         print(f"rag: {args.source}: not in the index", file=sys.stderr)
         return EXIT_CHECK

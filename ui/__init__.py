@@ -1,1 +1,2 @@
-"""The Gradio chat UI."""
+"""The Gradio app (`rag ui`): chat with sources, uploads, library, collections, settings,
+evaluation, and a headless API."""

@@ -8,23 +8,55 @@ function in the installed package's metadata instead. Importing this module stay
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
+
+DEFAULT_ROOT = "rag_collections"
 
 
 def add_command(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
-    """Add `rag ui [--host H] [--port P]` to the `rag` command line."""
-    p = subparsers.add_parser("ui", parents=parents, help="start the Gradio chat UI")
+    """Add `rag ui [--root DIR] [--host H] [--port P] [--auth USER:PASSWORD] [--insecure]`."""
+    p = subparsers.add_parser("ui", parents=parents, help="start the Gradio app (chat, upload, library, collections)")
+    p.add_argument("--root", metavar="DIR", default=None,
+                   help=f"folder of the collections, one index each (default ./{DEFAULT_ROOT}); "
+                        "--index DIR adds an existing index as a collection named after its folder")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None)
+    p.add_argument("--auth", metavar="USER:PASSWORD", default=None,
+                   help="require this login (or set RAG_UI_AUTH); needed for a non-loopback --host")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without --auth (a network that is yours alone)")
+    p.add_argument("--max-upload-mb", type=float, default=None, help="largest upload (default 200)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rag.cli import EXIT_OK, open_index
-    from ui.app import launch
+    from pathlib import Path
 
-    rag = open_index(args)
-    host = args.host or rag.settings.ui_host
-    port = args.port or rag.settings.ui_port
-    launch(rag, host=host, port=port)
+    from rag.api import RAG
+    from rag.cli import EXIT_OK, EXIT_USAGE, _settings_overrides
+    from rag.config import load_settings
+    from ui.collections import check_name, shared_models_opener
+    from ui.safety import UnsafeBindError, auth_from, check_bind
+
+    settings = load_settings(args.index)
+    host = args.host or settings.ui_host
+    port = args.port or settings.ui_port
+    try:
+        auth = auth_from(args.auth)
+        check_bind(host, auth, args.insecure)  # before any model loads: refuse in milliseconds
+    except (ValueError, UnsafeBindError) as exc:
+        print(f"rag ui: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    extra = {}
+    if args.index:
+        index = Path(args.index)
+        extra[check_name(index.resolve().name.replace(".", "_"))] = index
+    from ui.app import build_app, launch
+
+    open_rag = shared_models_opener(getattr(args, "open_rag", None) or RAG.open,
+                                    **_settings_overrides(args))
+    app = build_app(open_rag, args.root or DEFAULT_ROOT, extra=extra,
+                    max_upload_mb=args.max_upload_mb or 200.0)
+    launch(app, host=host, port=port, auth=auth, insecure=args.insecure)
     return EXIT_OK
