@@ -56,6 +56,13 @@ class AnswerStream:
     def __iter__(self) -> Iterator[str]:
         return self._iterator
 
+    def close(self) -> None:
+        """Stop writing now (a no-op once the answer is complete). The local model holds its
+        lock while a stream is open, and a stream dropped half-read sits in a reference cycle
+        (it holds its own generator) until the garbage collector runs: every later answer
+        would wait for it. Callers that may stop early (a Stop button) close it."""
+        self._iterator.close()
+
     @property
     def answer(self) -> Answer:
         """The final answer (consumes the rest of the stream if needed)."""

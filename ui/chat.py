@@ -44,10 +44,7 @@ def respond(service: Service, message: str, shown: list[dict[str, Any]],
                 shown[-1] = {"role": "assistant", "content": html.escape(text)}
                 yield shown, said, ""
         finally:
-            # Stop closes this generator: close the answer's too, now. The local model holds
-            # its lock while a stream is open, and an abandoned stream (a reference cycle)
-            # would keep it until the garbage collector ran: every later answer would wait.
-            _close(stream)
+            stream.close()  # Stop closes this generator: release the model now (see close)
         answer = stream.answer
     except Exception as exc:  # noqa: BLE001 - the session survives; the error is shown
         shown[-1] = {"role": "assistant",
@@ -66,9 +63,3 @@ def respond(service: Service, message: str, shown: list[dict[str, Any]],
     said = conversation + [{"role": "assistant", "content": answer.text}]
     yield shown, said, ""
 
-
-def _close(stream: Any) -> None:
-    """Close an `AnswerStream`'s generator (a no-op once it has finished)."""
-    close = getattr(iter(stream), "close", None)
-    if close is not None:
-        close()

@@ -30,6 +30,26 @@ def test_stream_yields_tokens_then_the_same_cited_answer(sample_rag):
     assert stream.first_token_s is not None and stream.first_token_s < answer.timings["total"] / 1000
 
 
+def test_a_stream_closed_half_read_frees_the_model_for_the_next_answer(sample_rag):
+    """A Stop button closes the stream after a few tokens; the next answer must not wait for
+    the garbage collector to release the model (the stream holds its own generator)."""
+    import gc
+    import threading
+
+    stream = sample_rag.stream(GREEN_TEA)
+    next(iter(stream))
+    gc.disable()  # the collector must not be what frees it
+    try:
+        stream.close()
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (sample_rag.ask(GREEN_TEA), done.set()),
+                                  daemon=True)
+        worker.start()
+        assert done.wait(180), "the next answer waited for the closed stream's lock"
+    finally:
+        gc.enable()
+
+
 def test_question_the_documents_cannot_answer_is_declined_without_the_model(sample_rag):
     stream = sample_rag.stream("What is the boiling point of mercury?")
     assert stream.gated  # weak evidence: the LLM is not called
