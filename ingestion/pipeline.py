@@ -27,14 +27,15 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from ingestion.batching import isolate_failures
 from ingestion.changes import ChangeDetector, KnownFailure, Unchanged
 from ingestion.chunking import Chunker
-from ingestion.discovery import expand_paths, file_sha256, refusal, source_id_for
+from ingestion.discovery import changed_since, expand_paths, file_sha256, refusal, source_id_for
+from ingestion.loaders import Loader
 from ingestion.executors import (
     INGEST_SWITCH_INTERVAL_S, Executor, InlineExecutor, ReadAhead, ThreadExecutor,
 )
@@ -42,6 +43,7 @@ from ingestion.ocr import Ocr
 from ingestion.preparation import FilePreparer
 from ingestion.progress import Progress, SilentProgress, TqdmProgress
 from ingestion.results import FileResult, NotConfigured, file_at_fault, one_line
+from ingestion.timelimits import call_with_deadline
 from ingestion.writing import BatchWriter, Prepared
 from retrievers.catalog import Catalog, Publication
 from retrievers.index import ChunkIndex
@@ -74,7 +76,9 @@ class IngestionPipeline:
     `executor` runs the per-file work and the writes (default: `ThreadExecutor`, or
     `InlineExecutor` when `read_ahead` is 0); `progress` reports the run (default: tqdm bars
     when `show_progress`, else nothing); `ocr` reads scanned PDF pages and images (None: text
-    layers only, images are not read).
+    layers only, images are not read). `file_timeout_s` limits each file's load and chunk
+    step (a recording gets `recording_factor` more seconds per second of audio); `loaders`
+    maps extensions to loaders (None: the registry's, `ingestion.loaders`).
     """
 
     def __init__(
@@ -82,13 +86,17 @@ class IngestionPipeline:
         transcriber: Callable[[], Any] | None = None, max_file_bytes: int = 512 << 20,
         show_progress: bool = True, batch_chunks: int = 256, read_ahead: int = 8,
         executor: Executor | None = None, progress: Progress | None = None,
-        ocr: Ocr | None = None,
+        ocr: Ocr | None = None, file_timeout_s: float = 0.0, recording_factor: float = 3.0,
+        loaders: Mapping[str, Loader] | None = None,
     ):
         self.index = index
         self.embedder = embedder
         self.chunker = chunker
-        self.preparer = FilePreparer(chunker, transcriber, ocr=ocr)
+        self.preparer = FilePreparer(chunker, transcriber, ocr=ocr, loaders=loaders,
+                                     recording_factor=recording_factor)
+        self.loaders = loaders
         self.max_file_bytes = max_file_bytes
+        self.file_timeout_s = file_timeout_s  # 0: no limit (see ingestion.timelimits)
         self.show_progress = show_progress
         self.batch_chunks = max(1, batch_chunks)
         self.read_ahead = max(0, read_ahead)  # 0: read each file only when its turn comes
@@ -169,7 +177,7 @@ class IngestionPipeline:
         pending = None
         try:
             stat = path.stat()
-            reason = refusal(path, stat, self.max_file_bytes)
+            reason = refusal(path, stat, self.max_file_bytes, self.loaders)
             if reason is not None:
                 return FileResult(shown, "failed", error=reason)
             decision = detector.check(path, stat)
@@ -178,9 +186,17 @@ class IngestionPipeline:
             if isinstance(decision, KnownFailure):
                 return FileResult(shown, "failed", error=decision.error)
             pending = decision
-            chunks = self.preparer.prepare(path, pending.source_id, pending.content_hash,
-                                           transcription=self.progress.transcription,
-                                           pages=getattr(self.progress, "ocr_pages", None))
+            chunks = call_with_deadline(
+                lambda deadline: self.preparer.prepare(
+                    path, pending.source_id, pending.content_hash,
+                    transcription=self.progress.transcription,
+                    pages=getattr(self.progress, "ocr_pages", None), deadline=deadline),
+                self.file_timeout_s)
+            moved = changed_since(path, stat)
+            if moved:
+                # The chunks may mix two versions; the next run reads the file afresh.
+                return FileResult(shown, "failed", error=f"{moved} while it was read; not "
+                                  "indexed this time, ingest again once it is complete")
             publication = Publication(
                 pending.source_id, str(path.resolve()), pending.content_hash,
                 path.suffix.lower().lstrip("."), [c.chunk_id for c in chunks],
