@@ -46,31 +46,34 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[FileResu
     listed (no permission, a path too long). Links to folders are not followed (no loops); a
     file reached twice (a link to a file also given) is read once.
     """
-    files: list[Path] = []
+    found: list[Path] = []
     problems: list[FileResult] = []
-    seen: set[str] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            inside: list[Path] = []
+            _walk(path, inside, problems)
+            found.extend(sorted(inside))
+        elif path.is_file():
+            found.append(path)
+        else:
+            problems.append(FileResult(str(path), "failed", error=_not_a_file(path)))
+    return _read_once(found), problems
 
-    def add(path: Path) -> None:
+
+def _read_once(found: list[Path]) -> list[Path]:
+    """Each file once, in order: of several names for one file (links, a path given twice),
+    the file's own name if it is among them, else the first."""
+    chosen: dict[str, Path] = {}
+    for path in found:
         try:
             key = os.path.realpath(path)
         except (OSError, ValueError):
             key = str(path)
-        if key not in seen:
-            seen.add(key)
-            files.append(path)
-
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found: list[Path] = []
-            _walk(path, found, problems)
-            for child in sorted(found):
-                add(child)
-        elif path.is_file():
-            add(path)
-        else:
-            problems.append(FileResult(str(path), "failed", error=_not_a_file(path)))
-    return files, problems
+        if key not in chosen or (chosen[key].is_symlink() and not path.is_symlink()):
+            chosen[key] = path
+    keep = {id(path) for path in chosen.values()}
+    return [path for path in found if id(path) in keep]
 
 
 def _walk(folder: Path, found: list[Path], problems: list[FileResult]) -> None:
@@ -93,8 +96,8 @@ def _walk(folder: Path, found: list[Path], problems: list[FileResult]) -> None:
                 found.append(child)
             elif not (entry.is_symlink() and child.is_dir()):
                 problems.append(FileResult(str(child), "failed", error=_not_a_file(child)))
-        except OSError as exc:
-            problems.append(FileResult(str(child), "failed", error=one_line(exc)))
+        except OSError:  # a link loop, a name too long
+            problems.append(FileResult(str(child), "failed", error=_not_a_file(child)))
 
 
 def _not_a_file(path: Path) -> str:
@@ -111,7 +114,7 @@ def _not_a_file(path: Path) -> str:
         if exc.errno == errno.ENOENT:
             return "no such file or directory"
         return one_line(exc)
-    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
             else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
     return f"not a regular file ({kind}); only regular files are read"
 
