@@ -80,8 +80,12 @@ class Chunker:
             if group:
                 text = " ".join(s.text.strip() for s in group).strip()
                 if text:
-                    out.append(ChunkText(text, start=group[0].start, end=group[-1].end,
-                                         heading=group[0].heading))
+                    # min/max, not first/last: subtitle cues may come out of order, and a
+                    # chunk's span must still cover all of its text (and never end before it starts).
+                    start = min(s.start for s in group if s.start is not None)
+                    end = max(s.end if s.end is not None else s.start for s in group
+                              if s.start is not None)
+                    out.append(ChunkText(text, start=start, end=end, heading=group[0].heading))
                 group.clear()
 
         for segment in segments:
