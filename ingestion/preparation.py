@@ -13,10 +13,10 @@ import itertools
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ingestion.chunking import Chunker
-from ingestion.loaders import AUDIO_EXTENSIONS, Loader, loader_for, reads_with_ocr
+from ingestion.loaders import AUDIO_EXTENSIONS, LOADERS, STREAMERS, Loader, loader_for, reads_with_ocr
 from ingestion.ocr import Ocr, PageProgress
 from ingestion.results import NotConfigured
 from ingestion.sections import LoadError, Section
@@ -60,22 +60,40 @@ class FilePreparer:
         `deadline` (ingestion.timelimits) is given more time for a recording, by its duration,
         and restarted by each page OCR reads."""
         sections, extra = self._sections(path, transcription, pages, deadline)
-        pieces = self.chunker.split(sections)
-        if not pieces:
+        chunks = list(self._chunks(path, source_id, content_hash, sections, extra))
+        if not chunks:
             raise LoadError("no text found")
+        return chunks
+
+    def streams(self, path: Path) -> bool:
+        """Whether the file's format can be read as a stream (`iter_chunks`)."""
+        suffix = path.suffix.lower()
+        return suffix in STREAMERS and self.loader_for(path) is LOADERS.get(suffix)
+
+    def iter_chunks(self, path: Path, source_id: str, content_hash: str) -> Iterator[Chunk]:
+        """The chunks of a large file as its streaming loader reads it: memory holds a section
+        at a time (the caller embeds and stages them in parts). `LoadError` when none come."""
+        sections = STREAMERS[path.suffix.lower()](path)
+        found = False
+        for chunk in self._chunks(path, source_id, content_hash, sections, {}):
+            found = True
+            yield chunk
+        if not found:
+            raise LoadError("no text found")
+
+    def _chunks(self, path: Path, source_id: str, content_hash: str, sections: Iterable[Section],
+                extra: dict[str, Any]) -> Iterator[Chunk]:
         now = time.time()
         resolved = str(path.resolve())
         file_type = path.suffix.lower().lstrip(".")
-        return [
-            Chunk(
+        for position, piece in enumerate(self.chunker.iter_split(sections)):
+            yield Chunk(
                 chunk_id=chunk_id_for(source_id, content_hash, position), text=piece.text,
                 source=resolved, source_id=source_id, content_hash=content_hash,
                 position=position, page=piece.page, start=piece.start, end=piece.end,
                 section=piece.heading, file_type=file_type, ingested_at=now,
                 extra={**extra, **_chunk_extra(piece.meta)},
             )
-            for position, piece in enumerate(pieces)
-        ]
 
     def loader_for(self, path: Path) -> Loader | None:
         """The loader for a file's extension, from the loaders given or the registry."""

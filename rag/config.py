@@ -43,6 +43,9 @@ class Settings:
     chunk_size: int = 254
     chunk_overlap: int = 32
     max_file_mb: float = 512.0
+    # Plain-text files larger than this are read, embedded and staged a part at a time (memory
+    # stays flat whatever their size) and published at once; smaller ones are read whole.
+    stream_file_mb: float = 32.0
     # OCR (ingestion/ocr.py, RapidOCR from its wheel) for scanned PDF pages and images:
     # auto = PDF pages without a usable text layer | always = every PDF page | never = none.
     ocr: str = "auto"
@@ -161,7 +164,7 @@ CHOICES = {
 
 
 # Settings that must not be negative (a typo like -1 would otherwise mean "no limit").
-NON_NEGATIVE = {"file_timeout_s", "recording_timeout_factor", "max_file_mb"}
+NON_NEGATIVE = {"file_timeout_s", "recording_timeout_factor", "max_file_mb", "stream_file_mb"}
 
 
 def load_settings(
