@@ -16,6 +16,9 @@ This module only orchestrates; each job lives in its own module:
   batching     the one retry that finds the file at fault in a failed batch
   writing      publishing embedded batches, one index write each, in order
   progress     bars on the CLI, silence elsewhere
+  timelimits   each file's load-and-chunk step under a time limit (file_timeout_s)
+A plain-text file over `stream_file_bytes` is not prepared whole: the run reads, embeds and
+stages it a part at a time and publishes it at once (`_stream`), so memory does not grow with it.
 Files are read, transcribed and chunked ahead (`read_ahead` files, or a whole batch, with their
 own catalog connection), and each embedded batch is written while the next one is embedded, so
 that work overlaps the embedding instead of adding to it: the model's thread only embeds.
