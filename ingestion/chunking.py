@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from ingestion.sections import Section
 
@@ -55,20 +55,23 @@ class Chunker:
             return words
         return self.count_tokens(text)
 
-    def split(self, sections: list[Section]) -> list[ChunkText]:
-        out: list[ChunkText] = []
+    def split(self, sections: Iterable[Section]) -> list[ChunkText]:
+        return list(self.iter_split(sections))
+
+    def iter_split(self, sections: Iterable[Section]) -> Iterator[ChunkText]:
+        """The chunks of `sections` as they come: a streamed file (ingestion.loaders.text) is
+        chunked section by section, never held whole."""
         timed: list[Section] = []
         for section in sections:
             if section.start is not None:
                 timed.append(section)
                 continue
-            out.extend(self._flush_timed(timed))
+            yield from self._flush_timed(timed)
             for piece in self.splitter.split_text(section.text):
                 if piece.strip():
-                    out.append(ChunkText(piece, page=section.page, heading=section.heading,
-                                         meta=section.meta))
-        out.extend(self._flush_timed(timed))
-        return out
+                    yield ChunkText(piece, page=section.page, heading=section.heading,
+                                    meta=section.meta)
+        yield from self._flush_timed(timed)
 
     def _flush_timed(self, segments: list[Section]) -> list[ChunkText]:
         """Group consecutive speech segments up to the chunk size; long ones are split."""
@@ -80,8 +83,12 @@ class Chunker:
             if group:
                 text = " ".join(s.text.strip() for s in group).strip()
                 if text:
-                    out.append(ChunkText(text, start=group[0].start, end=group[-1].end,
-                                         heading=group[0].heading))
+                    # min/max, not first/last: subtitle cues may come out of order, and a
+                    # chunk's span must still cover all of its text (and never end before it starts).
+                    start = min(s.start for s in group if s.start is not None)
+                    end = max(s.end if s.end is not None else s.start for s in group
+                              if s.start is not None)
+                    out.append(ChunkText(text, start=start, end=end, heading=group[0].heading))
                 group.clear()
 
         for segment in segments:

@@ -16,6 +16,9 @@ This module only orchestrates; each job lives in its own module:
   batching     the one retry that finds the file at fault in a failed batch
   writing      publishing embedded batches, one index write each, in order
   progress     bars on the CLI, silence elsewhere
+  timelimits   each file's load-and-chunk step under a time limit (file_timeout_s)
+A plain-text file over `stream_file_bytes` is not prepared whole: the run reads, embeds and
+stages it a part at a time and publishes it at once (`_stream`), so memory does not grow with it.
 Files are read, transcribed and chunked ahead (`read_ahead` files, or a whole batch, with their
 own catalog connection), and each embedded batch is written while the next one is embedded, so
 that work overlaps the embedding instead of adding to it: the model's thread only embeds.
@@ -23,18 +26,20 @@ that work overlaps the embedding instead of adding to it: the model's thread onl
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from ingestion.batching import isolate_failures
-from ingestion.changes import ChangeDetector, KnownFailure, Unchanged
+from ingestion.changes import ChangeDetector, KnownFailure, Pending, Unchanged
 from ingestion.chunking import Chunker
-from ingestion.discovery import expand_paths, file_sha256, refusal, source_id_for
+from ingestion.discovery import changed_since, expand_paths, file_sha256, refusal, source_id_for
+from ingestion.loaders import Loader
 from ingestion.executors import (
     INGEST_SWITCH_INTERVAL_S, Executor, InlineExecutor, ReadAhead, ThreadExecutor,
 )
@@ -42,6 +47,7 @@ from ingestion.ocr import Ocr
 from ingestion.preparation import FilePreparer
 from ingestion.progress import Progress, SilentProgress, TqdmProgress
 from ingestion.results import FileResult, NotConfigured, file_at_fault, one_line
+from ingestion.timelimits import call_with_deadline
 from ingestion.writing import BatchWriter, Prepared
 from retrievers.catalog import Catalog, Publication
 from retrievers.index import ChunkIndex
@@ -63,6 +69,17 @@ class EmbedderLike(Protocol):
 
 
 @dataclass
+class Streamed:
+    """A file too large to hold whole, whose format streams: read, embedded and staged in
+    parts by the run itself (`IngestionPipeline._stream`), then published at once."""
+
+    slot: int
+    path: Path
+    pending: Pending
+    stat: os.stat_result
+
+
+@dataclass
 class _Batch:
     items: list[Prepared] = field(default_factory=list)
     n_chunks: int = 0
@@ -74,7 +91,10 @@ class IngestionPipeline:
     `executor` runs the per-file work and the writes (default: `ThreadExecutor`, or
     `InlineExecutor` when `read_ahead` is 0); `progress` reports the run (default: tqdm bars
     when `show_progress`, else nothing); `ocr` reads scanned PDF pages and images (None: text
-    layers only, images are not read).
+    layers only, images are not read). `file_timeout_s` limits each file's load and chunk
+    step (a recording gets `recording_factor` more seconds per second of audio); `loaders`
+    maps extensions to loaders (None: the registry's, `ingestion.loaders`). A file over
+    `stream_file_bytes` in a format that streams is read a part at a time.
     """
 
     def __init__(
@@ -82,13 +102,20 @@ class IngestionPipeline:
         transcriber: Callable[[], Any] | None = None, max_file_bytes: int = 512 << 20,
         show_progress: bool = True, batch_chunks: int = 256, read_ahead: int = 8,
         executor: Executor | None = None, progress: Progress | None = None,
-        ocr: Ocr | None = None,
+        ocr: Ocr | None = None, file_timeout_s: float = 0.0, recording_factor: float = 3.0,
+        loaders: Mapping[str, Loader] | None = None, stream_file_bytes: int = 32 << 20,
     ):
         self.index = index
         self.embedder = embedder
         self.chunker = chunker
-        self.preparer = FilePreparer(chunker, transcriber, ocr=ocr)
+        self.preparer = FilePreparer(chunker, transcriber, ocr=ocr, loaders=loaders,
+                                     recording_factor=recording_factor)
+        self.loaders = loaders
         self.max_file_bytes = max_file_bytes
+        self.file_timeout_s = file_timeout_s  # 0: no limit (see ingestion.timelimits)
+        # Files larger than this whose format streams (plain text) are read, embedded and
+        # staged a batch at a time, so memory does not grow with the file (see `_stream`).
+        self.stream_file_bytes = stream_file_bytes
         self.show_progress = show_progress
         self.batch_chunks = max(1, batch_chunks)
         self.read_ahead = max(0, read_ahead)  # 0: read each file only when its turn comes
@@ -147,6 +174,11 @@ class IngestionPipeline:
             ahead.fill()
             if isinstance(prepared, FileResult):
                 emit(slot, prepared)
+            elif isinstance(prepared, Streamed):
+                self._embed(batch.items, emit, writer)  # in file order: earlier files first
+                batch = _Batch()
+                writer.drain()
+                emit(slot, self._stream(prepared, detector))
             else:
                 batch.items.append(prepared)
                 batch.n_chunks += len(prepared.chunks)
@@ -163,13 +195,14 @@ class IngestionPipeline:
         writer.drain()
 
     # --- per file: decide, then load and chunk ----------------------------------------------
-    def _prepare(self, slot: int, path: Path, detector: ChangeDetector) -> FileResult | Prepared:
+    def _prepare(self, slot: int, path: Path, detector: ChangeDetector
+                 ) -> FileResult | Prepared | Streamed:
         """The file's result when there is nothing to embed, else its chunks; never raises."""
         shown = str(path)
         pending = None
         try:
             stat = path.stat()
-            reason = refusal(path, stat, self.max_file_bytes)
+            reason = refusal(path, stat, self.max_file_bytes, self.loaders)
             if reason is not None:
                 return FileResult(shown, "failed", error=reason)
             decision = detector.check(path, stat)
@@ -178,9 +211,19 @@ class IngestionPipeline:
             if isinstance(decision, KnownFailure):
                 return FileResult(shown, "failed", error=decision.error)
             pending = decision
-            chunks = self.preparer.prepare(path, pending.source_id, pending.content_hash,
-                                           transcription=self.progress.transcription,
-                                           pages=getattr(self.progress, "ocr_pages", None))
+            if stat.st_size > self.stream_file_bytes and self.preparer.streams(path):
+                return Streamed(slot, path, pending, stat)
+            chunks = call_with_deadline(
+                lambda deadline: self.preparer.prepare(
+                    path, pending.source_id, pending.content_hash,
+                    transcription=self.progress.transcription,
+                    pages=getattr(self.progress, "ocr_pages", None), deadline=deadline),
+                self.file_timeout_s)
+            moved = changed_since(path, stat)
+            if moved:
+                # The chunks may mix two versions; the next run reads the file afresh.
+                return FileResult(shown, "failed", error=f"{moved} while it was read; not "
+                                  "indexed this time, ingest again once it is complete")
             publication = Publication(
                 pending.source_id, str(path.resolve()), pending.content_hash,
                 path.suffix.lower().lstrip("."), [c.chunk_id for c in chunks],
@@ -195,6 +238,48 @@ class IngestionPipeline:
                 # Remembered, so the unchanged file is reported, not re-read, next time.
                 detector.record_failure(path, pending, error)
             return FileResult(shown, "failed", error=error)
+
+    # --- one large file in parts --------------------------------------------------------------
+    def _stream(self, item: Streamed, detector: ChangeDetector) -> FileResult:
+        """Read, chunk, embed and stage a large file `batch_chunks` chunks at a time, then make
+        them live in one transaction (ChunkIndex.publish_staged): memory holds one part, the
+        old version stays searchable until the new one is complete, and a failure part-way
+        drops what was staged. Each part is read under the file time limit."""
+        path, pending = item.path, item.pending
+        chunks = self.preparer.iter_chunks(path, pending.source_id, pending.content_hash)
+        staged: list[str] = []
+        try:
+            while True:
+                part = call_with_deadline(
+                    lambda deadline: list(itertools.islice(chunks, self.batch_chunks)),
+                    self.file_timeout_s)
+                if not part:
+                    break
+                vectors = self.embedder.encode([c.text for c in part],
+                                               progress=self.progress.embedding(len(part)))
+                staged.extend(c.chunk_id for c in part)
+                self.index.stage_part(part, vectors)
+            moved = changed_since(path, item.stat)
+            if moved:
+                raise OSError(f"{moved} while it was read; not indexed this time, ingest again "
+                              "once it is complete")
+            self.index.publish_staged(Publication(
+                pending.source_id, str(path.resolve()), pending.content_hash,
+                path.suffix.lower().lstrip("."), staged, pending.size, pending.mtime))
+            status = "updated" if pending.updated else "added"
+            return FileResult(str(path), status, chunks=len(staged))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            log.debug("failed to ingest %s", path, exc_info=True)
+            try:
+                self.index.discard_staged(staged)
+            except Exception:  # the next open's repair() drops pending rows anyway
+                log.debug("could not discard the staged chunks of %s", path, exc_info=True)
+            error = one_line(exc)
+            if file_at_fault(exc):
+                detector.record_failure(path, pending, error)
+            return FileResult(str(path), "failed", error=error)
 
     # --- per batch: embed, then hand over to the writer ------------------------------------
     def _embed(self, items: list[Prepared], emit: Callable[[int, FileResult], None],

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ingestion.sections import LoadError
+from ingestion.timelimits import FileTimeLimit
 
 
 @dataclass
@@ -38,6 +39,6 @@ def file_at_fault(exc: BaseException) -> bool:
 def one_line(exc: BaseException) -> str:
     """The reason shown for a failed file: one line, at most 300 characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if not isinstance(exc, (LoadError, OSError, NotConfigured)) and not file_at_fault(exc):
+    if not isinstance(exc, (LoadError, OSError, NotConfigured, FileTimeLimit)) and not file_at_fault(exc):
         text = f"{type(exc).__name__}: {text}"
     return text[:300]

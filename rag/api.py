@@ -175,6 +175,8 @@ class RAG:
             self.index, self.embedder, chunker, transcriber=lambda: self.transcriber,
             max_file_bytes=int(s.max_file_mb * 2**20), show_progress=show_progress,
             batch_chunks=s.ingest_batch_chunks, read_ahead=s.ingest_read_ahead, ocr=self.ocr,
+            file_timeout_s=s.file_timeout_s, recording_factor=s.recording_timeout_factor,
+            stream_file_bytes=int(s.stream_file_mb * 2**20),
         )
 
     # --- public operations -------------------------------------------------------------

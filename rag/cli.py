@@ -217,9 +217,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         for r in results:
             if r.status == "failed":
-                print(f"failed     {r.path}: {r.error}")
+                print(f"failed     {shown(r.path)}: {escaped(r.error or '')}")
             else:
-                print(f"{r.status:<10} {r.path} ({r.chunks} chunks)")
+                print(f"{r.status:<10} {shown(r.path)} ({r.chunks} chunks)")
         summary = ", ".join(f"{v} {k}" for k, v in totals.items())
         print(f"done: {summary}")
     return EXIT_PARTIAL if totals.get("failed") else EXIT_OK
@@ -232,6 +232,30 @@ def ingest_report(results: list) -> dict[str, Any]:
         totals[r.status] = totals.get(r.status, 0) + 1
         totals["chunks"] += r.chunks if r.status in ("added", "updated", "unchanged") else 0
     return {"files": [r.to_json() for r in results], "totals": totals}
+
+
+def escaped(text: str) -> str:
+    """`text` with every character that would break or garble a line escaped as Python writes
+    it: newlines and other controls (`\\n`, `\\x1b`), and bytes of a file name that are not
+    UTF-8 (`\\xe9`; Python holds them as lone surrogates, which printing would refuse)."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xdc00:02x}")
+        else:
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    return "".join(out)
+
+
+def shown(path: str) -> str:
+    """A path on one line: as it is, or quoted with its odd characters escaped ('a\\nb.txt')."""
+    if path.isprintable():
+        return path
+    return "'" + escaped(path).replace("'", "\\'") + "'"
 
 
 def _text(value: str, name: str) -> str:
@@ -271,7 +295,7 @@ def _print_stream(stream: Any) -> None:
     if answer.citations:
         print()
         for c in answer.citations:
-            print(f"[{c.n}] {c.label()}")
+            print(f"[{c.n}] {escaped(c.label())}")
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -312,7 +336,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         return EXIT_OK
     for rank, hit in enumerate(hits, start=1):
         c = hit.chunk
-        where = c.source + (f" p.{c.page}" if c.page is not None else "")
+        where = shown(c.source) + (f" p.{c.page}" if c.page is not None else "")
         if c.start is not None:
             where += f" {c.start:.1f}-{c.end:.1f}s"
         parts = " ".join(f"{k}#{v}" for k, v in hit.ranks.items())
@@ -388,9 +412,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
         print(json.dumps({"source": args.source, "chunks": removed}, indent=2))
         return EXIT_OK if removed else EXIT_CHECK
     if not removed:
-        print(f"rag: {args.source}: not in the index", file=sys.stderr)
+        print(f"rag: {shown(args.source)}: not in the index", file=sys.stderr)
         return EXIT_CHECK
-    print(f"deleted {args.source} ({removed} chunks)")
+    print(f"deleted {shown(args.source)} ({removed} chunks)")
     return EXIT_OK
 
 

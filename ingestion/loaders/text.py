@@ -7,8 +7,10 @@ A file that decodes to mostly control characters is binary and is refused, not i
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
+from typing import Iterator
 
 from ingestion.loaders.registry import register
 from ingestion.sections import HeadedSections, LoadError, Section
@@ -21,16 +23,27 @@ BOMS = (
 
 def decode_text(data: bytes) -> str:
     """Text from bytes in any common encoding; `LoadError` for binary data."""
+    encoding, skip = text_encoding(data)
+    if encoding == "utf-8":
+        return _checked(data.decode("utf-8"))
+    return _checked(data[skip:].decode(encoding, errors="replace"))
+
+
+def text_encoding(data: bytes, partial: bool = False) -> tuple[str, int]:
+    """The encoding of text that starts with `data`, and the length of its BOM. `partial`:
+    `data` is only the head of a file, so it may end inside a UTF-8 character."""
     for bom, encoding in BOMS:
         if data.startswith(bom):
-            return _checked(data[len(bom):].decode(encoding, errors="replace"))
+            return encoding, len(bom)
     utf16 = _bomless_utf16(data)  # before UTF-8: ASCII-range UTF-16 is also valid UTF-8
     if utf16:
-        return _checked(data.decode(utf16, errors="replace"))
+        return utf16, 0
     try:
-        return _checked(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        pass
+        data.decode("utf-8")
+        return "utf-8", 0
+    except UnicodeDecodeError as exc:
+        if partial and exc.start >= len(data) - 3 and exc.reason == "unexpected end of data":
+            return "utf-8", 0
     from charset_normalizer import from_bytes
 
     best = from_bytes(data).best()
@@ -40,10 +53,11 @@ def decode_text(data: bytes) -> str:
         # Short Western European text is often mistaken for a neighbouring code page
         # ("niño" read as cp1250 gives "nińo"); cp1252 is by far the likelier one.
         try:
-            return _checked(data.decode("cp1252"))
+            data.decode("cp1252")
+            return "cp1252", 0
         except UnicodeDecodeError:
             pass
-    return _checked(str(best))
+    return best.encoding, 0
 
 
 WESTERN_LOOKALIKES = {"cp1250", "cp1252", "cp1254", "cp1257", "latin_1", "iso8859_2", "iso8859_3",
@@ -86,7 +100,51 @@ def read_text_file(path: Path) -> str:
     return text
 
 
-@register(".txt", ".text", ".rst", ".log", ".tex", ".json", ".jsonl", ".xml", ".yaml", ".yml")
+STREAM_BLOCK_BYTES = 1 << 20  # what one streamed section holds, about
+
+
+def iter_text_sections(path: Path, block_bytes: int = STREAM_BLOCK_BYTES) -> Iterator[Section]:
+    """A plain-text file of any size as sections of about `block_bytes`, cut after a paragraph
+    (or at least a line) end, read and decoded block by block: memory holds a block or two,
+    whatever the file's size. The encoding is told from the first block, as `decode_text`
+    tells it from the whole file."""
+    with open(path, "rb") as handle:
+        block = handle.read(block_bytes)
+        if not block:
+            raise LoadError("empty file")
+        encoding, skip = text_encoding(block, partial=True)
+        decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        text = _checked(decoder.decode(block[skip:]))
+        found = False
+        while True:
+            block = handle.read(block_bytes)
+            text += decoder.decode(block, final=not block)
+            if block and len(text) < block_bytes:
+                continue
+            cut = len(text) if not block else _cut(text)
+            piece, text = text[:cut], text[cut:]
+            if piece.strip():
+                found = True
+                yield Section(piece)
+            if not block:
+                break
+    if not found:
+        raise LoadError("no text (file is blank)")
+
+
+def _cut(text: str) -> int:
+    """Where to end a streamed section: after the last paragraph break in its second half,
+    else after the last line end, else the whole text (one endless line)."""
+    half = len(text) // 2
+    for mark in ("\n\n", "\n"):
+        at = text.rfind(mark, half)
+        if at >= 0:
+            return at + len(mark)
+    return len(text)
+
+
+@register(".txt", ".text", ".rst", ".log", ".tex", ".json", ".jsonl", ".xml", ".yaml", ".yml",
+          stream=iter_text_sections)
 def load_text(path: Path) -> list[Section]:
     return [Section(read_text_file(path))]
 

@@ -28,6 +28,7 @@ def test_defaults_are_offline_and_local(tmp_path):
     assert s.ui_host == "127.0.0.1"
     assert s.is_milvus_lite and s.milvus_target == str(Path("rag_index") / "milvus.db")
     assert s.llm_backend == "llama-cpp" and s.embedding_model == "packaged"
+    assert s.file_timeout_s == 300 and s.recording_timeout_factor == 3  # a stuck file ends
 
 
 def test_env_selects_index_dir_whose_toml_applies(tmp_path):
@@ -45,6 +46,8 @@ def test_env_selects_index_dir_whose_toml_applies(tmp_path):
         ({"retrieval_mode": "magic"}, "retrieval_mode"),
         ({"ocr": "sometimes"}, r"ocr = 'sometimes' is not one of \['always', 'auto', 'never'\]"),
         ({"no_such_knob": 1}, "unknown setting 'no_such_knob'"),
+        ({"file_timeout_s": "-1"}, r"file_timeout_s = -1.0 must be 0 or more"),
+        ({"recording_timeout_factor": -2}, "recording_timeout_factor"),
     ],
 )
 def test_bad_values_name_the_setting(tmp_path, kwargs, message):
