@@ -64,7 +64,10 @@ class RAG:
         `retrievers.protocols.DenseStore`), `index` (a `ChunkIndex`), `retriever` (a
         `HybridRetriever`), `reranker` (None for none), `transcriber` (speech to text), `ocr`
         (an `ingestion.ocr.Ocr`: scanned pages and images), `llm` (a `rag.llm` backend or any
-        llama-index `LLM`)."""
+        llama-index `LLM`). `ocr` given as text ("auto", "always", "never") is the setting of
+        that name, as `--set ocr=never` passes it, not a part."""
+        if isinstance(ocr, str):
+            settings["ocr"], ocr = ocr, None
         return cls(load_settings(index_dir, **settings), llm=llm, embedder=embedder,
                    dense_store=dense_store, index=index, retriever=retriever, reranker=reranker,
                    transcriber=transcriber, ocr=ocr)

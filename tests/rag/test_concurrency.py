@@ -32,7 +32,8 @@ def test_four_threads_query_correctly_while_an_ingest_commits(tmp_path, embedder
     seed.mkdir()
     for name in ("tea_brewing_guide.md", "harbor_lamp_manual.txt", "inaugural_address_notes.md"):
         shutil.copy(SAMPLE / name, seed / name)
-    rag = RAG.open(tmp_path / "index", embedder=embedder)
+    # No OCR: scanned pages cost seconds each and test nothing about locking here.
+    rag = RAG.open(tmp_path / "index", embedder=embedder, ocr="never")
     assert all(r.status == "added" for r in rag.ingest([seed]))
     # The ingest only adds sources, so no query may ever return fewer hits than it does now
     # (a list that comes back short lost a chunk between finding it and reading its text).

@@ -72,3 +72,12 @@ def test_rag_config_cli_shows_origin(tmp_path, monkeypatch, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["settings"]["top_k"] == 7 and out["sources"]["top_k"] == "env"
     assert out["derived"]["embedding_dtype_effective"] in {"bfloat16", "float32"}
+
+
+def test_ocr_as_text_is_the_setting_not_the_part(tmp_path):
+    """`--set ocr=never` reaches `RAG.open(ocr="never")`; the name is also the OCR part's."""
+    from rag.api import RAG
+
+    rag = RAG.open(tmp_path / "index", ocr="never")
+    assert rag.settings.ocr == "never"
+    assert rag.ocr.mode.name.lower() == "never"
