@@ -374,7 +374,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         raise ConfigError("--repair needs --check")
     rag = open_index(args)
     repaired = None
-    if args.repair:
+    if args.repair:  # its last check is the state now: no third full scan below
         before, report = rag.repair()
         repaired = {"before": _report_json(before), "after": _report_json(report)}
     stats = rag.stats()
@@ -382,7 +382,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if repaired:
         stats["repair"] = repaired
     if args.check:
-        report = rag.index.check()
+        if not args.repair:
+            report = rag.index.check()
         stats["check"] = {
             "ok": report.ok, "catalog_live": report.catalog_live, "bm25": report.bm25,
             "dense": report.dense, "missing_in_dense": report.missing_in_dense[:20],

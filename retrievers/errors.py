@@ -49,9 +49,14 @@ def is_disk_full(exc: BaseException | None) -> bool:
     return False
 
 
+def one_line(exc: BaseException, limit: int) -> str:
+    """An error's text on one line, at most `limit` characters (pymilvus keeps it in `message`)."""
+    return " ".join(str(getattr(exc, "message", "") or exc).split())[:limit]
+
+
 def disk_full(path: object, exc: BaseException) -> DiskFullError:
     """The one-line error for a write that ran out of disk space."""
-    reason = " ".join(str(getattr(exc, "message", "") or exc).split())[:160]
+    reason = one_line(exc, 160)
     return DiskFullError(
         f"{path}: the disk is full ({reason}); free some space and run the command again: what "
         "was indexed before this run is intact, and an ingest resumes where it stopped")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from retrievers.errors import DenseStoreDamagedError, IndexLockedError, StoreConfigError
+from retrievers.errors import DenseStoreDamagedError, IndexLockedError, StoreConfigError, one_line
 from retrievers.records import Chunk
 from retrievers.text import STOP_WORDS
 
@@ -49,7 +49,7 @@ LITE_GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": False,
 def damaged_lite_data(uri: str, exc: BaseException) -> DenseStoreDamagedError:
     """The one-line error for Milvus Lite files that cannot be read (a truncated segment or
     index file, a schema that is not JSON): the vectors can be rebuilt from the catalog."""
-    reason = " ".join(str(getattr(exc, "message", "") or exc).split())[:240]
+    reason = one_line(exc, 240)
     return DenseStoreDamagedError(
         f"{uri}: the Milvus Lite data is damaged ({reason}); rebuild the vectors from the "
         f"catalog: `rag stats --check --repair --index {Path(uri).parent}`")
