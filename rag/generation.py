@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from rag.injection import neutralize
+from rag.sentences import split_sentences
 from retrievers.records import Hit
 
 NOT_FOUND = "I could not find the answer in the indexed documents."
@@ -212,24 +213,6 @@ class CitationResolver:
         return _attribute(sentence, self.contexts)
 
 
-SENTENCE_SPLIT = re.compile(
-    r"((?<=[.!?])\s+(?=[A-Z0-9\"'(])|\s*\n\s*(?=(?:\d{1,2}[.)]|[-*\u2022])\s))")
-LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022])$")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences and list items, alternating with the separators between them (kept as is).
-
-    A bare list marker ("1.") is not a sentence: it is joined to the item after it.
-    """
-    parts = SENTENCE_SPLIT.split(text)
-    merged = [parts[0]]
-    for i in range(1, len(parts), 2):
-        if LIST_MARKER.match(merged[-1]):
-            merged[-1] += parts[i] + parts[i + 1]
-        else:
-            merged += [parts[i], parts[i + 1]]
-    return merged
 OPEN_CITATION = re.compile(r"\s*\[[\d\s,]*$")
 
 

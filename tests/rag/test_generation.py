@@ -59,6 +59,7 @@ STREAMED = [
     "Steep it 2 minutes [1][7], black 4 [2, 9].",
     "  Green tea [3] steeps for 2.5 minutes.\n\nBlack tea steeps 4 minutes!",
     "The teas are:\n\n1. Green tea steeps 2 minutes.\n2. Black tea steeps 4 minutes\n3. Oolong",
+    "Dr. J. R. Smith steeps green tea 2.5 minutes, e.g. at 80 degrees. Black tea steeps 4 minutes.",
     NOT_FOUND,
 ]
 
