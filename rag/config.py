@@ -108,8 +108,12 @@ class Settings:
     bm25_k1: float = 1.5
     bm25_b: float = 0.75
     bm25_epsilon: float = 0.25
+    # A cross-encoder over the fused top rerank_top_n: "" (off), "packaged" (ms-marco-MiniLM-L-12-v2
+    # INT8 ONNX), an ONNX folder or a CrossEncoder folder. rerank_blend 1.0 orders by its score
+    # alone; below 1, by blend * z(cross-encoder) + (1 - blend) * z(fused).
     rerank_model: str = ""
     rerank_top_n: int = 20
+    rerank_blend: float = 1.0
 
     # Declining (rag/grounding.py): skip the LLM when the best dense cosine is below
     # decline_min_dense, or when under decline_min_coverage of the question's terms are in the
@@ -165,6 +169,7 @@ CHOICES = {
 
 # Settings that must not be negative (a typo like -1 would otherwise mean "no limit").
 NON_NEGATIVE = {"file_timeout_s", "recording_timeout_factor", "max_file_mb", "stream_file_mb"}
+FRACTIONS = {"rerank_blend"}
 
 
 def load_settings(
@@ -234,6 +239,8 @@ def _apply(settings: Settings, values: Mapping[str, Any], origin: str) -> None:
             )
         if name in NON_NEGATIVE and value < 0:
             raise ConfigError(f"{origin}: {name} = {value!r} must be 0 or more")
+        if name in FRACTIONS and not 0 <= value <= 1:
+            raise ConfigError(f"{origin}: {name} = {value!r} must be between 0 and 1")
         setattr(settings, name, value)
         settings.sources[name] = origin
 

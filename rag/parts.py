@@ -55,10 +55,13 @@ def default_reranker(settings: Settings):
     if settings.rerank_model == "packaged":
         from rag.models.reranker import packaged_reranker_dir
 
-        return OnnxCrossEncoderReranker(packaged_reranker_dir(), threads=settings.llm_threads)
+        return OnnxCrossEncoderReranker(packaged_reranker_dir(), threads=settings.llm_threads,
+                                        blend=settings.rerank_blend)
     if (Path(settings.rerank_model).expanduser() / "model.onnx").is_file():
-        return OnnxCrossEncoderReranker(settings.rerank_model, threads=settings.llm_threads)
-    return CrossEncoderReranker(settings.rerank_model, settings.embedding_device)
+        return OnnxCrossEncoderReranker(settings.rerank_model, threads=settings.llm_threads,
+                                        blend=settings.rerank_blend)
+    return CrossEncoderReranker(settings.rerank_model, settings.embedding_device,
+                                blend=settings.rerank_blend)
 
 
 def default_retriever(settings: Settings, index: Any, embed_query: Callable[[str], np.ndarray],

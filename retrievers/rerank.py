@@ -20,13 +20,14 @@ class CrossEncoderReranker:
     """Scores (query, chunk text) pairs with a CrossEncoder and sorts the hits by that score."""
 
     def __init__(self, model_path: str | Path, device: str = "cpu", batch_size: int = 16,
-                 model: Any = None):
+                 model: Any = None, blend: float = 1.0):
         path = Path(model_path).expanduser()
         if model is None and not path.is_dir():
             raise StoreConfigError(f"rerank_model {model_path}: no such local CrossEncoder folder")
         self.path = path
         self.device = device
         self.batch_size = batch_size
+        self.blend = blend
         self._model = model
 
     @property
@@ -43,16 +44,30 @@ class CrossEncoderReranker:
         return [float(s) for s in raw]
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        return reorder(hits, self.scores(query, [h.chunk.text for h in hits]))
+        return reorder(hits, self.scores(query, [h.chunk.text for h in hits]), self.blend)
 
 
-def reorder(hits: list[Hit], scores: list[float]) -> list[Hit]:
-    """Hits sorted by the cross-encoder's scores, keeping the fused score and ranks beside it."""
+def reorder(hits: list[Hit], scores: list[float], blend: float = 1.0) -> list[Hit]:
+    """Hits sorted by the cross-encoder's scores (`blend` 1.0), or by `blend` * z(cross-encoder)
+    + (1 - blend) * z(fused score): the fused order keeps a say where the cross-encoder, trained
+    on web search questions, misjudges a corpus. The fused score and ranks stay beside it."""
+    order = _blended(scores, [h.score for h in hits], blend) if blend < 1.0 else list(scores)
     reranked = []
-    for rank, (score, hit) in enumerate(sorted(zip(scores, hits), key=lambda p: -p[0]), start=1):
-        reranked.append(replace(hit, score=score, ranks={**hit.ranks, "rerank": rank},
+    ranked = sorted(zip(order, scores, hits), key=lambda p: -p[0])
+    for rank, (key, score, hit) in enumerate(ranked, start=1):
+        reranked.append(replace(hit, score=key, ranks={**hit.ranks, "rerank": rank},
                                 scores={**hit.scores, "fused": hit.score, "rerank": score}))
     return reranked
+
+
+def _zscores(values: list[float]) -> list[float]:
+    mean = sum(values) / len(values)
+    spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5 or 1.0
+    return [(v - mean) / spread for v in values]
+
+
+def _blended(rerank: list[float], fused: list[float], blend: float) -> list[float]:
+    return [blend * r + (1 - blend) * f for r, f in zip(_zscores(rerank), _zscores(fused))]
 
 
 class OnnxCrossEncoderReranker:
@@ -62,7 +77,7 @@ class OnnxCrossEncoderReranker:
     (the passage side is cut first)."""
 
     def __init__(self, model_dir: str | Path, batch_size: int = 16, max_length: int = 512,
-                 threads: int = 0):
+                 threads: int = 0, blend: float = 1.0):
         path = Path(model_dir).expanduser()
         if not (path / "model.onnx").is_file() or not (path / "tokenizer.json").is_file():
             raise StoreConfigError(f"rerank_model {model_dir}: no model.onnx and tokenizer.json there")
@@ -70,6 +85,7 @@ class OnnxCrossEncoderReranker:
         self.batch_size = batch_size
         self.max_length = max_length
         self.threads = threads
+        self.blend = blend
         self._session: Any = None
         self._tokenizer: Any = None
 
@@ -104,4 +120,4 @@ class OnnxCrossEncoderReranker:
         return out
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        return reorder(hits, self.scores(query, [h.chunk.text for h in hits]))
+        return reorder(hits, self.scores(query, [h.chunk.text for h in hits]), self.blend)

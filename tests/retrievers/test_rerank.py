@@ -116,3 +116,26 @@ def test_a_missing_packaged_reranker_is_one_clear_line(tmp_path):
         packaged_reranker_dir(package="no_such_package_here")
     with pytest.raises(StoreConfigError, match="no model.onnx and tokenizer.json"):
         OnnxCrossEncoderReranker(tmp_path)
+
+
+def test_blend_lets_the_fused_order_keep_a_say():
+    from retrievers.rerank import reorder
+    from retrievers.records import Chunk, Hit
+
+    hits = [Hit(Chunk(f"c{i}", f"text {i}", "/s", "s", "h", i), score) for i, score in
+            enumerate([3.0, 2.0, 1.0])]
+    cross = [0.0, 0.1, 5.0]  # the cross-encoder prefers the fused last
+    assert [h.chunk.chunk_id for h in reorder(hits, cross)] == ["c2", "c1", "c0"]
+    assert [h.chunk.chunk_id for h in reorder(hits, cross, blend=0.0)] == ["c0", "c1", "c2"]
+    blended = reorder(hits, cross, blend=0.75)
+    assert blended[0].chunk.chunk_id == "c2" and blended[0].scores["rerank"] == 5.0
+    assert blended[0].scores["fused"] == 1.0
+
+
+def test_rerank_blend_must_be_a_fraction(tmp_path):
+    from rag.config import load_settings
+    from rag.errors import ConfigError
+
+    assert load_settings(tmp_path, rerank_blend=0.25).rerank_blend == 0.25
+    with pytest.raises(ConfigError, match="rerank_blend = 1.5 must be between 0 and 1"):
+        load_settings(tmp_path, rerank_blend=1.5)
