@@ -133,7 +133,9 @@ def run_embedder(job: dict[str, Any], settings: Any, dataset: Any) -> dict[str, 
     from retrievers.milvus_store import MilvusDenseStore
 
     work = Path(job["work_dir"])
+    started = time.perf_counter()  # assembling, unpacking or distilling model files, if needed
     embedder = load_embedder(job["candidate"], settings.embedding_device)
+    prepare_s = time.perf_counter() - started
     catalog = Catalog(work / CATALOG_FILE)
     try:
         ids = sorted(catalog.ids_in_state(LIVE))
@@ -170,7 +172,8 @@ def run_embedder(job: dict[str, Any], settings: Any, dataset: Any) -> dict[str, 
         index.close()
     return {"model": embedder.name, "dimension": dimension,
             "dtype": getattr(embedder, "dtype", None), "fingerprint": embedder.fingerprint,
-            "path": getattr(embedder, "path", None), "chunks": len(ids), "load_s": load_s,
+            "path": getattr(embedder, "path", None), "chunks": len(ids),
+            "prepare_s": prepare_s, "load_s": load_s,
             "embed_s": embed_s, "chunks_per_s": len(ids) / embed_s if embed_s else None,
             "query_ms_p50": percentile(query_ms, 50), "query_ms_p95": percentile(query_ms, 95),
             "dense": results["dense"], "hybrid": results["hybrid"],
@@ -205,6 +208,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     from rag.errors import USER_ERRORS
     from rag.process import apply_defaults
+    from retrievers.errors import one_line
 
     apply_defaults()
     logging.basicConfig(level=logging.ERROR)
@@ -214,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         row = run_job(job)
     except USER_ERRORS as exc:
         row = {"candidate": job["candidate"], "failed": str(exc)}
+    except Exception as exc:  # a model that cannot load or run fails its row, not the comparison
+        logging.getLogger(__name__).debug("candidate failed", exc_info=True)
+        row = {"candidate": job["candidate"], "failed": f"{type(exc).__name__}: {one_line(exc, 300)}"}
     Path(job["out"]).write_text(json.dumps(row, indent=1))
     return 0
 

@@ -19,6 +19,8 @@ import numpy as np
 
 from rag.models.cache import sha256_of
 
+WINDOW = 2048
+
 
 class GGUFEmbedder:
     """`model_path` is a .gguf embedding model; texts are truncated to `max_tokens`."""
@@ -44,8 +46,10 @@ class GGUFEmbedder:
     def model(self):
         from llama_cpp import Llama
 
-        # Non-causal embedding models need a whole sequence in one micro-batch (n_ubatch).
-        window = self.max_tokens * self.batch_size
+        # Non-causal embedding models need a whole sequence in one micro-batch (n_ubatch);
+        # llama-cpp-python packs texts into batches of n_batch tokens. 2048 keeps the attention
+        # buffers small (n_ubatch squared) while holding several chunks per batch.
+        window = max(self.max_tokens, WINDOW)
         return Llama(model_path=self.path, embedding=True, n_ctx=window, n_batch=window,
                      n_ubatch=window, n_threads=self.threads, verbose=False)
 

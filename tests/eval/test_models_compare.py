@@ -45,17 +45,18 @@ def compared(tmp_path_factory):
     dataset.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
     out, png, table = root / "compare.json", root / "compare.png", root / "table.txt"
     code = main(["models", "compare", str(dataset), "--corpus", str(corpus), "--model",
-                 "minilm-fp32", "--model", "bm25", "--model", "no-such/model-folder-xyz",
+                 "minilm-fp32", "--model", "bm25", "--model", str(root / "missing.gguf"),
                  "--json", str(out), "--plot", str(png), "--table", str(table),
                  "--budget-ms", "1000", "--budget-ms", "0.001"])
-    return code, json.loads(out.read_text()), png, table.read_text()
+    return code, json.loads(out.read_text()), png, table.read_text(), root
 
 
 def test_compare_reports_sane_figures_for_each_candidate(compared):
-    code, result, png, table = compared
+    code, result, png, table, root = compared
     assert code == 0
     rows = {r["candidate"]: r for r in result["candidates"]}
-    assert set(rows) == {"minilm-fp32", "bm25", "no-such/model-folder-xyz"}
+    missing = str(root / "missing.gguf")
+    assert set(rows) == {"minilm-fp32", "bm25", missing}
     minilm, bm25 = rows["minilm-fp32"], rows["bm25"]
     # Both rows scored all three questions; every ranking metric is a share.
     for row, modes in ((minilm, ("dense", "hybrid")), (bm25, ("hybrid",))):
@@ -72,8 +73,9 @@ def test_compare_reports_sane_figures_for_each_candidate(compared):
     assert minilm["peak_rss_mb"] > bm25["peak_rss_mb"] > 0  # torch + model weigh more
     assert minilm["vs_reference"]["hybrid_recall@10"] == 0.0
     assert minilm["vs_reference"]["embed_speedup"] == pytest.approx(1.0)
-    # A model that cannot load fails alone, with a reason.
-    assert "no-such/model-folder-xyz" in rows and rows["no-such/model-folder-xyz"].get("failed")
+    # A model that cannot load fails alone, with a reason naming it.
+    assert "missing.gguf: GGUF embedding model file does not exist" in rows[missing]["failed"]
+    assert f"failed {missing}" in table
     # A generous budget picks an embedding model or BM25; an impossible one leaves only BM25.
     generous, tight = result["recommendations"]
     assert generous["candidate"] in ("minilm-fp32", "bm25") and generous["why"]
@@ -150,3 +152,30 @@ def test_a_missing_optional_model_names_the_install_step(tmp_path, monkeypatch):
     monkeypatch.setenv("RAG_MODEL_WHEELS", str(tmp_path / "none"))
     with pytest.raises(CandidateUnavailable, match="make models"):
         load_embedder("bge-small-int8")
+
+
+PASSAGES = ["The Harbor L-200 carries a 3-year warranty that covers the LED module and housing.",
+            "Heat the water to 80 °C and steep green tea for 2 minutes.",
+            "Startups grow fast because founders talk to users every week."]
+
+
+@pytest.mark.slow  # loads each model (mpnet and nomic are assembled from ~1.4 GB of wheels once)
+@pytest.mark.parametrize("name,dimension", [
+    ("minilm-fp32", 384), ("minilm-bf16", 384), ("minilm-int8", 384), ("minilm-static", 256),
+    ("bge-small-int8", 384), ("e5-small-int8", 384), ("mpnet", 768), ("nomic-gguf", 768)])
+def test_each_candidate_embeds_and_finds_the_right_passage(name, dimension):
+    import numpy as np
+
+    from rag.models.candidates import CandidateUnavailable, load_embedder
+
+    try:
+        embedder = load_embedder(name)
+    except CandidateUnavailable as exc:
+        pytest.skip(str(exc))
+    vectors = embedder.encode(PASSAGES)
+    query = embedder.encode_query("How long is the lamp's warranty?")
+    assert vectors.shape == (3, dimension) and embedder.dimension == dimension
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    assert int(np.argmax(vectors @ query)) == 0
+    assert 0 < embedder.count_tokens(PASSAGES[0]) < 64
+    assert embedder.fingerprint
