@@ -48,8 +48,10 @@ class QuantizedEmbedder(Embedder):
 def distilled_folder(source: str, pca_dims: int = 256) -> Path:
     """The model2vec static model distilled from the local model folder `source` (done once
     per machine and model, ~15 s; cached under the model cache keyed by the source's fingerprint)."""
-    fingerprint = embedding_fingerprint(source).split(":")[-1][:16]
-    folder = cache_dir() / f"model2vec-{fingerprint}-pca{pca_dims}"
+    # The same folder name as the reindex branch's rag/models/static.py, so one distillation
+    # serves both.
+    fingerprint = embedding_fingerprint(source).split(":")[-1][:12]
+    folder = cache_dir() / f"model2vec-{fingerprint}-{pca_dims}d"
     if (folder / "model.safetensors").is_file():
         return folder
     try:
