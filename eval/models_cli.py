@@ -95,8 +95,13 @@ def _compare(args: argparse.Namespace) -> int:
     candidates = list(dict.fromkeys(args.models or DEFAULT_CANDIDATES))
     settings = load_settings(args.index, **_settings_overrides(args))
     quiet = args.json == "-"
+    done: list[dict[str, Any]] = []
 
     def progress(row: dict[str, Any]) -> None:
+        done.append(row)
+        if args.json and not quiet:  # an interrupted run still leaves the rows it finished
+            Path(args.json).write_text(json.dumps({"partial": True, "candidates": done},
+                                                  indent=1) + "\n")
         if quiet:
             return
         if row.get("skipped") or row.get("failed"):
