@@ -175,7 +175,7 @@ def test_each_candidate_embeds_and_finds_the_right_passage(name, dimension):
     vectors = embedder.encode(PASSAGES)
     query = embedder.encode_query("How long is the lamp's warranty?")
     assert vectors.shape == (3, dimension) and embedder.dimension == dimension
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=5e-3)  # bf16 rounding
     assert int(np.argmax(vectors @ query)) == 0
     assert 0 < embedder.count_tokens(PASSAGES[0]) < 64
     assert embedder.fingerprint
