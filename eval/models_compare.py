@@ -124,7 +124,7 @@ def compare(dataset_path: Path, corpus_path: Path, candidates: list[str], settin
     from eval.datasets import load_dataset
 
     dataset = load_dataset(dataset_path, split=split)  # a bad dataset fails before any work
-    started = time.perf_counter()
+    started, machine = time.perf_counter(), _machine()
     with tempfile.TemporaryDirectory(prefix="rag-models-", dir=work_dir) as tmp:
         work = Path(tmp)
         corpus = chunk_corpus(corpus_path, work / "base", settings)
@@ -142,9 +142,10 @@ def compare(dataset_path: Path, corpus_path: Path, candidates: list[str], settin
                    "failed": corpus.failed, "chunk_seconds": corpus.seconds,
                    "chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap,
                    "chunked_with": "tokenizer of " + str(settings.embedding_model)},
-        "machine": _machine(),
+        "machine": machine,
         "reference": REFERENCE,
         "candidates": rows,
+        "loadavg_at_end": list(os.getloadavg()),
         "wall_s": time.perf_counter() - started,
     }
 
@@ -159,6 +160,8 @@ def _worker_settings(settings: Any) -> dict[str, Any]:
 def _machine() -> dict[str, Any]:
     import platform
 
+    # The load average says how much else ran: speed figures from a shared machine are only
+    # comparable within one run.
     return {"cpus": os.cpu_count(), "machine": platform.machine(),
-            "python": platform.python_version(),
+            "python": platform.python_version(), "loadavg_at_start": list(os.getloadavg()),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

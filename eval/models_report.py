@@ -117,7 +117,10 @@ def format_report(result: dict[str, Any]) -> str:
     for rec in result.get("recommendations", []):
         lines.append(f"recommended within {rec['budget_ms']:g} ms: "
                      f"{rec['candidate'] or 'none'} ({rec['why']})")
-    lines.append(f"took {result['wall_s']:.0f} s")
+    load = result["machine"].get("loadavg_at_start")
+    lines.append(f"took {result['wall_s']:.0f} s on {result['machine']['cpus']} CPUs"
+                 + (f", load average {load[0]:.1f} at the start and "
+                    f"{result['loadavg_at_end'][0]:.1f} at the end" if load else ""))
     return "\n".join(lines)
 
 
