@@ -5,7 +5,8 @@ Writes, per dataset, `<name>.json`, `<name>.png` and `<name>.txt` (the printed t
 --out, and prints the tables. The candidates' files come from `make models`; a missing one is
 skipped with the line that says how to add it.
 
-Run (heavy: every candidate embeds ~3,300 Paul Graham chunks; about 25 minutes on 2 cores):
+Run (heavy: every candidate embeds ~3,300 Paul Graham chunks; an estimated 15-45 minutes on 2
+idle cores; Solana took 19 minutes under a load average of 20):
     make models
     flock /tmp/rag-heavy.lock nice -n 19 .venv/bin/python benchmarks/models_compare.py \
         --out ../evalstate/models_compare [--dataset paul_graham] [--model ID ...]
