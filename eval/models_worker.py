@@ -64,7 +64,15 @@ def folder_bytes(path: Path) -> int:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size (Linux reports KiB)."""
+    """This process's peak resident set size in MiB: `VmHWM`, the high-water mark of its own
+    address space. Not `getrusage`'s ru_maxrss: Linux carries that over fork and exec, so a
+    worker started by a large parent (a test run holding a model) would report the parent's."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
