@@ -59,7 +59,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
         if profile is None or not len(profile.sample):
             raise ConfigError(f"{rag.index_dir / PROFILE_FILE}: no drift profile; it is kept by "
                               "`rag ingest` (drift_profile_size > 0, the default): ingest again")
-        fingerprint = rag.embedder.fingerprint
+        from rag.models.embedding import embedding_fingerprint, resolve_embedding_model
+
+        fingerprint = embedding_fingerprint(resolve_embedding_model(rag.settings.embedding_model))
         if profile.fingerprint != fingerprint:
             raise ConfigError(f"{rag.index_dir / PROFILE_FILE}: the profile was built with "
                               f"embedding model {profile.fingerprint}, the index now embeds "

@@ -249,8 +249,30 @@ class RAG:
         """The fused top-k `Hit`s for a query (no LLM). `filters`: a `retrievers.filters.Filters`
         or a dict like `{"source": "docs/", "file_type": "pdf", "since": "2026-11-01",
         "page": "3-7"}`, applied inside both retrievers before their top-k cut."""
-        return self.retriever.retrieve(query, top_k or self.settings.top_k,
+        if self._retriever is None:
+            self.retriever  # built (index opened) before the operation's clock starts
+        operation = self.telemetry.operation("retrieve")
+        try:
+            with operation.active():
+                return self._retrieve(query, top_k, mode, filters)
+        finally:
+            operation.finish()
+
+    def _retrieve(self, query: str, top_k: int | None, mode: str | None, filters: Any) -> list:
+        """Retrieval under the current operation; logs the query when query logging is on."""
+        started = time.perf_counter()
+        self._query_vector.value = None
+        hits = self.retriever.retrieve(query, top_k or self.settings.top_k,
                                        mode or self.settings.retrieval_mode, filters=filters)
+        if self.settings.query_log:
+            vector = getattr(self._query_vector, "value", None)
+            if vector is None:  # a keyword-only retrieval embeds nothing; drift needs the vector
+                vector = self.embedder.encode_query(query)
+            dense = [h.scores["dense"] for h in hits if "dense" in h.scores]
+            self.oplog.add_query(vector, max(dense) if dense else None,
+                                 (time.perf_counter() - started) * 1000,
+                                 query if self.settings.query_log_text else None)
+        return hits
 
     def ask(self, question: str, top_k: int | None = None, filters: Any = None) -> Answer:
         """Retrieve, then write an answer whose `[n]` marks all name entries of `citations`.

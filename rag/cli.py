@@ -478,8 +478,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
         text = json.dumps(change.to_json()) if args.json else escaped(change.line())
         print(text, flush=True)
 
+    def ready() -> None:
+        if not args.json:
+            print(f"watching {', '.join(shown(str(p)) for p in watcher.paths)} "
+                  "(Ctrl-C to stop)", flush=True)
+
     watcher = Watcher(rag, args.paths, on_change=report, quiet_ms=args.quiet_ms,
-                      initial_sync=not args.no_initial_sync)
+                      initial_sync=not args.no_initial_sync, on_ready=ready)
 
     def stop(signum: int, frame: Any) -> None:
         print(f"rag watch: stopping ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
@@ -488,9 +493,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        if not args.json:
-            print(f"watching {', '.join(shown(str(p)) for p in watcher.paths)} "
-                  "(Ctrl-C to stop)", flush=True)
         watcher.run()
     finally:
         for sig, handler in previous.items():

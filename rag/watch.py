@@ -62,7 +62,8 @@ class Watcher:
     def __init__(self, rag: Any, paths: Iterable[str | Path], *,
                  on_change: Callable[[Change], None] | None = None, quiet_ms: int = 400,
                  max_wait_ms: int = 3000, initial_sync: bool = True,
-                 lock: ContextManager[Any] | None = None):
+                 lock: ContextManager[Any] | None = None,
+                 on_ready: Callable[[], None] | None = None):
         self.rag = rag
         self.paths = [Path(p).resolve() for p in paths]
         missing = [str(p) for p in self.paths if not p.is_dir() and not p.is_file()]
@@ -73,6 +74,7 @@ class Watcher:
         self.max_wait_ms = max_wait_ms
         self.initial_sync = initial_sync
         self.lock = lock if lock is not None else nullcontext()
+        self.on_ready = on_ready  # called once watching (the CLI prints "watching ...")
         self.batches = 0  # change batches handled (a burst of saves is one)
         self._stop = threading.Event()
         self.ready = threading.Event()  # set once watching (after the initial sync)
@@ -88,15 +90,23 @@ class Watcher:
     def run(self) -> None:
         from watchfiles import watch
 
-        if self.initial_sync:
+        from ingestion.chunking import Chunker
+
+        self.rag.index  # opened now, and the splitter's library (llama-index) imported: the
+        Chunker(len).splitter  # first change would otherwise wait 2-5 s for them
+        if self.initial_sync and not self.stopped:
             with self.lock:
                 self._report(self.rag.ingest(self.paths, prune=True))
+        if self.stopped:
+            return
         # watchfiles yields a set once no change came for `step` ms (at most `debounce` ms
         # after the first): an editor's burst of writes arrives as one set.
         changes = watch(*self.paths, debounce=self.max_wait_ms, step=self.quiet_ms,
                         stop_event=self._stop, yield_on_timeout=True, rust_timeout=500,
                         raise_interrupt=False)  # watchfiles' default filter skips .git, swap files
         self.ready.set()
+        if self.on_ready is not None:
+            self.on_ready()
         for batch in changes:
             if self._stop.is_set():
                 break
