@@ -4,10 +4,11 @@ Documents: a domain classifier, as Evidently's embedding drift ("model" method) 
 Phoenix do. A logistic regression (scikit-learn) learns to tell new chunk embeddings from the
 reference sample of the index's profile (rag/drift_profile.py); its cross-validated ROC AUC is
 the statistic: 0.5 when it cannot tell them apart, 1.0 when they separate perfectly. The folds
-are grouped by passage (runs of `PASSAGE_CHUNKS` consecutive chunks of one source), so the
-classifier is scored on passages it never saw: with chunks split at random, neighbouring chunks
-of one essay land on both sides and any two halves of one corpus look separable. The centroid
-cosine distance is reported beside it (not gated).
+are grouped by document (or, for a side of fewer than 5 documents, by passage: runs of
+`PASSAGE_CHUNKS` consecutive chunks), so the classifier is scored on documents it never saw:
+with chunks split at random, neighbouring chunks of one essay land on both sides and any two
+halves of one corpus look separable. The centroid cosine distance is reported beside it (not
+gated).
 
 Queries: the share whose best dense match (logged at query time) falls under a similarity
 floor: questions the index has nothing close to.
@@ -70,8 +71,12 @@ def _round(value: float | None) -> float | None:
 
 
 def passage_groups(sources: Sequence[int], positions: Sequence[int],
-                   size: int = PASSAGE_CHUNKS) -> np.ndarray:
-    """One group id per chunk: its source and which run of `size` chunks it falls in."""
+                   size: int = PASSAGE_CHUNKS, folds: int = 5) -> np.ndarray:
+    """One group id per chunk: its source when the chunks come from at least `folds` sources
+    (whole documents are held out), else its source and run of `size` chunks (one long PDF
+    is held out a passage at a time)."""
+    if len(set(int(s) for s in sources)) >= folds:
+        size = 1 << 62
     pairs = list(zip((int(s) for s in sources), (int(p) // size for p in positions)))
     ids = {pair: n for n, pair in enumerate(dict.fromkeys(pairs))}
     return np.array([ids[pair] for pair in pairs], dtype=np.int64)

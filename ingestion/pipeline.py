@@ -288,7 +288,7 @@ class IngestionPipeline:
                               "once it is complete")
             with self._timed("write"):
                 self.index.publish_staged(Publication(
-                pending.source_id, str(path.resolve()), pending.content_hash,
+                    pending.source_id, str(path.resolve()), pending.content_hash,
                     path.suffix.lower().lstrip("."), staged, pending.size, pending.mtime))
             status = "updated" if pending.updated else "added"
             return FileResult(str(path), status, chunks=len(staged))

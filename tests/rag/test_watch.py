@@ -70,6 +70,11 @@ def _until(condition, what: str) -> float:
     pytest.fail(f"not within {DEADLINE_S} s: {what}")
 
 
+def _report(seconds: dict[str, float]) -> None:
+    print("seconds from the change to retrieval: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in seconds.items()))
+
+
 def _no_duplicates(rag) -> None:
     catalog = rag.index.catalog
     assert catalog.count() == sum(s["n_chunks"] for s in catalog.sources())
@@ -82,18 +87,21 @@ def _no_duplicates(rag) -> None:
 def test_create_edit_rename_delete_reach_retrieval(watched):
     folder, rag, counting, watcher, changes = watched
     note = folder / "notes.md"
+    seconds = {}
     note.write_text("# Lamps\n\nThe zanzibarite lantern burns whale oil for nine hours.\n")
-    _until(lambda: _sources(rag, "zanzibarite") == ["notes.md"], "the new file is retrievable")
+    seconds["create"] = _until(lambda: _sources(rag, "zanzibarite") == ["notes.md"],
+                               "the new file is retrievable")
     _no_duplicates(rag)
 
     note.write_text("# Lamps\n\nThe quokkalite lantern burns olive oil for seven hours.\n")
-    _until(lambda: _sources(rag, "quokkalite") == ["notes.md"]
-           and not _sources(rag, "zanzibarite"), "the edit replaced the old text")
+    seconds["edit"] = _until(lambda: _sources(rag, "quokkalite") == ["notes.md"]
+                             and not _sources(rag, "zanzibarite"), "the edit replaced the old text")
     _no_duplicates(rag)
 
     calls_before = counting.calls
     note.rename(folder / "lamps.md")
-    _until(lambda: _sources(rag, "quokkalite") == ["lamps.md"], "the renamed file is found")
+    seconds["rename"] = _until(lambda: _sources(rag, "quokkalite") == ["lamps.md"],
+                               "the renamed file is found")
     assert counting.calls == calls_before, "the rename re-embedded the file"
     assert [s["path"] for s in rag.index.catalog.sources()] == [str(folder / "lamps.md")]
     _no_duplicates(rag)
@@ -102,8 +110,9 @@ def test_create_edit_rename_delete_reach_retrieval(watched):
     assert dense and Path(dense[0].chunk.source).name == "lamps.md"
 
     (folder / "lamps.md").unlink()
-    _until(lambda: not _sources(rag, "quokkalite") and rag.index.catalog.count() == 0,
-           "the deleted file left the index")
+    seconds["delete"] = _until(lambda: not _sources(rag, "quokkalite")
+                               and rag.index.catalog.count() == 0, "the deleted file left the index")
+    _report(seconds)
     assert rag.index.check().ok
     kinds = [c.kind for c in changes]
     assert kinds == ["added", "updated", "renamed", "deleted"], [c.line() for c in changes]
