@@ -104,6 +104,8 @@ def test_drift_flags_the_solana_pdf_not_more_essays(essay_index, capsys):
     assert essays["statistic"] == "domain-classifier ROC AUC" and essays["threshold"] > 0.5
     assert essays["value"] < essays["threshold"] < solana["value"], (essays, solana)
     assert not essays["drifted"] and solana["drifted"]
+    print(f"ROC AUC: 8 more essays {essays['value']:.3f}, Solana PDF {solana['value']:.3f} "
+          f"(threshold {essays['threshold']})")
 
 
 def test_logged_off_topic_queries_drift(essay_index, capsys):
