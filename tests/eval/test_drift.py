@@ -73,14 +73,14 @@ def test_the_profile_is_a_uniform_sample_saved_without_pickle(tmp_path):
 
 @pytest.fixture(scope="module")
 def essay_index(tmp_path_factory, embedder):
-    """Eight essays indexed (the reference), eight others kept aside (new documents)."""
+    """Six essays indexed (the reference), six others kept aside (new documents)."""
     from rag.api import RAG
 
     essays = sorted(ESSAYS.glob("*"))
     tmp = tmp_path_factory.mktemp("drift")
     reference, new = tmp / "reference", tmp / "new"
     reference.mkdir(), new.mkdir()
-    for i, essay in enumerate(essays[:32:2]):
+    for i, essay in enumerate(essays[:24:2]):
         (reference if i % 2 == 0 else new).joinpath(essay.name).write_bytes(essay.read_bytes())
     index = tmp / "index"
     with RAG.open(index, embedder=embedder) as rag:
@@ -99,12 +99,12 @@ def test_drift_flags_the_solana_pdf_not_more_essays(essay_index, capsys):
     assert (index / "drift_profile.npz").is_file()
     assert _drift(index, opener, str(new)) == 0
     essays = json.loads(capsys.readouterr().out)["documents"]
-    assert _drift(index, opener, str(SOLANA), "--max-chunks", "120") == 1
+    assert _drift(index, opener, str(SOLANA), "--max-chunks", "60", "--set", "ocr=never") == 1
     solana = json.loads(capsys.readouterr().out)["documents"]
     assert essays["statistic"] == "domain-classifier ROC AUC" and essays["threshold"] > 0.5
     assert essays["value"] < essays["threshold"] < solana["value"], (essays, solana)
     assert not essays["drifted"] and solana["drifted"]
-    print(f"ROC AUC: 8 more essays {essays['value']:.3f}, Solana PDF {solana['value']:.3f} "
+    print(f"ROC AUC: 6 more essays {essays['value']:.3f}, Solana PDF {solana['value']:.3f} "
           f"(threshold {essays['threshold']})")
 
 
