@@ -1,6 +1,6 @@
 """Where the time goes: per-stage timings of ingests and questions, and whether they add up.
 
-Ingests a corpus (default: 12 Paul Graham essays, read-ahead off so the stages run one after
+Ingests a corpus (default: 8 Paul Graham essays, read-ahead off so the stages run one after
 another), asks `--questions` questions from the QA set, each timed from outside with
 `time.perf_counter`, then prints `rag stats --latency` and checks, per operation, that the
 named stages add up to the measured total within 10%.
@@ -27,8 +27,9 @@ QA = REPO.parent / "shared" / "data" / "qa" / "paul_graham"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--essays", type=int, default=12)
-    parser.add_argument("--questions", type=int, default=8)
+    parser.add_argument("--essays", type=int, default=8)
+    parser.add_argument("--questions", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=128, help="llm_max_tokens")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from rag.api import RAG
@@ -42,7 +43,7 @@ def main() -> int:
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "index"
-        rag = RAG.open(index, ingest_read_ahead=0)
+        rag = RAG.open(index, ingest_read_ahead=0, llm_max_tokens=args.max_tokens)
         rag.index, rag.llm, rag.retriever  # loaded before any clock starts
         started = time.perf_counter()
         rag.ingest(essays)
