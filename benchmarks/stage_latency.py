@@ -44,7 +44,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "index"
         rag = RAG.open(index, ingest_read_ahead=0, llm_max_tokens=args.max_tokens)
-        rag.index, rag.llm, rag.retriever  # loaded before any clock starts
+        rag.index, rag.retriever  # loaded before any clock starts
+        getattr(rag.llm, "llama", None)  # the local model loads on first use: load it now
         started = time.perf_counter()
         rag.ingest(essays)
         ingest_wall = (time.perf_counter() - started) * 1000
