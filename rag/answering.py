@@ -111,7 +111,6 @@ class AnswerStream:
         finally:
             if span is not None:
                 span.set_attribute("rag.tokens.completion", self.tokens)
-                span.set_attribute("rag.tokens.prompt", self._prompt_tokens())
                 span.end()
         tail = resolver.finish()
         self.generate_s = time.perf_counter() - gen_start
@@ -136,13 +135,6 @@ class AnswerStream:
     def _mark_first(self) -> None:
         if self.first_token_s is None:
             self.first_token_s = time.perf_counter() - self.started
-
-    def _prompt_tokens(self) -> int:
-        """Tokens of the prompt (the model's own count), for the operation's counts."""
-        try:
-            return sum(self.llm.count_tokens(m["content"]) for m in self.messages)
-        except Exception:  # a remote model without a tokenizer here
-            return 0
 
     def _finish(self, text: str, cited: list[Citation], declined: bool) -> None:
         done = time.perf_counter()

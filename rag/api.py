@@ -302,8 +302,10 @@ class RAG:
                 query = query or question
                 hits = self._retrieve(query, top_k, mode=None, filters=filters)
                 retrieved = time.perf_counter()
-                with stage(self.telemetry.tracer, "prompt"):
+                with stage(self.telemetry.tracer, "prompt") as span:
                     contexts, messages = self._prompt(question, hits)
+                    span.set_attribute("rag.tokens.prompt", sum(
+                        llm.count_tokens(m["content"]) for m in messages))
         except BaseException:
             operation.finish()
             raise
