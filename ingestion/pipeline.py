@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
+from opentelemetry import context as otel_context
 
 from ingestion.batching import isolate_failures
 from ingestion.changes import ChangeDetector, KnownFailure, Pending, Unchanged
@@ -51,6 +52,7 @@ from ingestion.timelimits import call_with_deadline
 from ingestion.writing import BatchWriter, Prepared
 from retrievers.catalog import Catalog, Publication
 from retrievers.index import ChunkIndex
+from retrievers.tracing import stage
 
 __all__ = [
     "IngestionPipeline", "FileResult", "EmbedderLike", "expand_paths", "source_id_for",
@@ -94,7 +96,10 @@ class IngestionPipeline:
     layers only, images are not read). `file_timeout_s` limits each file's load and chunk
     step (a recording gets `recording_factor` more seconds per second of audio); `loaders`
     maps extensions to loaders (None: the registry's, `ingestion.loaders`). A file over
-    `stream_file_bytes` in a format that streams is read a part at a time.
+    `stream_file_bytes` in a format that streams is read a part at a time. `on_embedded(chunks,
+    vectors)` is told of every embedded batch (the drift profile samples it). `tracer` (an
+    OpenTelemetry `Tracer`) times the stages: hash (change detection), load or transcribe,
+    chunk, embed, write (both indexes), flush.
     """
 
     def __init__(
@@ -104,6 +109,8 @@ class IngestionPipeline:
         executor: Executor | None = None, progress: Progress | None = None,
         ocr: Ocr | None = None, file_timeout_s: float = 0.0, recording_factor: float = 3.0,
         loaders: Mapping[str, Loader] | None = None, stream_file_bytes: int = 32 << 20,
+        tracer: Any = None,
+        on_embedded: Callable[[Sequence[Any], np.ndarray], None] | None = None,
     ):
         self.index = index
         self.embedder = embedder
@@ -125,6 +132,15 @@ class IngestionPipeline:
         if progress is None:
             progress = TqdmProgress() if show_progress else SilentProgress()
         self.progress = progress
+        self.tracer = tracer
+        # Sees every embedded batch (its chunks and their vectors), e.g. the drift profile.
+        self.on_embedded = on_embedded
+        # The operation the run's stages belong to: captured when a run starts, passed
+        # explicitly because the reader and writer threads do not inherit it.
+        self._context: otel_context.Context | None = None
+
+    def _timed(self, name: str, **attributes: Any):
+        return stage(self.tracer, name, context=self._context, **attributes)
 
     # --- the run ------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str | Path],
@@ -141,6 +157,7 @@ class IngestionPipeline:
             if on_result:
                 on_result(result)
 
+        self._context = otel_context.get_current()
         # The reader checks files against the catalog on its own connection.
         detector = ChangeDetector(Catalog(self.index.catalog.path))
         self.progress.start(len(files))
@@ -150,7 +167,8 @@ class IngestionPipeline:
         finally:
             detector.catalog.close()
             self.progress.close()
-            self.index.flush()
+            with self._timed("flush"):
+                self.index.flush()
         out = problems + [r for r in results if r is not None]
         for problem in problems:
             if on_result:
@@ -161,7 +179,7 @@ class IngestionPipeline:
 
     def _run(self, files: list[Path], detector: ChangeDetector,
              emit: Callable[[int, FileResult], None]) -> None:
-        writer = BatchWriter(self.index, self.executor, emit)
+        writer = BatchWriter(self.index, self.executor, emit, timed=self._timed)
         ahead: ReadAhead[tuple[int, Path], FileResult | Prepared] = ReadAhead(
             self.executor, lambda entry: self._prepare(*entry, detector), enumerate(files),
             self.read_ahead)
@@ -205,7 +223,8 @@ class IngestionPipeline:
             reason = refusal(path, stat, self.max_file_bytes, self.loaders)
             if reason is not None:
                 return FileResult(shown, "failed", error=reason)
-            decision = detector.check(path, stat)
+            with self._timed("hash"):
+                decision = detector.check(path, stat)
             if isinstance(decision, Unchanged):
                 return FileResult(shown, "unchanged", chunks=decision.n_chunks)
             if isinstance(decision, KnownFailure):
@@ -217,7 +236,8 @@ class IngestionPipeline:
                 lambda deadline: self.preparer.prepare(
                     path, pending.source_id, pending.content_hash,
                     transcription=self.progress.transcription,
-                    pages=getattr(self.progress, "ocr_pages", None), deadline=deadline),
+                    pages=getattr(self.progress, "ocr_pages", None), deadline=deadline,
+                    timed=self._timed),
                 self.file_timeout_s)
             moved = changed_since(path, stat)
             if moved:
@@ -255,17 +275,21 @@ class IngestionPipeline:
                     self.file_timeout_s)
                 if not part:
                     break
-                vectors = self.embedder.encode([c.text for c in part],
-                                               progress=self.progress.embedding(len(part)))
+                with self._timed("embed", **{"rag.tokens.embedded_texts": len(part)}):
+                    vectors = self.embedder.encode([c.text for c in part],
+                                                   progress=self.progress.embedding(len(part)))
+                self._observe(part, vectors)
                 staged.extend(c.chunk_id for c in part)
-                self.index.stage_part(part, vectors)
+                with self._timed("write"):
+                    self.index.stage_part(part, vectors)
             moved = changed_since(path, item.stat)
             if moved:
                 raise OSError(f"{moved} while it was read; not indexed this time, ingest again "
                               "once it is complete")
-            self.index.publish_staged(Publication(
-                pending.source_id, str(path.resolve()), pending.content_hash,
-                path.suffix.lower().lstrip("."), staged, pending.size, pending.mtime))
+            with self._timed("write"):
+                self.index.publish_staged(Publication(
+                    pending.source_id, str(path.resolve()), pending.content_hash,
+                    path.suffix.lower().lstrip("."), staged, pending.size, pending.mtime))
             status = "updated" if pending.updated else "added"
             return FileResult(str(path), status, chunks=len(staged))
         except KeyboardInterrupt:
@@ -289,15 +313,24 @@ class IngestionPipeline:
 
         def attempt(span: slice) -> np.ndarray:
             texts = [c.text for item in items[span] for c in item.chunks]
-            return self.embedder.encode(texts, progress=self.progress.embedding(len(texts)))
+            with self._timed("embed", **{"rag.tokens.embedded_texts": len(texts)}):
+                return self.embedder.encode(texts, progress=self.progress.embedding(len(texts)))
 
         for outcome in isolate_failures(items, attempt):
             if outcome.error is None:
+                self._observe([c for item in outcome.items for c in item.chunks], outcome.value)
                 writer.submit(outcome.items, outcome.value)
             else:
                 for item in outcome.items:
                     log.debug("failed to embed %s", item.path, exc_info=outcome.error)
                     emit(item.slot, FileResult(str(item.path), "failed", error=one_line(outcome.error)))
+
+    def _observe(self, chunks: Sequence[Any], vectors: np.ndarray) -> None:
+        if self.on_embedded is not None:
+            try:
+                self.on_embedded(chunks, vectors)
+            except Exception:  # an observer must never fail the ingest
+                log.debug("on_embedded failed", exc_info=True)
 
     # --- removal --------------------------------------------------------------------------
     def prune(self, paths: Iterable[str | Path],

@@ -28,6 +28,12 @@ from retrievers.records import Chunk, chunk_id_for
 TranscriptionProgress = Callable[[Path, float], AbstractContextManager[Callable[[float, float], None]]]
 # Opens a report for one file whose pages OCR may read: yields a `PageProgress` callback.
 OcrProgress = Callable[[Path], AbstractContextManager[PageProgress]]
+# Times one stage of preparing a file: `with timed("load"): ...` (the pipeline passes a span).
+Timed = Callable[[str], AbstractContextManager[Any]]
+
+
+def _untimed(name: str) -> AbstractContextManager[Any]:
+    return nullcontext()
 
 
 class FilePreparer:
@@ -54,13 +60,18 @@ class FilePreparer:
 
     def prepare(self, path: Path, source_id: str, content_hash: str,
                 transcription: TranscriptionProgress | None = None,
-                pages: OcrProgress | None = None, deadline: Deadline | None = None
-                ) -> list[Chunk]:
+                pages: OcrProgress | None = None, deadline: Deadline | None = None,
+                timed: Timed | None = None) -> list[Chunk]:
         """The file's chunks, in order; raises (e.g. `LoadError`) when it yields none.
         `deadline` (ingestion.timelimits) is given more time for a recording, by its duration,
-        and restarted by each page OCR reads."""
-        sections, extra = self._sections(path, transcription, pages, deadline)
-        chunks = list(self._chunks(path, source_id, content_hash, sections, extra))
+        and restarted by each page OCR reads. `timed(stage)` times the `load` (or
+        `transcribe`) and `chunk` stages."""
+        timed = timed or _untimed
+        with timed("transcribe" if path.suffix.lower() in AUDIO_EXTENSIONS else "load"):
+            sections, extra = self._sections(path, transcription, pages, deadline)
+            sections = list(sections)  # a lazy loader reads here, not while chunking
+        with timed("chunk"):
+            chunks = list(self._chunks(path, source_id, content_hash, sections, extra))
         if not chunks:
             raise LoadError("no text found")
         return chunks

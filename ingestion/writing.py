@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from contextlib import nullcontext
 from typing import Any, Callable
 
 import numpy as np
@@ -41,8 +42,10 @@ class BatchWriter:
     """Hands each embedded batch to the executor's writer and reports its files when it is done."""
 
     def __init__(self, index: ChunkIndex, executor: Executor,
-                 emit: Callable[[int, FileResult], None]):
+                 emit: Callable[[int, FileResult], None],
+                 timed: Callable[[str], Any] | None = None):
         self.index = index
+        self.timed = timed or (lambda name: nullcontext())  # times the `write` stage
         self.executor = executor
         self.emit = emit
         self._in_flight: Any = None
@@ -69,8 +72,9 @@ class BatchWriter:
         rows = np.cumsum([0] + [len(item.chunks) for item in items])
 
         def attempt(span: slice) -> None:
-            self.index.write_sources([(item.publication, item.chunks) for item in items[span]],
-                                     vectors[rows[span.start]:rows[span.stop]])
+            with self.timed("write"):
+                self.index.write_sources([(item.publication, item.chunks) for item in items[span]],
+                                         vectors[rows[span.start]:rows[span.stop]])
 
         out: list[tuple[Prepared, str | None]] = []
         for outcome in isolate_failures(items, attempt):

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 from rag.generation import NOT_FOUND, Answer, Citation, CitationResolver, is_refusal
 from rag.grounding import Evidence, answer_support, retrieval_evidence
+from rag.telemetry import FIRST_TOKEN_ATTR, STAGE_ATTR
 
 
 class AnswerStream:
@@ -28,11 +29,12 @@ class AnswerStream:
 
     def __init__(self, question: str, query: str, hits: list, contexts: list[Citation],
                  messages: list[dict[str, str]], llm: Any, settings: Any, started: float,
-                 retrieved: float):
+                 retrieved: float, operation: Any = None):
         self.question, self.query = question, query
         self.hits, self.contexts, self.messages = hits, contexts, messages
         self.llm, self.settings = llm, settings
         self.started, self.retrieved = started, retrieved
+        self.operation = operation  # rag.telemetry.Operation: stage spans go under it
         self.evidence: Evidence = retrieval_evidence(
             query, [c.text for c in contexts],
             [h.scores["dense"] for h in hits if "dense" in h.scores],
@@ -71,22 +73,45 @@ class AnswerStream:
         assert self._answer is not None
         return self._answer
 
+    def _stage(self, name: str):
+        """A stage span of this answer's operation, started now (None without telemetry)."""
+        if self.operation is None:
+            return None
+        return self.operation.telemetry.tracer.start_span(
+            name, context=self.operation.context, attributes={STAGE_ATTR: name})
+
     def _run(self) -> Iterator[str]:
+        try:
+            yield from self._answer_stream()
+        finally:  # also when the stream is closed half-read: the operation ends either way
+            if self.operation is not None:
+                self.operation.finish()
+
+    def _answer_stream(self) -> Iterator[str]:
         if self.gated:
             self._mark_first()
             yield NOT_FOUND
             self._finish(NOT_FOUND, [], declined=True)
             return
         resolver = CitationResolver(self.contexts)
+        span = self._stage("generate")
         gen_start = time.perf_counter()
-        for piece in self.llm.stream_chat(self.messages, self.settings.llm_max_tokens):
-            if self.tokens == 0:
-                self.decode_start = time.perf_counter()
-            self.tokens += 1
-            shown = resolver.feed(piece)
-            if shown:
-                self._mark_first()
-                yield shown
+        try:
+            for piece in self.llm.stream_chat(self.messages, self.settings.llm_max_tokens):
+                if self.tokens == 0:
+                    self.decode_start = time.perf_counter()
+                    if span is not None:
+                        span.set_attribute(FIRST_TOKEN_ATTR,
+                                           (self.decode_start - gen_start) * 1000)
+                self.tokens += 1
+                shown = resolver.feed(piece)
+                if shown:
+                    self._mark_first()
+                    yield shown
+        finally:
+            if span is not None:
+                span.set_attribute("rag.tokens.completion", self.tokens)
+                span.end()
         tail = resolver.finish()
         self.generate_s = time.perf_counter() - gen_start
         if self.tokens > 1:
@@ -97,7 +122,10 @@ class AnswerStream:
         text, cited = resolver.text, resolver.cited()
         declined = not text or is_refusal(text)
         if not declined and self.settings.decline:
+            span = self._stage("ground")
             self.support = answer_support(text, [c.text for c in self.contexts], self.query)
+            if span is not None:
+                span.end()
             if self.support < self.settings.decline_min_support:
                 declined = True
         if declined:
@@ -113,4 +141,12 @@ class AnswerStream:
         timings = {"retrieve": (self.retrieved - self.started) * 1000,
                    "generate": (done - self.retrieved) * 1000,
                    "total": (done - self.started) * 1000}
-        self._answer = Answer(text, cited, self.contexts, timings, declined, self.query)
+        stages: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        if self.operation is not None:
+            record = self.operation.finish()
+            if record is not None:
+                described = record.to_json()
+                stages, counts = described["stages_ms"], described["counts"]
+        self._answer = Answer(text, cited, self.contexts, timings, declined, self.query,
+                              stages=stages, counts=counts)

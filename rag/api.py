@@ -52,6 +52,13 @@ class RAG:
         self._transcriber = transcriber
         self._ocr = ocr
         self._building = threading.RLock()  # two threads' first queries build each part once
+        from rag.oplog import OperationLog
+        from rag.telemetry import Telemetry
+
+        # Stage timings of every operation (rag.telemetry), kept in operations.sqlite.
+        self.oplog = OperationLog(self.index_dir, keep=settings.oplog_keep)
+        self.telemetry = Telemetry(self.oplog.add_operation if settings.latency_log else None)
+        self._query_vector = threading.local()  # the last query embedding, for the query log
 
     @classmethod
     def open(cls, index_dir: str | Path | None = None, *, llm: Any = None, embedder: Any = None,
@@ -129,7 +136,13 @@ class RAG:
     @property
     def retriever(self):
         return self._part("_retriever", lambda: parts.default_retriever(
-            self.settings, self.index, self.embedder.encode_query, self.reranker))
+            self.settings, self.index, self._embed_query, self.reranker,
+            tracer=self.telemetry.tracer))
+
+    def _embed_query(self, query: str):
+        vector = self.embedder.encode_query(query)
+        self._query_vector.value = vector
+        return vector
 
     @property
     def reranker(self):
@@ -168,7 +181,7 @@ class RAG:
             self._llm = wrap(self.llm)
             return self._llm
 
-    def _pipeline(self, show_progress: bool):
+    def _pipeline(self, show_progress: bool, on_embedded: Any = None):
         from ingestion.chunking import Chunker
         from ingestion.pipeline import IngestionPipeline
 
@@ -179,7 +192,8 @@ class RAG:
             max_file_bytes=int(s.max_file_mb * 2**20), show_progress=show_progress,
             batch_chunks=s.ingest_batch_chunks, read_ahead=s.ingest_read_ahead, ocr=self.ocr,
             file_timeout_s=s.file_timeout_s, recording_factor=s.recording_timeout_factor,
-            stream_file_bytes=int(s.stream_file_mb * 2**20),
+            stream_file_bytes=int(s.stream_file_mb * 2**20), tracer=self.telemetry.tracer,
+            on_embedded=on_embedded,
         )
 
     # --- public operations -------------------------------------------------------------
@@ -191,20 +205,74 @@ class RAG:
         disk stops the run with `DiskFullError` (one line); what was indexed before is intact."""
         from retrievers.errors import disk_full, is_disk_full
 
+        index = self.index  # opened (and repaired) before the operation's clock starts
+        profile, recorder = self._drift_recorder()
+        operation = self.telemetry.operation("ingest")
         try:
-            return self._pipeline(show_progress).ingest(paths, on_result=on_result, prune=prune)
+            with operation.active():
+                return self._pipeline(show_progress, recorder).ingest(
+                    paths, on_result=on_result, prune=prune)
         except Exception as exc:
             if is_disk_full(exc):
                 raise disk_full(self.index_dir, exc) from exc
             raise
+        finally:
+            operation.finish()
+            if profile is not None and profile.seen:
+                try:
+                    profile.save(index.directory)
+                except OSError as exc:  # the index is written; only the profile is stale
+                    log.warning("%s: could not save the drift profile: %s", self.index_dir, exc)
+
+    def _drift_recorder(self) -> tuple[Any, Any]:
+        """The drift profile of this index and the pipeline observer that adds every embedded
+        chunk to it (rag.drift_profile), or (None, None) when profiles are off."""
+        from rag.drift_profile import DriftProfile, ProfileRecorder
+
+        size = self.settings.drift_profile_size
+        if size <= 0:
+            return None, None
+        fingerprint = self.index.catalog.get_meta(INDEX_SETTINGS_KEY)["embedding_fingerprint"]
+        try:
+            profile = DriftProfile.load(self.index_dir)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("%s: the drift profile cannot be read (%s); starting a new one",
+                        self.index_dir, exc)
+            profile = None
+        if profile is None or profile.fingerprint != fingerprint:
+            profile = DriftProfile.empty(size, fingerprint)
+        profile.size = size
+        return profile, ProfileRecorder(profile)
 
     def retrieve(self, query: str, top_k: int | None = None, mode: str | None = None,
                  filters: Any = None) -> list:
         """The fused top-k `Hit`s for a query (no LLM). `filters`: a `retrievers.filters.Filters`
         or a dict like `{"source": "docs/", "file_type": "pdf", "since": "2026-11-01",
         "page": "3-7"}`, applied inside both retrievers before their top-k cut."""
-        return self.retriever.retrieve(query, top_k or self.settings.top_k,
+        if self._retriever is None:
+            self.retriever  # built (index opened) before the operation's clock starts
+        operation = self.telemetry.operation("retrieve")
+        try:
+            with operation.active():
+                return self._retrieve(query, top_k, mode, filters)
+        finally:
+            operation.finish()
+
+    def _retrieve(self, query: str, top_k: int | None, mode: str | None, filters: Any) -> list:
+        """Retrieval under the current operation; logs the query when query logging is on."""
+        started = time.perf_counter()
+        self._query_vector.value = None
+        hits = self.retriever.retrieve(query, top_k or self.settings.top_k,
                                        mode or self.settings.retrieval_mode, filters=filters)
+        if self.settings.query_log:
+            vector = getattr(self._query_vector, "value", None)
+            if vector is None:  # a keyword-only retrieval embeds nothing; drift needs the vector
+                vector = self.embedder.encode_query(query)
+            dense = [h.scores["dense"] for h in hits if "dense" in h.scores]
+            self.oplog.add_query(vector, max(dense) if dense else None,
+                                 (time.perf_counter() - started) * 1000,
+                                 query if self.settings.query_log_text else None)
+        return hits
 
     def ask(self, question: str, top_k: int | None = None, filters: Any = None) -> Answer:
         """Retrieve, then write an answer whose `[n]` marks all name entries of `citations`.
@@ -222,14 +290,27 @@ class RAG:
         `query`, when given, is what is searched (e.g. a chat follow-up's standalone rewrite).
         """
         from rag.answering import AnswerStream
+        from rag.telemetry import stage
 
-        started = time.perf_counter()
-        query = query or question
-        hits = self.retrieve(query, top_k, filters=filters)
-        retrieved = time.perf_counter()
-        contexts, messages = self._prompt(question, hits)
-        return AnswerStream(question, query, hits, contexts, messages, self.llm, self.settings,
-                            started, retrieved)
+        llm = self.llm  # loaded before the operation's clock starts
+        if self._retriever is None:
+            self.retriever  # idem: the index, the embedding model
+        operation = self.telemetry.operation("ask")
+        try:
+            with operation.active():
+                started = time.perf_counter()
+                query = query or question
+                hits = self._retrieve(query, top_k, mode=None, filters=filters)
+                retrieved = time.perf_counter()
+                with stage(self.telemetry.tracer, "prompt") as span:
+                    contexts, messages = self._prompt(question, hits)
+                    span.set_attribute("rag.tokens.prompt", sum(
+                        llm.count_tokens(m["content"]) for m in messages))
+        except BaseException:
+            operation.finish()
+            raise
+        return AnswerStream(question, query, hits, contexts, messages, llm, self.settings,
+                            started, retrieved, operation=operation)
 
     def chat(self, messages: list[dict[str, str]], top_k: int | None = None,
              filters: Any = None) -> Answer:
@@ -335,9 +416,17 @@ class RAG:
             "by_type": _count_by(sources, "file_type"),
         }
 
+    def latency(self, last: int | None = None) -> dict[str, Any]:
+        """p50/p95 per stage of the last `last` logged operations, per kind (`rag stats
+        --latency`); see `rag.oplog.latency_summary`."""
+        from rag.oplog import latency_summary
+
+        return latency_summary(self.oplog.operations(last))
+
     def close(self) -> None:
         if self._index is not None:
             self._index.close()
+        self.oplog.close()
 
     def __enter__(self) -> "RAG":
         return self

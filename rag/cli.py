@@ -72,6 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true",
                    help="with --check: rebuild what differs from the catalog (re-embed missing "
                         "vectors; damaged Milvus Lite files are moved aside and rebuilt)")
+    p.add_argument("--latency", action="store_true",
+                   help="p50/p95 per stage (load, chunk, embed, bm25, dense, fusion, rerank, "
+                        "generate, ...) of the last logged ingests and queries")
+    p.add_argument("--last", type=int, metavar="N", default=200,
+                   help="with --latency: over the last N operations (default 200)")
+
+    p = sub.add_parser("watch", parents=[common],
+                       help="keep the index in step with folders: ingest new and changed files, "
+                            "remove deleted ones, follow renames (Ctrl-C stops)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--quiet-ms", type=int, default=400,
+                   help="a burst of changes is handled once the folder is quiet this long")
+    p.add_argument("--no-initial-sync", action="store_true",
+                   help="do not ingest PATH... (and prune deleted files) before watching")
+    p.add_argument("--json", action="store_true", help="one JSON object per change")
 
     p = sub.add_parser("delete", parents=[common], help="remove a source from the index")
     p.add_argument("source")
@@ -155,7 +170,7 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-READ_ONLY = {"ask", "chat", "retrieve", "stats", "delete", "ui", "eval"}
+READ_ONLY = {"ask", "chat", "retrieve", "stats", "delete", "ui", "eval", "drift"}
 
 
 def open_index(args: argparse.Namespace, **extra: Any):
@@ -372,6 +387,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     if args.repair and not args.check:
         raise ConfigError("--repair needs --check")
+    if args.latency:
+        if args.check:
+            raise ConfigError("--latency reads the operation log only; run --check on its own")
+        return _print_latency(args)
     rag = open_index(args)
     repaired = None
     if args.repair:  # its last check is the state now: no third full scan below
@@ -400,9 +419,87 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return code
 
 
+def _print_latency(args: argparse.Namespace) -> int:
+    """`rag stats --latency`: read from the index's operation log alone, so it works while
+    another process (the UI) holds the Milvus Lite index."""
+    from rag.config import load_settings
+    from rag.errors import ConfigError
+    from rag.oplog import OPLOG_FILE, OperationLog, latency_summary
+    from retrievers.index import CATALOG_FILE
+
+    if args.last is not None and args.last < 1:
+        raise ConfigError(f"--last {args.last}: give a number of operations, 1 or more")
+    index_dir = Path(load_settings(args.index, **_settings_overrides(args)).index_dir)
+    if not (index_dir / CATALOG_FILE).is_file():
+        raise ConfigError(f"{index_dir}: holds no index ({CATALOG_FILE}); create one with "
+                          f"`rag ingest PATH... --index {index_dir}`")
+    log = OperationLog(index_dir)
+    try:
+        summary = latency_summary(log.operations(args.last))
+    finally:
+        log.close()
+    if args.json:
+        print(json.dumps({"last": args.last, "latency": summary}, indent=2))
+        return EXIT_OK
+    if not summary:
+        print(f"no operations logged in {index_dir / OPLOG_FILE} yet (latency_log is on by "
+              "default: run rag ingest / rag ask)")
+        return EXIT_OK
+    for kind, data in summary.items():
+        gap = data["sum_vs_total"]
+        print(f"{kind}: {data['operations']} operations (last {args.last}); named stages sum to "
+              f"within {gap * 100:.1f}% of the total (median)" if gap is not None else kind)
+        print(f"  {'stage':<22}{'n':>6}{'p50 ms':>12}{'p95 ms':>12}")
+        for name, row in data["stages_ms"].items():
+            print(f"  {name:<22}{row['n']:>6}{row['p50']:>12.1f}{row['p95']:>12.1f}")
+        if data["counts"]:
+            print("  counts: " + ", ".join(f"{k} {v}" for k, v in sorted(data["counts"].items())))
+    return EXIT_OK
+
+
 def _report_json(report: Any) -> dict[str, Any]:
     return {"ok": report.ok, "catalog_live": report.catalog_live, "bm25": report.bm25,
             "dense": report.dense}
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """`rag watch`: one line per change; Ctrl-C or SIGTERM ends it after the batch in hand."""
+    import signal
+
+    from rag.errors import ConfigError
+    from rag.watch import Watcher
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise ConfigError(f"{missing[0]}: no such file or folder to watch")
+    rag = open_index(args)
+
+    def report(change: Any) -> None:
+        text = json.dumps(change.to_json()) if args.json else escaped(change.line())
+        print(text, flush=True)
+
+    def ready() -> None:
+        if not args.json:
+            print(f"watching {', '.join(shown(str(p)) for p in watcher.paths)} "
+                  "(Ctrl-C to stop)", flush=True)
+
+    watcher = Watcher(rag, args.paths, on_change=report, quiet_ms=args.quiet_ms,
+                      initial_sync=not args.no_initial_sync, on_ready=ready)
+
+    def stop(signum: int, frame: Any) -> None:
+        print(f"rag watch: stopping ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
+        watcher.stop()
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        watcher.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        rag.close()
+    print("rag watch: stopped", file=sys.stderr, flush=True)
+    return EXIT_OK
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
@@ -422,5 +519,5 @@ def cmd_delete(args: argparse.Namespace) -> int:
 COMMANDS = {
     "chat": cmd_chat,
     "ingest": cmd_ingest, "ask": cmd_ask, "retrieve": cmd_retrieve, "config": cmd_config,
-    "stats": cmd_stats, "delete": cmd_delete,
+    "stats": cmd_stats, "delete": cmd_delete, "watch": cmd_watch,
 }

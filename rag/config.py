@@ -127,6 +127,18 @@ class Settings:
     # cheap rewrite that appends the previous question's content words.
     chat_rewrite: str = "llm"  # llm | append | off
 
+    # Observability (rag/telemetry.py, rag/oplog.py): each ingest and query's stage timings go
+    # to operations.sqlite in the index (the last `oplog_keep`), read by `rag stats --latency`.
+    latency_log: bool = True
+    oplog_keep: int = 1000
+    # Query logging for `rag drift`: off by default. On, each query's embedding, best dense
+    # score and time are kept (the last `oplog_keep`); its text only with query_log_text.
+    query_log: bool = False
+    query_log_text: bool = False
+    # The drift reference profile kept at ingest (drift_profile.npz): up to this many chunk
+    # embeddings (a uniform reservoir sample of all ever embedded) and their centroid; 0 = none.
+    drift_profile_size: int = 2000
+
     # UI.
     ui_host: str = "127.0.0.1"
     ui_port: int = 7860

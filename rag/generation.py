@@ -82,6 +82,11 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     declined: bool = False
     query: str = ""
+    # Milliseconds per stage (embed, bm25, dense, fusion, rerank, prompt, generate, ground,
+    # other; generate.first_token is part of generate) and counts (prompt and completion
+    # tokens), from the answer's OpenTelemetry spans (rag.telemetry).
+    stages: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,6 +94,8 @@ class Answer:
             "citations": [c.to_json() for c in self.citations],
             "contexts": [c.to_json() for c in self.contexts],
             "timings_ms": {k: round(v, 1) for k, v in self.timings.items()},
+            "stages_ms": {k: round(v, 1) for k, v in self.stages.items()},
+            "counts": dict(self.counts),
         }
 
 

@@ -65,7 +65,7 @@ def default_reranker(settings: Settings):
 
 
 def default_retriever(settings: Settings, index: Any, embed_query: Callable[[str], np.ndarray],
-                      reranker: Any = None):
+                      reranker: Any = None, tracer: Any = None):
     """BM25 (or Milvus BM25) and dense search over `index`, fused as the settings say."""
     from retrievers.hybrid import HybridRetriever
 
@@ -73,7 +73,7 @@ def default_retriever(settings: Settings, index: Any, embed_query: Callable[[str
     return HybridRetriever.for_index(
         index, embed_query, candidate_k=s.candidate_k, fusion=s.fusion, rrf_k=s.rrf_k,
         weights={"bm25": s.bm25_weight, "dense": s.dense_weight},
-        reranker=reranker, rerank_top_n=s.rerank_top_n,
+        reranker=reranker, rerank_top_n=s.rerank_top_n, tracer=tracer,
     )
 
 

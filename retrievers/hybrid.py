@@ -26,6 +26,7 @@ from retrievers.live import top_live
 from retrievers.protocols import KeywordIndex, Ranked, RankedSearch, Reranker
 from retrievers.records import Chunk, Hit
 from retrievers.strategies import Fusion, RetrievalMode
+from retrievers.tracing import stage
 
 if TYPE_CHECKING:
     from retrievers.index import ChunkIndex
@@ -34,36 +35,43 @@ HYBRID = RetrievalMode.HYBRID.value
 
 
 class KeywordSearch:
-    """A `KeywordIndex` as a ranked search."""
+    """A `KeywordIndex` as a ranked search (timed as the `bm25` stage)."""
 
-    def __init__(self, keywords: KeywordIndex):
+    def __init__(self, keywords: KeywordIndex, tracer: Any = None):
         self.keywords = keywords
+        self.tracer = tracer
 
     def __call__(self, query: str, k: int, filters: Filters | None = None) -> Ranked:
-        return self.keywords.search(query, k, filters)
+        with stage(self.tracer, "bm25"):
+            return self.keywords.search(query, k, filters)
 
 
 class DenseSearch:
-    """Query embedding + dense store search, restricted to the live ids."""
+    """Query embedding + dense store search, restricted to the live ids (timed as the
+    `embed` and `dense` stages)."""
 
-    def __init__(self, store: Any, embed_query: Callable[[str], np.ndarray], live: KeywordIndex):
+    def __init__(self, store: Any, embed_query: Callable[[str], np.ndarray], live: KeywordIndex,
+                 tracer: Any = None):
         self.store = store
         self.embed_query = embed_query
         self.live = live
+        self.tracer = tracer
 
     def __call__(self, query: str, k: int, filters: Filters | None = None) -> Ranked:
         if not len(self.live):
             return []
-        vector = self.embed_query(query)
+        with stage(self.tracer, "embed", **{"rag.tokens.embedded_texts": 1}):
+            vector = self.embed_query(query)
         # Rows of an ingest in progress (pending) or just replaced (retired) are not answers yet.
-        return top_live(lambda limit: self.store.search(vector, limit, filters), k, self.live)
+        with stage(self.tracer, "dense"):
+            return top_live(lambda limit: self.store.search(vector, limit, filters), k, self.live)
 
 
-def keyword_and_dense(index: "ChunkIndex", embed_query: Callable[[str], np.ndarray]
-                      ) -> dict[str, RankedSearch]:
+def keyword_and_dense(index: "ChunkIndex", embed_query: Callable[[str], np.ndarray],
+                      tracer: Any = None) -> dict[str, RankedSearch]:
     """The two retrievers of a `ChunkIndex`: {"bm25": keywords, "dense": vectors}."""
-    return {"bm25": KeywordSearch(index.keywords),
-            "dense": DenseSearch(index.dense, embed_query, index.keywords)}
+    return {"bm25": KeywordSearch(index.keywords, tracer),
+            "dense": DenseSearch(index.dense, embed_query, index.keywords, tracer)}
 
 
 class HybridRetriever:
@@ -75,6 +83,7 @@ class HybridRetriever:
         *, candidate_k: int = 50, fusion: Fusion | str = Fusion.ZSCORE, rrf_k: int = 60,
         weights: dict[str, float] | None = None, reranker: Reranker | None = None,
         rerank_top_n: int = 20, consistent: Callable[[], ContextManager[Any]] | None = None,
+        tracer: Any = None,
     ):
         if not retrievers:
             raise ValueError("HybridRetriever needs at least one retriever")
@@ -89,13 +98,14 @@ class HybridRetriever:
         self.reranker = reranker
         self.rerank_top_n = rerank_top_n
         self._consistent = consistent or nullcontext
+        self.tracer = tracer  # an OpenTelemetry Tracer: fusion and rerank are timed as stages
 
     @classmethod
     def for_index(cls, index: "ChunkIndex", embed_query: Callable[[str], np.ndarray],
-                  **options: Any) -> "HybridRetriever":
+                  tracer: Any = None, **options: Any) -> "HybridRetriever":
         """Keyword + dense search over a `ChunkIndex`, consistent under concurrent writes."""
-        return cls(keyword_and_dense(index, embed_query), index.chunks,
-                   consistent=index.reading, **options)
+        return cls(keyword_and_dense(index, embed_query, tracer), index.chunks,
+                   consistent=index.reading, tracer=tracer, **options)
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -113,16 +123,18 @@ class HybridRetriever:
         names = list(self.retrievers) if mode == HYBRID else [mode]
         with self._consistent():
             rankings = {name: self.retrievers[name](query, depth, filters) for name in names}
-            if len(rankings) > 1:
-                fused = fuse(self.fusion, rankings, self.weights, self.rrf_k)
-            else:
-                (name, ranked), = rankings.items()
-                fused = [Fused(cid, score, {name: r}, {name: score})
-                         for r, (cid, score) in enumerate(ranked, start=1)]
-            fused = fused[:keep]
-            chunks = self.chunks([f.chunk_id for f in fused])
-        hits = [Hit(chunks[f.chunk_id], f.score, f.ranks, f.scores)
-                for f in fused if f.chunk_id in chunks]
+            with stage(self.tracer, "fusion"):  # fusing, and reading the hits' text
+                if len(rankings) > 1:
+                    fused = fuse(self.fusion, rankings, self.weights, self.rrf_k)
+                else:
+                    (name, ranked), = rankings.items()
+                    fused = [Fused(cid, score, {name: r}, {name: score})
+                             for r, (cid, score) in enumerate(ranked, start=1)]
+                fused = fused[:keep]
+                chunks = self.chunks([f.chunk_id for f in fused])
+                hits = [Hit(chunks[f.chunk_id], f.score, f.ranks, f.scores)
+                        for f in fused if f.chunk_id in chunks]
         if self.reranker is not None and hits:
-            hits = self.reranker.rerank(query, hits)
+            with stage(self.tracer, "rerank"):
+                hits = self.reranker.rerank(query, hits)
         return hits[:top_k]

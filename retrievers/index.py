@@ -180,6 +180,31 @@ class ChunkIndex:
             self.catalog.set_meta(UNCLEAN_KEY, True)
             self._unclean = True
 
+    def move_source(self, old_source_id: str, publication: Publication,
+                    chunk_id: Callable[[int], str]) -> int | None:
+        """Give a source's live chunks to another source (a renamed file with the same bytes)
+        without embedding: its vectors are read back from the dense store and written under
+        the new ids (`chunk_id(position)`) and path, then the old source is deleted. Returns
+        the number of chunks, or None when the store cannot give the vectors back (the caller
+        ingests the file instead). Two transactions: a crash in between leaves the old path's
+        chunks too, which deleting it (a watch, `ingest --prune`) removes."""
+        from dataclasses import replace
+
+        old = self.catalog.live_chunks_of(old_source_id)
+        read = getattr(self.dense, "vectors", None)
+        if not old or read is None:
+            return None
+        try:
+            vectors = read([c.chunk_id for c in old])
+        except KeyError:
+            return None
+        moved = [replace(c, chunk_id=chunk_id(c.position), source=publication.path,
+                         source_id=publication.source_id) for c in old]
+        publication.chunk_ids = [c.chunk_id for c in moved]
+        self.write_sources([(publication, moved)], vectors)
+        self.delete_source(old_source_id)
+        return len(moved)
+
     def delete_source(self, source_id: str) -> int:
         """Remove a source and all its chunks from both indexes; returns how many chunks."""
         self._mark_unclean()

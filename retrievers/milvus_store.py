@@ -304,6 +304,20 @@ class MilvusDenseStore:
         rows = self.client.query(self.collection, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
+    def vectors(self, chunk_ids: Sequence[str], batch: int = 512) -> np.ndarray:
+        """The stored vectors of `chunk_ids`, row-aligned (a renamed file keeps its vectors,
+        `ChunkIndex.move_source`); KeyError naming an id that is not stored."""
+        found: dict[str, list[float]] = {}
+        ids = list(chunk_ids)
+        for start in range(0, len(ids), batch):
+            for row in self.client.get(self.collection, ids=ids[start:start + batch],
+                                       output_fields=["vector"]):
+                found[row["id"]] = row["vector"]
+        missing = [c for c in ids if c not in found]
+        if missing:
+            raise KeyError(f"{len(missing)} vectors not stored, e.g. {missing[0]}")
+        return np.asarray([found[c] for c in ids], dtype=np.float32).reshape(len(ids), self.dim)
+
     def close(self) -> None:
         self.client.close()
 

@@ -20,6 +20,7 @@ from ui.collections import Collections, check_name
 from ui.safety import check_bind
 from ui.service import Service, defaults
 from ui.sources import CSS
+from ui.watching import Watches
 
 TITLE = "rag: answers with sources"
 
@@ -37,6 +38,7 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
     import gradio as gr
 
     service = Service(Collections(root, open_rag, extra), max_upload_mb=max_upload_mb)
+    watches = Watches(service)
     names = service.collections.names()
     first = names[0]
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
@@ -79,6 +81,10 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
                     reingest = gr.Button("Re-ingest", elem_id="reingest", scale=1)
                     refresh = gr.Button("Refresh", elem_id="refresh", scale=1)
                 library_status = gr.Markdown(elem_id="library-status")
+                watch = gr.Checkbox(label="Watch this collection's upload folder (files added, "
+                                          "edited, renamed or removed there are re-indexed)",
+                                    value=False, elem_id="watch")
+                watch_status = gr.Markdown(elem_id="watch-status")
             with gr.Tab("Settings", id="settings"):
                 base = service.rag(first).settings
                 top_k = gr.Slider(1, 20, value=base.top_k, step=1, label="top-k")
@@ -183,6 +189,14 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
             line = upload.Line(Path(path).name, result.status, result.error or "", result.chunks)
             return f"`{_md(str(line))}`", show_library(collection_)
 
+        def toggle_watch(on: bool, collection_: str):
+            (watches.start if on else watches.stop)(collection_)
+            return _md_block(watches.status(collection_)), show_library(collection_)
+
+        watch.input(toggle_watch, [watch, collection], [watch_status, table],
+                     api_visibility="private")
+        refresh.click(lambda c: _md_block(watches.status(c)), collection, watch_status,
+                      api_visibility="private")
         table.select(pick, [table], source, api_visibility="private")
         delete.click(delete_source, [source, collection], [library_status, table],
                      api_visibility="private")
@@ -203,12 +217,13 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
 
         def switch(collection_: str):
             """A new collection starts a new conversation: nothing of the other carries over."""
-            return [], [], show_library(collection_), "", f"Collection: `{_md(collection_)}`"
+            return ([], [], show_library(collection_), "", f"Collection: `{_md(collection_)}`",
+                    watches.is_on(collection_), _md_block(watches.status(collection_)))
 
         create.click(create_collection, new_name, [collection, notice, new_name],
                      api_visibility="private")
-        collection.change(switch, collection, [chatbot, said, table, results, notice],
-                          api_visibility="private")
+        collection.change(switch, collection, [chatbot, said, table, results, notice, watch,
+                                               watch_status], api_visibility="private")
         app.load(show_library, collection, table, api_visibility="private")
 
         # --- settings -------------------------------------------------------------------------
@@ -289,7 +304,15 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
         api_go.click(ingest_api, [api_files, api_collection], api_out, api_name="ingest")
 
     app.rag_service = service
+    app.rag_watches = watches
     return app
+
+
+def _md_block(text: str) -> str:
+    """Watch status lines: each `code` span escaped like `_md` (paths may hold markup)."""
+    import re
+
+    return re.sub(r"`([^`]*)`", lambda m: f"`{_md(m.group(1))}`", text)
 
 
 def _md(text: str) -> str:

@@ -58,5 +58,8 @@ def run(args: argparse.Namespace) -> int:
                                     **_settings_overrides(args))
     app = build_app(open_rag, args.root or DEFAULT_ROOT, extra=extra,
                     max_upload_mb=args.max_upload_mb or 200.0)
-    launch(app, host=host, port=port, auth=auth, insecure=args.insecure)
+    try:
+        launch(app, host=host, port=port, auth=auth, insecure=args.insecure)
+    finally:
+        app.rag_watches.close()  # an ingest of a watched folder in flight completes first
     return EXIT_OK

@@ -52,7 +52,8 @@ def test_ask_json_is_cited_and_offline(cli_index):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert attempts == [], f"ask tried the network: {attempts}"
     out = json.loads(proc.stdout)
-    assert set(out) == {"answer", "citations", "contexts", "timings_ms"}
+    assert set(out) == {"answer", "citations", "contexts", "timings_ms", "stages_ms", "counts"}
+    assert {"embed", "bm25", "dense", "fusion", "generate"} <= set(out["stages_ms"])
     assert set(out["timings_ms"]) == {"retrieve", "generate", "total"}
     fields = {"n", "chunk_id", "source", "page", "start", "end", "text"}
     for item in out["citations"] + out["contexts"]:
