@@ -142,8 +142,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         lambda ctx: ["--sizes", *map(str, ctx["sizes"]), "--base", "1000"], retrieval_rows, 5400),
     "answers": Benchmark(
         "answers_paul_graham", "time to first token and tokens/s vs stock llama-index",
-        lambda ctx: ["--index", str(ctx["work"] / "pg_index"), "--limit", "6", "--stock", "3",
-                     "--unanswerable-limit", "2"], answers_rows, 3600),
+        lambda ctx: ["--index", str(ctx["work"] / "pg_index"), "--limit", "5", "--stock", "3",
+                     "--unanswerable-limit", "1"], answers_rows, 3600),
     "quality": Benchmark("", "the evaluation suite's committed figures (eval/baselines)",
                          rows=quality_rows),
     "retrieval-quality": Benchmark("retrieval_quality", "Recall@5/10, MRR@10 vs stock llama-index"),
@@ -153,7 +153,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "prompt-injection": Benchmark("prompt_injection", "planted instructions obeyed, with and without the guard"),
     "ui-load": Benchmark("ui_load", "the UI's /retrieve under 20 concurrent clients"),
 }
-DEFAULT = ("ingest", "retrieval", "answers", "quality")
+DEFAULT = ("quality", "retrieval", "ingest", "answers")
 
 
 def machine() -> dict:
@@ -264,6 +264,8 @@ def run_suite(names: list[str], json_path: str | None, sizes: list[int],
             except (KeyError, TypeError, ValueError) as exc:
                 report["failed"].append(name)
                 result["error"] = f"figures not understood: {type(exc).__name__}: {exc}"
+        if json_path:  # after each benchmark, so a long run that is stopped keeps what it measured
+            Path(json_path).write_text(json.dumps(report, indent=2, default=str))
     report["seconds"] = round(time.perf_counter() - started, 1)
     print_table(report)
     print(f"\n{len(names)} benchmarks in {report['seconds'] / 60:.1f} min; logs in {logs}")
