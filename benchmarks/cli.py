@@ -55,7 +55,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"rag bench: error: unknown benchmark {', '.join(unknown)}; choose from "
               f"{', '.join(BENCHMARKS)}", file=sys.stderr)
         return EXIT_USAGE
-    report = run_suite(names, json_path=args.json, sizes=args.sizes, work=args.work)
+    import shlex
+
+    words = ["--all"] if args.all else list(args.names)
+    if args.sizes != [10_000, 100_000]:
+        words += ["--sizes", *map(str, args.sizes)]
+    words += ["--json", args.json] if args.json else []
+    report = run_suite(names, json_path=args.json, sizes=args.sizes, work=args.work,
+                       command=shlex.join(["rag", "bench", *words]))
     return EXIT_FAILED if report["failed"] else EXIT_OK
 
 

@@ -240,15 +240,14 @@ def print_table(report: dict) -> None:
 
 
 def run_suite(names: list[str], json_path: str | None, sizes: list[int],
-              work: str | None = None) -> dict:
+              work: str | None = None, command: str = "rag bench") -> dict:
     """Run `names` in order; print one table; write the JSON report; return it."""
     work_dir = Path(work or Path.home() / ".cache" / "rag-framework" / "bench")
     work_dir.mkdir(parents=True, exist_ok=True)
     logs = Path(tempfile.mkdtemp(prefix="rag-bench-"))
     ctx = {"sizes": sizes, "work": work_dir}
     report: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                    "command": "rag bench " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["bench"]
-                                                         else sys.argv[1:]),
+                    "command": command,
                     "machine": machine(), "commit": _commit(), "benchmarks": {}, "rows": [],
                     "failed": []}
     started = time.perf_counter()
