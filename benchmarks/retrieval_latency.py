@@ -195,6 +195,31 @@ def _stock_parts():
             BM25Retriever, MilvusVectorStore)
 
 
+def child_interleaved(work: Path, sizes: list[int]) -> dict:
+    """Hybrid queries on every tier's index from one process, tiers taking turns query by query,
+    so each tier is measured under the same load: on shared cores the load drifts between the
+    minutes one tier runs and the next, which moved p95 more than the index size did."""
+    from rag.api import RAG
+    from rag.models.embedder import Embedder
+
+    queries = json.loads((work / "queries.json").read_text())
+    embedder = Embedder("packaged")
+    rags = {size: RAG.open(work / f"ours_{size}", embedder=embedder) for size in sizes}
+    for rag in rags.values():
+        for q in queries[:10]:
+            rag.retrieve(q, top_k=TOP_K, mode="hybrid")
+    times: dict[int, list[float]] = {size: [] for size in sizes}
+    for n, q in enumerate(queries):
+        order = sizes if n % 2 == 0 else sizes[::-1]
+        for size in order:
+            t0 = time.perf_counter()
+            rags[size].retrieve(q, top_k=TOP_K, mode="hybrid")
+            times[size].append((time.perf_counter() - t0) * 1000)
+    for rag in rags.values():
+        rag.close()
+    return {str(size): _percentiles(t) for size, t in times.items()}
+
+
 def child_build_stock(work: Path, size: int) -> dict:
     """The stock pipeline's index: MilvusVectorStore (its defaults, Milvus Lite) filled through
     VectorStoreIndex with the same vectors, and BM25Retriever (bm25s) persisted next to it."""
@@ -261,12 +286,14 @@ def _vector_query(embedding: list[float]):
 
 
 CHILDREN = {"build-ours": child_build_ours, "query-ours": child_query_ours,
-            "build-stock": child_build_stock, "stock": child_stock}
+            "build-stock": child_build_stock, "stock": child_stock,
+            "interleaved": child_interleaved}
 
 
-def run_child(kind: str, work: Path, size: int) -> dict:
+def run_child(kind: str, work: Path, size: int | list[int]) -> dict:
+    sizes = [str(s) for s in (size if isinstance(size, list) else [size])]
     proc = subprocess.run([sys.executable, __file__, "--child", kind, "--work", str(work),
-                           "--sizes", str(size)], capture_output=True, text=True)
+                           "--sizes", *sizes], capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode or not lines:
         raise RuntimeError(f"{kind} {size} failed:\n{proc.stderr[-3000:]}")
@@ -300,6 +327,10 @@ def summarise(report: dict) -> dict:
         small = sizes[keys[0]]["ours"]["hybrid"]["p95_ms"]
         for size in keys[1:]:
             out[size][f"hybrid_p95_over_{keys[0]}"] = ratio(sizes[size]["ours"]["hybrid"]["p95_ms"], small)
+            inter = report.get("interleaved")
+            if inter:
+                out[size][f"interleaved_hybrid_p95_over_{keys[0]}"] = ratio(
+                    inter[size]["p95_ms"], inter[keys[0]]["p95_ms"])
     return out
 
 
@@ -324,6 +355,8 @@ def print_table(report: dict) -> None:
             line(size, "stock floor (embed + Milvus)", row["stock"]["floor"])
             line(size, "stock llama-index fusion", row["stock"]["hybrid"], row["stock_build"],
                  row["stock"]["memory_after_queries"])
+    for size, lat in report.get("interleaved", {}).items():
+        line(size, "ours hybrid, tiers interleaved", lat)
     for size, r in report["ratios"].items():
         print(f"{size:>8} " + ", ".join(f"{k} {v}" for k, v in r.items()))
 
@@ -341,7 +374,8 @@ def main() -> int:
     parser.add_argument("--json")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(CHILDREN[args.child](Path(args.work), args.sizes[0])), flush=True)
+        arg = args.sizes if args.child == "interleaved" else args.sizes[0]
+        print(json.dumps(CHILDREN[args.child](Path(args.work), arg)), flush=True)
         return 0
     if not ESSAYS.is_dir():
         print(f"no shared data at {ESSAYS}: nothing to measure")
@@ -368,10 +402,14 @@ def main() -> int:
                 print(f"[{size}] built stock: {row['stock_build']}", flush=True)
                 row["stock"] = run_child("stock", work, size)
                 print(f"[{size}] stock: {row['stock']}", flush=True)
-            for name in (f"ours_{size}", f"stock_{size}"):  # free the disk before the next tier
-                shutil.rmtree(work / name, ignore_errors=True)
+            shutil.rmtree(work / f"stock_{size}", ignore_errors=True)  # ours: kept for below
             report["sizes"][str(size)] = row
             report["seconds"][str(size)] = round(time.perf_counter() - tier, 1)
+        if len(args.sizes) > 1:
+            started = time.perf_counter()
+            report["interleaved"] = run_child("interleaved", work, args.sizes)
+            report["seconds"]["interleaved"] = round(time.perf_counter() - started, 1)
+            print(f"interleaved tiers: {report['interleaved']}", flush=True)
     report["ratios"] = summarise(report)
     print_table(report)
     if args.json:

@@ -95,6 +95,14 @@ def retrieval_rows(r: dict) -> list[Row]:
         mine = r["sizes"][size]["ours"]["hybrid"]["p95_ms"]
         rows.append((f"retrieval {int(size) // 1000}k", "hybrid p95 growth", mine,
                      f"hybrid p95 at {int(sizes[0]) // 1000}k", small, _ratio(mine, small)))
+        inter = r.get("interleaved") or {}
+        if size in inter and sizes[0] in inter:
+            for q in ("p50", "p95"):
+                mine, small = inter[size][f"{q}_ms"], inter[sizes[0]][f"{q}_ms"]
+                rows.append((f"retrieval {int(size) // 1000}k",
+                             f"hybrid {q} growth, tiers interleaved", mine,
+                             f"interleaved {q} at {int(sizes[0]) // 1000}k", small,
+                             _ratio(mine, small)))
     return rows
 
 

@@ -53,9 +53,13 @@ def _tier(p95: float, floor: float, stock_p95: float, peak: float, stock_peak: f
 
 def test_retrieval_rows_carry_the_ratios_the_issue_asks_for():
     rows = retrieval_rows({"sizes": {"10000": _tier(30, 20, 60, 800, 1000),
-                                     "100000": _tier(36, 22, 180, 1000, 4000)}})
+                                     "100000": _tier(36, 22, 180, 1000, 4000)},
+                           "interleaved": {"10000": {"p50_ms": 20, "p95_ms": 40},
+                                           "100000": {"p50_ms": 22, "p95_ms": 52}}})
     by = {(r[0], r[1], r[3]): r for r in rows}
     assert by[("retrieval 100k", "hybrid top-10 p95 ms", "stock llama-index")][5] == 0.2
     assert by[("retrieval 100k", "peak resident memory MB", "stock llama-index")][5] == 0.25
     assert by[("retrieval 100k", "hybrid p95 growth", "hybrid p95 at 10k")][5] == 1.2
     assert by[("retrieval 10k", "hybrid top-10 p95 ms", "floor (embed + 1 search)")][5] == 1.5
+    assert by[("retrieval 100k", "hybrid p95 growth, tiers interleaved",
+               "interleaved p95 at 10k")][5] == 1.3
