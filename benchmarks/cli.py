@@ -26,6 +26,8 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", metavar="DIR",
                    help="keep reusable inputs here (the Paul Graham index of `answers`); "
                         "default ~/.cache/rag-framework/bench")
+    p.add_argument("--markdown", metavar="FILE",
+                   help="also write the table as Markdown (the README's figures)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
 
 
@@ -62,7 +64,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         words += ["--sizes", *map(str, args.sizes)]
     words += ["--json", args.json] if args.json else []
     report = run_suite(names, json_path=args.json, sizes=args.sizes, work=args.work,
-                       command=shlex.join(["rag", "bench", *words]))
+                       command=shlex.join(["rag", "bench", *words]), markdown_path=args.markdown)
     return EXIT_FAILED if report["failed"] else EXIT_OK
 
 

@@ -247,8 +247,24 @@ def print_table(report: dict) -> None:
         print(f"\nnote: {note}")
 
 
+def markdown(report: dict) -> str:
+    """The report as the README's table: date, machine and command first."""
+    m = report["machine"]
+    lines = [f"Measured {report['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gb']} GB, "
+             f"{'/'.join(m['simd']) or 'no AVX2'}; load average at start "
+             f"{', '.join(f'{x:.1f}' for x in m['load_average'])}), commit {report['commit']}, "
+             f"with `{report['command']}` ({report.get('seconds', 0) / 60:.0f} min):", "",
+             "| benchmark | figure | ours | compared with | value | ours/value |",
+             "|---|---|---:|---|---:|---:|"]
+    for row in report["rows"]:
+        cells = ["" if v is None else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def run_suite(names: list[str], json_path: str | None, sizes: list[int],
-              work: str | None = None, command: str = "rag bench") -> dict:
+              work: str | None = None, command: str = "rag bench",
+              markdown_path: str | None = None) -> dict:
     """Run `names` in order; print one table; write the JSON report; return it."""
     work_dir = Path(work or Path.home() / ".cache" / "rag-framework" / "bench")
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -279,4 +295,7 @@ def run_suite(names: list[str], json_path: str | None, sizes: list[int],
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2, default=str))
         print(f"figures written to {json_path}")
+    if markdown_path:
+        Path(markdown_path).write_text(markdown(report))
+        print(f"README table written to {markdown_path}")
     return report

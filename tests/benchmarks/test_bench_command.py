@@ -27,8 +27,8 @@ def test_unknown_benchmark_is_a_usage_error(capsys):
 
 
 def test_quality_figures_come_from_the_committed_baselines(tmp_path, capsys):
-    out_file = tmp_path / "bench.json"
-    assert main(["bench", "quality", "--json", str(out_file)]) == 0
+    out_file, table = tmp_path / "bench.json", tmp_path / "bench.md"
+    assert main(["bench", "quality", "--json", str(out_file), "--markdown", str(table)]) == 0
     printed = capsys.readouterr().out
     report = json.loads(out_file.read_text())
     assert report["failed"] == [] and report["machine"]["cores"] >= 1 and report["date"]
@@ -39,6 +39,9 @@ def test_quality_figures_come_from_the_committed_baselines(tmp_path, capsys):
     recall = recall["value"] if isinstance(recall, dict) else recall
     assert figures[("quality paul_graham", "recall@10")] == round(recall, 4)
     assert "quality paul_graham" in printed and str(round(recall, 4)) in printed
+    md = table.read_text()
+    assert md.startswith(f"Measured {report['date']}") and f"`{report['command']}`" in md
+    assert f"| quality paul_graham | recall@10 " in md
 
 
 def _tier(p95: float, floor: float, stock_p95: float, peak: float, stock_peak: float) -> dict:
