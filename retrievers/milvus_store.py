@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from retrievers.errors import DenseStoreDamagedError, IndexLockedError, StoreConfigError, one_line
+from retrievers.lite_search import LiteDirectSearch
 from retrievers.records import Chunk
 from retrievers.text import STOP_WORDS
 
@@ -159,6 +160,8 @@ class MilvusDenseStore:
         self.uri, self.collection, self.dim, self.index_type = uri, collection, dim, index
         self.full_text = full_text
         self.client = milvus_client(uri, token)
+        # Embedded Lite: unfiltered searches skip Lite's per-call scan of every row (issue 17).
+        self._direct = LiteDirectSearch(uri, collection) if is_lite(uri) and index == "HNSW" else None
         try:
             self._ensure_collection()
         except (StoreConfigError, IndexLockedError):
@@ -242,6 +245,10 @@ class MilvusDenseStore:
         self, vector: np.ndarray, k: int, filters: "Filters | None" = None, ef: int = 64
     ) -> list[tuple[str, float]]:
         """Top-k (id, cosine similarity) among rows matching `filters`."""
+        if self._direct is not None and (filters is None or filters.empty):
+            hits = self._direct.search(vector, k, max(ef, k))
+            if hits is not None:
+                return hits
         result = self.client.search(
             self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], limit=k,
             filter=_expr(filters), search_params=self._dense_params(k, ef), output_fields=[],

@@ -1,0 +1,124 @@
+"""Dense top-k from Milvus Lite's own per-segment HNSW indexes, without its per-call full scan.
+
+Why this exists: Milvus Lite 3.2.2 answers every search by first walking *every row* of every
+segment in Python (a max-sequence map for de-duplication and a tombstone mask: two dict lookups
+per row), then asks each segment's FAISS HNSW index for its top-k. At 100k rows the walk costs
+100-250 ms of a ~105-260 ms search; the HNSW lookups take ~1 ms. That is why the dense side grew
+linearly with the index (issue 17) although an HNSW index was built and loaded. Batching
+queries amortises the walk, but one user question is one search.
+
+This path asks the same in-process index objects directly and checks only the candidates it
+returns against the tombstones and newer versions, which is what the walk computes for every
+row. It is used only when its answer is provably the same as Milvus Lite's:
+- the collection lives in this process (an embedded Milvus Lite, not `milvus-lite server`);
+- no filter expression (filters go through Milvus: they need the scalar columns);
+- the memtable is empty (unflushed rows are searched by brute force inside Lite; ChunkIndex
+  flushes after every batch, so this is the state between ingests);
+- every segment carries its built vector index (Lite builds them in the background after a
+  flush);
+- enough candidates survive the checks (else the caller falls back).
+Otherwise `search` returns None and the caller uses the ordinary `MilvusClient.search`.
+
+It reads Milvus Lite's engine objects (not a public API), so it is pinned to the version it was
+written against (`SUPPORTED_VERSIONS`) and disabled on any other; tests/retrievers/
+test_lite_search.py checks its answers equal the public path's, with upserts and deletes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+SUPPORTED_VERSIONS = {"3.2.2"}
+OVERFETCH = 2  # candidates per segment: k * OVERFETCH + 8, so tombstoned rows rarely cost a fallback
+
+
+def engine_collection(uri: str, collection: str, database: str = "default") -> Any | None:
+    """The in-process Milvus Lite `Collection` behind `uri`, or None when there is none here."""
+    try:
+        import milvus_lite
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:
+        return None
+    if getattr(milvus_lite, "__version__", None) not in SUPPORTED_VERSIONS:
+        return None
+    servers = getattr(server_manager_instance, "_servers", {})
+    entry = servers.get(os.path.abspath(uri))
+    if entry is None:
+        return None
+    db = entry[1]
+    return getattr(db, "_collections", {}).get((database, collection))
+
+
+class LiteDirectSearch:
+    """Top-k (id, cosine similarity) over one embedded Milvus Lite collection's HNSW segments."""
+
+    def __init__(self, uri: str, collection: str, vector_field: str = "vector"):
+        self.uri, self.collection, self.vector_field = uri, collection, vector_field
+        self._collection: Any | None = None
+
+    def _engine(self) -> Any | None:
+        # Looked up per call (cheap dict lookups): a collection dropped and re-created, or a
+        # store closed and reopened, gets a new engine object.
+        self._collection = engine_collection(self.uri, self.collection)
+        return self._collection
+
+    def search(self, vector: np.ndarray, k: int, ef: int = 64) -> list[tuple[str, float]] | None:
+        """Milvus Lite's answer for an unfiltered COSINE search, or None where it cannot vouch."""
+        try:
+            return self._search(vector, k, ef)
+        except Exception as exc:  # an engine in a state this path does not know: use the public one
+            log.debug("Milvus Lite direct search unavailable: %s", exc)
+            return None
+
+    def _search(self, vector: np.ndarray, k: int, ef: int) -> list[tuple[str, float]] | None:
+        coll = self._engine()
+        if coll is None or getattr(coll, "_load_state", None) != "loaded" or k <= 0:
+            return None
+        if coll._memtable.size() != 0:
+            return None
+        segments, deltas = coll._read_snapshot()
+        segments = [s for s in segments if s.num_rows > 0]
+        if not segments:
+            return []
+        if any(self.vector_field not in s.indexes for s in segments):
+            return None
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        fetch = k * OVERFETCH + 8
+        best: dict[str, float] = {}
+        for seg in segments:
+            local_ids, dists = seg.indexes[self.vector_field].search(
+                query, min(fetch, seg.num_rows), params={"ef": max(ef, fetch)})
+            found = valid = 0
+            for lid, dist in zip(local_ids[0].tolist(), dists[0].tolist()):
+                if lid < 0:
+                    break
+                found += 1
+                pk, seq = seg.pks[lid], int(seg.seqs[lid])
+                if deltas.is_deleted(pk, seq) or self._newer_elsewhere(pk, seq, seg, segments):
+                    continue
+                valid += 1
+                score = 1.0 - float(dist)  # Lite's internal cosine distance -> Milvus similarity
+                if score > best.get(pk, -np.inf):
+                    best[pk] = score
+            # Fewer than k live candidates from a segment that holds more rows: its share of the
+            # top-k may lie deeper than we looked, so only Milvus Lite's own search is exact.
+            if valid < k and found < seg.num_rows:
+                return None
+        ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))
+        return ranked[:k]
+
+    @staticmethod
+    def _newer_elsewhere(pk: Any, seq: int, seg: Any, segments: list[Any]) -> bool:
+        """Whether another segment holds a later version of `pk` (an upsert)."""
+        for other in segments:
+            if other is seg:
+                continue
+            row = other.find_row(pk)
+            if row is not None and int(other.seqs[row]) > seq:
+                return True
+        return False

@@ -1,0 +1,68 @@
+"""`rag bench`: reached through the `rag.commands` entry point, one table, one JSON report.
+
+The long benchmarks themselves are not run here (they take minutes to an hour: see README);
+`quality` reads the committed evaluation figures, so it runs end to end in a second.
+"""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.suite import retrieval_rows
+from rag.cli import main
+
+
+def test_rag_bench_lists_every_benchmark_through_the_entry_point(capsys):
+    assert main(["bench", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("ingest", "retrieval", "answers", "quality", "ui-load", "ocr"):
+        assert name in out
+    assert "(default)" in out
+
+
+def test_unknown_benchmark_is_a_usage_error(capsys):
+    assert main(["bench", "no-such-bench"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark no-such-bench" in err and len(err.strip().splitlines()) == 1
+
+
+def test_quality_figures_come_from_the_committed_baselines(tmp_path, capsys):
+    out_file, table = tmp_path / "bench.json", tmp_path / "bench.md"
+    assert main(["bench", "quality", "--json", str(out_file), "--markdown", str(table)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out_file.read_text())
+    assert report["failed"] == [] and report["machine"]["cores"] >= 1 and report["date"]
+    assert report["command"] == f"rag bench quality --json {out_file}"
+    figures = {(r[0], r[1].split(" (")[0]): r[2] for r in report["rows"]}
+    committed = json.load(open("eval/baselines/dev_sets.json"))["datasets"]
+    recall = committed["paul_graham"]["metrics"]["recall@10"]
+    recall = recall["value"] if isinstance(recall, dict) else recall
+    assert figures[("quality paul_graham", "recall@10")] == round(recall, 4)
+    assert "quality paul_graham" in printed and str(round(recall, 4)) in printed
+    md = table.read_text()
+    assert md.startswith(f"Measured {report['date']}") and f"`{report['command']}`" in md
+    assert f"| quality paul_graham | recall@10 " in md
+
+
+def _tier(p95: float, floor: float, stock_p95: float, peak: float, stock_peak: float) -> dict:
+    lat = lambda p: {"p50_ms": p / 2, "p95_ms": p, "p99_ms": p * 1.2}  # noqa: E731
+    return {"ours_build": {"build_s": 10.0, "disk_mb": 50.0},
+            "ours": {"hybrid": lat(p95), "floor": lat(floor), "bm25_side": lat(1.0),
+                     "memory_after_queries": {"rss_mb": peak - 10, "peak_rss_mb": peak}},
+            "stock_build": {"build_s": 20.0, "disk_mb": 40.0},
+            "stock": {"hybrid": lat(stock_p95), "floor": lat(floor),
+                      "memory_after_queries": {"rss_mb": stock_peak, "peak_rss_mb": stock_peak}}}
+
+
+def test_retrieval_rows_carry_the_ratios_the_issue_asks_for():
+    rows = retrieval_rows({"sizes": {"10000": _tier(30, 20, 60, 800, 1000),
+                                     "100000": _tier(36, 22, 180, 1000, 4000)},
+                           "interleaved": {"10000": {"p50_ms": 20, "p95_ms": 40},
+                                           "100000": {"p50_ms": 22, "p95_ms": 52}}})
+    by = {(r[0], r[1], r[3]): r for r in rows}
+    assert by[("retrieval 100k", "hybrid top-10 p95 ms", "stock llama-index")][5] == 0.2
+    assert by[("retrieval 100k", "peak resident memory MB", "stock llama-index")][5] == 0.25
+    assert by[("retrieval 100k", "hybrid p95 growth", "hybrid p95 at 10k")][5] == 1.2
+    assert by[("retrieval 10k", "hybrid top-10 p95 ms", "floor (embed + 1 search)")][5] == 1.5
+    assert by[("retrieval 100k", "hybrid p95 growth, tiers interleaved",
+               "interleaved p95 at 10k")][5] == 1.3
