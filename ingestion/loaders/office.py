@@ -9,6 +9,7 @@ files; they are refused with a message that says so.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -44,8 +45,8 @@ def _is_strict_ooxml(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as package:
             rels = package.read("_rels/.rels")
-    except (KeyError, zipfile.BadZipFile, OSError):
-        return False
+    except (KeyError, zipfile.BadZipFile, OSError, zlib.error, EOFError):
+        return False  # damaged: the library's own read below says how, as a LoadError
     return b"purl.oclc.org/ooxml/officeDocument" in rels
 
 

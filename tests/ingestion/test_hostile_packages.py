@@ -162,3 +162,28 @@ def test_entity_expansion_neither_expands_nor_fills_memory(tmp_path, kind):
     text = "".join(s.text for s in sections)
     assert text.count("lol") < 1000, "entities were expanded"
     assert elapsed < 5 and growth_mb < 200, (elapsed, growth_mb)
+
+
+def test_a_docx_with_a_corrupt_compressed_member_fails_in_one_line(tmp_path):
+    """Found by the hypothesis suite: a flipped byte inside a deflated member made zipfile raise
+    zlib.error (not an OSError) out of the loader."""
+    import io
+    import zipfile
+
+    from ingestion.loaders.office import load_docx
+    from ingestion.sections import LoadError
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as package:
+        package.writestr("[Content_Types].xml", "<Types/>" * 50)
+        package.writestr("_rels/.rels", "<Relationships>" + "<Relationship/>" * 200 + "</Relationships>")
+    data = bytearray(buffer.getvalue())
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("_rels/.rels")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for i in range(start + 2, start + 12):
+        data[i] ^= 0xFF
+    path = tmp_path / "broken.docx"
+    path.write_bytes(bytes(data))
+    with pytest.raises(LoadError) as error:
+        load_docx(path)
+    assert "\n" not in str(error.value) and "DOCX" in str(error.value)
