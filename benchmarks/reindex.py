@@ -6,7 +6,8 @@ On a copy of an index built with the packaged MiniLM (`rag ingest
      --threads query threads asking hybrid and dense queries the whole time: re-index time,
      queries answered during it, errors, empty answers, p50/p95 query latency during it and idle;
   2. rollback to MiniLM (only what changed since is embedded: nothing here);
-  3. MiniLM -> a 128-d static model (another real model, so a new collection), run as
+  3. MiniLM -> a 128-d static model (the first 128 PCA dimensions of the 256-d one: another
+     real model, so a new collection), run as
      `rag reindex` in a child process that is killed with SIGKILL a third of the way through;
      then `rag retrieve` on the old index, and the next `rag reindex`, which resumes;
   4. static 128-d -> MiniLM from scratch (MiniLM's previous collection dropped first, so every
@@ -92,13 +93,15 @@ def main() -> int:
     args = parser.parse_args()
 
     from rag.api import RAG
-    from rag.models.static import distilled_static_model
+    from rag.models.static import distilled_static_model, narrowed_static_model
     from retrievers.collections import CollectionFamily
 
     figures: dict = {}
     static256 = distilled_static_model("packaged", 256)
-    static128 = distilled_static_model("packaged", 128)
     work = Path(tempfile.mkdtemp(prefix="reindex_bench_"))
+    # Its first 128 PCA dimensions: a 128-d static model (PCA components are nested), another
+    # real model without a second distillation.
+    static128 = narrowed_static_model(static256, 128, work / "static-128d")
     index = work / "index"
     shutil.copytree(args.index, index)
     try:

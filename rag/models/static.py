@@ -48,9 +48,10 @@ def distilled_static_model(source: str = "packaged", pca_dims: int = 256) -> Pat
 
 
 def narrowed_static_model(source: Path, dims: int, target: Path) -> Path:
-    """A copy of a model2vec folder keeping only its first `dims` dimensions: a real but
-    useless model (with 2 it cannot tell passages apart), for showing that the smoke
-    evaluation refuses a switch. Written with safetensors and tokenizers, nothing else."""
+    """A copy of a model2vec folder keeping only its first `dims` dimensions. Its dimensions
+    are PCA components in order of variance, so this is the model distilled with `pca_dims=dims`
+    (up to the distiller's normalisation), without distilling again; with 2 it is a real but
+    useless model (it cannot tell passages apart), which the re-index smoke evaluation refuses."""
     from safetensors.numpy import load_file, save_file
 
     if (target / "model.safetensors").is_file():

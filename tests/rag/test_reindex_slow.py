@@ -1,6 +1,6 @@
 """`rag reindex` under load and under kill -9, on real corpora (slow: run with -m slow).
 
-- Four query threads run while the index re-embeds ~900 chunks of Paul Graham essays with
+- Four query threads run while the index re-embeds ~450 chunks of Paul Graham essays with
   MiniLM: every query must succeed and return hits, before, during and after the switch.
 - Another process queries the same index through a shared Milvus (a `milvus-lite server`,
   and a Milvus 2.3.5 server) while `rag reindex` runs: zero errors, and it follows the switch.
@@ -31,7 +31,7 @@ from tests.retrievers.conftest import lite_server, milvus_server  # noqa: F401 -
 ESSAYS = SHARED_DATA / "qa" / "paul_graham" / "essays"
 QUERIES = ["how to start a startup", "what makes a good essay", "programming languages and lisp",
            "raising money from investors", "hackers and painters"]
-N_ESSAYS = 60
+N_ESSAYS = 30
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not ESSAYS.is_dir(), reason="../shared/data is absent")]
@@ -94,7 +94,7 @@ def test_query_threads_get_no_errors_while_the_index_is_reindexed(tmp_path, essa
             t.join(timeout=120)
     print(f"\n{counts['queries']} queries during/after a {report.seconds:.1f} s re-index of "
           f"{report.chunks} chunks: {len(errors)} errors, {counts['empty']} empty")
-    assert report.switched and report.embedded == report.chunks > 500
+    assert report.switched and report.embedded == report.chunks > 300
     assert not errors, errors[:3]
     assert counts["empty"] == 0 and counts["queries"] > 40
     assert rag.embedder.fingerprint == embedder.fingerprint
