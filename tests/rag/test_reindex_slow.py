@@ -46,12 +46,14 @@ def essays(tmp_path_factory) -> Path:
 
 
 def static_index(tmp_path: Path, essays: Path, static_model: Path, **settings) -> Path:
-    """The essays indexed with the static model (fast), to be re-indexed with MiniLM (slow)."""
-    index = tmp_path / "index"
-    rag = RAG.open(index, embedding_model=str(static_model), ocr="never", **settings)
+    """The essays indexed with the static model (fast), to be re-indexed with MiniLM (slow).
+    A copy is returned: Milvus Lite stays locked to this process once opened here, a copy does
+    not, so a child process can open it."""
+    built = tmp_path / "built"
+    rag = RAG.open(built, embedding_model=str(static_model), ocr="never", **settings)
     assert all(r.status == "added" for r in rag.ingest([essays]))
     rag.close()
-    return index
+    return shutil.copytree(built, tmp_path / "index")
 
 
 def rag_cmd(*args: str) -> list[str]:
