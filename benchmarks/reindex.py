@@ -131,6 +131,9 @@ def main() -> int:
         print(f"2. rollback -> {r['collection']}: switched={r['switched']} in {r['seconds']} s, "
               f"{r['embedded']} embedded; during it: {r['during']}")
         rag.close()
+        # Milvus Lite stays locked to this process once opened here; a copy is not locked, so
+        # the child processes below work on one.
+        index = shutil.copytree(index, work / "index-2")
 
         # 3. kill -9 a third of the way through MiniLM -> static-128d, then resume.
         proc = subprocess.Popen(
