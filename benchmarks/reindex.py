@@ -161,7 +161,10 @@ def main() -> int:
         resumed = subprocess.run(rag_cmd("reindex", "--index", str(index), "--embedding-model",
                                          str(static128), "--json"),
                                  cwd=REPO, capture_output=True, text=True)
-        report = json.loads(resumed.stdout) if resumed.returncode == 0 else {"error": resumed.stderr[-500:]}
+        try:  # the report is printed whether the switch passed (exit 0) or was refused (exit 1)
+            report = {**json.loads(resumed.stdout), "exit": resumed.returncode}
+        except ValueError:
+            report = {"exit": resumed.returncode, "error": resumed.stderr[-500:]}
         figures["kill9"] = {"killed_at": done, "total": total, "old_index_exit": answered.returncode,
                             "old_index_hits": len(hits), "retrieve_s": round(t1 - t0, 1),
                             "resume": report}

@@ -467,7 +467,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     if not report.switched:
         print(f"rag: reindex refused: {model['embedding_model']} failed the smoke check; the "
               f"index still serves collection {report.previous}. Check the model, or lower "
-              f"--set reindex_smoke_min_rate", file=sys.stderr)
+              f"--set reindex_smoke_min_rate / reindex_smoke_max_drop", file=sys.stderr)
         return EXIT_CHECK
     print(f"switched to collection {report.collection}: {model['embedding_model']} "
           f"({model['embedding_fingerprint']}, {model['dimension']}-d); {report.chunks} chunks, "

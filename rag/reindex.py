@@ -131,9 +131,10 @@ class Reindexer:
                 self._fill(store, embedder, report)
                 with self.writes():
                     self._catch_up(store, embedder, report)
-                    report.smoke = self._smoke(store, embedder.encode_query)
                     if self.serving_encode is not None:
                         report.serving_smoke = self._smoke(self.index.dense, self.serving_encode)
+                    baseline = report.serving_smoke.rate if report.serving_smoke else None
+                    report.smoke = self._smoke(store, embedder.encode_query, baseline)
                     if report.smoke.passed:
                         self._switch(family, store, embedder, record, served, serving_name)
                         report.switched = True
@@ -213,7 +214,8 @@ class Reindexer:
         if unflushed:
             store.flush()
 
-    def _smoke(self, store: Any, encode_query: Callable[[str], Any]) -> SmokeResult:
+    def _smoke(self, store: Any, encode_query: Callable[[str], Any],
+               baseline: float | None = None) -> SmokeResult:
         s = self.settings
         catalog = self.index.catalog
         live = catalog.ids_in_state(LIVE)
@@ -222,7 +224,8 @@ class Reindexer:
         # The top 5 of a small index is most of it: there a probe must rank its chunk first.
         k = max(1, min(5, len(live) // 20))
         return self_retrieval(texts, encode_query, lambda vector, k: store.search(vector, k),
-                              k=k, min_rate=s.reindex_smoke_min_rate)
+                              k=k, min_rate=s.reindex_smoke_min_rate, baseline=baseline,
+                              max_drop=s.reindex_smoke_max_drop)
 
     def _switch(self, family: CollectionFamily, store: Any, embedder: Any,
                 record: dict[str, Any], served: dict[str, Any], serving_name: str) -> None:

@@ -108,10 +108,6 @@ class ChunkIndex:
         """Hold while searching and reading hits' text: no publish lands in between."""
         return self._lock.reading()
 
-    def writing(self) -> ContextManager[Any]:
-        """Hold to change what queries see in several steps at once (re-entrant)."""
-        return self._lock.writing()
-
     def switch_dense(self, dense: DenseStore, embedder: Any = None) -> tuple[DenseStore, Any]:
         """Serve from another dense store (a re-indexed collection) and the model that made its
         vectors, in one step for queries: a query embeds and searches under the read lock, so it
