@@ -146,7 +146,7 @@ def main() -> int:
             if not block:
                 break
             seen += block
-            found = re.findall(rb"(\d+)/(\d+) \[", seen[-400:])
+            found = re.findall(rb"embedding:[^\r\n]*?(\d+)/(\d+) \[", seen[-2000:])
             if found:
                 done, total = map(int, found[-1])
                 if done >= total // 3:

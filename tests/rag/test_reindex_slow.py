@@ -118,7 +118,7 @@ def test_kill_9_mid_reindex_leaves_the_old_index_serving_and_the_next_run_resume
         if not block:
             break
         seen += block
-        found = re.findall(rb"(\d+)/(\d+) \[", seen[-400:])
+        found = re.findall(rb"embedding:[^\r\n]*?(\d+)/(\d+) \[", seen[-2000:])
         if found:
             done, total = map(int, found[-1])
             if done >= total // 3:
