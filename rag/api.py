@@ -14,15 +14,17 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from rag import parts
 from rag.config import Settings, load_settings
-from rag.errors import ConfigError
+from rag import serving
+from rag.errors import ConfigError, ModelFileError
+from rag.models.embedder import embedder_for
 from rag.process import apply_defaults
 from rag.generation import Answer, Citation, build_messages, fit_contexts
-from rag.models.embedding import display_name, embedding_fingerprint, resolve_embedding_model
+from rag.models.embedding import embedding_fingerprint, resolve_embedding_model
+from rag.serving import INDEX_SETTINGS_KEY
 
 if TYPE_CHECKING:
     from rag.answering import AnswerStream
 
-INDEX_SETTINGS_KEY = "index_settings"
 _FROM_SETTINGS: Any = object()  # `reranker=` default: build it from the settings (None means none)
 
 
@@ -59,6 +61,13 @@ class RAG:
         self.oplog = OperationLog(self.index_dir, keep=settings.oplog_keep)
         self.telemetry = Telemetry(self.oplog.add_operation if settings.latency_log else None)
         self._query_vector = threading.local()  # the last query embedding, for the query log
+        # This process's index writes (ingest, delete, repair, a re-index's switch) one at a
+        # time; queries never take it.
+        self._writes = threading.RLock()
+        self._following = threading.Lock()  # one thread follows another process's switch
+        self._switch_checked = 0.0
+        self._strict: bool | None = None
+        self._opening: int | None = None  # the thread opening the index (it may ask for the model)
 
     @classmethod
     def open(cls, index_dir: str | Path | None = None, *, llm: Any = None, embedder: Any = None,
@@ -92,49 +101,144 @@ class RAG:
 
     @property
     def embedder(self):
+        """The model of the collection the index serves from (a re-index switches it): the
+        index is opened first, since it says which model that is."""
+        if self._index is None and self._opening != threading.get_ident():
+            self.index
+        index = self._index
+        current = getattr(index, "embedder", None) if index is not None else None
+        if current is not None:
+            return current
         return self._part("_embedder", lambda: parts.default_embedder(self.settings))
 
     @property
     def index(self):
         return self._part("_index", self._open_index)
 
-    def _open_index(self):
+    def _open_index(self, strict: bool | None = None):
+        self._opening = threading.get_ident()
+        try:
+            return self._open_index_as(strict)
+        finally:
+            self._opening = None
+
+    def _open_index_as(self, strict: bool | None):
+        """Open the catalog, find the serving collection and its model, then the stores.
+
+        `strict`: refuse an index whose model differs from the configured one (default: when
+        the user chose a model or passed an embedder). Otherwise the index's own model is
+        loaded, so an index switched by `rag reindex` opens with its new model."""
         from retrievers.catalog import Catalog
+        from retrievers.collections import as_properties
         from retrievers.index import CATALOG_FILE
 
         s = self.settings
         self.index_dir.mkdir(parents=True, exist_ok=True)
         catalog = Catalog(self.index_dir / CATALOG_FILE)
-        recorded = catalog.get_meta(INDEX_SETTINGS_KEY)
-        resolved = resolve_embedding_model(s.embedding_model)
-        fingerprint = embedding_fingerprint(resolved)
-        if recorded is None:
-            recorded = {
-                "embedding_model": display_name(s.embedding_model),
-                "embedding_fingerprint": fingerprint,
-                "dimension": self.embedder.dimension,
-                "chunk_size": s.chunk_size,
-                "chunk_overlap": s.chunk_overlap,
-                "created_at": time.time(),
-            }
-            catalog.set_meta(INDEX_SETTINGS_KEY, recorded)
-        elif recorded["embedding_fingerprint"] != fingerprint:
+        try:
+            recorded = catalog.get_meta(INDEX_SETTINGS_KEY)
+            if recorded is None:
+                embedder = self.embedder
+                recorded = {
+                    **serving.model_record(embedder, getattr(embedder, "name", s.embedding_model)),
+                    "collection": s.collection,
+                    "chunk_size": s.chunk_size,
+                    "chunk_overlap": s.chunk_overlap,
+                    "created_at": time.time(),
+                }
+                catalog.set_meta(INDEX_SETTINGS_KEY, recorded)
+            else:
+                if self._dense_store is None:
+                    recorded = self._follow_alias(catalog, recorded)
+                self._choose_embedder(recorded, strict)
+        finally:
             catalog.close()
-            raise ConfigError(
-                f"{self.index_dir}: this index was built with embedding model "
-                f"{recorded['embedding_model']} ({recorded['embedding_fingerprint']}); "
-                f"{display_name(s.embedding_model)} ({fingerprint}) would mix incompatible "
-                "vectors. Use the original model, or a new index directory"
-            )
-        catalog.close()
         if self._dense_store is None:
-            self._dense_store = parts.default_dense_store(s, int(recorded["dimension"]))
+            record = {k: recorded.get(k) for k in serving.MODEL_KEYS}
+            record["embedding_ref"] = serving.ref_of(recorded)
+            self._dense_store = parts.default_dense_store(
+                s, int(recorded["dimension"]), collection=serving.collection_of(recorded, s),
+                properties=as_properties(record))
+            self._record_model_on(self._dense_store, record)
         dense = self._dense_store
         # `embed` lets repair re-embed live chunks a crash kept out of Milvus (loads lazily).
-        return parts.default_index(s, dense, embed=lambda texts: self.embedder.encode(texts))
+        return parts.default_index(s, dense, embed=lambda texts: self.embedder.encode(texts),
+                                   embedder=self._embedder)
+
+    def _follow_alias(self, catalog: Any, recorded: dict[str, Any]) -> dict[str, Any]:
+        """The serving record, after completing a switch the alias made but the catalog missed."""
+        from retrievers.collections import CollectionFamily
+        from retrievers.errors import IndexLockedError, StoreConfigError
+        from retrievers.milvus_store import damaged_lite_data, milvus_client
+
+        s = self.settings
+        client = milvus_client(s.milvus_target, s.milvus_token)
+        try:
+            family = CollectionFamily(client, s.collection)
+            name = family.serving()
+            if name and name != serving.collection_of(recorded, s):
+                log.warning("%s: completing an interrupted switch to collection %s",
+                            self.index_dir, name)
+                recorded = serving.adopt_alias(catalog, recorded, name, family.record(name), s)
+        except (IndexLockedError, StoreConfigError, ConfigError):
+            raise
+        except Exception as exc:  # unreadable Milvus Lite files: one line naming the repair
+            if not s.is_milvus_lite:
+                raise
+            raise damaged_lite_data(s.milvus_target, exc) from exc
+        finally:
+            client.close()
+        return recorded
+
+    def _choose_embedder(self, recorded: dict[str, Any], strict: bool | None) -> None:
+        """Use the configured model if it is the index's, else refuse (strict) or load the
+        index's own model."""
+        s = self.settings
+        given = self._embedder is not None and hasattr(self._embedder, "fingerprint")
+        if strict is None:
+            strict = self._embedder is not None or serving.is_explicit(s)
+        self._strict = strict
+        if given:
+            name, fingerprint = getattr(self._embedder, "name", s.embedding_model), self._embedder.fingerprint
+            origin = "the embedder passed to RAG.open"
+        else:
+            name = s.embedding_model
+            fingerprint = embedding_fingerprint(resolve_embedding_model(name)) if strict else ""
+            origin = s.sources.get("embedding_model", "default")
+        if fingerprint == recorded["embedding_fingerprint"]:
+            return
+        if strict:
+            raise serving.mismatch_error(self.index_dir, recorded, name, fingerprint, origin)
+        ref = serving.ref_of(recorded)
+        try:
+            own = embedder_for(ref, s)
+            if own.fingerprint != recorded["embedding_fingerprint"]:
+                raise ConfigError(f"its files changed (fingerprint {own.fingerprint})")
+        except (ConfigError, ModelFileError) as exc:
+            raise ConfigError(
+                f"{self.index_dir}: this index serves embedding model {ref} "
+                f"({recorded['embedding_fingerprint']}), which cannot be loaded: {exc}. Restore "
+                f"it, or switch the index: `rag reindex --embedding-model MODEL --index "
+                f"{self.index_dir}`") from exc
+        self._embedder = own
+
+    def _record_model_on(self, store: Any, record: dict[str, Any]) -> None:
+        """Write the model record on a collection made before collections carried one."""
+        from retrievers.collections import PROPERTY_PREFIX, as_properties
+
+        if not hasattr(store, "properties"):
+            return
+        try:
+            if not any(k.startswith(PROPERTY_PREFIX) for k in store.properties()):
+                store.set_properties(as_properties(record))
+        except Exception as exc:  # a server that refuses custom properties still serves
+            log.warning("could not record the embedding model on collection %s: %s",
+                        getattr(store, "collection", "?"), exc)
 
     @property
     def retriever(self):
+        # The query embedder is looked up per query (under the index's read lock), so a
+        # re-index that switches the model and the collection switches both for queries.
         return self._part("_retriever", lambda: parts.default_retriever(
             self.settings, self.index, self._embed_query, self.reranker,
             tracer=self.telemetry.tracer))
@@ -209,7 +313,7 @@ class RAG:
         profile, recorder = self._drift_recorder()
         operation = self.telemetry.operation("ingest")
         try:
-            with operation.active():
+            with self._writes, operation.active():
                 return self._pipeline(show_progress, recorder).ingest(
                     paths, on_result=on_result, prune=prune)
         except Exception as exc:
@@ -260,6 +364,7 @@ class RAG:
 
     def _retrieve(self, query: str, top_k: int | None, mode: str | None, filters: Any) -> list:
         """Retrieval under the current operation; logs the query when query logging is on."""
+        self._follow_switch()  # another process may have switched the embedding model
         started = time.perf_counter()
         self._query_vector.value = None
         hits = self.retriever.retrieve(query, top_k or self.settings.top_k,
@@ -374,10 +479,11 @@ class RAG:
         indexes; returns the number of chunks removed."""
         from ingestion.discovery import source_id_for
 
-        if self.index.catalog.source(source_id_for(Path(source))) is not None:
-            return self.index.delete_source(source_id_for(Path(source)))
-        rows = self.index.catalog.sources_under([str(Path(source).resolve())])
-        return sum(self.index.delete_source(row["source_id"]) for row in rows)
+        with self._writes:
+            if self.index.catalog.source(source_id_for(Path(source))) is not None:
+                return self.index.delete_source(source_id_for(Path(source)))
+            rows = self.index.catalog.sources_under([str(Path(source).resolve())])
+            return sum(self.index.delete_source(row["source_id"]) for row in rows)
 
     def repair(self) -> tuple[Any, Any]:
         """Bring Milvus and the keyword index back in step with the catalog, the record every
@@ -399,14 +505,72 @@ class RAG:
             with self._building:
                 self._dense_store = None
             index = self.index  # opening an empty store re-embeds every live chunk
-        before = index.check()
-        if not before.ok:
-            index.check(fix=True, embed=lambda texts: self.embedder.encode(texts))
-        return before, index.check()
+        with self._writes:
+            before = index.check()
+            if not before.ok:
+                index.check(fix=True, embed=lambda texts: self.embedder.encode(texts))
+            return before, index.check()
+
+    # --- switching embedding models ------------------------------------------------------
+    def reindex(self, embedding_model: str | None = None, *, rollback: bool = False,
+                progress: Callable[[int, int], None] | None = None,
+                say: Callable[[str], None] | None = None):
+        """Embed every chunk with another model into a new collection while this index keeps
+        answering, check it, and switch to it in one step (`rag.reindex`); `rollback=True`
+        switches back to the collection before the last switch. Returns a `ReindexReport`
+        (`switched` is False when the smoke evaluation refused the new collection)."""
+        from rag.reindex import Reindexer
+
+        if self._index is None:
+            with self._building:
+                if self._index is None:  # opened with the index's own model, whatever is configured
+                    self._index = self._open_index(strict=False)
+        index = self.index
+        serving_embedder = self.embedder
+
+        def adopt(store: Any, embedder: Any) -> None:
+            self._dense_store, self._embedder = store, embedder
+
+        return Reindexer(index, self.settings, writes=lambda: self._writes, on_switch=adopt,
+                         serving_encode=serving_embedder.encode_query, progress=progress,
+                         say=say).run(embedding_model, rollback=rollback)
+
+    def _follow_switch(self) -> None:
+        """Serve the collection another process switched this index to (at most one catalog
+        read a second). Loads its model first; queries go on meanwhile on the old one."""
+        index = self._index
+        now = time.monotonic()
+        if index is None or now - self._switch_checked < 1.0 or self._dense_store is not index.dense:
+            return
+        self._switch_checked = now
+        recorded = index.catalog.get_meta(INDEX_SETTINGS_KEY) or {}
+        name = serving.collection_of(recorded, self.settings)
+        if name == getattr(index.dense, "collection", name) or not self._following.acquire(False):
+            return
+        try:
+            if self._strict and recorded.get("embedding_fingerprint") != getattr(
+                    index.embedder, "fingerprint", None):
+                log.warning("%s: another process switched this index to %s; this one keeps "
+                            "the configured model and collection %s", self.index_dir,
+                            recorded.get("embedding_model"), index.dense.collection)
+                self._switch_checked = float("inf")
+                return
+            embedder = embedder_for(serving.ref_of(recorded), self.settings)
+            store = parts.default_dense_store(self.settings, embedder.dimension, collection=name)
+            log.info("%s: following the switch to collection %s (%s)", self.index_dir, name,
+                     recorded.get("embedding_model"))
+            old, _ = index.switch_dense(store, embedder)
+            self._dense_store, self._embedder = store, embedder
+            old.close()
+        finally:
+            self._following.release()
 
     def stats(self) -> dict[str, Any]:
+        from rag.serving import REINDEX_KEY
+
         catalog = self.index.catalog
         sources = catalog.sources()
+        state = catalog.get_meta(REINDEX_KEY) or {}
         return {
             "index_dir": str(self.index_dir),
             "milvus": self.settings.milvus_target,
@@ -414,6 +578,8 @@ class RAG:
             "chunks": catalog.count(),
             "index_settings": catalog.get_meta(INDEX_SETTINGS_KEY),
             "by_type": _count_by(sources, "file_type"),
+            "previous_collection": _short(state.get("previous")),
+            "unfinished_reindex": _short(state.get("building")),
         }
 
     def latency(self, last: int | None = None) -> dict[str, Any]:
@@ -433,6 +599,14 @@ class RAG:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _short(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A collection's model record as `rag stats` shows it."""
+    if not record:
+        return None
+    return {k: record.get(k) for k in ("collection", "embedding_model", "embedding_fingerprint",
+                                       "dimension")}
 
 
 def _count_by(rows: list[dict[str, Any]], key: str) -> dict[str, int]:

@@ -88,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not ingest PATH... (and prune deleted files) before watching")
     p.add_argument("--json", action="store_true", help="one JSON object per change")
 
+    p = sub.add_parser("reindex", parents=[common],
+                       help="switch the index to another embedding model while it keeps answering")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--embedding-model", metavar="NAME_OR_PATH",
+                       help='"packaged", a sentence-transformers or model2vec folder, or a model id')
+    group.add_argument("--rollback", action="store_true",
+                       help="switch back to the collection served before the last switch")
+    p.add_argument("--json", action="store_true", help="print the run's report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("delete", parents=[common], help="remove a source from the index")
     p.add_argument("source")
     p.add_argument("--json", action="store_true", help='print {"source", "chunks"}')
@@ -170,7 +180,7 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-READ_ONLY = {"ask", "chat", "retrieve", "stats", "delete", "ui", "eval", "drift"}
+READ_ONLY = {"ask", "chat", "retrieve", "stats", "delete", "reindex", "ui", "eval", "drift"}
 
 
 def open_index(args: argparse.Namespace, **extra: Any):
@@ -516,8 +526,56 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    """Exit 0 when the index serves the model (switched now, or already), 1 when the smoke
+    evaluation refused the switch (the index keeps serving the old collection)."""
+    rag = open_index(args)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if args.quiet or args.json:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr)
+        bar.total = total
+        bar.update(done - bar.n)
+
+    say = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr))
+    try:
+        report = rag.reindex(args.embedding_model, rollback=args.rollback, progress=progress,
+                             say=say)
+    finally:
+        if bar is not None:
+            bar.close()
+        rag.close()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return EXIT_OK if report.switched or not report.smoke else EXIT_CHECK
+    model = report.model
+    if report.smoke is None:
+        print(f"nothing to do: {report.note}")
+        return EXIT_OK
+    print(f"smoke check, {model['embedding_model']}: {report.smoke.describe()}")
+    if report.serving_smoke is not None:
+        print(f"smoke check, serving model: {report.serving_smoke.describe()}")
+    if not report.switched:
+        print(f"rag: reindex refused: {model['embedding_model']} failed the smoke check; the "
+              f"index still serves collection {report.previous}. Check the model, or lower "
+              f"--set reindex_smoke_min_rate / reindex_smoke_max_drop", file=sys.stderr)
+        return EXIT_CHECK
+    print(f"switched to collection {report.collection}: {model['embedding_model']} "
+          f"({model['embedding_fingerprint']}, {model['dimension']}-d); {report.chunks} chunks, "
+          f"{report.embedded} embedded now"
+          + (f", {report.already} already there ({report.note})" if report.already else "")
+          + f", {report.seconds:.1f} s. Previous: {report.previous} (rag reindex --rollback)")
+    return EXIT_OK
+
+
 COMMANDS = {
-    "chat": cmd_chat,
+    "chat": cmd_chat, "reindex": cmd_reindex,
     "ingest": cmd_ingest, "ask": cmd_ask, "retrieve": cmd_retrieve, "config": cmd_config,
     "stats": cmd_stats, "delete": cmd_delete, "watch": cmd_watch,
 }

@@ -39,6 +39,15 @@ class Settings:
     embedding_dtype: str = "auto"  # auto | bfloat16 | float32
     embedding_batch_size: int = 16
 
+    # Re-indexing into another embedding model (`rag reindex`, rag/reindex.py): chunks embedded
+    # per write, and the smoke evaluation that must pass before the switch (probe passages from
+    # this many chunks; the share that must find their own chunk in the top 5, and how far it
+    # may fall below the serving model's share on the same probes: rag/smoke.py).
+    reindex_batch_chunks: int = 256
+    reindex_smoke_probes: int = 50
+    reindex_smoke_min_rate: float = 0.6
+    reindex_smoke_max_drop: float = 0.2
+
     # Chunking, in tokens of the embedding model (MiniLM reads 256 including 2 special tokens).
     chunk_size: int = 254
     chunk_overlap: int = 32

@@ -18,28 +18,32 @@ from rag.config import PACKAGED, Settings
 
 def default_embedder(settings: Settings):
     """The configured sentence-transformers embedder (loads its model on first use)."""
-    from rag.models.embedder import Embedder
+    from rag.models.embedder import embedder_for
 
-    s = settings
-    return Embedder(s.embedding_model, s.embedding_device, s.embedding_dtype, s.embedding_batch_size)
+    return embedder_for(settings.embedding_model, settings)
 
 
-def default_dense_store(settings: Settings, dimension: int):
-    """The Milvus collection of the settings: Milvus Lite inside the index, or a server URI."""
+def default_dense_store(settings: Settings, dimension: int, collection: str | None = None,
+                        properties: dict[str, str] | None = None):
+    """The Milvus collection of the settings (or `collection`, one of its re-indexed versions):
+    Milvus Lite inside the index, or a server URI. `properties` go on a collection it creates."""
     from retrievers.milvus_store import MilvusDenseStore
 
     s = settings
-    return MilvusDenseStore(s.milvus_target, s.collection, dimension, token=s.milvus_token,
-                            full_text=s.sparse == "milvus")
+    return MilvusDenseStore(s.milvus_target, collection or s.collection, dimension,
+                            token=s.milvus_token, full_text=s.sparse == "milvus",
+                            properties=properties)
 
 
-def default_index(settings: Settings, dense: Any, embed: Callable[[list[str]], np.ndarray]):
-    """Catalog + keyword index + `dense`, kept in step (`embed` lets repair restore vectors)."""
+def default_index(settings: Settings, dense: Any, embed: Callable[[list[str]], np.ndarray],
+                  embedder: Any = None):
+    """Catalog + keyword index + `dense`, kept in step (`embed` lets repair restore vectors;
+    `embedder`, the model of `dense`, is kept beside it so both switch together)."""
     from retrievers.index import ChunkIndex
 
     s = settings
     return ChunkIndex(Path(s.index_dir), dense, s.bm25_k1, s.bm25_b, s.bm25_epsilon,
-                      embed=embed, sparse=s.sparse)
+                      embed=embed, sparse=s.sparse, embedder=embedder)
 
 
 def default_reranker(settings: Settings):

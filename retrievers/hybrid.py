@@ -58,20 +58,37 @@ class DenseSearch:
         self.tracer = tracer
 
     def __call__(self, query: str, k: int, filters: Filters | None = None) -> Ranked:
+        return self._search(self.store, query, k, filters)
+
+    def _search(self, store: Any, query: str, k: int, filters: Filters | None) -> Ranked:
         if not len(self.live):
             return []
         with stage(self.tracer, "embed", **{"rag.tokens.embedded_texts": 1}):
             vector = self.embed_query(query)
         # Rows of an ingest in progress (pending) or just replaced (retired) are not answers yet.
         with stage(self.tracer, "dense"):
-            return top_live(lambda limit: self.store.search(vector, limit, filters), k, self.live)
+            return top_live(lambda limit: store.search(vector, limit, filters), k, self.live)
+
+
+class IndexDenseSearch(DenseSearch):
+    """`DenseSearch` over whatever dense store a `ChunkIndex` serves from at the moment of the
+    query (a re-index switches it; the query holds the index's read lock, so the store and the
+    query embedding it is given come from the same side of a switch)."""
+
+    def __init__(self, index: "ChunkIndex", embed_query: Callable[[str], np.ndarray],
+                 tracer: Any = None):
+        super().__init__(index.dense, embed_query, index.keywords, tracer)
+        self.index = index
+
+    def __call__(self, query: str, k: int, filters: Filters | None = None) -> Ranked:
+        return self._search(self.index.dense, query, k, filters)
 
 
 def keyword_and_dense(index: "ChunkIndex", embed_query: Callable[[str], np.ndarray],
                       tracer: Any = None) -> dict[str, RankedSearch]:
     """The two retrievers of a `ChunkIndex`: {"bm25": keywords, "dense": vectors}."""
     return {"bm25": KeywordSearch(index.keywords, tracer),
-            "dense": DenseSearch(index.dense, embed_query, index.keywords, tracer)}
+            "dense": IndexDenseSearch(index, embed_query, tracer)}
 
 
 class HybridRetriever:

@@ -66,10 +66,14 @@ class ChunkIndex:
         self, directory: Path, dense: DenseStore,
         k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25,
         embed: Embed | None = None, sparse: SparseBackend | str = SparseBackend.RANK_BM25,
+        embedder: Any = None,
     ):
         self.directory = Path(directory)
         self.catalog = Catalog(self.directory / CATALOG_FILE)
         self.dense = dense
+        # The model whose vectors `dense` holds (opaque here): kept beside the store so that
+        # whoever shares this index (the UI's per-session views) switches with it.
+        self.embedder = embedder
         self._dirty = False
         self._unflushed = 0  # rows upserted since the last flush
         self._embed = embed
@@ -103,6 +107,19 @@ class ChunkIndex:
     def reading(self) -> ContextManager[Any]:
         """Hold while searching and reading hits' text: no publish lands in between."""
         return self._lock.reading()
+
+    def switch_dense(self, dense: DenseStore, embedder: Any = None) -> tuple[DenseStore, Any]:
+        """Serve from another dense store (a re-indexed collection) and the model that made its
+        vectors, in one step for queries: a query embeds and searches under the read lock, so it
+        sees both old or both new. Returns the old (store, embedder); the caller closes the store."""
+        with self._lock.writing():
+            self.flush()
+            old = (self.dense, self.embedder)
+            self.dense, self.embedder = dense, embedder
+            self._dirty = False
+            if isinstance(self.keywords, MilvusKeywordIndex):  # its BM25 lives in the collection
+                self.keywords.store = dense
+        return old
 
     # --- writes ------------------------------------------------------------------------
     def write_source(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -156,9 +156,12 @@ class MilvusDenseStore:
     """Upsert, delete and search chunk vectors in one Milvus collection."""
 
     def __init__(self, uri: str, collection: str, dim: int, token: str = "", index: str = "HNSW",
-                 full_text: bool = False):
+                 full_text: bool = False, properties: Mapping[str, str] | None = None):
+        """`properties` are written on the collection when this creates it (an index records
+        its embedding model there, so the collection says which model made its vectors)."""
         self.uri, self.collection, self.dim, self.index_type = uri, collection, dim, index
         self.full_text = full_text
+        self._new_properties = {str(k): str(v) for k, v in (properties or {}).items()}
         self.client = milvus_client(uri, token)
         # Embedded Lite: unfiltered searches skip Lite's per-call scan of every row (issue 17).
         self._direct = LiteDirectSearch(uri, collection) if is_lite(uri) and index == "HNSW" else None
@@ -223,8 +226,20 @@ class MilvusDenseStore:
                              params={"M": 16, "efConstruction": 200})
         else:
             params.add_index("vector", index_type=self.index_type, metric_type="COSINE")
-        self.client.create_collection(self.collection, schema=schema, index_params=params)
+        self.client.create_collection(self.collection, schema=schema, index_params=params,
+                                      properties=self._new_properties or None)
         self.client.load_collection(self.collection)
+
+    def properties(self) -> dict[str, str]:
+        """The collection's properties (key-value text Milvus keeps with its schema)."""
+        described = self.client.describe_collection(self.collection)
+        return {str(k): str(v) for k, v in (described.get("properties") or {}).items()}
+
+    def set_properties(self, properties: Mapping[str, str]) -> None:
+        """Add or replace collection properties (e.g. the model record of an index built
+        before collections carried one)."""
+        self.client.alter_collection_properties(
+            self.collection, properties={str(k): str(v) for k, v in properties.items()})
 
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray, batch: int = 512) -> None:
         for start in range(0, len(chunks), batch):

@@ -29,6 +29,24 @@ def embedder():
 
 
 @pytest.fixture(scope="session")
+def static_model() -> Path:
+    """A model2vec static model distilled from the packaged MiniLM (256-d): a real, different
+    embedding model that loads offline. Distilled once per machine (~15 s), then cached."""
+    from rag.models.static import distilled_static_model
+
+    return distilled_static_model("packaged", pca_dims=256)
+
+
+@pytest.fixture(scope="session")
+def useless_model(static_model, tmp_path_factory) -> Path:
+    """The static model cut to 2 dimensions: it loads and embeds, but cannot tell passages
+    apart (what the re-index smoke evaluation must refuse)."""
+    from rag.models.static import narrowed_static_model
+
+    return narrowed_static_model(static_model, 2, tmp_path_factory.mktemp("models") / "static-2d")
+
+
+@pytest.fixture(scope="session")
 def llm():
     from rag.llm import LlamaCppChat
 

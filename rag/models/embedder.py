@@ -10,11 +10,14 @@ import os
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from rag.models.embedding import embedding_fingerprint, resolve_embedding_model
+from rag.models.embedding import embedding_fingerprint, is_static_folder, resolve_embedding_model
+
+if TYPE_CHECKING:
+    from rag.config import Settings
 
 
 def cpu_has_bf16() -> bool:
@@ -59,6 +62,12 @@ class Embedder:
         import torch
         from sentence_transformers import SentenceTransformer
 
+        if is_static_folder(self.path):
+            # A model2vec folder (token vectors + tokenizer): sentence-transformers' StaticEmbedding
+            # reads it as saved, so the model2vec package is not needed to use one.
+            from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+
+            return SentenceTransformer(modules=[StaticEmbedding.load(self.path)], device=self.device)
         kwargs = {}
         if self.dtype in ("bfloat16", "float16"):
             kwargs["model_kwargs"] = {"torch_dtype": getattr(torch, self.dtype)}
@@ -72,8 +81,10 @@ class Embedder:
         return int(getter())
 
     @cached_property
-    def max_tokens(self) -> int:
-        return int(self.model.max_seq_length)
+    def max_tokens(self) -> int | None:
+        """The most tokens the model reads of a text; None when it reads all (a static model)."""
+        limit = self.model.max_seq_length
+        return None if limit is None or limit == float("inf") else int(limit)
 
     @cached_property
     def tokenizer(self):
@@ -121,3 +132,13 @@ class Embedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
+
+
+def embedder_for(model: str, settings: "Settings | None" = None) -> Embedder:
+    """The embedder for a model name or path ("packaged", a sentence-transformers or model2vec
+    folder, a hub id), run as the settings say (device, dtype, batch size). One function for
+    every place that turns a name into a model: the index's own, `rag reindex`, comparisons."""
+    if settings is None:
+        return Embedder(model)
+    s = settings
+    return Embedder(model, s.embedding_device, s.embedding_dtype, s.embedding_batch_size)

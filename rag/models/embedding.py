@@ -64,6 +64,17 @@ def embedding_fingerprint(resolved: str) -> str:
     return "sha256:" + digest.hexdigest()[:32]
 
 
+def is_static_folder(resolved: str) -> bool:
+    """Whether a folder holds a model2vec static model (token vectors, no transformer)."""
+    config = Path(resolved) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") == "model2vec"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def display_name(name: str) -> str:
     return PACKAGED_EMBEDDING_NAME if name in ("", PACKAGED) else name
 
