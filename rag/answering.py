@@ -113,4 +113,6 @@ class AnswerStream:
         timings = {"retrieve": (self.retrieved - self.started) * 1000,
                    "generate": (done - self.retrieved) * 1000,
                    "total": (done - self.started) * 1000}
+        if self.first_token_s is not None and not self.gated:
+            timings["first_token"] = self.first_token_s * 1000  # what a user waits for
         self._answer = Answer(text, cited, self.contexts, timings, declined, self.query)

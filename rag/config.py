@@ -76,6 +76,10 @@ class Settings:
     llm_temperature: float = 0.0
     llm_threads: int = 0  # 0 = all cores
     llm_seed: int = 0
+    # Prompt tokens of source text the answer model reads (rag/context_budget.py): the
+    # sentences of the retrieved chunks that best match the question, so the first word
+    # comes in seconds on a CPU. 0 = the whole chunks (as much as the context window holds).
+    context_budget_tokens: int = 0
 
     # Evaluation judge (eval/judge.py), separate from the answer model: a local GGUF
     # ("packaged" = the 0.5B answer model, "packaged-1.5b", or a path) constrained to each
@@ -164,7 +168,7 @@ CHOICES = {
 
 
 # Settings that must not be negative (a typo like -1 would otherwise mean "no limit").
-NON_NEGATIVE = {"file_timeout_s", "recording_timeout_factor", "max_file_mb", "stream_file_mb"}
+NON_NEGATIVE = {"context_budget_tokens", "file_timeout_s", "recording_timeout_factor", "max_file_mb", "stream_file_mb"}
 
 
 def load_settings(
