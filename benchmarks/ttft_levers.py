@@ -29,16 +29,15 @@ from benchmarks.answers_paul_graham import DATA, open_index, percentile  # noqa:
 
 # name -> (context_budget_tokens, prefix_cache, llama.cpp options)
 CONFIGS: dict[str, tuple[int, bool, dict]] = {
-    "whole chunks (before)": (0, False, {}),
-    "+ prefix cache": (0, True, {}),
-    "+ flash_attn": (0, True, {"flash_attn": True}),
-    "+ flash_attn, n_batch/n_ubatch 1024": (0, True, {"flash_attn": True, "n_batch": 1024,
-                                                      "n_ubatch": 1024}),
-    "+ flash_attn, q8_0 KV cache": (0, True, {"flash_attn": True, "type_k": 8, "type_v": 8}),
-    "budget 400": (400, True, {}),
-    "budget 300": (300, True, {}),
-    "budget 200": (200, True, {}),
-    "budget 300, flash_attn": (300, True, {"flash_attn": True}),
+    "whole chunks": (0, False, {}),
+    "whole chunks + prefix cache": (0, True, {}),
+    "whole chunks + prefix cache + flash_attn": (0, True, {"flash_attn": True}),
+    "budget 300 + prefix cache": (300, True, {}),
+    "budget 250 + prefix cache": (250, True, {}),
+    "budget 200 + prefix cache": (200, True, {}),
+    "budget 250 + prefix cache + flash_attn": (250, True, {"flash_attn": True}),
+    "budget 250 + prefix cache + n_batch/n_ubatch 128": (250, True, {"n_batch": 128,
+                                                                     "n_ubatch": 128}),
 }
 
 

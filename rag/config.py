@@ -78,8 +78,9 @@ class Settings:
     llm_seed: int = 0
     # Prompt tokens of source text the answer model reads (rag/context_budget.py): the
     # sentences of the retrieved chunks that best match the question, so the first word
-    # comes in seconds on a CPU. 0 = the whole chunks (as much as the context window holds).
-    context_budget_tokens: int = 0
+    # comes in about 2 s on 2 CPU cores instead of ~10 s (benchmarks/ttft_levers.py).
+    # 0 = the whole chunks (as much as the context window holds).
+    context_budget_tokens: int = 250
 
     # Evaluation judge (eval/judge.py), separate from the answer model: a local GGUF
     # ("packaged" = the 0.5B answer model, "packaged-1.5b", or a path) constrained to each
