@@ -31,13 +31,11 @@ from benchmarks.answers_paul_graham import DATA, open_index, percentile  # noqa:
 CONFIGS: dict[str, tuple[int, bool, dict]] = {
     "whole chunks": (0, False, {}),
     "whole chunks + prefix cache": (0, True, {}),
-    "whole chunks + prefix cache + flash_attn": (0, True, {"flash_attn": True}),
     "budget 300 + prefix cache": (300, True, {}),
-    "budget 250 + prefix cache": (250, True, {}),
-    "budget 200 + prefix cache": (200, True, {}),
+    "budget 250": (250, False, {}),
+    "budget 250 + prefix cache (default)": (250, True, {}),
     "budget 250 + prefix cache + flash_attn": (250, True, {"flash_attn": True}),
-    "budget 250 + prefix cache + n_batch/n_ubatch 128": (250, True, {"n_batch": 128,
-                                                                     "n_ubatch": 128}),
+    "budget 200 + prefix cache": (200, True, {}),
 }
 
 
