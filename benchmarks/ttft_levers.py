@@ -34,7 +34,7 @@ CONFIGS: dict[str, tuple[int, bool, dict]] = {
     "whole chunks + prefix cache": (0, True, {}),
     "budget 300 + prefix cache": (300, True, {}),
     "budget 250": (250, False, {}),
-    "budget 250 + prefix cache (default)": (250, True, {}),
+    "budget 250 + prefix cache": (250, True, {}),
     "budget 250 + prefix cache + flash_attn": (250, True, {"flash_attn": True}),
     "budget 200 + prefix cache": (200, True, {}),
 }
