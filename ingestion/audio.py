@@ -241,8 +241,12 @@ class WhisperTranscriber:
         device: str = "cpu",
         language: str | None = None,
         window_seconds: float = 600.0,
+        decode_options: dict | None = None,
     ):
+        """`decode_options` override the greedy decoding given to `whisper.transcribe`
+        (e.g. `{"beam_size": 5}`; benchmarks/whisper_long.py compares them)."""
         self.checkpoint = checkpoint
+        self.decode_options = dict(decode_options or {})
         self.device = device
         self.language = language
         self.window_seconds = float(window_seconds)
@@ -313,16 +317,15 @@ class WhisperTranscriber:
         offset = offset_samples / SAMPLE_RATE
         if not len(piece) or float(np.max(np.abs(piece))) < SILENCE_PEAK:
             return
+        options = {"temperature": 0.0, "beam_size": None, "best_of": None,
+                   "fp16": self.device != "cpu", **self.decode_options}
         result = whisper.transcribe(
             self.model,
             np.ascontiguousarray(piece),
             verbose=None,
-            temperature=0.0,
-            beam_size=None,
-            best_of=None,
-            fp16=self.device != "cpu",
             language=state.language,
             initial_prompt=state.prompt,
+            **options,
         )
         state.language = state.language or result.get("language") or None
         window_end = offset + len(piece) / SAMPLE_RATE

@@ -141,6 +141,8 @@ class AnswerStream:
         timings = {"retrieve": (self.retrieved - self.started) * 1000,
                    "generate": (done - self.retrieved) * 1000,
                    "total": (done - self.started) * 1000}
+        if self.first_token_s is not None and not self.gated:
+            timings["first_token"] = self.first_token_s * 1000  # what a user waits for
         stages: dict[str, float] = {}
         counts: dict[str, int] = {}
         if self.operation is not None:

@@ -18,6 +18,7 @@ from rag import serving
 from rag.errors import ConfigError, ModelFileError
 from rag.models.embedder import embedder_for
 from rag.process import apply_defaults
+from rag.context_budget import extract_passages
 from rag.generation import Answer, Citation, build_messages, fit_contexts
 from rag.models.embedding import embedding_fingerprint, resolve_embedding_model
 from rag.serving import INDEX_SETTINGS_KEY
@@ -472,7 +473,11 @@ class RAG:
         budget = max(128, self.llm.context_window - s.llm_max_tokens - overhead)
         fitted = fit_contexts(hits, budget, self.llm.count_tokens)
         contexts = [Citation.from_hit(n, hit) for n, hit in enumerate(fitted, start=1)]
-        return contexts, build_messages(question, contexts)
+        shown = None
+        if 0 < s.context_budget_tokens < budget and contexts:
+            shown = extract_passages(question, [c.text for c in contexts],
+                                     s.context_budget_tokens, self.llm.count_tokens)
+        return contexts, build_messages(question, contexts, shown=shown)
 
     def delete(self, source: str | Path) -> int:
         """Remove a source (by path; a folder removes every source under it) from both

@@ -85,6 +85,12 @@ class Settings:
     llm_temperature: float = 0.0
     llm_threads: int = 0  # 0 = all cores
     llm_seed: int = 0
+    # Prompt tokens of source text the answer model reads (rag/context_budget.py): the
+    # sentences of the retrieved chunks that best match the question: at 250 the first word
+    # comes ~4x sooner on 2 CPU cores (benchmarks/ttft_levers.py), but on the Paul Graham set
+    # 5/55 answerable questions were declined instead of 2/55, so it is not the default yet.
+    # 0 = the whole chunks (as much as the context window holds).
+    context_budget_tokens: int = 0
 
     # Evaluation judge (eval/judge.py), separate from the answer model: a local GGUF
     # ("packaged" = the 0.5B answer model, "packaged-1.5b", or a path) constrained to each
@@ -189,7 +195,8 @@ CHOICES = {
 
 
 # Settings that must not be negative (a typo like -1 would otherwise mean "no limit").
-NON_NEGATIVE = {"file_timeout_s", "recording_timeout_factor", "max_file_mb", "stream_file_mb"}
+NON_NEGATIVE = {"context_budget_tokens", "file_timeout_s", "recording_timeout_factor", "max_file_mb",
+                "stream_file_mb"}
 FRACTIONS = {"rerank_blend"}
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from pathlib import PurePath
+from typing import Any, Callable, Iterable, Sequence
 
 from rag.injection import neutralize
 from rag.sentences import split_sentences
@@ -57,9 +58,10 @@ class Citation:
                 "start": self.start, "end": self.end, "section": self.section,
                 "score": self.score, "text": self.text}
 
-    def label(self) -> str:
-        """Where the citation points, as a person would say it."""
-        where = self.source
+    def label(self, short: bool = False) -> str:
+        """Where the citation points, as a person would say it; `short`: the file name only
+        (what the model reads: a full path costs ~20 prompt tokens a source and says nothing)."""
+        where = PurePath(self.source).name or self.source if short else self.source
         if self.page is not None:
             where += f", page {self.page}"
         if self.start is not None:
@@ -127,12 +129,21 @@ def fit_contexts(hits: list[Hit], budget_tokens: int, count_tokens: Callable[[st
 
 
 def build_messages(question: str, contexts: list[Citation],
-                   history: Iterable[dict[str, str]] = ()) -> list[dict[str, str]]:
-    """System rules, prior turns, then the quoted, numbered sources and the question."""
+                   history: Iterable[dict[str, str]] = (),
+                   shown: Sequence[str] | None = None) -> list[dict[str, str]]:
+    """System rules, prior turns, then the quoted, numbered sources and the question.
+
+    `shown`, parallel to `contexts`, is the part of each source the model reads (see
+    `rag.context_budget`; "" leaves that source out); by default, all of it. The system rules
+    come first and never change, so the model's prompt cache reuses them across questions.
+    """
     blocks = []
-    for c in contexts:
-        body = neutralize(c.text)[0].replace(QUOTE, "'" * 3)  # a source cannot close its quote
-        blocks.append(f"Source {c.n} ({c.label()}):\n{QUOTE}\n{body}\n{QUOTE}")
+    for i, c in enumerate(contexts):
+        text = c.text if shown is None else shown[i]
+        if not text:
+            continue
+        body = neutralize(text)[0].replace(QUOTE, "'" * 3)  # a source cannot close its quote
+        blocks.append(f"Source {c.n} ({c.label(short=True)}):\n{QUOTE}\n{body}\n{QUOTE}")
     sources = "\n\n".join(blocks) if blocks else "(no sources were found)"
     user = f"{sources}\n\nQuestion: {question}"
     return [{"role": "system", "content": SYSTEM_PROMPT}, *history, {"role": "user", "content": user}]

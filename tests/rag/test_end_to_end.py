@@ -54,7 +54,8 @@ def test_ask_json_is_cited_and_offline(cli_index):
     out = json.loads(proc.stdout)
     assert set(out) == {"answer", "citations", "contexts", "timings_ms", "stages_ms", "counts"}
     assert {"embed", "bm25", "dense", "fusion", "generate"} <= set(out["stages_ms"])
-    assert set(out["timings_ms"]) == {"retrieve", "generate", "total"}
+    assert set(out["timings_ms"]) == {"retrieve", "first_token", "generate", "total"}
+    assert out["timings_ms"]["first_token"] < out["timings_ms"]["total"]
     fields = {"n", "chunk_id", "source", "page", "start", "end", "text"}
     for item in out["citations"] + out["contexts"]:
         assert fields <= set(item)
