@@ -94,22 +94,29 @@ class IngestionPipeline:
     layers only, images are not read). `file_timeout_s` limits each file's load and chunk
     step (a recording gets `recording_factor` more seconds per second of audio); `loaders`
     maps extensions to loaders (None: the registry's, `ingestion.loaders`). A file over
-    `stream_file_bytes` in a format that streams is read a part at a time.
+    `stream_file_bytes` in a format that streams is read a part at a time. `preparer` loads
+    and chunks a file (default: a `FilePreparer` here; the Ray engine passes one that does it
+    on the cluster, shaped the same).
     """
 
     def __init__(
-        self, index: ChunkIndex, embedder: EmbedderLike, chunker: Chunker, *,
+        self, index: ChunkIndex, embedder: EmbedderLike, chunker: Chunker | None, *,
         transcriber: Callable[[], Any] | None = None, max_file_bytes: int = 512 << 20,
         show_progress: bool = True, batch_chunks: int = 256, read_ahead: int = 8,
         executor: Executor | None = None, progress: Progress | None = None,
         ocr: Ocr | None = None, file_timeout_s: float = 0.0, recording_factor: float = 3.0,
         loaders: Mapping[str, Loader] | None = None, stream_file_bytes: int = 32 << 20,
+        preparer: FilePreparer | None = None,
     ):
         self.index = index
         self.embedder = embedder
         self.chunker = chunker
-        self.preparer = FilePreparer(chunker, transcriber, ocr=ocr, loaders=loaders,
-                                     recording_factor=recording_factor)
+        if preparer is None:
+            if chunker is None:
+                raise ValueError("IngestionPipeline needs a chunker, or a preparer")
+            preparer = FilePreparer(chunker, transcriber, ocr=ocr, loaders=loaders,
+                                    recording_factor=recording_factor)
+        self.preparer = preparer
         self.loaders = loaders
         self.max_file_bytes = max_file_bytes
         self.file_timeout_s = file_timeout_s  # 0: no limit (see ingestion.timelimits)
@@ -150,7 +157,8 @@ class IngestionPipeline:
         finally:
             detector.catalog.close()
             self.progress.close()
-            self.index.flush()
+            # Flushes Milvus and lets another process write (ChunkIndex.finish_writes).
+            self.index.finish_writes()
         out = problems + [r for r in results if r is not None]
         for problem in problems:
             if on_result:

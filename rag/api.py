@@ -188,10 +188,17 @@ class RAG:
         """Index files and folders; returns one `FileResult` per file (never raises per file).
 
         `prune=True` also deletes indexed sources under `paths` whose files are gone. A full
-        disk stops the run with `DiskFullError` (one line); what was indexed before is intact."""
+        disk stops the run with `DiskFullError` (one line); what was indexed before is intact.
+        With `ingest_engine = "ray"` the files are parsed, transcribed and embedded on a Ray
+        cluster (`rag.scale`); this process stays the one writer."""
         from retrievers.errors import disk_full, is_disk_full
 
         try:
+            if self.settings.ingest_engine == "ray":  # parsing, Whisper, embedding on Ray
+                from rag.scale import ray_ingest
+
+                return ray_ingest(self.index, self.settings, paths, show_progress=show_progress,
+                                  on_result=on_result, prune=prune)
             return self._pipeline(show_progress).ingest(paths, on_result=on_result, prune=prune)
         except Exception as exc:
             if is_disk_full(exc):

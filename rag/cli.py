@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--prune", action="store_true",
                    help="also remove indexed sources under PATH... whose files no longer exist")
+    p.add_argument("--engine", choices=["local", "ray"],
+                   help="where parsing, transcription and embedding run (default: the "
+                        "ingest_engine setting, local); ray needs rag-offline[scale]")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="a running Ray cluster (auto, or host:port of `ray start --head`); "
+                        "without it --engine ray starts a private Ray in this process")
 
     filters = argparse.ArgumentParser(add_help=False)
     group = filters.add_argument_group("filters (applied inside both retrievers)")
@@ -207,7 +213,7 @@ def _filters(args: argparse.Namespace):
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    rag = open_index(args)
+    rag = open_index(args, ingest_engine=args.engine, ray_address=args.ray_address)
     results = rag.ingest(args.paths, show_progress=not (args.quiet or args.json), prune=args.prune)
     rag.close()
     report = ingest_report(results)
