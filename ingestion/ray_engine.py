@@ -25,7 +25,6 @@ and this module only when `engine = "ray"`.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
@@ -42,6 +41,8 @@ from retrievers.records import Chunk
 
 log = logging.getLogger(__name__)
 
+AUTH_MODE = "RAY_AUTH_MODE"
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 # Each preparing actor's and each encoder's own environment: no model hub, no tokenizer threads.
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
               "HF_HUB_DISABLE_TELEMETRY": "1"}
@@ -240,9 +241,14 @@ class RayEngine:
         return ThreadExecutor(readers=max(1, c.parsers) + max(0, c.transcribers))
 
     def __enter__(self) -> "RayEngine":
+        c = self.config
+        if c.address and AUTH_MODE not in os.environ and TOKEN_FILE.is_file():
+            # `ray start` (2.60) turns on token authentication and keeps the token in
+            # ~/.ray/auth_token; a driver given an explicit address only sends it when asked
+            # (read when Ray is imported, hence before the import).
+            os.environ[AUTH_MODE] = "token"
         import ray
 
-        c = self.config
         env = {**WORKER_ENV, **c.env}
         if not ray.is_initialized():
             options: dict[str, Any] = {"runtime_env": {"env_vars": env},
@@ -267,8 +273,10 @@ class RayEngine:
 
     def _start_actors(self, ray: Any) -> None:
         c = self.config
+        # SPREAD: each node gets its share of the actors (and its own model copies) instead
+        # of Ray packing small actors onto the first node until it is half full.
         common = {"num_cpus": c.actor_cpus, "max_restarts": c.max_restarts,
-                  "max_task_retries": c.max_restarts}
+                  "max_task_retries": c.max_restarts, "scheduling_strategy": "SPREAD"}
         prepare_cls = ray.remote(PrepareWorker)
         encode_cls = ray.remote(EncodeWorker)
         parsers = [prepare_cls.options(**common).remote(
@@ -286,16 +294,6 @@ class RayEngine:
         self.embedder = RayEmbedder(_Pool(encoders))
         log.info("ray: %d parsers, %d transcribers, %d encoders on %s", len(parsers),
                  len(transcribers), len(encoders), c.address or "a local Ray")
-
-    def worker_pids(self) -> dict[str, list[int]]:
-        """The process id of each actor, by kind (what a test kills)."""
-        kinds = itertools.chain(
-            ["parser"] * max(1, self.config.parsers), ["transcriber"] * max(0, self.config.transcribers),
-            ["encoder"] * max(1, self.config.encoders))
-        out: dict[str, list[int]] = {}
-        for kind, actor in zip(kinds, self._actors):
-            out.setdefault(kind, []).append(ray_get(actor.pid.remote()))
-        return out
 
     def __exit__(self, *exc_info: Any) -> None:
         import ray

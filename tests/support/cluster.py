@@ -73,7 +73,8 @@ class LocalCluster:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> "LocalCluster":
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        # Token authentication (on by default since Ray 2.5x): the token in ~/.ray/auth_token.
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
         common = ["--node-ip-address", "127.0.0.1", "--disable-usage-stats",
                   "--object-store-memory", str(self.object_store_mb << 20)]
         head = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # AF_UNIX paths must stay short
