@@ -103,8 +103,13 @@ class WriterLock:
             except ImportError:  # pragma: no cover - Windows
                 self._fd = -1
                 return True
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                if wait:  # a writer must have the lock: the error says why it cannot
+                    raise
+                return False  # a full or read-only disk: the caller skips what needs it
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -114,8 +119,11 @@ class WriterLock:
                 if on_wait is not None:
                     on_wait(self.holder())
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
+            try:  # who holds it, for messages; best effort (a full disk cannot take it)
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+            except OSError:
+                pass
             self._fd = fd
             return True
 
