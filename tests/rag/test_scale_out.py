@@ -31,12 +31,17 @@ from tests.support.cluster import LocalCluster, command_of
 pytest.importorskip("ray", reason="the scale extra (Ray) is not installed")
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(7200),  # the embedded reference run alone took > 15 min on a busy 2-core VM
     pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent beside this clone"),
 ]
 
 REPO = Path(__file__).resolve().parents[2]
 RAG = [sys.executable, "-m", "rag"]
-CORPUS = [str(SHARED_DATA / "documents"), str(SHARED_DATA / "audio")]
+# What is ingested (folders, os.pathsep-separated in RAG_SCALE_CORPUS to run a subset) and the
+# folder of it the kill test ingests (RAG_SCALE_KILL_CORPUS, inside the corpus).
+CORPUS = os.environ.get("RAG_SCALE_CORPUS", os.pathsep.join(
+    [str(SHARED_DATA / "documents"), str(SHARED_DATA / "audio")])).split(os.pathsep)
+KILL_CORPUS = os.environ.get("RAG_SCALE_KILL_CORPUS", str(SHARED_DATA / "documents"))
 _collections = itertools.count()
 
 
@@ -134,14 +139,15 @@ def test_kill_9_of_ray_workers_mid_ingest_loses_and_duplicates_nothing(
         tmp_path, cluster, milvus_server, embedded):
     """The documents (hundreds of chunks: several embedding calls to interrupt)."""
     reference_index, reference = embedded
-    documents = str(SHARED_DATA / "documents")
+    documents = KILL_CORPUS
     expected = {p: s for p, s in by_status(reference).items() if p.startswith(documents + "/")}
     index, collection = tmp_path / "killed", f"killed_{next(_collections)}"
     proc = subprocess.Popen(ray_ingest(index, cluster, milvus_server, collection, [documents]),
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        killed = [_kill_when_running(cluster, "ray::EncodeWorker.encode", 900),
-                  _kill_when_running(cluster, "ray::PrepareWorker.prepare", 900)]
+        # a preparer first (they work from the start), then an encoder (its first batch)
+        killed = [_kill_when_running(cluster, "ray::PrepareWorker.prepare", 900),
+                  _kill_when_running(cluster, "ray::EncodeWorker.encode", 900)]
         out, err = proc.communicate(timeout=1800)
     finally:
         proc.kill()
@@ -176,26 +182,32 @@ def test_two_serving_processes_see_a_new_file_from_an_ingesting_process(
     base = run([*RAG, "ingest", str(REPO / "rag" / "sample"), "--index", str(index), "--json", *sets])
     assert base.returncode == 0, base.stderr[-2000:]
     logs = [tmp_path / f"server{n}.jsonl" for n in (1, 2)]
-    servers = [subprocess.Popen([sys.executable, "-m", "tests.support.serve_loop", str(log), "60",
+    stop = tmp_path / "stop"
+    servers = [subprocess.Popen([sys.executable, "-m", "tests.support.serve_loop", str(log), str(stop),
                                  f"which note mentions {NEW_WORD}?", str(index), *settings],
                                 cwd=REPO, stderr=subprocess.PIPE, text=True) for log in logs]
+    new = tmp_path / "new" / "ferry_notes.txt"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 600
         while not all(log.exists() and log.read_text() for log in logs):
             assert time.monotonic() < deadline, "the serving processes did not answer"
             assert all(s.poll() is None for s in servers), servers[0].stderr.read()[-2000:]
             time.sleep(0.2)
-        time.sleep(5)  # a few seconds of queries before the ingest
-        new = tmp_path / "new" / "ferry_notes.txt"
+        started = time.monotonic()
+        time.sleep(10)  # queries before the ingest
         new.parent.mkdir()
         new.write_text(f"The harbour ferry logbook is kept by the {NEW_WORD} society. "
                        f"Every {NEW_WORD} entry records the tide, the wind and the passengers.\n")
         ingest = run([*RAG, "ingest", str(new), "--index", str(index), "--json", *sets])
         assert ingest.returncode == 0, ingest.stderr[-2000:]
+        # 60 s of queries in all, and at least 15 s of them after the publish.
+        time.sleep(max(15.0, 60.0 - (time.monotonic() - started)))
+        stop.touch()
         for s in servers:
-            s.wait(timeout=180)
+            s.wait(timeout=300)
             assert s.returncode == 0, s.stderr.read()[-2000:]
     finally:
+        stop.touch()
         for s in servers:
             s.kill()
     with sqlite3.connect(index / "catalog.sqlite") as db:

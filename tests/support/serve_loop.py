@@ -1,7 +1,8 @@
 """A serving process for the shared-index test: open one index, answer retrievals in a loop.
 
-Usage: python -m tests.support.serve_loop OUT_JSONL SECONDS QUERY INDEX_DIR KEY=VALUE...
-Each retrieval writes one line {"t": wall time, "sources": [...], "error": str|null}; the
+Usage: python -m tests.support.serve_loop OUT_JSONL STOP_FILE QUERY INDEX_DIR KEY=VALUE...
+It answers until STOP_FILE exists (at most an hour). Each retrieval writes one line
+{"t": wall time, "sources": [...], "error": str|null}; the
 settings (milvus_uri, sparse, collection) come as KEY=VALUE like `rag --set`. It is the
 Python API a UI or an assistant process holds open for hours, not a one-shot CLI call.
 """
@@ -9,19 +10,20 @@ Python API a UI or an assistant process holds open for hours, not a one-shot CLI
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
 
 def main(argv: list[str]) -> int:
-    out, seconds, query, index_dir, *pairs = argv
+    out, stop, query, index_dir, *pairs = argv
     settings = dict(pair.split("=", 1) for pair in pairs)
     from rag.api import RAG
 
     rag = RAG.open(index_dir, **settings)
-    end = time.monotonic() + float(seconds)
+    end = time.monotonic() + 3600
     with open(out, "a", buffering=1) as handle:
-        while time.monotonic() < end:
+        while time.monotonic() < end and not os.path.exists(stop):
             record: dict = {"t": time.time(), "sources": [], "error": None}
             try:
                 record["sources"] = sorted({hit.chunk.source for hit in rag.retrieve(query, top_k=5)})
