@@ -224,22 +224,25 @@ class ChunkIndex:
         """Take the writer lock (waiting for another process's run), catch up with what it
         published, and note in the catalog that Milvus may hold unflushed writes until
         `finish_writes()`."""
-        if not self._unclean:
+        if not self.writer.held:
             self.writer.acquire(on_wait=lambda pid: log.warning(
                 "%s: waiting for the ingest of another process (pid %s) to finish",
                 self.directory, pid))
             self.refresh()
+        if not self._unclean:
             self.catalog.set_meta(UNCLEAN_KEY, True)
             self._unclean = True
 
     def finish_writes(self) -> None:
         """End of a run of writes: flush Milvus, clear the unclean mark, and let another
         process write (the writer lock). Writing again later takes the lock again."""
-        self.flush()
-        if self._unclean:
-            self.catalog.set_meta(UNCLEAN_KEY, False)
-            self._unclean = False
-        self.writer.release()
+        try:
+            self.flush()
+            if self._unclean:
+                self.catalog.set_meta(UNCLEAN_KEY, False)
+                self._unclean = False
+        finally:  # a run that failed (a full disk) has ended too: the mark stays for repair
+            self.writer.release()
 
     def delete_source(self, source_id: str) -> int:
         """Remove a source and all its chunks from both indexes; returns how many chunks."""
