@@ -19,7 +19,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -e '.[test,scale]'
 	# openai-whisper without its ~1 GB triton dependency, unused on CPU (its other needs are in pyproject).
 	$(PY) -m pip install --no-deps openai-whisper==20250625
 	# deepeval without its click<8.4 pin, which no huggingface-hub for transformers 5.23 meets.
@@ -57,7 +57,7 @@ test-all: install browser
 # The stock llama-index pipeline that benchmarks/ compare against. llama-index-retrievers-bm25
 # pins PyStemmer<3; the project's PyStemmer 3.1.0 has the same API, hence --no-deps.
 bench-deps: install
-	$(PY) -m pip install -e '.[test,bench]'
+	$(PY) -m pip install -e '.[test,scale,bench]'
 	$(PY) -m pip install --no-deps llama-index-retrievers-bm25==0.8.0
 
 # The optional candidates of `rag models compare` (about 1.7 GB, not part of the default set-up):

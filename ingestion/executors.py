@@ -2,9 +2,10 @@
 
 Why: loading, transcribing and chunking a file, and writing a batch to the index, can overlap
 the embedding instead of adding to it. Today that is two helper threads (`ThreadExecutor`) or
-nothing at all (`InlineExecutor`, `read_ahead=0`); a distributed engine can take the same place
-later. An executor only runs what it is given, in order; what runs, and when to wait for it, is
-the pipeline's business (`ReadAhead` keeps files prepared ahead of the one being embedded).
+nothing at all (`InlineExecutor`, `read_ahead=0`). The Ray engine (ingestion/ray_engine.py)
+uses `ThreadExecutor(readers=N)`: N driver threads each wait on a file prepared on the cluster.
+An executor only runs what it is given, in order; what runs, and when to wait for it, is the
+pipeline's business (`ReadAhead` keeps files prepared ahead of the one being embedded).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class Handle(Protocol[R_co]):
 class Executor(Protocol):
     """Runs the per-file work and the index writes of one run (`with executor:` spans the run).
 
-    `submit` calls run in submission order; `submit_write` calls run one at a time, in order.
+    `submit` calls start in submission order (one at a time, unless the executor has several
+    readers: then their results are still consumed in order); `submit_write` calls run one at
+    a time, in order.
     `background` says whether they run while the caller goes on (False: done on submission).
     Leaving the `with` block waits for work in flight and drops work not yet started.
     """
@@ -93,14 +96,17 @@ class ThreadExecutor:
 
     background = True
 
-    def __init__(self, switch_interval_s: float = INGEST_SWITCH_INTERVAL_S):
+    def __init__(self, switch_interval_s: float = INGEST_SWITCH_INTERVAL_S, readers: int = 1):
         self.switch_interval_s = switch_interval_s
+        # Reader threads: 1 prepares files here in turn; more only wait on remote workers
+        # (the Ray engine), so several files are prepared at once elsewhere.
+        self.readers = max(1, readers)
         self._reader: ThreadPoolExecutor | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._saved_interval: float | None = None
 
     def __enter__(self) -> "ThreadExecutor":
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="ingest-read",
+        self._reader = ThreadPoolExecutor(self.readers, thread_name_prefix="ingest-read",
                                           initializer=lower_priority)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="ingest-write",
                                           initializer=lower_priority)

@@ -99,11 +99,12 @@ class IngestionPipeline:
     `stream_file_bytes` in a format that streams is read a part at a time. `on_embedded(chunks,
     vectors)` is told of every embedded batch (the drift profile samples it). `tracer` (an
     OpenTelemetry `Tracer`) times the stages: hash (change detection), load or transcribe,
-    chunk, embed, write (both indexes), flush.
+    chunk, embed, write (both indexes), flush. `preparer` loads and chunks a file (default: a
+    `FilePreparer` here; the Ray engine passes one that does it on the cluster, shaped the same).
     """
 
     def __init__(
-        self, index: ChunkIndex, embedder: EmbedderLike, chunker: Chunker, *,
+        self, index: ChunkIndex, embedder: EmbedderLike, chunker: Chunker | None, *,
         transcriber: Callable[[], Any] | None = None, max_file_bytes: int = 512 << 20,
         show_progress: bool = True, batch_chunks: int = 256, read_ahead: int = 8,
         executor: Executor | None = None, progress: Progress | None = None,
@@ -111,12 +112,17 @@ class IngestionPipeline:
         loaders: Mapping[str, Loader] | None = None, stream_file_bytes: int = 32 << 20,
         tracer: Any = None,
         on_embedded: Callable[[Sequence[Any], np.ndarray], None] | None = None,
+        preparer: FilePreparer | None = None,
     ):
         self.index = index
         self.embedder = embedder
         self.chunker = chunker
-        self.preparer = FilePreparer(chunker, transcriber, ocr=ocr, loaders=loaders,
-                                     recording_factor=recording_factor)
+        if preparer is None:
+            if chunker is None:
+                raise ValueError("IngestionPipeline needs a chunker, or a preparer")
+            preparer = FilePreparer(chunker, transcriber, ocr=ocr, loaders=loaders,
+                                    recording_factor=recording_factor)
+        self.preparer = preparer
         self.loaders = loaders
         self.max_file_bytes = max_file_bytes
         self.file_timeout_s = file_timeout_s  # 0: no limit (see ingestion.timelimits)
@@ -168,7 +174,8 @@ class IngestionPipeline:
             detector.catalog.close()
             self.progress.close()
             with self._timed("flush"):
-                self.index.flush()
+                # Flushes Milvus and lets another process write (ChunkIndex.finish_writes).
+                self.index.finish_writes()
         out = problems + [r for r in results if r is not None]
         for problem in problems:
             if on_result:

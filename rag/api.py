@@ -307,7 +307,9 @@ class RAG:
         """Index files and folders; returns one `FileResult` per file (never raises per file).
 
         `prune=True` also deletes indexed sources under `paths` whose files are gone. A full
-        disk stops the run with `DiskFullError` (one line); what was indexed before is intact."""
+        disk stops the run with `DiskFullError` (one line); what was indexed before is intact.
+        With `ingest_engine = "ray"` the files are parsed, transcribed and embedded on a Ray
+        cluster (`rag.scale`); this process stays the one writer."""
         from retrievers.errors import disk_full, is_disk_full
 
         index = self.index  # opened (and repaired) before the operation's clock starts
@@ -315,6 +317,12 @@ class RAG:
         operation = self.telemetry.operation("ingest")
         try:
             with self._writes, operation.active():
+                if self.settings.ingest_engine == "ray":  # parsing, Whisper, embedding on Ray
+                    from rag.scale import ray_ingest
+
+                    return ray_ingest(self.index, self.settings, paths,
+                                      show_progress=show_progress, on_result=on_result,
+                                      prune=prune)
                 return self._pipeline(show_progress, recorder).ingest(
                     paths, on_result=on_result, prune=prune)
         except Exception as exc:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -37,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--prune", action="store_true",
                    help="also remove indexed sources under PATH... whose files no longer exist")
+    p.add_argument("--engine", choices=["local", "ray"],
+                   help="where parsing, transcription and embedding run (default: the "
+                        "ingest_engine setting, local); ray needs rag-offline[scale]")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="a running Ray cluster (auto, or host:port of `ray start --head`); "
+                        "without it --engine ray starts a private Ray in this process")
 
     filters = argparse.ArgumentParser(add_help=False)
     group = filters.add_argument_group("filters (applied inside both retrievers)")
@@ -232,9 +240,11 @@ def _filters(args: argparse.Namespace):
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    rag = open_index(args)
-    results = rag.ingest(args.paths, show_progress=not (args.quiet or args.json), prune=args.prune)
-    rag.close()
+    rag = open_index(args, ingest_engine=args.engine, ray_address=args.ray_address)
+    with _stdout_to_stderr(args.json):
+        results = rag.ingest(args.paths, show_progress=not (args.quiet or args.json),
+                             prune=args.prune)
+        rag.close()
     report = ingest_report(results)
     totals = report["totals"]
     if args.json:
@@ -248,6 +258,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         summary = ", ".join(f"{v} {k}" for k, v in totals.items())
         print(f"done: {summary}")
     return EXIT_PARTIAL if totals.get("failed") else EXIT_OK
+
+
+@contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """With --json, stdout carries only the JSON document: whatever the run itself writes there
+    (Ray's messages about a worker that died, a library's print) goes to stderr instead."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def ingest_report(results: list) -> dict[str, Any]:

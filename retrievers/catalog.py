@@ -53,6 +53,11 @@ CREATE INDEX IF NOT EXISTS chunks_by_state ON chunks (state);
 """
 
 LIVE, PENDING, RETIRED = "live", "pending", "retired"
+# A counter in `meta`, raised by every transaction that changes which chunks are live, so a
+# process serving the index sees another process's publish with one cheap read per query.
+GENERATION_KEY = "live_generation"
+_BUMP = ("INSERT INTO meta (key, value) VALUES ('" + GENERATION_KEY + "', '1') ON CONFLICT(key) "
+         "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
 
 
 @dataclass
@@ -192,6 +197,7 @@ class Catalog:
                      len(item.chunk_ids), item.size, item.mtime, now),
                 )
                 self.db.execute("DELETE FROM failures WHERE source_id = ?", (item.source_id,))
+            self.db.execute(_BUMP)
         return retired
 
     def touch(self, source_id: str, size: int, mtime: float) -> None:
@@ -248,6 +254,7 @@ class Catalog:
                 (source_id,),
             )
             self.db.execute("DELETE FROM sources WHERE source_id = ?", (source_id,))
+            self.db.execute(_BUMP)
         return ids
 
     def forget(self, chunk_ids: Iterable[str]) -> None:
@@ -267,6 +274,11 @@ class Catalog:
                 f"SELECT chunk_id FROM chunks WHERE state = ? AND chunk_id IN ({marks})",
                 [state, *batch])]
         return out
+
+    def generation(self) -> int:
+        """How many transactions have changed the live chunks (see GENERATION_KEY)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY,)).fetchone()
+        return int(row[0]) if row else 0
 
     def ids_in_state(self, state: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT chunk_id FROM chunks WHERE state = ?", (state,))]

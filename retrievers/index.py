@@ -13,6 +13,15 @@ Concurrency: one writer (an ingest) and any number of query threads. Steps 3-4 r
 exclusive side of a readers-writer lock and queries under the shared side (`reading()`), so a
 query never sees an id whose text step 4 has just forgotten. The catalog gives each thread its
 own SQLite connection (WAL: readers see the last commit, never half a transaction).
+
+Several processes over one index (a Milvus server, the catalog in SQLite WAL on one host's
+disk): one writes at a time (`WriterLock`, a flock held from a run's first write to
+`finish_writes`), `repair()` on open runs only while no other process writes (their pending
+rows are work in flight, not leftovers), and each query first compares the catalog's live
+generation with the one it last saw (`refresh()`): after another process's publish, the
+keyword index (the live-id set) catches up from the catalog before the search. Across
+processes a query may still meet an id whose text another process has just forgotten; that
+hit is dropped (retrievers.hybrid), never shown without its text.
 """
 
 from __future__ import annotations
@@ -25,10 +34,10 @@ from typing import Any, Callable, ContextManager, Sequence
 import numpy as np
 
 from retrievers.bm25 import BM25Index, facets_of
-from retrievers.bm25_store import open_bm25, save_bm25
+from retrievers.bm25_store import facets_from_meta, open_bm25, save_bm25
 from retrievers.catalog import LIVE, PENDING, RETIRED, Catalog, Publication
 from retrievers.errors import is_disk_full
-from retrievers.locks import ReadWriteLock
+from retrievers.locks import ReadWriteLock, WriterLock
 from retrievers.milvus_keywords import MilvusKeywordIndex
 from retrievers.protocols import DenseStore, KeywordIndex
 from retrievers.records import Chunk
@@ -37,6 +46,7 @@ from retrievers.text import tokenize
 
 log = logging.getLogger(__name__)
 CATALOG_FILE = "catalog.sqlite"
+WRITER_LOCK_FILE = "writer.lock"
 UNCLEAN_KEY = "unclean_since_write"
 # Milvus is flushed after this many upserted rows, not only at the end of a run: Milvus Lite
 # holds unflushed (growing) segments in memory at ~25 KB a chunk, ~3x what flushed ones cost
@@ -79,8 +89,17 @@ class ChunkIndex:
         self._embed = embed
         self._unclean = False
         self._lock = ReadWriteLock()
+        self.writer = WriterLock(self.directory / WRITER_LOCK_FILE)
+        self._generation = self.catalog.generation()  # read before the live ids below
         try:
-            self.repair()
+            if self.writer.acquire(wait=False):
+                try:
+                    self.repair()
+                finally:
+                    self.writer.release()
+            else:  # its pending rows are an ingest in flight; that process repairs its own
+                log.info("%s: another process (pid %s) is writing; not repairing on open",
+                         self.directory, self.writer.holder())
         except Exception as exc:
             if not is_disk_full(exc):
                 raise
@@ -105,7 +124,9 @@ class ChunkIndex:
         return self.keywords
 
     def reading(self) -> ContextManager[Any]:
-        """Hold while searching and reading hits' text: no publish lands in between."""
+        """Hold while searching and reading hits' text: no publish lands in between. First
+        catches up with other processes' publishes (`refresh`)."""
+        self.refresh()
         return self._lock.reading()
 
     def switch_dense(self, dense: DenseStore, embedder: Any = None) -> tuple[DenseStore, Any]:
@@ -120,6 +141,29 @@ class ChunkIndex:
             if isinstance(self.keywords, MilvusKeywordIndex):  # its BM25 lives in the collection
                 self.keywords.store = dense
         return old
+
+    def refresh(self) -> bool:
+        """Bring the keyword index (the live-id set) up to the catalog's live chunks when
+        another process has changed them since this one last looked; whether it did. One
+        indexed read per call when nothing changed (the catalog's live generation)."""
+        if self.catalog.generation() == self._generation:
+            return False
+        with self._lock.writing():
+            generation = self.catalog.generation()  # before the ids: a later publish re-runs this
+            if generation == self._generation:
+                return False
+            live = set(self.catalog.ids_in_state(LIVE))
+            have = self.keywords.ids()
+            stale, missing = have - live, live - have
+            if stale:
+                self.keywords.remove(stale)
+            for chunk_id, terms, meta in self.catalog.bm25_rows(missing):
+                self.keywords.add(chunk_id, terms, facets_from_meta(meta))
+            self._generation = generation
+        if stale or missing:
+            log.info("%s: caught up with another process: %d chunks added, %d removed",
+                     self.directory, len(missing), len(stale))
+        return True
 
     # --- writes ------------------------------------------------------------------------
     def write_source(
@@ -146,6 +190,7 @@ class ChunkIndex:
         self._upsert(chunks, vectors)
         with self._lock.writing():
             retired = self.catalog.publish_many([publication for publication, _ in items])
+            self._generation = self.catalog.generation()  # ours: no other process writes now
             self.keywords.remove(retired)
             for chunk, chunk_terms in zip(chunks, terms):
                 self.keywords.add_tokens(chunk.chunk_id, chunk_terms, facets_of(chunk))
@@ -176,6 +221,7 @@ class ChunkIndex:
         batch at a time. Returns the retired chunk ids."""
         with self._lock.writing():
             retired = self.catalog.publish_many([publication])
+            self._generation = self.catalog.generation()
             self.keywords.remove(retired)
             ids = publication.chunk_ids
             for start in range(0, len(ids), batch):
@@ -192,7 +238,14 @@ class ChunkIndex:
         self._drop(self.catalog.in_state(chunk_ids, PENDING))
 
     def _mark_unclean(self) -> None:
-        """Note in the catalog that Milvus may hold unflushed writes until `close()`."""
+        """Take the writer lock (waiting for another process's run), catch up with what it
+        published, and note in the catalog that Milvus may hold unflushed writes until
+        `finish_writes()`."""
+        if not self.writer.held:
+            self.writer.acquire(on_wait=lambda pid: log.warning(
+                "%s: waiting for the ingest of another process (pid %s) to finish",
+                self.directory, pid))
+            self.refresh()
         if not self._unclean:
             self.catalog.set_meta(UNCLEAN_KEY, True)
             self._unclean = True
@@ -222,14 +275,26 @@ class ChunkIndex:
         self.delete_source(old_source_id)
         return len(moved)
 
+    def finish_writes(self) -> None:
+        """End of a run of writes: flush Milvus, clear the unclean mark, and let another
+        process write (the writer lock). Writing again later takes the lock again."""
+        try:
+            self.flush()
+            if self._unclean:
+                self.catalog.set_meta(UNCLEAN_KEY, False)
+                self._unclean = False
+        finally:  # a run that failed (a full disk) has ended too: the mark stays for repair
+            self.writer.release()
+
     def delete_source(self, source_id: str) -> int:
         """Remove a source and all its chunks from both indexes; returns how many chunks."""
         self._mark_unclean()
         with self._lock.writing():
             retired = self.catalog.unpublish(source_id)
+            self._generation = self.catalog.generation()
             self.keywords.remove(retired)
             self._drop(retired)
-        self.flush()
+        self.finish_writes()
         return len(retired)
 
     def _drop(self, chunk_ids: list[str]) -> None:
@@ -312,18 +377,19 @@ class ChunkIndex:
             missing_in_bm25=sorted(live - bm25),
         )
         if fix and not report.ok:
-            self._reconcile_dense(live, dense, embed)
-            missing = self.catalog.chunks(report.missing_in_bm25)
-            with self._lock.writing():
-                for chunk_id, terms in self.catalog.terms_of(report.missing_in_bm25).items():
-                    self.keywords.add(chunk_id, terms, facets_of(missing[chunk_id]))
+            self._mark_unclean()  # the writer lock: no other process's ingest is in flight
+            try:
+                self._reconcile_dense(live, dense, embed)
+                missing = self.catalog.chunks(report.missing_in_bm25)
+                with self._lock.writing():
+                    for chunk_id, terms in self.catalog.terms_of(report.missing_in_bm25).items():
+                        self.keywords.add(chunk_id, terms, facets_of(missing[chunk_id]))
+            finally:
+                self.finish_writes()
         return report
 
     def close(self) -> None:
-        self.flush()
-        if self._unclean:
-            self.catalog.set_meta(UNCLEAN_KEY, False)
-            self._unclean = False
+        self.finish_writes()
         if isinstance(self.keywords, BM25Index):
             save_bm25(self.keywords, self.directory)
         self.catalog.close()

@@ -12,9 +12,11 @@ unmaintained; this is 40 lines on `threading.Condition`.
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
 
 class ReadWriteLock:
@@ -67,3 +69,73 @@ class ReadWriteLock:
                 if not self._writer_depth:
                     self._writer = None
                     self._cond.notify_all()
+
+
+class WriterLock:
+    """One writing process per index directory (`<dir>/writer.lock`, flock), held from a
+    write's first step until the run ends (`ChunkIndex.finish_writes`).
+
+    Why: several processes may serve one index (a Milvus server plus the catalog on one host,
+    README "scaling out"). Only one may write, and a process that opens the index must not
+    "repair" the pending rows of another's ingest in flight: repair runs only when this lock
+    is free. The kernel drops the lock when its holder dies (kill -9 included), so a crashed
+    writer never blocks the next run, which then repairs what it left. Where `fcntl` is
+    missing (Windows) it is a no-op: one process per index there, as before.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._mutex = threading.Lock()  # two threads of one process share the one lock
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, wait: bool = True, on_wait: Callable[[str], None] | None = None) -> bool:
+        """Take the lock (waiting for another process's run to end, when `wait`); whether it
+        is held now. `on_wait(holder)` is called once when it has to wait."""
+        with self._mutex:
+            if self._fd is not None:
+                return True
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - Windows
+                self._fd = -1
+                return True
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                if wait:  # a writer must have the lock: the error says why it cannot
+                    raise
+                return False  # a full or read-only disk: the caller skips what needs it
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                if not wait:
+                    os.close(fd)
+                    return False
+                if on_wait is not None:
+                    on_wait(self.holder())
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:  # who holds it, for messages; best effort (a full disk cannot take it)
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+            except OSError:
+                pass
+            self._fd = fd
+            return True
+
+    def release(self) -> None:
+        with self._mutex:
+            fd, self._fd = self._fd, None
+            if fd is not None and fd >= 0:
+                os.close(fd)  # closing the descriptor drops the flock
+
+    def holder(self) -> str:
+        """The pid recorded by the process holding (or last holding) the lock."""
+        try:
+            return self.path.read_text().strip() or "?"
+        except OSError:
+            return "?"

@@ -6,6 +6,9 @@ import ipaddress
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +139,44 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     return attempts
+
+
+def _wait_for_port(port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture(scope="module")
+def lite_server(tmp_path_factory, free_port):
+    """`milvus-lite server`: how several processes share one Milvus Lite index."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("lite_server") / "milvus.db"
+    exe = Path(sys.executable).with_name("milvus-lite")
+    proc = subprocess.Popen([str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if not _wait_for_port(port, 60):
+        proc.kill()
+        pytest.fail(f"milvus-lite server did not listen: {proc.stderr.read().decode()[-500:]}")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def milvus_server(tmp_path_factory, free_port):
+    """A real Milvus 2.3.5 standalone server (PyPI `milvus`), on a free loopback port."""
+    milvus = pytest.importorskip("milvus", reason="the `milvus` test package is not installed")
+    server = milvus.MilvusServer()
+    server.set_base_dir(str(tmp_path_factory.mktemp("milvus_server")))
+    server.listen_port = free_port()
+    try:
+        server.start()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"Milvus 2.3.5 server did not start here: {exc}")
+    yield f"http://127.0.0.1:{server.listen_port}"
+    server.stop()

@@ -34,7 +34,7 @@ class StandInIndex:
         self.catalog.publish_many([publication for publication, _ in items])
         return []
 
-    def flush(self) -> None:
+    def finish_writes(self) -> None:
         pass
 
 

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -74,43 +70,4 @@ def full_text_index(tmp_path_factory, corpus, embedder):
     yield index
     index.close()
 
-
-def _wait_for_port(port: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.2)
-    return False
-
-
-@pytest.fixture(scope="module")
-def lite_server(tmp_path_factory, free_port):
-    """`milvus-lite server`: how several processes share one Milvus Lite index."""
-    port = free_port()
-    data = tmp_path_factory.mktemp("lite_server") / "milvus.db"
-    exe = Path(sys.executable).with_name("milvus-lite")
-    proc = subprocess.Popen([str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if not _wait_for_port(port, 60):
-        proc.kill()
-        pytest.fail(f"milvus-lite server did not listen: {proc.stderr.read().decode()[-500:]}")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def milvus_server(tmp_path_factory, free_port):
-    """A real Milvus 2.3.5 standalone server (PyPI `milvus`), on a free loopback port."""
-    milvus = pytest.importorskip("milvus", reason="the `milvus` test package is not installed")
-    server = milvus.MilvusServer()
-    server.set_base_dir(str(tmp_path_factory.mktemp("milvus_server")))
-    server.listen_port = free_port()
-    try:
-        server.start()
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"Milvus 2.3.5 server did not start here: {exc}")
-    yield f"http://127.0.0.1:{server.listen_port}"
-    server.stop()
+# `lite_server` and `milvus_server` are in tests/conftest.py (the scale-out tests use them too).
