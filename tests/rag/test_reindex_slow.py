@@ -26,7 +26,6 @@ import pytest
 from rag.api import RAG
 
 from tests.conftest import REPO, SHARED_DATA
-from tests.retrievers.conftest import lite_server, milvus_server  # noqa: F401 - fixtures
 
 ESSAYS = SHARED_DATA / "qa" / "paul_graham" / "essays"
 QUERIES = ["how to start a startup", "what makes a good essay", "programming languages and lisp",
