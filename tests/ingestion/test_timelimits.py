@@ -195,7 +195,9 @@ def test_cli_a_pdf_that_parses_for_ever_fails_in_one_line_and_the_rest_goes_in(t
     before = RAG.open(index, embedder=embedder)
     ids = before.index.live_ids()
     before.close()
-    (folder / "endless.pdf").write_bytes(slow_pdf(400_000))
+    # ~3x what parses in 1 s even on idle cores: finished by itself it would take far longer
+    # than the 15 s the stop is given below, so the wait proves the stop.
+    (folder / "endless.pdf").write_bytes(slow_pdf(1_200_000))
     (folder / "steeping.md").write_text("Oolong steeps for three minutes at ninety degrees.\n")
     capsys.readouterr()
     code = main(["ingest", str(folder), "--index", index, "--quiet", "--set", "file_timeout_s=1"],
@@ -205,7 +207,9 @@ def test_cli_a_pdf_that_parses_for_ever_fails_in_one_line_and_the_rest_goes_in(t
     [line] = [line for line in out if "endless.pdf" in line]
     assert line.startswith("failed") and "endless.pdf: took longer than 1 s" in line
     assert any(line.startswith("added") and "steeping.md" in line for line in out)
-    assert wait_until(lambda: not file_threads())
+    # The stop lands at the thread's next bytecode; on loaded cores (CI beside other jobs) it
+    # took over 5 s here once, so the bound is wider than the other tests' (issue-20 note).
+    assert wait_until(lambda: not file_threads(), seconds=15.0)
     assert main(["stats", "--check", "--index", index], open_rag=shared) == 0
     after = RAG.open(index, embedder=embedder)
     assert ids <= after.index.live_ids()
