@@ -37,6 +37,24 @@ def choose_dtype(requested: str, device: str) -> str:
     return "bfloat16" if cpu_has_bf16() else "float32"
 
 
+def encode_longest_first(texts: Sequence[str], batch_size: int,
+                         embed: Callable[[list[str]], np.ndarray],
+                         progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """`embed` over batches of `texts`, longest first, as sentence-transformers does inside one
+    call (batches of similar length waste less padding); rows come back in the caller's order.
+    `progress(n_done)` after each batch. `texts` must not be empty."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out = []
+    for start in range(0, len(order), batch_size):
+        batch = [texts[i] for i in order[start:start + batch_size]]
+        out.append(np.asarray(embed(batch), dtype=np.float32))
+        if progress:
+            progress(len(batch))
+    vectors = np.empty((len(texts), out[0].shape[1]), dtype=np.float32)
+    vectors[order] = np.concatenate(out)
+    return vectors
+
+
 class Embedder:
     """Loads the model once and turns texts into L2-normalised float32 vectors."""
 
@@ -109,26 +127,10 @@ class Embedder:
         """Vectors for `texts` (n x dim, float32, unit length); `progress(n_done)` after each batch."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        # Longest first, as sentence-transformers does inside one call: batches of similar
-        # length waste less padding. Results are put back in the caller's order.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        out = []
         with self._lock:
-            for start in range(0, len(order), self.batch_size):
-                batch = [texts[i] for i in order[start : start + self.batch_size]]
-                vectors = self.model.encode(
-                    batch,
-                    batch_size=self.batch_size,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                )
-                out.append(np.asarray(vectors, dtype=np.float32))
-                if progress:
-                    progress(len(batch))
-        vectors = np.empty((len(texts), out[0].shape[1]), dtype=np.float32)
-        vectors[order] = np.concatenate(out)
-        return vectors
+            return encode_longest_first(texts, self.batch_size, lambda batch: self.model.encode(
+                batch, batch_size=self.batch_size, convert_to_numpy=True,
+                normalize_embeddings=True, show_progress_bar=False), progress)
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode([text])[0]

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rag.models.cache import sha256_of
+from rag.models.embedder import encode_longest_first
 
 POOLINGS = ("cls", "mean")
 
@@ -109,14 +110,5 @@ class OnnxEmbedder:
     def _batched(self, texts: list[str], progress: Callable[[int], None] | None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        out = []
         with self._lock:
-            for start in range(0, len(order), self.batch_size):
-                batch = [texts[i] for i in order[start:start + self.batch_size]]
-                out.append(self._embed(batch))
-                if progress:
-                    progress(len(batch))
-        vectors = np.empty((len(texts), out[0].shape[1]), dtype=np.float32)
-        vectors[order] = np.concatenate(out)
-        return vectors
+            return encode_longest_first(texts, self.batch_size, self._embed, progress)
