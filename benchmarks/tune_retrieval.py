@@ -47,7 +47,7 @@ QA = REPO.parent / "shared" / "data" / "qa"
 
 from eval.datasets import load_dataset  # noqa: E402
 from eval.retrieval_metrics import is_hit, mrr_at, recall_at  # noqa: E402
-from retrievers.fusion import fuse  # noqa: E402
+from retrievers.fusion import fuse, zscores  # noqa: E402
 
 FUSIONS = ("zscore", "weighted", "rrf")
 DENSE_WEIGHTS = (0.6, 0.8, 1.0, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0)
@@ -117,12 +117,6 @@ def fused_ids(case: dict, fusion: str, weight: float, depth: int) -> list[tuple[
     rankings = {"bm25": [tuple(x) for x in case["bm25"][:depth]],
                 "dense": [tuple(x) for x in case["dense"][:depth]]}
     return [(f.chunk_id, f.score) for f in fuse(fusion, rankings, {"bm25": 1.0, "dense": weight})]
-
-
-def zscores(values: list[float]) -> list[float]:
-    mean = statistics.fmean(values)
-    spread = statistics.pstdev(values) or 1.0
-    return [(v - mean) / spread for v in values]
 
 
 def reranked(fused: list[tuple[str, float]], n: int, alpha: float, rerank_score) -> list[str]:

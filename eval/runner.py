@@ -42,6 +42,7 @@ class CaseRecord:
             "reference_contexts": len(self.case.reference_contexts),
             "answer": None if answer is None else answer.text,
             "declined": None if answer is None else answer.declined,
+            "decline_reason": None if answer is None else answer.decline_reason,
             "citations": [] if answer is None else [
                 {"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "page": c.page}
                 for c in answer.citations],

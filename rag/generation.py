@@ -84,6 +84,9 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     declined: bool = False
     query: str = ""
+    # Why it was declined, in words: weak retrieval evidence (the model was not asked), the
+    # model's own refusal, or an answer the sources do not support. "" when answered.
+    decline_reason: str = ""
     # Milliseconds per stage (embed, bm25, dense, fusion, rerank, prompt, generate, ground,
     # other; generate.first_token is part of generate) and counts (prompt and completion
     # tokens), from the answer's OpenTelemetry spans (rag.telemetry).
@@ -95,6 +98,7 @@ class Answer:
             "answer": self.text,
             "citations": [c.to_json() for c in self.citations],
             "contexts": [c.to_json() for c in self.contexts],
+            "decline_reason": self.decline_reason,
             "timings_ms": {k: round(v, 1) for k, v in self.timings.items()},
             "stages_ms": {k: round(v, 1) for k, v in self.stages.items()},
             "counts": dict(self.counts),

@@ -12,14 +12,17 @@ outside the model, twice:
    replaced by the refusal.
 
 Terms are the BM25 tokenizer's (lowercase, stop words out, stemmed), so "boiling" and "boils"
-match. Thresholds are settings (`decline_*`), calibrated on the Paul Graham QA set with
-`benchmarks/answers_paul_graham.py`.
+match. A name the question asks about counts as present when a context's text or its file's
+name holds it: a chunk of `roberta.pdf` is about RoBERTa even where it only says "we". The
+dense threshold is a setting (`decline_min_dense`), chosen leave-one-dataset-out over the dev
+sets by `benchmarks/tune_decline.py` (README "Choosing quality settings").
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Iterable, Sequence
 
 from retrievers.text import tokenize
@@ -33,6 +36,8 @@ FRAMING = frozenset(tokenize(
     "main key important role purpose mean meaning happen happens happened give given provide "
     "provided use used make makes made get got one two also like much many"
 ))
+
+POSSESSIVE = re.compile(r"(?<=\w)['’]s\b")
 
 
 @dataclass(frozen=True)
@@ -53,13 +58,20 @@ class Evidence:
         how a question about a named thing the corpus never mentions looks. With no dense
         scores (bm25-only retrieval) coverage alone decides.
         """
+        return bool(self.why_weak(min_coverage, min_dense))
+
+    def why_weak(self, min_coverage: float, min_dense: float) -> str:
+        """Why the evidence is too weak to answer from, in words ("" when it is not)."""
         if self.missing_names:
-            return True
+            return f"no source mentions {', '.join(self.missing_names)}"
+        low_coverage = f"few of the question's terms are in the sources ({self.coverage:.0%})"
         if self.dense_top is None:
-            return self.coverage < min_coverage
+            return low_coverage if self.coverage < min_coverage else ""
         if self.dense_top < min_dense:
-            return True
-        return self.coverage < min_coverage and self.dense_top < min_dense + 0.15
+            return f"no source is close to the question (best similarity {self.dense_top:.2f})"
+        if self.coverage < min_coverage and self.dense_top < min_dense + 0.15:
+            return low_coverage
+        return ""
 
 
 def content_terms(text: str) -> list[str]:
@@ -68,9 +80,12 @@ def content_terms(text: str) -> list[str]:
                               if t not in FRAMING and (len(t) > 1 or t.isdigit())))
 
 
-def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterable[float]
-                       ) -> Evidence:
-    """Coverage of the question's terms by the union of `texts`, and the best dense score."""
+def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterable[float],
+                       sources: Sequence[str] = ()) -> Evidence:
+    """Coverage of the question's terms by the union of `texts`, and the best dense score.
+
+    `sources` (the contexts' file paths) vouch for names only: a paper's chunks rarely repeat
+    its title's name, and its file name often is that name."""
     terms = content_terms(question)
     seen: set[str] = set()
     for text in texts:
@@ -78,15 +93,27 @@ def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterab
     missing = tuple(t for t in terms if t not in seen)
     coverage = 1.0 if not terms else 1 - len(missing) / len(terms)
     dense_top = max((float(s) for s in dense_scores), default=None)
-    names = tuple(n for n in named_terms(question) if n not in seen)
+    named = seen | source_terms(sources)
+    names = tuple(n for n in named_terms(question) if n not in named)
     return Evidence(coverage, dense_top, tuple(terms), missing, names)
+
+
+def source_terms(sources: Iterable[str]) -> set[str]:
+    """Terms of the file names (without folders or suffix): "papers/RoBERTa_v2.pdf" -> roberta, v2."""
+    terms: set[str] = set()
+    for source in sources:
+        stem = PurePath(str(source).replace("\\", "/")).stem
+        terms.update(tokenize(re.sub(r"[_.+]", " ", stem)))
+    return terms
 
 
 def named_terms(question: str) -> list[str]:
     """Stemmed names and numbers in a question: capitalised words not opening a sentence, and
     words with digits. A question about "Tokyo" over contexts that never say "Tokyo" asks
-    about something the sources do not cover, however close the rest of the wording is."""
+    about something the sources do not cover, however close the rest of the wording is.
+    A possessive is not part of the name: "Megatron-LM's" names megatron and lm, not "lms"."""
     names = []
+    question = POSSESSIVE.sub("", question)
     for match in re.finditer(r"[\w'’-]+", question):
         word = match.group(0)
         before = question[: match.start()].rstrip()

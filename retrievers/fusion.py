@@ -14,7 +14,7 @@ why a chunk came up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from retrievers.strategies import Fusion
 
@@ -66,6 +66,13 @@ def weighted_score_fusion(
     return sorted(fused.values(), key=lambda f: (-f.score, f.chunk_id))
 
 
+def zscores(values: Sequence[float]) -> list[float]:
+    """(v - mean) / population std; all 0.0 when the values are all equal."""
+    mean = sum(values) / len(values)
+    spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5 or 1.0
+    return [(v - mean) / spread for v in values]
+
+
 def zscore_fusion(
     rankings: dict[str, list[tuple[str, float]]],
     weights: dict[str, float] | None = None,
@@ -79,10 +86,8 @@ def zscore_fusion(
     for name, ranked in rankings.items():
         if not ranked:
             continue
-        values = [s for _, s in ranked]
-        mean = sum(values) / len(values)
-        spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5 or 1.0
-        per[name] = {chunk_id: (score - mean) / spread for chunk_id, score in ranked}
+        per[name] = dict(zip((chunk_id for chunk_id, _ in ranked),
+                             zscores([score for _, score in ranked])))
         floor[name] = min(per[name].values())
         for rank, (chunk_id, score) in enumerate(ranked, start=1):
             entry = fused.setdefault(chunk_id, Fused(chunk_id, 0.0))

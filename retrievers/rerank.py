@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from retrievers.errors import StoreConfigError
+from retrievers.fusion import zscores
 from retrievers.records import Hit
 
 
@@ -60,14 +61,8 @@ def reorder(hits: list[Hit], scores: list[float], blend: float = 1.0) -> list[Hi
     return reranked
 
 
-def _zscores(values: list[float]) -> list[float]:
-    mean = sum(values) / len(values)
-    spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5 or 1.0
-    return [(v - mean) / spread for v in values]
-
-
 def _blended(rerank: list[float], fused: list[float], blend: float) -> list[float]:
-    return [blend * r + (1 - blend) * f for r, f in zip(_zscores(rerank), _zscores(fused))]
+    return [blend * r + (1 - blend) * f for r, f in zip(zscores(rerank), zscores(fused))]
 
 
 class OnnxCrossEncoderReranker:

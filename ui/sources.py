@@ -115,8 +115,10 @@ def cards(answer: Any, hits: list, query: str, served: Iterable[Path],
     """The cards of an answer's citations (all contexts when it cited none), or the plain
     statement that it declined."""
     if answer.declined:
+        why = getattr(answer, "decline_reason", "")
+        detail = f' <span class="rag-declined-why">({html.escape(why)})</span>' if why else ""
         return ('<div class="rag-declined">Not found: the indexed documents do not answer '
-                'this, so no answer was made up.</div>')
+                f'this, so no answer was made up.{detail}</div>')
     by_id = {h.chunk.chunk_id: h for h in hits}
     shown = answer.citations or answer.contexts
     served = list(served)
@@ -134,6 +136,7 @@ CSS = """
 .rag-ranks { color: #57606a; font-size: .85em; margin: .2em 0; }
 .rag-passage { font-size: .92em; }
 .rag-declined { color: #9a6700; font-weight: 600; }
+.rag-declined-why { font-weight: 400; }
 #eval-summary textarea { font-family: ui-monospace, monospace; }
 .rag-preview img { max-width: 100%; border: 1px solid #d0d7de; margin-top: .3em; }
 """

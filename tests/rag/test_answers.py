@@ -55,11 +55,12 @@ def test_question_the_documents_cannot_answer_is_declined_without_the_model(samp
     assert stream.gated  # weak evidence: the LLM is not called
     answer = stream.answer
     assert answer.declined and answer.text == NOT_FOUND and answer.citations == []
+    assert answer.decline_reason.startswith("retrieval: no source is close to the question")
 
 
 def test_answerable_question_is_not_declined(sample_rag):
     answer = sample_rag.ask("What does the Harbor L-200 warranty cover?")
-    assert not answer.declined and answer.citations
+    assert not answer.declined and answer.citations and answer.decline_reason == ""
     assert any("harbor_lamp_manual.txt" in c.source for c in answer.citations)
 
 

@@ -81,3 +81,16 @@ def test_ocr_as_text_is_the_setting_not_the_part(tmp_path):
     rag = RAG.open(tmp_path / "index", ocr="never")
     assert rag.settings.ocr == "never"
     assert rag.ocr.mode.name.lower() == "never"
+
+
+def test_the_quality_preset_fills_only_what_nobody_set(tmp_path):
+    (tmp_path / "rag.toml").write_text('preset = "quality"\n')
+    s = load_settings(cwd=tmp_path, environ={"RAG_LLM_MODEL": "/models/mine.gguf"})
+    assert s.rerank_model == "packaged" and s.sources["rerank_model"] == "preset quality"
+    assert s.llm_model == "/models/mine.gguf" and s.sources["llm_model"] == "env"
+    # a later layer that drops the preset takes its values back
+    plain = load_settings(cwd=tmp_path, environ={}, preset="")
+    assert plain.rerank_model == "" and plain.sources["rerank_model"] == "default"
+    assert plain.llm_model == "packaged"
+    with pytest.raises(ConfigError, match="preset"):
+        load_settings(cwd=tmp_path, environ={}, preset="fastest")

@@ -27,6 +27,27 @@ def test_names_are_capitalised_words_not_opening_a_sentence_and_numbers():
     assert named_terms("What is good procrastination?") == []
 
 
+def test_a_possessive_is_not_part_of_the_name():
+    # "Megatron-LM's" used to become the term "lms", which no context holds: a false decline.
+    assert named_terms("How does Megatron-LM's model parallelism work?") == ["megatron", "lm"]
+    assert named_terms("What is RoBERTa’s masking?") == ["roberta"]
+    ev = retrieval_evidence("How does Megatron-LM's training stay stable?",
+                            ["Megatron-LM trains with model parallelism."], [0.6])
+    assert ev.missing_names == ()
+
+
+def test_a_name_in_a_contexts_file_name_counts_as_present_but_only_for_names():
+    text = ["We pretrain with dynamic masking and drop next sentence prediction."]
+    asked = "How does RoBERTa's dynamic masking differ?"
+    assert retrieval_evidence(asked, text, [0.6]).missing_names == ("roberta",)
+    from_paper = retrieval_evidence(asked, text, [0.6], sources=["/papers/roberta.pdf"])
+    assert from_paper.missing_names == () and not from_paper.weak(0.4, 0.35)
+    # the file name vouches for the name, not for the question's other terms
+    other = retrieval_evidence("What does RoBERTa say about Tokyo?", text, [0.6],
+                               sources=["/papers/roberta.pdf"])
+    assert other.missing_names == ("tokyo",)
+
+
 def test_bm25_only_retrieval_is_judged_by_coverage_alone():
     assert retrieval_evidence("mercury boiling point", TEA, []).dense_top is None
     assert retrieval_evidence("mercury melting point", TEA, []).weak(0.4, 0.35)
@@ -51,3 +72,11 @@ def test_citation_marks_and_list_numbers_are_not_claims():
 
 def test_naming_a_source_by_number_is_not_an_invented_number():
     assert answer_support("According to source 1, black tea steeps for 4 minutes [1].", TEA) == 1.0
+
+
+def test_weak_evidence_says_why_in_words():
+    names = retrieval_evidence("How long should I steep tea in Tokyo?", TEA, [0.6])
+    assert names.why_weak(0.4, 0.35) == "no source mentions tokyo"
+    far = retrieval_evidence("What is the boiling point of mercury?", TEA, [0.21, 0.18])
+    assert far.why_weak(0.4, 0.35).startswith("no source is close to the question (best similarity 0.21")
+    assert retrieval_evidence("How long should green tea steep?", TEA, [0.71]).why_weak(0.4, 0.35) == ""
