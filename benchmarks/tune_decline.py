@@ -18,9 +18,16 @@ unanswerable decline rates at that threshold are the reported figures. Today's r
 all dev sets is then applied to the held-out unanswerable questions
 (eval/questions/unanswerable_heldout_*.jsonl), which no choice ever saw.
 
+With `--answers NAME=REPORT` (an eval report.json of that set's answers), a question the model
+or the support check declined there counts as declined at every threshold: the 5% limit is
+then on end-to-end declines, which is what a user sees (the gate must leave room for them).
+Reports from before `decline_reason` existed: a declined case whose generation took over
+0.1 s was declined after the model was asked.
+
     flock /tmp/rag-heavy.lock nice -n 19 .venv/bin/python benchmarks/tune_decline.py \
         --set paul_graham=/work/evalstate/idx_pg --set blockchain_solana=/work/evalstate/idx_solana \
-        --set aragog_arxiv=/work/evalstate/idx_aragog --rerank packaged [--json OUT]
+        --set aragog_arxiv=/work/evalstate/idx_aragog [--rerank packaged] [--json OUT] \
+        [--answers paul_graham=/work/evalstate/report_pg/report.json ...]
 """
 
 from __future__ import annotations
@@ -50,9 +57,17 @@ COVERAGE = 0.4  # decline_min_coverage, kept as it is
 def declines(score: str, t: float):
     """`row -> bool`: is the question declined at threshold `t` of `score`?"""
     if score == "gate":
-        return lambda r: (r["missing_names"] or r["dense_top"] < t
+        return lambda r: (r.get("model_declined", False) or r["missing_names"] or r["dense_top"] < t
                           or (r["coverage"] < COVERAGE and r["dense_top"] < t + 0.15))
-    return lambda r: r.get(score, 1e9) < t
+    return lambda r: r.get("model_declined", False) or r.get(score, 1e9) < t
+
+
+def model_declined(report: Path) -> set[str]:
+    """Ids of the cases the model or the support check declined in an eval report."""
+    cases = json.loads(report.read_text())["cases"]
+    return {c["id"] for c in cases if c.get("declined") and (
+        c["decline_reason"].startswith(("model:", "support:")) if c.get("decline_reason")
+        else (c.get("timings_ms") or {}).get("generate", 0) > 100)}
 
 
 def values_of(score: str, rows) -> list[float]:
@@ -116,14 +131,16 @@ def rates(rows: list[dict], declined) -> tuple[float, float]:
 
 def threshold_for(score: str, sets: dict[str, list[dict]], max_answerable: float) -> float:
     """The highest threshold (decline when score < t) that keeps every set's answerable decline
-    rate at or under `max_answerable`."""
+    rate at or under `max_answerable`, placed midway between that score and the next lower one:
+    every t in between makes the same decisions on these sets, and the midpoint leaves the most
+    margin for a question scored a little differently elsewhere."""
     values = values_of(score, [r for rows in sets.values() for r in rows])
-    best = values[0] - 1e-9
-    for t in values:
+    best = 0
+    for i, t in enumerate(values):
         if all(rates(rows, declines(score, t))[0] <= max_answerable
                for rows in sets.values()):
-            best = t
-    return best
+            best = i
+    return (values[best - 1] + values[best]) / 2 if best else values[0] - 1e-9
 
 
 def pr_curve(score: str, rows: list[dict], points: int = 8) -> list[dict]:
@@ -146,11 +163,18 @@ def main() -> int:
     parser.add_argument("--max-answerable-decline", type=float, default=0.05)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "tune_decline")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--answers", action="append", default=[], metavar="NAME=REPORT_JSON",
+                        help="count this eval report's model/support declines (end-to-end limit)")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     sets = dict(item.split("=", 1) for item in args.set)
     data = {n: features(n, Path(d), args.cache / f"{n}{'.rr' if args.rerank else ''}.json", args.rerank)
             for n, d in sets.items()}
+    for item in args.answers:
+        name, report = item.split("=", 1)
+        asked_and_declined = model_declined(Path(report))
+        for row in data[name]:
+            row["model_declined"] = row["id"] in asked_and_declined
     dev = {n: [r for r in rows if r["kind"] == "dev"] for n, rows in data.items()}
     heldout = [r for rows in data.values() for r in rows if r["kind"] == "heldout"]
     scores = [s for s in SCORES
@@ -160,7 +184,7 @@ def main() -> int:
           f" | today: {'answerable':>10} {'unanswerable':>12}")
     for held in dev:
         others = {n: rows for n, rows in dev.items() if n != held}
-        today = rates(dev[held], lambda r: r["today_weak"])
+        today = rates(dev[held], lambda r: r["today_weak"] or r.get("model_declined", False))
         for score in scores:
             t = threshold_for(score, others, args.max_answerable_decline)
             a, u = rates(dev[held], declines(score, t))

@@ -21,12 +21,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rag.config import Settings
+
 STATISTIC = "domain-classifier ROC AUC"
 # Chosen on Paul Graham essays only (one half as the reference, the other as new documents:
 # 0.46-0.50 over 5 random splits, benchmarks/drift_detection.py); a new domain scores far higher.
 DEFAULT_THRESHOLD = 0.65
 PASSAGE_CHUNKS = 8
-QUERY_FLOOR = 0.35  # the cosine under which answers are declined (decline_min_dense)
+QUERY_FLOOR = Settings.decline_min_dense  # the cosine under which answers are declined
 DEFAULT_QUERY_SHARE = 0.5
 MIN_PER_CLASS = 10
 

@@ -52,7 +52,9 @@ def test_ask_json_is_cited_and_offline(cli_index):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert attempts == [], f"ask tried the network: {attempts}"
     out = json.loads(proc.stdout)
-    assert set(out) == {"answer", "citations", "contexts", "timings_ms", "stages_ms", "counts"}
+    assert set(out) == {"answer", "citations", "contexts", "decline_reason", "timings_ms",
+                        "stages_ms", "counts"}
+    assert out["decline_reason"] == ""
     assert {"embed", "bm25", "dense", "fusion", "generate"} <= set(out["stages_ms"])
     assert set(out["timings_ms"]) == {"retrieve", "first_token", "generate", "total"}
     assert out["timings_ms"]["first_token"] < out["timings_ms"]["total"]

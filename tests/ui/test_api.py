@@ -82,7 +82,8 @@ def test_every_endpoint_returns_the_cli_json(ui, client, ingested):
     api = client.predict(QUESTION, "alpha", 0, api_name="/ask")
     cli = cli_json(ui, "alpha", "ask", QUESTION)
     timed = ("timings_ms", "stages_ms")  # measured, so they differ between two runs
-    assert set(api) == set(cli) == {"answer", "citations", "contexts", *timed, "counts"}
+    assert set(api) == set(cli) == {"answer", "citations", "contexts", "decline_reason", *timed,
+                                    "counts"}
     assert {k: v for k, v in api.items() if k not in timed} == \
         {k: v for k, v in cli.items() if k not in timed}
     assert "2 minutes" in api["answer"] or "2-3 minutes" in api["answer"], api["answer"]
