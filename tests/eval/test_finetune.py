@@ -9,6 +9,7 @@ questions file has the shape `rag eval generate` writes (the chunk's text as ref
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,8 @@ def _weights(folder: Path) -> dict[str, np.ndarray]:
     return load_file(str(folder / "model.safetensors"))
 
 
-def test_finetune_writes_a_model_that_loads_embeds_and_is_reproducible(tiny_index, tmp_path):
+def test_finetune_writes_a_model_that_loads_embeds_and_is_reproducible(tiny_index, tmp_path,
+                                                                       capsys):
     from eval.finetune import finetune
     from rag.models.candidates import load_embedder
 
@@ -126,6 +128,19 @@ def test_finetune_writes_a_model_that_loads_embeds_and_is_reproducible(tiny_inde
     assert vectors.shape == (2, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
     assert model.fingerprint != load_embedder("minilm-fp32").fingerprint
+
+    # ... and `rag reindex --embedding-model OUT` switches a (copied) index to it, recording the
+    # folder's absolute path and fingerprint.
+    from rag.cli import main
+
+    copy = tmp_path / "index"
+    shutil.copytree(index, copy)
+    assert main(["reindex", "--index", str(copy), "--embedding-model", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["stats", "--index", str(copy), "--json"]) == 0
+    served = json.loads(capsys.readouterr().out)["index_settings"]
+    assert served["embedding_ref"] == str(out.resolve())
+    assert served["embedding_fingerprint"] == model.fingerprint
 
 
 def test_cli_says_in_one_line_when_there_is_no_index(tmp_path, capsys):
