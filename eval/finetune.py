@@ -372,7 +372,8 @@ def data_hash(train: list[Triple], val: list[Triple], pool: dict[str, str]) -> s
 
 def prepare_data(index_dir: Path, work: Path, *, questions: int, seed: int,
                  questions_file: Path | None, judge_model: str | None, judge_cache: Path | None,
-                 say: Say, progress: bool = True) -> Data:
+                 say: Say, progress: bool = True,
+                 settings: dict[str, Any] | None = None) -> Data:
     """Stages 1-3, cached in `work/data.json` (keyed by the inputs that make it)."""
     key = {"index": str(index_dir.resolve()), "questions": questions, "seed": seed,
            "questions_file": str(questions_file.resolve()) if questions_file else None,
@@ -388,7 +389,7 @@ def prepare_data(index_dir: Path, work: Path, *, questions: int, seed: int,
     from rag.api import RAG
 
     snap = snapshot_index(index_dir, work / "index-snapshot")
-    rag = RAG.open(snap)
+    rag = RAG.open(snap, **(settings or {}))
     try:
         if rag.index.catalog.count() == 0:
             raise FinetuneError(f"{index_dir}: the index is empty; run `rag ingest` first")
@@ -710,10 +711,11 @@ def finetune(index_dir: Path, out: Path, *, base: str | None = None, work: Path 
              questions_file: Path | None = None, seed: int = 0, epochs: int = 4,
              batch_size: int = 16, lr: float = 3e-5, judge_model: str | None = None,
              judge_cache: Path | None = None, checkpoint_s: float = 120.0,
-             max_steps: int | None = None, say: Say = _stderr, progress: bool = True
-             ) -> dict[str, Any]:
+             max_steps: int | None = None, say: Say = _stderr, progress: bool = True,
+             settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the data, train within the budget, write OUT; returns the record (`finetune.json`).
-    `max_steps` stops this run after that many steps (tests; a re-run continues)."""
+    `max_steps` stops this run after that many steps (tests; a re-run continues); `settings`
+    override the index's settings where it is opened (`--set`)."""
     import sentence_transformers
     import torch
     import transformers
@@ -739,7 +741,7 @@ def finetune(index_dir: Path, out: Path, *, base: str | None = None, work: Path 
     say(f"work folder {work} (questions, mined data, checkpoints; delete it when done)")
     data = prepare_data(index_dir, work, questions=questions, seed=seed,
                         questions_file=questions_file, judge_model=judge_model,
-                        judge_cache=judge_cache, say=say, progress=progress)
+                        judge_cache=judge_cache, say=say, progress=progress, settings=settings)
     say(f"{len(data.train)} training pairs, {len(data.val)} validation questions "
         f"({data.split}); data {data.hash}")
     plan = Plan(base=embedding_fingerprint(base_path), seed=seed, epochs=epochs,

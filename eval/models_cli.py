@@ -140,9 +140,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def _finetune(args: argparse.Namespace) -> int:
     from eval.finetune import finetune, summary
+    from rag.cli import _settings_overrides
     from rag.config import load_settings
 
-    index_dir = Path(load_settings(args.index).index_dir)
+    overrides = _settings_overrides(args)
+    index_dir = Path(load_settings(args.index, **overrides).index_dir)
     record = finetune(index_dir, Path(args.out), base=args.base,
                       work=Path(args.work) if args.work else None, budget_min=args.budget_min,
                       questions=args.questions,
@@ -150,7 +152,7 @@ def _finetune(args: argparse.Namespace) -> int:
                       seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       judge_model=args.judge_model,
                       judge_cache=Path(args.judge_cache) if args.judge_cache else None,
-                      progress=not args.quiet)
+                      progress=not args.quiet, settings=overrides)
     print(json.dumps(record, indent=1) if args.json else summary(record))
     return EXIT_OK
 
