@@ -62,6 +62,13 @@ POSITION_BLOCKS = 5
 VAL_FRACTION = 0.2
 POOL_MAX = 600
 MINE_DEPTH = 30
+# A mined negative must score below this share of the positive's similarity to the question
+# under the index's own model (NV-Retriever's "TopK-PercPos"): the chunk ranked first that is not
+# the positive often answers the question too, and training against it would teach the wrong
+# thing (seen on the Solana PDF: "average transaction rate for Bitcoin and Ethereum" had another
+# chunk giving those rates as its top dense candidate).
+NEGATIVE_MARGIN = 0.95
+MINING = f"v2: one negative, dense/bm25 in turn, depth {MINE_DEPTH}, margin {NEGATIVE_MARGIN}"
 CARD_FILE, RECORD_FILE = "README.md", "finetune.json"
 CHECKPOINT_DIR, LATEST = "checkpoint", "latest.json"
 WORD = re.compile(r"\w+")
@@ -85,6 +92,7 @@ class Plan:
     weight_decay: float = 0.01
     scale: float = 20.0
     max_seq_length: int = 256
+    hard_negatives: bool = True
 
     def key(self, data_hash: str) -> str:
         return hashlib.sha256(json.dumps([asdict(self), data_hash], sort_keys=True)
@@ -269,11 +277,23 @@ def eligible_negative(candidate: Any, positive: Any, answer: str) -> bool:
 def mine(rag: Any, rows: list[dict[str, Any]], say: Say, progress: bool = True
          ) -> tuple[list[Triple], dict[str, Any], dict[str, Any]]:
     """Triples from question rows, with one hard negative each from the index's own rankings
-    (dense for even rows, BM25 for odd, the other when one has nothing eligible); also the
-    index's live chunks (for the validation pool) and counts."""
+    (dense for even rows, BM25 for odd, the other when one has nothing eligible), scoring below
+    `NEGATIVE_MARGIN` of the positive under the index's model; also the index's live chunks
+    (for the validation pool) and counts."""
+    import numpy as np
     from tqdm import tqdm
 
     from eval.generate import live_chunks
+
+    embedder = rag.embedder
+    vectors: dict[str, Any] = {}
+
+    def vector(chunk: Any) -> Any:
+        if chunk.chunk_id not in vectors:
+            vectors[chunk.chunk_id] = embedder.encode([chunk.text])[0]
+        return vectors[chunk.chunk_id]
+
+    too_close = 0
 
     chunks = {c.chunk_id: c for c in live_chunks(rag)}
     by_text = {_norm(c.text): cid for cid, c in chunks.items()}
@@ -290,11 +310,16 @@ def mine(rag: Any, rows: list[dict[str, Any]], say: Say, progress: bool = True
         answer = str(row.get("reference_answer") or "")
         picked = None
         turn = order[i % len(order):] + order[:i % len(order)]
+        query = np.asarray(embedder.encode_query(row["question"]), dtype=np.float32)
+        ceiling = NEGATIVE_MARGIN * float(query @ vector(positive))
         for name in turn:
             ranked = searches[name](row["question"], MINE_DEPTH, None)
             found = rag.index.chunks([r[0] for r in ranked if r[0] in chunks])
             for rid, _ in ranked:
                 if rid in found and eligible_negative(found[rid], positive, answer):
+                    if float(query @ vector(found[rid])) >= ceiling:
+                        too_close += 1  # as close as the positive: likely an answer too
+                        continue
                     picked = (name, found[rid])
                     break
             if picked:
@@ -307,7 +332,8 @@ def mine(rag: Any, rows: list[dict[str, Any]], say: Say, progress: bool = True
             from_counts[picked[0]] += 1
     stats = {"questions": len(rows), "matched": len(triples), "unmatched": unmatched,
              "negatives_from": from_counts,
-             "without_negative": sum(1 for t in triples if t.negative is None)}
+             "without_negative": sum(1 for t in triples if t.negative is None),
+             "skipped_as_close_as_positive": too_close, "mining": MINING}
     return triples, chunks, stats
 
 
@@ -377,6 +403,7 @@ def prepare_data(index_dir: Path, work: Path, *, questions: int, seed: int,
     """Stages 1-3, cached in `work/data.json` (keyed by the inputs that make it)."""
     key = {"index": str(index_dir.resolve()), "questions": questions, "seed": seed,
            "questions_file": str(questions_file.resolve()) if questions_file else None,
+           "mining": MINING,
            "questions_file_sha256": (hashlib.sha256(questions_file.read_bytes()).hexdigest()
                                      if questions_file else None)}
     cached = work / "data.json"
@@ -606,9 +633,9 @@ def train(data: Data, plan: Plan, base_path: str, work: Path, *, budget_s: float
         rows = [data.train[i] for i in batch_at(step, len(data.train), plan)]
         torch.manual_seed(plan.seed * 1_000_003 + step)  # dropout: the same masks on a resume
         columns = [[t.question for t in rows], [t.positive for t in rows]]
-        if all(t.negative for t in rows):  # else this batch has in-batch negatives only
+        if plan.hard_negatives and all(t.negative for t in rows):  # else in-batch negatives only
             columns.append([t.negative for t in rows])
-        features = [model.tokenize(texts) for texts in columns]
+        features = [model.preprocess(texts) for texts in columns]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, planned, plan)
         loss = loss_fn(features, None)
@@ -657,6 +684,7 @@ def write_output(out: Path, result: TrainResult, plan: Plan, data: Data, record:
 def model_card(r: dict[str, Any]) -> str:
     v0, v1 = r["validation"]["before"], r["validation"]["after"]
     t, d = r["training"], r["data"]
+    negatives = "in-batch and the hard negative" if r["plan"]["hard_negatives"] else "in-batch only"
 
     def fig(v: dict[str, Any], k: str) -> str:
         return "n/a" if v.get(k) is None else f"{v[k]:.3f}"
@@ -673,10 +701,12 @@ def model_card(r: dict[str, Any]) -> str:
         f"- Questions: {d['origin']}; {d['matched']} matched a chunk (the positive); hard "
         f"negatives: {', '.join(f'{n} from {k}' for k, n in d['negatives_from'].items())} "
         f"(the index's own rankings, excluding the positive, its neighbours and chunks holding "
-        f"the answer), {d['without_negative']} without one",
+        f"the answer or scoring within {NEGATIVE_MARGIN:.0%} of the positive), "
+        f"{d['without_negative']} without one",
         f"- Data hash: {d['hash']} ({d['train']} training pairs, {d['val']} validation)",
         f"- Validation split: {d['split']}",
-        f"- Loss: MultipleNegativesRankingLoss (scale {r['plan']['scale']}), batch "
+        f"- Loss: MultipleNegativesRankingLoss (scale {r['plan']['scale']}, negatives: "
+        f"{negatives}), batch "
         f"{r['plan']['batch_size']}, AdamW lr {r['plan']['lr']} (warmup "
         f"{r['plan']['warmup_fraction']:.0%}, linear decay), weight decay "
         f"{r['plan']['weight_decay']}, max {r['plan']['max_seq_length']} tokens",
@@ -709,7 +739,8 @@ def model_card(r: dict[str, Any]) -> str:
 def finetune(index_dir: Path, out: Path, *, base: str | None = None, work: Path | None = None,
              budget_min: float = DEFAULT_BUDGET_MIN, questions: int = DEFAULT_QUESTIONS,
              questions_file: Path | None = None, seed: int = 0, epochs: int = 4,
-             batch_size: int = 16, lr: float = 3e-5, judge_model: str | None = None,
+             batch_size: int = 16, lr: float = 3e-5, hard_negatives: bool = True,
+             judge_model: str | None = None,
              judge_cache: Path | None = None, checkpoint_s: float = 120.0,
              max_steps: int | None = None, say: Say = _stderr, progress: bool = True,
              settings: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -745,7 +776,8 @@ def finetune(index_dir: Path, out: Path, *, base: str | None = None, work: Path 
     say(f"{len(data.train)} training pairs, {len(data.val)} validation questions "
         f"({data.split}); data {data.hash}")
     plan = Plan(base=embedding_fingerprint(base_path), seed=seed, epochs=epochs,
-                batch_size=min(batch_size, len(data.train)), lr=lr)
+                batch_size=min(batch_size, len(data.train)), lr=lr,
+                hard_negatives=hard_negatives)
     before_file = work / f"validation-before-{plan.key(data.hash)}.json"
     if before_file.is_file():
         before = json.loads(before_file.read_text())

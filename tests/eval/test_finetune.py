@@ -126,7 +126,7 @@ def test_finetune_writes_a_model_that_loads_embeds_and_is_reproducible(tiny_inde
     model = load_embedder(str(out))
     vectors = model.encode(["Who built the landmark of Corvo?", "smoked eel"])
     assert vectors.shape == (2, 384)
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-2)  # bf16 where the CPU has it
     assert model.fingerprint != load_embedder("minilm-fp32").fingerprint
 
     # ... and `rag reindex --embedding-model OUT` switches a (copied) index to it, recording the
