@@ -78,6 +78,8 @@ def main() -> int:
     parser.add_argument("--budget-min", type=float, default=8.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument("--no-hard-negatives", action="store_true")
     parser.add_argument("--skip-compare", action="store_true")
     parser.add_argument("--again", action="store_true", help="redo stages whose output exists")
     args = parser.parse_args()
@@ -99,7 +101,10 @@ def main() -> int:
             shutil.copytree(index, copy)
         command = ["models", "finetune", "--index", str(copy), "--out", str(model),
                    "--budget-min", str(args.budget_min), "--seed", str(args.seed),
-                   "--epochs", str(args.epochs), "--questions", str(args.questions), "--quiet"]
+                   "--epochs", str(args.epochs), "--lr", str(args.lr),
+                   "--questions", str(args.questions), "--quiet"]
+        if args.no_hard_negatives:
+            command.append("--no-hard-negatives")
         questions = args.questions_dir / f"gen_{name}.jsonl" if args.questions_dir else None
         if questions is not None and questions.is_file():
             command += ["--questions-file", str(questions)]
