@@ -197,7 +197,7 @@ def snapshot_index(index_dir: Path, target: Path) -> Path:
 
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(index_dir, target, ignore=shutil.ignore_patterns(CATALOG_FILE + "*", "*.lock"))
+    shutil.copytree(index_dir, target, ignore=shutil.ignore_patterns(CATALOG_FILE + "*", "LOCK"))
     source = sqlite3.connect(f"file:{index_dir / CATALOG_FILE}?mode=ro", uri=True)
     copy = sqlite3.connect(target / CATALOG_FILE)
     try:
@@ -414,9 +414,25 @@ def prepare_data(index_dir: Path, work: Path, *, questions: int, seed: int,
             return Data([Triple(**t) for t in saved["train"]], [Triple(**t) for t in saved["val"]],
                         saved["pool"], saved["split"], saved["hash"], saved["stats"])
     from rag.api import RAG
+    from rag.config import load_settings
 
+    overrides = dict(settings or {})
+    served = load_settings(index_dir, **overrides)
+    if not served.is_milvus_lite:
+        # Opening a copy of the catalog against the live server collection could "repair" that
+        # collection to the copy's state (an ingest in progress): never done.
+        raise FinetuneError(f"{index_dir}: its vectors are on a Milvus server "
+                            f"({served.milvus_target}); fine-tuning reads a private copy of a "
+                            "Milvus Lite index only: copy the documents into a local index "
+                            "(`rag ingest`) and fine-tune on that")
     snap = snapshot_index(index_dir, work / "index-snapshot")
-    rag = RAG.open(snap, **(settings or {}))
+    lite = Path(served.milvus_target)
+    if served.milvus_uri and lite.resolve() != (index_dir / "milvus.db").resolve():
+        if lite.exists():  # a Milvus Lite folder outside the index: copied too
+            shutil.copytree(lite, snap / "milvus.db", dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("LOCK"))
+    overrides["milvus_uri"] = ""  # the copy's own milvus.db, never the original
+    rag = RAG.open(snap, **overrides)
     try:
         if rag.index.catalog.count() == 0:
             raise FinetuneError(f"{index_dir}: the index is empty; run `rag ingest` first")
