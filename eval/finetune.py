@@ -143,6 +143,21 @@ def check_index(index_dir: Path) -> Path:
     return index_dir
 
 
+def check_store(index_dir: Path, settings: dict[str, Any] | None = None) -> Any:
+    """The index's settings, refusing an index whose vectors are on a Milvus server: opening a
+    copy of its catalog against the live collection could "repair" that collection to the
+    copy's state (an ingest in progress), so it is never done."""
+    from rag.config import load_settings
+
+    served = load_settings(index_dir, **(settings or {}))
+    if not served.is_milvus_lite:
+        raise FinetuneError(f"{index_dir}: its vectors are on a Milvus server "
+                            f"({served.milvus_target}); fine-tuning reads a private copy of a "
+                            "Milvus Lite index only: ingest the documents into a local index "
+                            "and fine-tune on that")
+    return served
+
+
 def index_model_ref(index_dir: Path) -> str | None:
     """The model the index serves from (its catalog's record), read without opening the index."""
     from rag.serving import INDEX_SETTINGS_KEY, ref_of
@@ -414,17 +429,9 @@ def prepare_data(index_dir: Path, work: Path, *, questions: int, seed: int,
             return Data([Triple(**t) for t in saved["train"]], [Triple(**t) for t in saved["val"]],
                         saved["pool"], saved["split"], saved["hash"], saved["stats"])
     from rag.api import RAG
-    from rag.config import load_settings
 
     overrides = dict(settings or {})
-    served = load_settings(index_dir, **overrides)
-    if not served.is_milvus_lite:
-        # Opening a copy of the catalog against the live server collection could "repair" that
-        # collection to the copy's state (an ingest in progress): never done.
-        raise FinetuneError(f"{index_dir}: its vectors are on a Milvus server "
-                            f"({served.milvus_target}); fine-tuning reads a private copy of a "
-                            "Milvus Lite index only: copy the documents into a local index "
-                            "(`rag ingest`) and fine-tune on that")
+    served = check_store(index_dir, overrides)
     snap = snapshot_index(index_dir, work / "index-snapshot")
     lite = Path(served.milvus_target)
     if served.milvus_uri and lite.resolve() != (index_dir / "milvus.db").resolve():
@@ -770,6 +777,7 @@ def finetune(index_dir: Path, out: Path, *, base: str | None = None, work: Path 
     from rag.models.embedding import display_name, embedding_fingerprint
 
     index_dir = check_index(Path(index_dir))
+    check_store(index_dir, settings)
     if budget_min * 60 < MIN_BUDGET_S and max_steps is None:
         raise FinetuneError(f"--budget-min {budget_min:g} is too small: loading the model, the "
                             f"validation before and after and a checkpoint take about "

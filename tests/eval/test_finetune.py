@@ -155,7 +155,7 @@ def test_cli_says_in_one_line_when_there_is_no_index(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_refuses_a_budget_too_small_and_a_base_it_cannot_load(tiny_index, tmp_path, capsys):
+def test_cli_refuses_a_small_budget_an_unloadable_base_and_a_server_index(tiny_index, tmp_path, capsys):
     from rag.cli import main
 
     index, questions = tiny_index
@@ -167,3 +167,10 @@ def test_cli_refuses_a_budget_too_small_and_a_base_it_cannot_load(tiny_index, tm
                  "--questions-file", str(questions), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "offline" in err
+    # An index served from a Milvus server is refused before anything opens it.
+    code = main(["models", "finetune", "--index", str(index), "--set",
+                 "milvus_uri=http://127.0.0.1:9", "--questions-file", str(questions),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Milvus server" in err
+    assert not (tmp_path / "out").exists()
