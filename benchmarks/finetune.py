@@ -146,7 +146,9 @@ def summarise(out: Path, names: list[str], models: dict[str, Path]) -> str:
         result = out / f"compare_{name}.json"
         if not result.is_file():
             continue
-        for row in json.loads(result.read_text())["candidates"]:
+        candidates = json.loads(result.read_text())["candidates"]
+        base = next((c for c in candidates if c["candidate"] == BASE and not c.get("failed")), None)
+        for row in candidates:
             if row.get("failed") or row.get("skipped"):
                 rows.append({"set": name, "model": row["candidate"],
                              "failed": row.get("failed") or row.get("skipped")})
@@ -158,20 +160,25 @@ def summarise(out: Path, names: list[str], models: dict[str, Path]) -> str:
                          **{f"{mode} {m}": row[mode][m] for mode in ("dense", "hybrid")
                             for m in ("recall@10", "mrr@10")},
                          "train_s": info.get("training", {}).get("seconds"),
-                         "steps": info.get("training", {}).get("steps")})
+                         "steps": info.get("training", {}).get("steps"),
+                         "questions better/worse than base": paired(base, row)})
     (out / "summary.json").write_text(json.dumps({"rows": rows, "trained": trained,
                                                   "answer_as_reference": sorted(ANSWER_AS_REFERENCE)},
                                                  indent=1) + "\n")
-    lines = ["| dev set | model | dense R@10 | dense MRR@10 | hybrid R@10 | hybrid MRR@10 |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| dev set | model | dense R@10 | dense MRR@10 | hybrid R@10 | hybrid MRR@10 | "
+             "questions better/worse than base: dense R@10, dense MRR, hybrid R@10, hybrid MRR |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         if "failed" in r:
             lines.append(f"| {r['set']} | {r['model']} | failed: {r['failed']} | | | |")
             continue
         label = r["set"] + (" (answer as reference)" if r["set"] in ANSWER_AS_REFERENCE else "")
+        moved = r["questions better/worse than base"]
         lines.append(f"| {label} | {r['model']} | {r['dense recall@10']:.3f} | "
                      f"{r['dense mrr@10']:.3f} | {r['hybrid recall@10']:.3f} | "
-                     f"{r['hybrid mrr@10']:.3f} |")
+                     f"{r['hybrid mrr@10']:.3f} | "
+                     + (", ".join(f"+{u}/-{d}" for u, d in moved.values()) if moved else "-")
+                     + " |")
     lines += ["", "| model | training pairs / validation | steps | training s | validation "
               "R@10 before -> after | MRR@10 before -> after |", "|---|---|---|---|---|---|"]
     for info in trained.values():
@@ -181,6 +188,22 @@ def summarise(out: Path, names: list[str], models: dict[str, Path]) -> str:
                      f"{t['planned']} | {t['seconds']:.0f} | {v0['recall@10']} -> "
                      f"{v1['recall@10']} | {v0['mrr@10']} -> {v1['mrr@10']} |")
     return "\n".join(lines)
+
+
+def paired(base: dict | None, row: dict) -> dict[str, tuple[int, int]]:
+    """Per metric, how many questions the row ranks better and worse than the base model
+    (figures of a few dozen questions move by whole questions: this says how many)."""
+    if base is None or row is base:
+        return {}
+    out = {}
+    for mode in ("dense", "hybrid"):
+        for metric in ("recall@10", "mrr@10"):
+            ours, theirs = row[mode]["per_case"], base[mode]["per_case"]
+            pairs = [(ours[k][metric], theirs[k][metric]) for k in ours
+                     if k in theirs and ours[k][metric] is not None and theirs[k][metric] is not None]
+            out[f"{mode} {metric}"] = (sum(1 for a, b in pairs if a > b + 1e-9),
+                                       sum(1 for a, b in pairs if a < b - 1e-9))
+    return out
 
 
 if __name__ == "__main__":
