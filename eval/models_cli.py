@@ -110,6 +110,9 @@ def add_finetune(subparsers: Any, parents: list[argparse.ArgumentParser]) -> Non
                    "(default 4; the budget may stop earlier)")
     p.add_argument("--batch-size", type=int, default=16, help="pairs per step (default 16)")
     p.add_argument("--lr", type=float, default=3e-5, help="peak learning rate (default 3e-5)")
+    p.add_argument("--checkpoint-min", type=float, default=2.0, metavar="N",
+                   help="write a checkpoint every N minutes of training (default 2): what an "
+                        "interruption can cost")
     p.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
                    help="train with in-batch negatives only (the mined ones are not used)")
     p.add_argument("--judge-model", metavar="M",
@@ -152,7 +155,7 @@ def _finetune(args: argparse.Namespace) -> int:
                       questions=args.questions,
                       questions_file=Path(args.questions_file) if args.questions_file else None,
                       seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      hard_negatives=args.hard_negatives,
+                      hard_negatives=args.hard_negatives, checkpoint_s=args.checkpoint_min * 60,
                       judge_model=args.judge_model,
                       judge_cache=Path(args.judge_cache) if args.judge_cache else None,
                       progress=not args.quiet, settings=overrides)
