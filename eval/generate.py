@@ -62,30 +62,38 @@ def generate_cases(rag: Any, judge: Any, n: int = 50, seed: int = 0,
 
     from eval.judge import JudgeOutputError
 
-    catalog = rag.index.catalog
-    live = sorted(rag.index.live_ids())
-    chunks = catalog.chunks(live).values()
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
-    for chunk in tqdm(sample_chunks(chunks, n, seed), desc="generate", unit="question",
+    for chunk in tqdm(sample_chunks(live_chunks(rag), n, seed), desc="generate", unit="question",
                       disable=not progress):
-        prompt = PROMPT.format(source=Path(chunk.source).name, text=chunk.text.strip())
         try:
-            made = judge.generate(prompt, schema=GeneratedCase)
+            rows.append(generate_case(chunk, judge))
         except JudgeOutputError as exc:
             skipped.append(f"{chunk.chunk_id}: {exc}")
-            continue
-        rows.append({
-            "id": f"gen-{chunk.chunk_id}",
-            "question": made.question.strip(),
-            "reference_answer": made.answer.strip(),
-            "reference_contexts": [chunk.text],
-            "source_docs": [chunk.source],
-            "generated": True,
-            "file_type": chunk.file_type,
-            "page": chunk.page, "start": chunk.start, "end": chunk.end,
-        })
     return rows, skipped
+
+
+def live_chunks(rag: Any) -> list[Any]:
+    """Every live chunk of an open index (a `RAG`), from its catalog."""
+    catalog = rag.index.catalog
+    return list(catalog.chunks(sorted(rag.index.live_ids())).values())
+
+
+def generate_case(chunk: Any, judge: Any) -> dict[str, Any]:
+    """One generated row for `chunk` (its id is `gen-<chunk_id>`); raises the judge's
+    `JudgeOutputError` when the model's reply stays unusable."""
+    prompt = PROMPT.format(source=Path(chunk.source).name, text=chunk.text.strip())
+    made = judge.generate(prompt, schema=GeneratedCase)
+    return {
+        "id": f"gen-{chunk.chunk_id}",
+        "question": made.question.strip(),
+        "reference_answer": made.answer.strip(),
+        "reference_contexts": [chunk.text],
+        "source_docs": [chunk.source],
+        "generated": True,
+        "file_type": chunk.file_type,
+        "page": chunk.page, "start": chunk.start, "end": chunk.end,
+    }
 
 
 def write_jsonl(rows: list[dict[str, Any]], path: str | Path) -> Path:

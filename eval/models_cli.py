@@ -2,6 +2,8 @@
 
     rag models compare DATASET --corpus DIR [--model NAME_OR_PATH ...] [--budget-ms N ...]
                        [--json [FILE]] [--plot FILE] [--limit N]
+    rag models finetune --index DIR [--base MODEL] [--out DIR] [--budget-min N]
+                        [--questions N | --questions-file FILE] [--seed S]
 
 Importing this module stays cheap (`rag --help` loads every plugin); the comparison's modules
 load when the command runs. Exit codes as for every `rag` command: 0 ok, 2 usage error (a bad
@@ -64,12 +66,101 @@ def add_compare(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None
     p.set_defaults(handler=cmd_compare)
 
 
+FINETUNE_EPILOG = """what it does: questions written by the local LLM from sampled chunks of the
+index (the positives), one hard negative each from the index's own BM25 and dense rankings,
+validation questions held out by source document; MultipleNegativesRankingLoss on CPU within
+the budget; a sentence-transformers folder with a model card (README.md, finetune.json).
+Interrupt it at any time: a re-run with the same options resumes (questions, mined data and
+checkpoints are kept in the work folder, default OUT.work). The index is only read, from a copy.
+
+then measure it on your own labelled questions and switch if it pays:
+  rag models compare QA.jsonl --corpus DOCS --model minilm-bf16 --model OUT
+  rag reindex --index DIR --embedding-model OUT      (rag reindex --rollback returns)
+"""
+
+
+def add_finetune(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    from eval.finetune import DEFAULT_BUDGET_MIN, DEFAULT_QUESTIONS
+
+    p = subparsers.add_parser(
+        "finetune", parents=parents, prog="rag models finetune",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=FINETUNE_EPILOG,
+        help="fine-tune the embedding model on your index's own chunks (CPU, resumable)",
+        description="Fine-tune a sentence-transformers embedding model on the chunks of an "
+                    "index, within a time budget, and write it as a folder that `rag models "
+                    "compare` and `rag reindex --embedding-model` take.")
+    p.add_argument("--base", metavar="MODEL",
+                   help="the model to start from: `packaged` (all-MiniLM-L6-v2) or a local "
+                        "sentence-transformers folder (default: the index's own model)")
+    p.add_argument("--out", metavar="DIR", default="finetuned-model",
+                   help="the folder to write (default ./finetuned-model)")
+    p.add_argument("--work", metavar="DIR",
+                   help="questions, mined data and checkpoints (default OUT.work)")
+    p.add_argument("--budget-min", type=float, default=DEFAULT_BUDGET_MIN, metavar="N",
+                   help=f"minutes of training steps (default {DEFAULT_BUDGET_MIN:g}; question "
+                        "writing and validation come on top)")
+    p.add_argument("--questions", type=int, default=DEFAULT_QUESTIONS, metavar="N",
+                   help=f"questions to generate (default {DEFAULT_QUESTIONS}; the packaged "
+                        "0.5B LLM takes a few seconds each on 2 cores)")
+    p.add_argument("--questions-file", metavar="FILE",
+                   help="use these questions instead of generating (JSONL, e.g. from `rag eval "
+                        "generate`: a row's reference context or id names its chunk)")
+    p.add_argument("--seed", type=int, default=0, help="sampling, split, batch order, dropout")
+    p.add_argument("--epochs", type=int, default=4, help="passes over the training pairs "
+                   "(default 4; the budget may stop earlier)")
+    p.add_argument("--batch-size", type=int, default=16, help="pairs per step (default 16)")
+    p.add_argument("--lr", type=float, default=3e-5, help="peak learning rate (default 3e-5)")
+    p.add_argument("--checkpoint-min", type=float, default=2.0, metavar="N",
+                   help="write a checkpoint every N minutes of training (default 2): what an "
+                        "interruption can cost")
+    p.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
+                   help="train with in-batch negatives only (the mined ones are not used)")
+    p.add_argument("--judge-model", metavar="M",
+                   help="the LLM that writes questions (default: the judge_model setting)")
+    p.add_argument("--judge-cache", metavar="FILE", help="the LLM answer cache to use")
+    p.add_argument("--json", action="store_true", help="print the model's record as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=cmd_finetune)
+
+
 def add_command(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
-    """Add `rag models` (and `compare`) to the `rag` command line."""
-    p = subparsers.add_parser("models", help="embedding models: compare candidates on your data",
-                              description="Embedding model tools.")
-    sub = p.add_subparsers(dest="models_command", metavar="{compare}", required=True)
+    """Add `rag models` (`compare`, `finetune`) to the `rag` command line."""
+    p = subparsers.add_parser("models", help="embedding models: compare candidates on your "
+                              "data, fine-tune one", description="Embedding model tools.")
+    sub = p.add_subparsers(dest="models_command", metavar="{compare,finetune}", required=True)
     add_compare(sub, parents)
+    add_finetune(sub, parents)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from eval.errors import EvalError
+    from rag.errors import USER_ERRORS
+
+    try:
+        return _finetune(args)
+    except (EvalError, *USER_ERRORS) as exc:
+        print(f"rag models finetune: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from eval.finetune import finetune, summary
+    from rag.cli import _settings_overrides
+    from rag.config import load_settings
+
+    overrides = _settings_overrides(args)
+    index_dir = Path(load_settings(args.index, **overrides).index_dir)
+    record = finetune(index_dir, Path(args.out), base=args.base,
+                      work=Path(args.work) if args.work else None, budget_min=args.budget_min,
+                      questions=args.questions,
+                      questions_file=Path(args.questions_file) if args.questions_file else None,
+                      seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      hard_negatives=args.hard_negatives, checkpoint_s=args.checkpoint_min * 60,
+                      judge_model=args.judge_model,
+                      judge_cache=Path(args.judge_cache) if args.judge_cache else None,
+                      progress=not args.quiet, settings=overrides)
+    print(json.dumps(record, indent=1) if args.json else summary(record))
+    return EXIT_OK
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
