@@ -141,6 +141,12 @@ def test_finetune_writes_a_model_that_loads_embeds_and_is_reproducible(tiny_inde
     served = json.loads(capsys.readouterr().out)["index_settings"]
     assert served["embedding_ref"] == str(out.resolve())
     assert served["embedding_fingerprint"] == model.fingerprint
+    # `--rollback` returns to the model the index was built with.
+    assert main(["reindex", "--index", str(copy), "--rollback"]) == 0
+    capsys.readouterr()
+    assert main(["stats", "--index", str(copy), "--json"]) == 0
+    back = json.loads(capsys.readouterr().out)["index_settings"]
+    assert back["embedding_fingerprint"] != model.fingerprint
 
 
 def test_cli_says_in_one_line_when_there_is_no_index(tmp_path, capsys):
