@@ -68,12 +68,7 @@ class OnnxEmbedder:
 
     @cached_property
     def _counter(self):
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(str(Path(self.path) / "tokenizer.json"))
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
-        return tokenizer
+        return counting_tokenizer(self.path)
 
     @cached_property
     def dimension(self) -> int:
@@ -112,3 +107,13 @@ class OnnxEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:
             return encode_longest_first(texts, self.batch_size, self._embed, progress)
+
+
+def counting_tokenizer(folder: str | Path):
+    """The folder's `tokenizer.json` without padding or truncation: for counting a text's tokens."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer

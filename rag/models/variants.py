@@ -99,12 +99,9 @@ class StaticEmbedder:
 
     @cached_property
     def _counter(self):
-        from tokenizers import Tokenizer
+        from rag.models.onnx_embedder import counting_tokenizer
 
-        tokenizer = Tokenizer.from_file(str(Path(self.path) / "tokenizer.json"))
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
-        return tokenizer
+        return counting_tokenizer(self.path)
 
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=False))
