@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from retrievers.errors import DenseStoreDamagedError, IndexLockedError, StoreConfigError, one_line
-from retrievers.lite_search import LiteDirectSearch
+from retrievers.lite_search import LiteDirectSearch, search_ef
 from retrievers.records import Chunk
 from retrievers.text import STOP_WORDS
 
@@ -274,7 +274,7 @@ class MilvusDenseStore:
     def _dense_params(self, k: int, ef: int = 64) -> dict[str, Any]:
         params: dict[str, Any] = {"metric_type": "COSINE"}
         if self.index_type == "HNSW":
-            params["params"] = {"ef": max(ef, k)}
+            params["params"] = {"ef": search_ef(k, ef)}
         return params
 
     def search_text(self, query: str, k: int, filters: "Filters | None" = None

@@ -82,3 +82,22 @@ def test_unflushed_rows_and_filters_go_through_milvus(store):
     only = Filters(sources=["/d/f1.txt"])
     hits = store.search(vectors[3], 5, filters=only)
     assert hits and all(int(cid[3:]) % 3 == 1 for cid, _ in hits)
+
+
+def test_deep_top_k_is_the_same_on_both_paths(tmp_path):
+    """At k = 50 the direct path takes 108 candidates a segment, which raises HNSW's ef; the
+    public path must search with the same ef, else deep ranks differ between a filtered and
+    an unfiltered question (they did on Paul Graham: 19 of 55 top-50 lists)."""
+    dim, rows = 64, 4000
+    store = MilvusDenseStore(str(tmp_path / "milvus.db"), "chunks", dim)
+    try:
+        v = np.random.default_rng(7).normal(size=(rows, dim)).astype(np.float32)
+        store.upsert([_chunk(n) for n in range(rows)], v / np.linalg.norm(v, axis=1, keepdims=True))
+        _settle(store)
+        queries = np.random.default_rng(8).normal(size=(20, dim)).astype(np.float32)
+        for query in queries:
+            assert store._direct.search(query, 50) is not None, "the direct path was not taken"
+            direct = store.search(query, 50)
+            assert [cid for cid, _ in direct] == [cid for cid, _ in _public(store, query, 50)]
+    finally:
+        store.close()
