@@ -248,9 +248,12 @@ def _shared_llama(path: Path, context_window: int, threads: int) -> tuple[Any, t
     key = (str(path), context_window, threads)
     with _LOADING:
         if key not in _LOADED:
+            from rag.models.llama_lifetime import close_at_exit
+
             model = _top_k_first_llama_class()(model_path=str(path), n_ctx=context_window,
                                                n_threads=threads, verbose=False)
-            _LOADED[key] = (model, threading.Lock())
+            lock = threading.Lock()
+            _LOADED[key] = (close_at_exit(model, lock), lock)
         return _LOADED[key]
 
 

@@ -86,10 +86,12 @@ class LlamaCppChat:
                 "llama-cpp-python is not installed; run `pip install llama-cpp-python==0.3.36` "
                 "or set llm_backend = \"openai\""
             ) from exc
+        from rag.models.llama_lifetime import close_at_exit
+
         try:
-            return Llama(model_path=str(self.path), n_ctx=self.context_window,
-                         n_threads=self.threads, seed=self.seed, verbose=False,
-                         **self.llama_options)
+            return close_at_exit(Llama(model_path=str(self.path), n_ctx=self.context_window,
+                                       n_threads=self.threads, seed=self.seed, verbose=False,
+                                       **self.llama_options), self._lock)
         except ValueError as exc:
             raise ModelFileError(f"{self.path}: llama.cpp could not load it ({exc})") from exc
 

@@ -46,12 +46,15 @@ class GGUFEmbedder:
     def model(self):
         from llama_cpp import Llama
 
+        from rag.models.llama_lifetime import close_at_exit
+
         # Non-causal embedding models need a whole sequence in one micro-batch (n_ubatch);
         # llama-cpp-python packs texts into batches of n_batch tokens. 2048 keeps the attention
         # buffers small (n_ubatch squared) while holding several chunks per batch.
         window = max(self.max_tokens, WINDOW)
-        return Llama(model_path=self.path, embedding=True, n_ctx=window, n_batch=window,
-                     n_ubatch=window, n_threads=self.threads, verbose=False)
+        return close_at_exit(Llama(model_path=self.path, embedding=True, n_ctx=window,
+                                   n_batch=window, n_ubatch=window, n_threads=self.threads,
+                                   verbose=False))
 
     @cached_property
     def dimension(self) -> int:
