@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,6 +32,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from tests.support.progress import kill_at_progress  # noqa: E402
 
 QUERIES = ["how do you start a startup", "what makes a good essay", "why lisp is powerful",
            "raising money from investors", "hackers and painters", "how to do great work",
@@ -140,19 +139,7 @@ def main() -> int:
             rag_cmd("reindex", "--index", str(index), "--embedding-model", str(static128),
                     "--set", "reindex_batch_chunks=32"),
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        seen, done, total = b"", 0, 0
-        while True:
-            block = os.read(proc.stderr.fileno(), 4096)
-            if not block:
-                break
-            seen += block
-            found = re.findall(rb"embedding:[^\r\n]*?(\d+)/(\d+) \[", seen[-2000:])
-            if found:
-                done, total = map(int, found[-1])
-                if done >= total // 3:
-                    break
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        done, total, _ = kill_at_progress(proc, 1 / 3, deadline_s=3600)
         t0 = time.perf_counter()
         answered = subprocess.run(rag_cmd("retrieve", QUERIES[0], "--index", str(index), "--json"),
                                   cwd=REPO, capture_output=True, text=True)

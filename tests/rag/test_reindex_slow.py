@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -26,6 +24,7 @@ import pytest
 from rag.api import RAG
 
 from tests.conftest import REPO, SHARED_DATA
+from tests.support.progress import kill_at_progress
 
 ESSAYS = SHARED_DATA / "qa" / "paul_graham" / "essays"
 QUERIES = ["how to start a startup", "what makes a good essay", "programming languages and lisp",
@@ -110,20 +109,7 @@ def test_kill_9_mid_reindex_leaves_the_old_index_serving_and_the_next_run_resume
         rag_cmd("reindex", "--index", str(index), "--embedding-model", "packaged",
                 "--set", "reindex_batch_chunks=16"),
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    seen, done, total = b"", 0, 0
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:  # read tqdm's "done/total" until a third is embedded
-        block = os.read(proc.stderr.fileno(), 4096)
-        if not block:
-            break
-        seen += block
-        found = re.findall(rb"embedding:[^\r\n]*?(\d+)/(\d+) \[", seen[-2000:])
-        if found:
-            done, total = map(int, found[-1])
-            if done >= total // 3:
-                break
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    done, total, seen = kill_at_progress(proc, 1 / 3)  # a third embedded
     assert 0 < done < total, seen[-2000:].decode(errors="replace")
 
     # The old index answers, with its own model, and says a re-index was left unfinished.
