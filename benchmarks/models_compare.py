@@ -5,8 +5,8 @@ Writes, per dataset, `<name>.json`, `<name>.png` and `<name>.txt` (the printed t
 --out, and prints the tables. The candidates' files come from `make models`; a missing one is
 skipped with the line that says how to add it.
 
-Run (heavy: every candidate embeds ~3,300 Paul Graham chunks; an estimated 15-45 minutes on 2
-idle cores; Solana took 19 minutes under a load average of 20):
+Run (heavy: every candidate embeds 2,948 Paul Graham chunks: 61 minutes on 2 idle cores, 44 of
+them nomic's llama.cpp embedding; Solana takes 2.5 minutes idle):
     make models
     flock /tmp/rag-heavy.lock nice -n 19 .venv/bin/python benchmarks/models_compare.py \
         --out ../evalstate/models_compare [--dataset paul_graham] [--model ID ...]
