@@ -244,7 +244,7 @@ def _run(args: argparse.Namespace) -> int:
         baseline_entry(args.baseline, dataset.name, cases_hash(selected), len(selected))
     rag = open_index(args)
     try:
-        metrics, judge_info = _metrics(args, rag.settings)
+        metrics, judge_info, judges = _metrics(args, rag.settings)
         answers = not args.retrieval_only
         cached = None
         if answers and not args.fresh_answers:
@@ -263,6 +263,7 @@ def _run(args: argparse.Namespace) -> int:
     if run is None:  # stock alone
         run, stock_run = stock_run, None
     if judge_info:
+        judge_info = {**judge_info, **_judge_counts(judges)}
         for one in (run, stock_run):
             if one is not None:
                 one.fingerprints["judge"] = judge_info
@@ -275,6 +276,10 @@ def _run(args: argparse.Namespace) -> int:
 
         print(format_summary(stock_run))
         print(format_ratios(run, stock_run))
+    if judge_info:
+        print(f"judge calls: {judge_info['calls']} ({judge_info['cached']} from the cache), "
+              f"{judge_info['retried']} re-asked after an output that did not fit the metric's "
+              f"schema, {judge_info['failed']} failed")
     if args.report:
         html = write_report(run, args.report, comparison)
         print(f"report: {html}")
@@ -309,13 +314,22 @@ def _stock_run(rag: Any, dataset: Any, args: argparse.Namespace, answers: bool,
     return run
 
 
-def _metrics(args: argparse.Namespace, settings: Any) -> tuple[list[Any] | None, dict | None]:
-    """The metrics of a run: the counted ones, plus the judged ones unless skipped; and what
-    the report says of the judge (name, fingerprint, whether judge-check found it reliable)."""
+def _judge_counts(judges: list[Any]) -> dict[str, int]:
+    """What the judges of a run did, summed over repeats: calls, cache hits, re-asks after an
+    output that did not validate, and judgements that failed after every retry."""
+    keys = ("calls", "cached", "retried", "failed")
+    return {k: sum(int(j.stats.get(k, 0)) for j in judges) for k in keys}
+
+
+def _metrics(args: argparse.Namespace, settings: Any
+             ) -> tuple[list[Any] | None, dict | None, list[Any]]:
+    """The metrics of a run: the counted ones, plus the judged ones unless skipped; what the
+    report says of the judge (name, fingerprint, whether judge-check found it reliable); and
+    the judges themselves (their call counts go into the report after the run)."""
     from eval.errors import EvalError
 
     if args.no_judge or args.retrieval_only:
-        return None, None
+        return None, None, []
     from eval.judge import judge_from_settings
     from eval.judge_check import RELIABLE_AT, verdict_for
     from eval.judged import JUDGED_METRICS, judged_metrics
@@ -340,7 +354,7 @@ def _metrics(args: argparse.Namespace, settings: Any) -> tuple[list[Any] | None,
     info = {"name": judges[0].get_model_name(), "fingerprint": judges[0].fingerprint,
             "repeats": args.repeats, "reliable": verdict["reliable"], "verdict": text,
             "metrics": list(names)}
-    return default_metrics(answers=True) + judged_metrics(judges, names), info
+    return default_metrics(answers=True) + judged_metrics(judges, names), info, judges
 
 
 def main(argv: Sequence[str] | None = None, open_rag: Callable[[argparse.Namespace], Any] | None = None

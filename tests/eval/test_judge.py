@@ -167,13 +167,19 @@ def test_rag_eval_scores_faithfulness_with_the_packaged_judge_then_from_the_cach
     assert 0.0 <= faithfulness["value"] <= 1.0
     assert all(c["scores"]["faithfulness"]["reason"] for c in first["cases"])
     assert first["fingerprints"]["judge"]["reliable"] is None  # never checked: said so
-    assert "unvalidated" in capsys.readouterr().out
+    counts = {k: first["fingerprints"]["judge"][k] for k in ("calls", "cached", "retried", "failed")}
+    assert counts["calls"] >= 3 and counts["cached"] == 0 and counts["failed"] == 0, counts
+    printed = capsys.readouterr().out
+    assert "unvalidated" in printed
+    assert f"judge calls: {counts['calls']} (0 from the cache)" in printed
     stored = len(JudgeCache(cache))
     assert stored >= 3  # truths, claims, verdicts (and a reason)
     assert first["options"]["answers_from_cache"] == 0
     assert main(argv, open_rag=open_rag) == 0
     second = json.loads((tmp_path / "report" / "report.json").read_text())
     assert second["aggregates"]["faithfulness"] == faithfulness
+    again = second["fingerprints"]["judge"]
+    assert again["cached"] == again["calls"] == counts["calls"], again  # nothing asked anew
     assert len(JudgeCache(cache)) == stored  # nothing new was asked of the judge
     # ... nor of the answer model: the same answer, from the cache, and not timed as generated
     assert second["options"]["answers_from_cache"] == 1
