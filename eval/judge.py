@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import logging
 import threading
 from pathlib import Path
@@ -186,6 +187,27 @@ def _top_k_first_llama_class() -> type:
     return TopKFirstLlama
 
 
+# llama-cpp-python 0.3.36's schema-to-grammar converter lets a JSON string hold raw control
+# characters (`char ::= [^"\\] | ...`), which llama.cpp's own converter excludes. The 0.5B judge
+# then wrote raw newlines inside strings, JSON parsers refuse them, and the judgement failed after
+# every retry (faithfulness of 2 of 58 Solana cases, 2026-11-30). This is llama.cpp's rule.
+# Outputs that validated before contain no control character anywhere, and greedy decoding
+# picks the same token from a set that only lost control characters, so they are unchanged
+# (the judge's fingerprint and cache stay valid); only a sampled retry may now differ.
+JSON_STRING_CHAR = (r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | '
+                    r'"u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])')
+
+
+def json_grammar(schema: Any) -> Any:
+    """A llama.cpp grammar for JSON matching `schema`, whose strings hold no raw control
+    characters (see JSON_STRING_CHAR)."""
+    from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+    rules = json_schema_to_gbnf(json.dumps(schema)).splitlines()
+    rules = [JSON_STRING_CHAR if rule.startswith("char ::=") else rule for rule in rules]
+    return LlamaGrammar.from_string("\n".join(rules), verbose=False)
+
+
 def bounded(schema: Any, max_string: int = GRAMMAR_MAX_STRING) -> Any:
     """A copy of a JSON schema whose strings and arrays have a maximum length (see above);
     a verdict's `reason` gets the shorter `GRAMMAR_MAX_REASON`."""
@@ -219,8 +241,7 @@ def llama_cpp_completion(model: str = PACKAGED, context_window: int = 4096, max_
     n_threads = threads or os.cpu_count() or 2
 
     def complete(prompt: str, schema: type[BaseModel] | None, attempt: int) -> str:
-        response_format = ({"type": "json_object", "schema": bounded(schema.model_json_schema())}
-                           if schema is not None else None)
+        grammar = json_grammar(bounded(schema.model_json_schema())) if schema is not None else None
         model_, lock = _shared_llama(chat.path, context_window, n_threads)
         with lock:
             model_.reset()
@@ -228,7 +249,7 @@ def llama_cpp_completion(model: str = PACKAGED, context_window: int = 4096, max_
             out = model_.create_chat_completion(
                 messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
                 temperature=temperature if attempt == 0 else RETRY_TEMPERATURE, seed=seed + attempt,
-                response_format=response_format,
+                grammar=grammar,
             )
         return out["choices"][0]["message"]["content"] or ""
 
