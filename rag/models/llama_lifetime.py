@@ -14,35 +14,50 @@ import threading
 import weakref
 from typing import Any
 
-_OPEN: "weakref.WeakKeyDictionary[Any, threading.Lock | None]" = weakref.WeakKeyDictionary()
-_REGISTERED = threading.Lock()
-_registered = False
 LOCK_WAIT_S = 5.0  # a call still running in a daemon thread gets this long to finish
+
+
+class LlamaRegistry:
+    """Models to close together, each with the lock its users hold while they use it."""
+
+    def __init__(self) -> None:
+        self._open: "weakref.WeakKeyDictionary[Any, threading.Lock | None]" = (
+            weakref.WeakKeyDictionary())
+        self._guard = threading.Lock()
+
+    def add(self, llama: Any, lock: "threading.Lock | None" = None) -> Any:
+        with self._guard:
+            self._open[llama] = lock
+        return llama
+
+    def __contains__(self, llama: Any) -> bool:
+        return llama in self._open
+
+    def close_all(self, wait_s: float | None = None) -> None:
+        """Close every model still alive (idempotent); one whose lock stays held for `wait_s`
+        (a generation still running) is left alone rather than freed mid-call."""
+        wait = LOCK_WAIT_S if wait_s is None else wait_s
+        with self._guard:
+            entries = list(self._open.items())
+        for llama, lock in entries:
+            if lock is not None and not lock.acquire(timeout=wait):
+                continue
+            try:
+                llama.close()
+            except Exception:  # noqa: BLE001 - best effort at exit; nothing to report to
+                pass
+            finally:
+                if lock is not None:
+                    lock.release()
+            with self._guard:
+                self._open.pop(llama, None)
+
+
+AT_EXIT = LlamaRegistry()
+atexit.register(AT_EXIT.close_all)
 
 
 def close_at_exit(llama: Any, lock: "threading.Lock | None" = None) -> Any:
     """Register `llama` to be closed at exit (under `lock`, the one its callers hold while they
-    use it, so a generation still running in a daemon thread is not freed under its feet);
-    returns it."""
-    global _registered
-    with _REGISTERED:
-        if not _registered:
-            atexit.register(close_all)
-            _registered = True
-        _OPEN[llama] = lock
-    return llama
-
-
-def close_all() -> None:
-    """Close every registered model that is still alive (idempotent)."""
-    for llama, lock in list(_OPEN.items()):
-        if lock is not None and not lock.acquire(timeout=LOCK_WAIT_S):
-            continue  # still in use: leave it to the interpreter rather than free it mid-call
-        try:
-            llama.close()
-        except Exception:  # noqa: BLE001 - best effort at exit; nothing to report to
-            pass
-        finally:
-            if lock is not None:
-                lock.release()
-        _OPEN.pop(llama, None)
+    use it); returns it."""
+    return AT_EXIT.add(llama, lock)
