@@ -261,7 +261,7 @@ class MilvusDenseStore:
     ) -> list[tuple[str, float]]:
         """Top-k (id, cosine similarity) among rows matching `filters`."""
         if self._direct is not None and (filters is None or filters.empty):
-            hits = self._direct.search(vector, k, max(ef, k))
+            hits = self._direct.search(vector, k, ef)
             if hits is not None:
                 return hits
         result = self.client.search(
