@@ -172,6 +172,11 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
             except Exception:  # noqa: BLE001 - a click outside the rows
                 return gr.update()
 
+        # Gradio finds the event-data parameter by its type hint; with postponed annotations
+        # "gr.SelectData" names a module gradio is imported into only here, so the hint is
+        # given as the class (else the click calls pick without it and fails).
+        pick.__annotations__["evt"] = gr.SelectData
+
         def delete_source(source_: str, collection_: str):
             doc = service.delete_json(source_, collection_)
             if not doc["chunks"]:

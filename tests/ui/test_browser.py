@@ -227,6 +227,11 @@ def test_upload_ask_open_play_delete_and_switch_collection(tmp_path, embedder, l
 
             # --- delete the PDF: gone from the library and from answers
             s.tab("Library")
+            # a click on a row puts its path in the source box
+            page.locator("#library-table [role=gridcell]", has_text="observatory.pdf").first.click()
+            page.wait_for_function(
+                "document.querySelector('#library-source textarea').value.endsWith('observatory.pdf')",
+                timeout=30_000)
             page.fill("#library-source textarea", "observatory.pdf")
             page.click("#delete")
             page.wait_for_function("document.querySelector('#library-status').innerText.includes('Deleted')",
