@@ -17,7 +17,7 @@ import pytest
 
 from retrievers.errors import StoreConfigError
 from retrievers.filters import Filters
-from retrievers.milvus_store import MilvusDenseStore
+from retrievers.milvus_store import MAX_TEXT, MilvusDenseStore
 from retrievers.protocols import DenseStore
 from retrievers.records import Chunk
 
@@ -90,11 +90,40 @@ class DenseStoreConformance:
         store.flush()
         assert store.all_ids() == {c.chunk_id for c in chunks}
 
-    def test_long_multibyte_text_is_clipped_to_milvus_limit(self, make_store):
+    def test_a_new_collection_holds_no_chunk_text(self, make_store):
+        """With rank-bm25 the catalog holds the text; a copy in Milvus only costs memory."""
         store = make_store()
-        store.upsert([_chunk(1, text="é" * 40000)], _vectors(1))
+        fields = {f["name"] for f in store.client.describe_collection(store.collection)["fields"]}
+        assert "text" not in fields and {"id", "vector", "source"} <= fields
+
+    def test_a_collection_made_with_text_keeps_receiving_it_clipped(self, make_store):
+        """Collections made before the text left Milvus still take upserts (text included,
+        clipped to Milvus's byte limit)."""
+        from pymilvus import DataType, MilvusClient
+
+        probe = make_store()
+        name = f"{probe.collection}_with_text"
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=128)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+        for field in ("source", "file_type"):
+            schema.add_field(field, DataType.VARCHAR, max_length=4096)
+        schema.add_field("page", DataType.INT64)
+        for field in ("start", "end", "ingested_at"):
+            schema.add_field(field, DataType.DOUBLE)
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT)
+        params = probe.client.prepare_index_params()
+        params.add_index("vector", index_type="HNSW", metric_type="COSINE",
+                         params={"M": 16, "efConstruction": 200})
+        probe.client.create_collection(name, schema=schema, index_params=params)
+        store = make_store(collection=name)
+        store.upsert([_chunk(1, text="é" * 40000), _chunk(2)], _vectors(2))
         store.flush()
-        assert store.count() == 1
+        rows = store.client.get(name, ids=["id-00001", "id-00002"], output_fields=["text"])
+        texts = {r["id"]: r["text"] for r in rows}
+        assert texts["id-00002"] == "chunk number 2"
+        assert len(texts["id-00001"].encode()) <= MAX_TEXT and texts["id-00001"].startswith("éé")
+        assert [cid for cid, _ in store.search(_vectors(2)[1], 1)] == ["id-00002"]
 
     def test_reopening_with_another_dimension_is_refused(self, make_store):
         store = make_store()
@@ -157,8 +186,8 @@ class TestMilvusServer(DenseStoreConformance):
     # run by default (~20 s with the server start), the rest with -m slow.
     test_upsert_replaces_and_delete_removes = _slow("test_upsert_replaces_and_delete_removes")
     test_all_ids_scans_past_one_batch = _slow("test_all_ids_scans_past_one_batch")
-    test_long_multibyte_text_is_clipped_to_milvus_limit = _slow(
-        "test_long_multibyte_text_is_clipped_to_milvus_limit")
+    test_a_collection_made_with_text_keeps_receiving_it_clipped = _slow(
+        "test_a_collection_made_with_text_keeps_receiving_it_clipped")
     test_reopening_with_another_dimension_is_refused = _slow(
         "test_reopening_with_another_dimension_is_refused")
 
