@@ -20,6 +20,11 @@ DEFAULTS = {
     # OpenMP threads that sleep instead of spinning: on 2 shared cores, spinning made whisper
     # 7x slower whenever another process was busy (must be set before torch loads).
     "OMP_WAIT_POLICY": "PASSIVE",
+    # Milvus Lite keeps its segments as Arrow tables; Arrow's default allocator (mimalloc) kept
+    # the memory of every parquet read and compaction it had freed. With the system allocator a
+    # process that opened an 80k-chunk collection held 540 MB at its peak instead of 752 MB
+    # (must be set before pyarrow loads).
+    "ARROW_DEFAULT_MEMORY_POOL": "system",
 }
 
 
