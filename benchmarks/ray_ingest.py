@@ -63,9 +63,15 @@ def cluster_run(nodes: int, cpus: int, corpus: list[str], sets: list[str]) -> di
         cluster.stop()
     if done.returncode not in (0, 3):
         raise SystemExit(f"ingest failed ({done.returncode}): {done.stderr[-2000:]}")
-    totals = json.loads(done.stdout)["totals"]
+    report = json.loads(done.stdout)
+    totals = report["totals"]
+    failed = [f for f in report["files"] if f["status"] == "failed"]
+    if failed:  # a throughput that silently counts failures would mislead; say what failed
+        reasons = sorted({f["error"] for f in failed})
+        print(f"{nodes} node(s): {len(failed)} files failed, {len(reasons)} distinct reasons, "
+              f"e.g. {reasons[0]}", file=sys.stderr)
     return {"nodes": nodes, "cluster_start_s": round(up, 1), "ingest_s": round(took, 1),
-            "chunks": totals["chunks"], "files": totals["files"],
+            "chunks": totals["chunks"], "files": totals["files"], "failed": len(failed),
             "chunks_per_s": round(totals["chunks"] / took, 2)}
 
 
