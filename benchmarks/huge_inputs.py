@@ -14,16 +14,21 @@ machine:
     nice -n 19 .venv/bin/python benchmarks/huge_inputs.py --mb 500
     nice -n 19 .venv/bin/python benchmarks/huge_inputs.py --no-text --recording --minutes 2
 
-The 2-hour recording (`--recording --minutes 120`) takes hours on 2 cores (Whisper); the code
-path is the same as for 2 minutes.
+The 2-hour recording (`--recording --minutes 120`) takes about 25 minutes on 2 cores (Whisper).
 
 Measured on 2 busy cores at nice 19 (a long evaluation job running), Nov 2026:
   10 MB, real model (before streaming): 578 s, peak RSS 1,269 MB, 9,934 chunks (~17 chunks/s)
   100 MB, --stand-in-embedder (streamed): 475 s, peak RSS 2,058 MB, 99,365 chunks
   2-minute recording, real Whisper and model: 51 s, peak RSS 1,216 MB, 2 chunks
+  2-hour recording (2026-11-30, nice 5, a test run sharing the cores for its first 20 min):
+    1,453.5 s (wall RTF 0.20), peak RSS 1,601 MB, 94 chunks (~24k words of transcript)
+With today's memory changes (no chunk text in Milvus Lite, Arrow on the system allocator),
+--stand-in-embedder, a CI run sharing the cores: 10 MB 106 s, peak 978 MB, 9,934 chunks;
+40 MB 202 s, peak 1,298 MB, 39,739 chunks: ~10.7 KB a chunk on the margin.
 The loader and chunker no longer grow with the file; what still grows is the index itself:
-Milvus Lite ~8-10 KB and BM25 ~1.6 KB per chunk in memory. Extrapolated, 500 MB (~470k
-chunks) would peak near 7 GB: over the 2.5 GB goal until the dense store holds less per chunk.
+Milvus Lite (every segment's Arrow table, a FAISS copy of each vector, key maps) and BM25
+(~1.6 KB a chunk). Extrapolated from the 10 and 40 MB runs, 500 MB (~470k chunks) would peak
+near 5.8 GB: over the 2.5 GB goal until the dense store keeps vectors on disk during an ingest.
 """
 
 from __future__ import annotations
