@@ -8,7 +8,6 @@ from __future__ import annotations
 import inspect
 import json
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ pytest.importorskip("ray", reason="the scale extra (Ray) is not installed")
 
 from ingestion.preparation import FilePreparer  # noqa: E402
 from ingestion.ray_engine import RayPreparer  # noqa: E402
+from retrievers.catalog import LIVE, Catalog  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "tests" / "data" / "documents"
@@ -31,8 +31,11 @@ def test_the_ray_preparer_takes_every_argument_the_file_preparer_takes():
 
 
 def live_ids(index: Path) -> set[str]:
-    with sqlite3.connect(index / "catalog.sqlite") as db:
-        return {row[0] for row in db.execute("SELECT chunk_id FROM chunks WHERE state = 'live'")}
+    catalog = Catalog(index / "catalog.sqlite")
+    try:
+        return set(catalog.ids_in_state(LIVE))
+    finally:
+        catalog.close()
 
 
 def ingest(index: Path, folder: Path, *extra: str) -> dict:
