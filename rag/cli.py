@@ -400,6 +400,17 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _query_runtime(settings) -> str:
+    """What will embed queries (exports the ONNX query model once, if it is not cached yet)."""
+    from rag.errors import RagError
+    from rag.models.embedder import embedder_for
+
+    try:
+        return embedder_for(settings.embedding_model, settings).query_runtime
+    except RagError as exc:
+        return f"unavailable: {exc}"
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from rag.config import load_settings
     from rag.models.embedder import choose_dtype
@@ -409,6 +420,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     derived = {
         "milvus_target": settings.milvus_target,
         "embedding_dtype_effective": choose_dtype(settings.embedding_dtype, settings.embedding_device),
+        "embedding_query_runtime": _query_runtime(settings),
     }
     if args.json:
         print(json.dumps({"settings": values, "sources": settings.sources, "derived": derived},

@@ -38,6 +38,10 @@ class Settings:
     embedding_device: str = "cpu"
     embedding_dtype: str = "auto"  # auto | bfloat16 | float32
     embedding_batch_size: int = 16
+    # What embeds queries: auto = an ONNX float32 export of the model (made once per machine,
+    # checked against torch) so query processes never load torch (~550 MB less memory), torch
+    # where the model cannot be exported; onnx = the export or an error; torch = always torch.
+    embedding_query_backend: str = "auto"  # auto | onnx | torch
 
     # Re-indexing into another embedding model (`rag reindex`, rag/reindex.py): chunks embedded
     # per write, and the smoke evaluation that must pass before the switch (probe passages from
@@ -206,6 +210,7 @@ class Settings:
 
 CHOICES = {
     "embedding_dtype": {"auto", "bfloat16", "float32"},
+    "embedding_query_backend": {"auto", "onnx", "torch"},
     "llm_backend": {"llama-cpp", "openai"},
     "judge_backend": {"llama-cpp", "openai"},
     "retrieval_mode": set(RetrievalMode.names()),

@@ -2,10 +2,15 @@
 
 MODELS.md measured bfloat16 at 2.3-2.5x the float32 speed on CPUs with avx512_bf16/AMX, with
 a mean cosine of 0.99998 to float32 vectors; elsewhere float32 is used. Batch 16 was fastest.
+
+Queries are embedded by an ONNX float32 export of the same model where one can be made
+(rag/models/onnx_export.py), so a process that only retrieves and answers never imports torch
+(~550 MB less resident memory); passages (ingest) keep the torch model and its dtype.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from functools import cached_property
@@ -14,7 +19,11 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from rag.errors import ModelFileError
 from rag.models.embedding import embedding_fingerprint, is_static_folder, resolve_embedding_model
+
+logger = logging.getLogger(__name__)
+QUERY_BACKENDS = ("auto", "onnx", "torch")
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -58,12 +67,17 @@ def encode_longest_first(texts: Sequence[str], batch_size: int,
 class Embedder:
     """Loads the model once and turns texts into L2-normalised float32 vectors."""
 
-    def __init__(self, model: str, device: str = "cpu", dtype: str = "auto", batch_size: int = 16):
+    def __init__(self, model: str, device: str = "cpu", dtype: str = "auto", batch_size: int = 16,
+                 query_backend: str = "auto"):
+        if query_backend not in QUERY_BACKENDS:
+            raise ValueError(f"query_backend must be one of {QUERY_BACKENDS}, not {query_backend!r}")
         self.name = model
         self.path = resolve_embedding_model(model)
         self.device = device
         self.dtype = choose_dtype(dtype, device)
         self.batch_size = batch_size
+        self.query_backend = query_backend
+        self.query_backend_reason = ""  # why queries run on torch, when they do
         self._lock = threading.Lock()
 
     @cached_property
@@ -93,6 +107,8 @@ class Embedder:
 
     @cached_property
     def dimension(self) -> int:
+        if (export := self._export_meta) is not None:
+            return int(export["dimension"])  # known without loading torch
         getter = getattr(self.model, "get_embedding_dimension", None) or getattr(
             self.model, "get_sentence_embedding_dimension"
         )
@@ -101,6 +117,8 @@ class Embedder:
     @cached_property
     def max_tokens(self) -> int | None:
         """The most tokens the model reads of a text; None when it reads all (a static model)."""
+        if (export := self._export_meta) is not None:
+            return int(export["max_seq_length"])
         limit = self.model.max_seq_length
         return None if limit is None or limit == float("inf") else int(limit)
 
@@ -133,7 +151,56 @@ class Embedder:
                 normalize_embeddings=True, show_progress_bar=False), progress)
 
     def encode_query(self, text: str) -> np.ndarray:
+        """One query's vector: from the ONNX float32 export when there is one (no torch in a
+        process that only asks), else from the torch model."""
+        if (onnx := self._query_encoder) is not None:
+            return onnx.encode_query(text)
         return self.encode([text])[0]
+
+    @property
+    def query_runtime(self) -> str:
+        """What embeds queries, in words (for `rag config` and logs)."""
+        if self._query_encoder is not None:
+            return f"onnxruntime float32 ({self._query_encoder.path})"
+        reason = f": {self.query_backend_reason}" if self.query_backend_reason else ""
+        return f"torch {self.dtype}{reason}"
+
+    @cached_property
+    def _export_meta(self) -> dict | None:
+        """The sidecar of this model's finished ONNX export, when queries may use one."""
+        if self.query_backend == "torch":
+            self.query_backend_reason = "embedding_query_backend = torch"
+            return None
+        if not self.device.startswith("cpu") or is_static_folder(self.path):
+            self.query_backend_reason = "only a transformer model on the CPU is exported"
+        else:
+            from rag.models.onnx_export import NotExportable, cached_export, export
+
+            if (found := cached_export(self.fingerprint)) is not None:
+                return found[1]
+            try:
+                return export(self.path, self.fingerprint)[1]
+            except NotExportable as exc:
+                self.query_backend_reason = str(exc)
+            except Exception as exc:  # an exporter failure must not stop queries: torch serves them
+                self.query_backend_reason = f"ONNX export failed: {type(exc).__name__}: {exc}"
+        if self.query_backend == "onnx":
+            raise ModelFileError(f"{self.path}: no ONNX query model ({self.query_backend_reason}); "
+                                 "set embedding_query_backend = auto or torch")
+        logger.info("queries are embedded with torch: %s", self.query_backend_reason)
+        return None
+
+    @cached_property
+    def _query_encoder(self):
+        if (meta := self._export_meta) is None:
+            return None
+        from rag.models.onnx_embedder import OnnxEmbedder
+        from rag.models.onnx_export import export_folder
+
+        encoder = OnnxEmbedder(self.name, export_folder(self.fingerprint), pooling=meta["pooling"],
+                               max_tokens=meta["max_seq_length"], batch_size=self.batch_size)
+        encoder.dtype = "float32 (onnx)"
+        return encoder
 
 
 def embedder_for(model: str, settings: "Settings | None" = None) -> Embedder:
@@ -143,4 +210,5 @@ def embedder_for(model: str, settings: "Settings | None" = None) -> Embedder:
     if settings is None:
         return Embedder(model)
     s = settings
-    return Embedder(model, s.embedding_device, s.embedding_dtype, s.embedding_batch_size)
+    return Embedder(model, s.embedding_device, s.embedding_dtype, s.embedding_batch_size,
+                    s.embedding_query_backend)

@@ -1,0 +1,174 @@
+"""A float32 ONNX copy of a sentence-transformers model, so a process that only embeds queries
+never imports torch.
+
+Why: torch, sentence-transformers and transformers are ~550 MB of a query process's resident
+memory (issue 17 measured a 100k-chunk query process at 1,200 MB against stock llama-index's
+1,741 MB). onnxruntime is installed anyway (OCR, the reranker), and its vectors are the torch
+float32 model's to ~1e-6. The export runs once per machine and model, in a process that has
+torch loaded anyway (an ingest) or on the first query; it is checked against torch's vectors
+before it is used, written to a temporary folder and renamed into place, so a half-written
+export is never read. A sidecar (`export.json`, written last) records the file's size and
+mtime, so later processes trust it without re-hashing 90 MB.
+
+Only plain models qualify: a Transformer module, mean or CLS pooling, optionally Normalize
+(vectors are L2-normalised either way, as `Embedder` asks sentence-transformers to do).
+Hand-written because `optimum`, the library that exports sentence-transformers models, does not
+import against transformers 5.x here (MODELS.md); torch's own exporter does the work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rag.models.cache import cache_dir, sha256_of
+
+SIDECAR = "export.json"
+PROBES = ("What did the author work on before college?",
+          "A longer passage: " + "the quick brown fox jumps over the lazy dog. " * 40,
+          "Kurz.")
+TOLERANCE = 1e-4  # largest |difference| of a vector component allowed between ONNX and torch
+
+
+class NotExportable(Exception):
+    """The model cannot be exported here (its shape, or a missing package); the message says why."""
+
+
+def export_plan(folder: str | Path) -> dict:
+    """Pooling, sequence limit and dimension of a plain sentence-transformers folder.
+
+    Raises NotExportable naming what is not plain (extra modules, max or weighted pooling)."""
+    folder = Path(folder)
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        types = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        pooling_dir = next(m["path"] for m in modules if m["type"].endswith("Pooling"))
+        pooling_config = json.loads((folder / pooling_dir / "config.json").read_text())
+        limit = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
+        dimension = json.loads((folder / "config.json").read_text())["hidden_size"]
+    except (OSError, ValueError, KeyError, StopIteration) as exc:
+        raise NotExportable(f"{folder}: not a plain sentence-transformers folder ({exc})") from exc
+    if types not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        raise NotExportable(f"{folder}: modules {types} (only Transformer, Pooling, Normalize)")
+    modes = [k for k, v in pooling_config.items() if k.startswith("pooling_mode_") and v]
+    pooling = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}.get(
+        modes[0] if len(modes) == 1 else "")
+    if pooling is None:
+        raise NotExportable(f"{folder}: pooling {modes} (only mean or CLS)")
+    if not (folder / "tokenizer.json").is_file():
+        raise NotExportable(f"{folder}: no tokenizer.json")
+    return {"pooling": pooling, "max_seq_length": int(limit), "dimension": int(dimension)}
+
+
+def export_folder(fingerprint: str) -> Path:
+    """Where the export of the model with this fingerprint lives (one per model, per machine)."""
+    return cache_dir() / f"onnx-fp32-{fingerprint.split(':')[-1][:24]}"
+
+
+def cached_export(fingerprint: str) -> tuple[Path, dict] | None:
+    """The finished export and its sidecar, or None when there is none (or it was altered)."""
+    folder = export_folder(fingerprint)
+    try:
+        meta = json.loads((folder / SIDECAR).read_text())
+        stat = (folder / "model.onnx").stat()
+    except (OSError, ValueError):
+        return None
+    if (meta.get("fingerprint") != fingerprint or meta.get("size") != stat.st_size
+            or meta.get("mtime_ns") != stat.st_mtime_ns or not (folder / "tokenizer.json").is_file()):
+        return None
+    return folder, meta
+
+
+def export(source: str | Path, fingerprint: str) -> tuple[Path, dict]:
+    """Export `source` (a sentence-transformers folder) to ONNX float32, verify it against torch
+    on a few probes and put it in the cache. Raises NotExportable with the reason."""
+    plan = export_plan(source)
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it; fail early with a clear reason)
+        import torch
+        from transformers import AutoModel
+    except ImportError as exc:
+        raise NotExportable(f"cannot export to ONNX: {exc}") from exc
+    final = export_folder(fingerprint)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(final.name + ".tmp-*"):  # left by a killed export
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(dir=final.parent, prefix=final.name + ".tmp-"))
+    try:
+        # Eager attention, and an example batch with padding: traced with an all-ones mask,
+        # transformers skips building the attention mask and the export ignores padding.
+        model = AutoModel.from_pretrained(str(source), dtype=torch.float32,
+                                          attn_implementation="eager").eval()
+
+        class LastHiddenState(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                return self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        example = torch.ones(2, 8, dtype=torch.long)
+        mask = example.clone()
+        mask[1, 5:] = 0
+        with torch.no_grad():
+            torch.onnx.export(LastHiddenState(model).eval(), (example, mask, torch.zeros_like(example)),
+                              str(work / "model.onnx"), input_names=names,
+                              output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+                              dynamic_axes={n: {0: "batch", 1: "tokens"}
+                                            for n in names + ["last_hidden_state"]})
+        shutil.copy2(Path(source) / "tokenizer.json", work / "tokenizer.json")
+        difference = _largest_difference(work, plan, model.eval())  # eval: no dropout
+        if difference > TOLERANCE:
+            raise NotExportable(f"{source}: the ONNX export differs from torch by {difference:.2g}")
+        stat = (work / "model.onnx").stat()
+        meta = {**plan, "fingerprint": fingerprint, "source": str(source),
+                "sha256": sha256_of([work / "model.onnx"]), "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns, "largest_difference": difference}
+        (work / SIDECAR).write_text(json.dumps(meta, indent=2))
+        if final.exists() and cached_export(fingerprint) is None:
+            shutil.rmtree(final, ignore_errors=True)  # a stale or altered export: replace it
+        try:
+            os.replace(work, final)
+        except OSError:  # another process finished its export first: use that one
+            shutil.rmtree(work, ignore_errors=True)
+            if (found := cached_export(fingerprint)) is None:
+                raise NotExportable(f"{final}: exists and is not a finished export; delete it")
+            return found
+        return final, meta
+    except Exception:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _largest_difference(folder: Path, plan: dict, model) -> float:
+    """max |ONNX - torch| over the probes' pooled, normalised vectors (float32 both)."""
+    import torch
+
+    from rag.models.onnx_embedder import OnnxEmbedder
+
+    onnx_embedder = OnnxEmbedder("probe", folder, pooling=plan["pooling"],
+                                 max_tokens=plan["max_seq_length"], threads=1)
+    ours = onnx_embedder.encode(list(PROBES))
+    tokenizer = onnx_embedder.tokenizer
+    encodings = tokenizer.encode_batch(list(PROBES))
+    ids = torch.tensor([e.ids for e in encodings])
+    mask = torch.tensor([e.attention_mask for e in encodings])
+    with torch.no_grad():
+        hidden = model(input_ids=ids, attention_mask=mask,
+                       token_type_ids=torch.zeros_like(ids)).last_hidden_state
+    if plan["pooling"] == "cls":
+        pooled = hidden[:, 0]
+    else:
+        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    reference = torch.nn.functional.normalize(pooled, dim=1).numpy()
+    return float(np.abs(ours - reference).max())
