@@ -417,14 +417,14 @@ class RAG:
                 hits = self._retrieve(query, top_k, mode=None, filters=filters)
                 retrieved = time.perf_counter()
                 with stage(self.telemetry.tracer, "prompt") as span:
-                    contexts, messages = self._prompt(question, hits)
+                    contexts, messages, fallback = self._prompt(question, hits)
                     span.set_attribute("rag.tokens.prompt", sum(
                         llm.count_tokens(m["content"]) for m in messages))
         except BaseException:
             operation.finish()
             raise
         return AnswerStream(question, query, hits, contexts, messages, llm, self.settings,
-                            started, retrieved, operation=operation)
+                            started, retrieved, operation=operation, fallback_messages=fallback)
 
     def chat(self, messages: list[dict[str, str]], top_k: int | None = None,
              filters: Any = None) -> Answer:
@@ -475,7 +475,10 @@ class RAG:
 
         return as_function_tool(self, name=name)
 
-    def _prompt(self, question: str, hits: list) -> tuple[list[Citation], list[dict[str, str]]]:
+    def _prompt(self, question: str, hits: list
+                ) -> tuple[list[Citation], list[dict[str, str]], list[dict[str, str]] | None]:
+        """The contexts, the prompt, and the whole-chunks prompt to fall back on when the
+        prompt is cut to the context budget (None when it is not)."""
         s = self.settings
         overhead = self.llm.count_tokens(build_messages(question, [])[0]["content"] + question) + 64
         budget = max(128, self.llm.context_window - s.llm_max_tokens - overhead)
@@ -485,7 +488,10 @@ class RAG:
         if 0 < s.context_budget_tokens < budget and contexts:
             shown = extract_passages(question, [c.text for c in contexts],
                                      s.context_budget_tokens, self.llm.count_tokens)
-        return contexts, build_messages(question, contexts, shown=shown)
+        if shown is None:
+            return contexts, build_messages(question, contexts), None
+        return contexts, build_messages(question, contexts, shown=shown), build_messages(
+            question, contexts)
 
     def delete(self, source: str | Path) -> int:
         """Remove a source (by path; a folder removes every source under it) from both
