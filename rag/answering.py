@@ -8,6 +8,8 @@ of the retrieved chunks (a short prompt: the first word comes ~4x sooner on 2 co
 then says it found no answer, the question is asked again over the whole chunks before
 declining, so the short prompt costs no answers. The start of the first attempt is held back
 while it still reads like that refusal, so a user never sees a refusal that is then replaced.
+When instead its (already shown) answer fails the support check, the whole-chunks answer is
+worked out and replaces it as `answer.text`, as a withdrawn answer is replaced.
 """
 
 from __future__ import annotations
@@ -143,6 +145,27 @@ class AnswerStream:
         if self._attempt_tokens > 1:  # writing speed of the attempt that gave the answer
             self.decode_tokens_per_s = ((self._attempt_tokens - 1)
                                         / (time.perf_counter() - self.decode_start))
+        text, cited, declined, reason = self._verdict(resolver)
+        if declined and reason.startswith("support") and self.fallback_messages is not None \
+                and not self.escalated:
+            # The short prompt led the model to claims its sources do not hold, and that text
+            # was already shown: work out the whole-chunks answer, which replaces it as
+            # `answer.text` (the same contract as a withdrawn answer).
+            self.escalated = True
+            resolver = CitationResolver(self.contexts)
+            span = self._stage("generate")
+            try:
+                for _ in self._generate(self.fallback_messages, resolver, hold_refusal=False):
+                    pass
+            finally:
+                if span is not None:
+                    span.set_attribute("rag.answer.escalated", True)
+                    span.end()
+            text, cited, declined, reason = self._verdict(resolver)
+        self._finish(text, cited, declined, reason)
+
+    def _verdict(self, resolver: CitationResolver) -> tuple[str, list[Citation], bool, str]:
+        """The final text and citations, and whether (and why) the answer is declined."""
         text, cited = resolver.text, resolver.cited()
         declined = not text or is_refusal(text)
         reason = "model: it found no answer in the sources" if declined else ""
@@ -157,7 +180,7 @@ class AnswerStream:
                           f"(under {self.settings.decline_min_support:.0%})")
         if declined:
             text, cited = NOT_FOUND, []
-        self._finish(text, cited, declined, reason)
+        return text, cited, declined, reason
 
     def _generate(self, messages: list[dict[str, str]], resolver: CitationResolver, *,
                   hold_refusal: bool) -> Iterator[str]:

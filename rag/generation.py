@@ -147,7 +147,9 @@ def build_messages(question: str, contexts: list[Citation],
         if not text:
             continue
         body = neutralize(text)[0].replace(QUOTE, "'" * 3)  # a source cannot close its quote
-        blocks.append(f"Source {c.n} ({c.label()}):\n{QUOTE}\n{body}\n{QUOTE}")
+        # The file name, not the path: a path costs ~20 prompt tokens a source and tells the
+        # model nothing (the [n] marks cite); ~50 fewer tokens to read before the first word.
+        blocks.append(f"Source {c.n} ({c.label(short=True)}):\n{QUOTE}\n{body}\n{QUOTE}")
     sources = "\n\n".join(blocks) if blocks else "(no sources were found)"
     user = f"{sources}\n\nQuestion: {question}"
     return [{"role": "system", "content": SYSTEM_PROMPT}, *history, {"role": "user", "content": user}]

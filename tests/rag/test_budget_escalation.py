@@ -46,3 +46,15 @@ def test_without_a_budget_nothing_is_held_back(sample_rag, monkeypatch):
     stream = sample_rag.stream(GREEN_TEA)
     assert stream.fallback_messages is None
     assert not stream.answer.declined and not stream.escalated
+
+
+def test_an_unsupported_answer_from_the_short_prompt_is_replaced_by_the_whole_chunks_answer(
+        sample_rag, monkeypatch):
+    # At 12 tokens the model sees too little and states a warranty the sources do not give;
+    # the support check catches it and the whole-chunks answer replaces it.
+    monkeypatch.setattr(sample_rag.settings, "context_budget_tokens", 12)
+    stream = sample_rag.stream("How long is the warranty of the Harbor lamp?")
+    shown = "".join(stream)
+    answer = stream.answer
+    assert stream.escalated and shown != answer.text
+    assert not answer.declined and "3-year" in answer.text
