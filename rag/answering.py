@@ -39,8 +39,10 @@ class AnswerStream:
     """Iterate for text deltas as the model writes them; `.answer` is the final `Answer`.
 
     The deltas already carry resolved `[n]` marks (invalid ones never appear). If, once
-    finished, the answer turns out unsupported by the contexts, `answer.text` is the refusal
-    and `answer.declined` is True: show `answer.text` as the last word.
+    finished, the answer turns out unsupported by the contexts, `answer.text` replaces it: the
+    refusal (`answer.declined` is True), or, when the model read only the best sentences first
+    (`escalated` is True), the answer it gave over the whole chunks. Show `answer.text` as the
+    last word whenever it differs from the streamed text.
 
         stream = rag.stream("How long should green tea steep?")
         for delta in stream:

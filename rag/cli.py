@@ -344,7 +344,7 @@ def _print_stream(stream: Any) -> None:
     answer = stream.answer
     print()
     if answer.text != shown:  # the support check replaced an answer the sources do not back
-        again = " (read again over the whole sources)" if getattr(stream, "escalated", False) else ""
+        again = "; read again over the whole sources" if getattr(stream, "escalated", False) else ""
         print(f"(withdrawn: not supported by the sources{again}) {answer.text}")
     if answer.declined and answer.decline_reason:
         print(f"rag: declined: {answer.decline_reason}", file=sys.stderr)
