@@ -7,7 +7,8 @@ at most until its deadline. On time-out:
   1. the file is reported failed (`FileTimeLimit`, one line) and the run goes on at once with
      the next file: nothing waits on the stuck thread, and nothing it might still produce is used;
   2. the stuck thread is asked to stop by an asynchronous exception (`_Stop`, raised inside it at
-     its next Python bytecode). The loaders are Python code over their parsers (pypdf,
+     its next Python bytecode, and raised again every 0.25 s while it lives: one that lands in a
+     finaliser is dropped by CPython). The loaders are Python code over their parsers (pypdf,
      python-docx, BeautifulSoup, ...), so a runaway parse loop stops within milliseconds and its
      memory is freed;
   3. a thread blocked inside C code that never returns to the interpreter (a read from a pipe
@@ -113,8 +114,31 @@ def call_with_deadline(fn: Callable[[Deadline], R], seconds: float, *, what: str
     return box["value"]  # type: ignore[return-value]
 
 
+# An asynchronous exception that lands while the thread runs a finaliser (`__del__`, a weakref
+# callback: the garbage collector may run one at any allocation) is printed and dropped by
+# CPython, and the parse goes on. So it is raised again at this interval while the thread lives,
+# for at most STOP_RETRY_S (a thread parked in C code never takes it; see the docstring).
+STOP_RETRY_EVERY_S = 0.25
+STOP_RETRY_S = 60.0
+
+
 def _stop(thread: threading.Thread) -> None:
-    """Raise `_Stop` in `thread` at its next bytecode (CPython's PyThreadState_SetAsyncExc)."""
+    """Raise `_Stop` in `thread` at its next bytecode (CPython's PyThreadState_SetAsyncExc),
+    and again while it is alive, in case a finaliser swallowed it."""
     if thread.ident is None:
         return
+    _raise_in(thread)
+
+    def insist() -> None:
+        end = time.monotonic() + STOP_RETRY_S
+        while time.monotonic() < end:
+            thread.join(STOP_RETRY_EVERY_S)
+            if not thread.is_alive():
+                return
+            _raise_in(thread)
+
+    threading.Thread(target=insist, name=f"stop-{thread.name}", daemon=True).start()
+
+
+def _raise_in(thread: threading.Thread) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_Stop))
