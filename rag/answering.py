@@ -131,7 +131,7 @@ class AnswerStream:
             resolver = CitationResolver(self.contexts)
             hold = self.fallback_messages is not None
             shown = yield from self._generate(self.messages, resolver, hold_refusal=hold)
-            if hold and not shown and (not resolver.text or is_refusal(resolver.text)):
+            if hold and not shown:  # held back and it was a refusal (or nothing)
                 self.escalated = True
                 resolver = CitationResolver(self.contexts)
                 yield from self._generate(self.fallback_messages, resolver, hold_refusal=False)
@@ -189,8 +189,9 @@ class AnswerStream:
         """Stream one prompt's answer through `resolver`; returns whether any text was shown.
 
         `hold_refusal`: keep the text back while it may still be the start of a refusal; stop
-        writing as soon as it is one (the caller then asks the fallback prompt)."""
-        pending, holding = "", hold_refusal
+        writing as soon as it is one. Nothing is then shown and False comes back (the caller
+        asks the fallback prompt)."""
+        pending, holding, shown = "", hold_refusal, False
         self._attempt_tokens = 0
         pieces = self.llm.stream_chat(messages, self.settings.llm_max_tokens)
         try:
@@ -203,17 +204,17 @@ class AnswerStream:
                 if not holding:
                     if out:
                         self._mark_first()
+                        shown = True
                         yield out
                     continue
                 pending += out
                 opening = _refusal_opening(pending)
                 if opening == "refusal":
-                    resolver.raw = NOT_FOUND  # what it was going to say: the caller escalates
-                    resolver.finish()
                     return False
                 if opening == "other":
                     holding = False
                     self._mark_first()
+                    shown = True
                     yield pending
                     pending = ""
         finally:
@@ -225,8 +226,9 @@ class AnswerStream:
             return False
         if pending:
             self._mark_first()
+            shown = True
             yield pending
-        return bool(resolver.shown)
+        return shown
 
     def _mark_first(self) -> None:
         if self.first_token_s is None:

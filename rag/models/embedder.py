@@ -197,10 +197,9 @@ class Embedder:
         from rag.models.onnx_embedder import OnnxEmbedder
         from rag.models.onnx_export import export_folder
 
-        encoder = OnnxEmbedder(self.name, export_folder(self.fingerprint), pooling=meta["pooling"],
-                               max_tokens=meta["max_seq_length"], batch_size=self.batch_size)
-        encoder.dtype = "float32 (onnx)"
-        return encoder
+        return OnnxEmbedder(self.name, export_folder(self.fingerprint), pooling=meta["pooling"],
+                            max_tokens=meta["max_seq_length"], batch_size=self.batch_size,
+                            dtype="float32 (onnx)")
 
 
 def embedder_for(model: str, settings: "Settings | None" = None) -> Embedder:

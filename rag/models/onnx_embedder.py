@@ -28,7 +28,7 @@ class OnnxEmbedder:
 
     def __init__(self, name: str, folder: str | Path, *, pooling: str = "mean",
                  query_prefix: str = "", passage_prefix: str = "", max_tokens: int = 512,
-                 batch_size: int = 16, threads: int = 0):
+                 batch_size: int = 16, threads: int = 0, dtype: str = "int8 (onnx)"):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
         self.name = name
@@ -39,7 +39,7 @@ class OnnxEmbedder:
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.threads = threads  # 0: onnxruntime's default (all cores)
-        self.dtype = "int8 (onnx)"
+        self.dtype = dtype  # what its weights are, in words (the packaged candidates: int8)
         self._lock = threading.Lock()
 
     @cached_property
