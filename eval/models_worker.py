@@ -165,7 +165,8 @@ def run_embedder(job: dict[str, Any], settings: Any, dataset: Any) -> dict[str, 
         embedder.encode_query(question)
         query_ms.append((time.perf_counter() - started) * 1000)
     dimension = int(vectors.shape[1])
-    dense = MilvusDenseStore(settings.milvus_target, settings.collection, dimension)
+    dense = MilvusDenseStore(settings.milvus_target, settings.collection, dimension,
+                             index=settings.dense_index_type)
     for start in range(0, len(ids), UPSERT_ROWS):
         span = ids[start:start + UPSERT_ROWS]
         dense.upsert([chunks[i] for i in span], vectors[start:start + UPSERT_ROWS])

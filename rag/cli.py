@@ -422,6 +422,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         "milvus_target": settings.milvus_target,
         "embedding_dtype_effective": choose_dtype(settings.embedding_dtype, settings.embedding_device),
         "embedding_query_runtime": _query_runtime(settings),
+        "dense_index_effective": settings.dense_index_type,
     }
     if args.json:
         print(json.dumps({"settings": values, "sources": settings.sources, "derived": derived},

@@ -32,7 +32,7 @@ def default_dense_store(settings: Settings, dimension: int, collection: str | No
     s = settings
     return MilvusDenseStore(s.milvus_target, collection or s.collection, dimension,
                             token=s.milvus_token, full_text=s.sparse == "milvus",
-                            properties=properties)
+                            index=s.dense_index_type, properties=properties)
 
 
 def default_index(settings: Settings, dense: Any, embed: Callable[[list[str]], np.ndarray],

@@ -20,6 +20,13 @@ which MilvusStore passes to both paths):
 - enough candidates survive the checks (else the caller falls back).
 Otherwise `search` returns None and the caller uses the ordinary `MilvusClient.search`.
 
+With an 8-bit index (HNSW_SQ, the embedded default: the FAISS copy of each vector shrinks from
+1,536 to 384 bytes) the graph walk ranks by quantised distances; this path then re-scores its
+candidates by the exact cosine against the float vectors Lite keeps in memory anyway (the
+segment's Arrow column), so the similarities that fusion and the decline thresholds read are
+exact, and the order is the float order among the candidates (the "refine" of Milvus's
+HNSW_SQ). Filtered searches through Milvus get the quantised similarities (about +-0.01).
+
 It reads Milvus Lite's engine objects (not a public API), so it is pinned to the version it was
 written against (`SUPPORTED_VERSIONS`) and disabled on any other; tests/retrievers/
 test_lite_search.py checks its answers equal the public path's, with upserts and deletes.
@@ -35,6 +42,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 SUPPORTED_VERSIONS = {"3.2.2"}
+QUANTISED = {"HNSW_SQ"}  # index types whose distances are approximate: re-scored exactly
 OVERFETCH = 2  # candidates per segment: k * OVERFETCH + 8, so tombstoned rows rarely cost a fallback
 
 
@@ -105,9 +113,11 @@ class LiteDirectSearch:
         fetch = segment_candidates(k)
         best: dict[str, float] = {}
         for seg in segments:
-            local_ids, dists = seg.indexes[self.vector_field].search(
+            index = seg.indexes[self.vector_field]
+            local_ids, dists = index.search(
                 query, min(fetch, seg.num_rows), params={"ef": search_ef(k, ef)})
             found = valid = 0
+            live: list[tuple[int, float]] = []
             for lid, dist in zip(local_ids[0].tolist(), dists[0].tolist()):
                 if lid < 0:
                     break
@@ -116,7 +126,11 @@ class LiteDirectSearch:
                 if deltas.is_deleted(pk, seq) or self._newer_elsewhere(pk, seq, seg, segments):
                     continue
                 valid += 1
-                score = 1.0 - float(dist)  # Lite's internal cosine distance -> Milvus similarity
+                live.append((lid, 1.0 - float(dist)))  # Lite's cosine distance -> similarity
+            if getattr(index, "index_type", "HNSW") in QUANTISED:
+                live = self._exact(seg, query[0], [lid for lid, _ in live])
+            for lid, score in live:
+                pk = seg.pks[lid]
                 if score > best.get(pk, -np.inf):
                     best[pk] = score
             # Fewer than k live candidates from a segment that holds more rows: its share of the
@@ -125,6 +139,15 @@ class LiteDirectSearch:
                 return None
         ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))
         return ranked[:k]
+
+    def _exact(self, seg: Any, query: np.ndarray, local_ids: list[int]) -> list[tuple[int, float]]:
+        """Exact cosine similarities of a segment's rows to `query`, from its float vectors."""
+        if not local_ids:
+            return []
+        rows = seg.vector_data(self.vector_field)[0][local_ids]
+        norms = np.linalg.norm(rows, axis=1) * float(np.linalg.norm(query))
+        sims = (rows @ query) / np.where(norms > 0, norms, 1.0)
+        return list(zip(local_ids, sims.astype(float).tolist()))
 
     @staticmethod
     def _newer_elsewhere(pk: Any, seq: int, seg: Any, segments: list[Any]) -> bool:

@@ -1,7 +1,8 @@
 """The dense side: chunk vectors in Milvus through pymilvus `MilvusClient`.
 
 A local path is Milvus Lite (embedded, one process owns the directory); an http(s) URI is a
-Milvus server or cluster. Cosine HNSW by default. Scalar fields carry what filters and
+Milvus server or cluster. Cosine HNSW by default; HNSW_SQ (8-bit codes, re-scored exactly by the
+direct Lite path) for the embedded default, where the index lives in the querying process. Scalar fields carry what filters and
 citations need, so a server deployment can answer without the local catalog.
 
 With `full_text=True` (setting `sparse = "milvus"`) the text field gets an analyzer and Milvus's
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from retrievers.filters import Filters
 
 log = logging.getLogger(__name__)
+HNSW_FAMILY = {"HNSW", "HNSW_SQ"}  # vector indexes a collection may be created with
 
 MAX_TEXT = 65535
 ID_LENGTH = 64
@@ -159,12 +161,15 @@ class MilvusDenseStore:
                  full_text: bool = False, properties: Mapping[str, str] | None = None):
         """`properties` are written on the collection when this creates it (an index records
         its embedding model there, so the collection says which model made its vectors)."""
+        """`index` is the vector index a collection this creates gets (HNSW or HNSW_SQ); an
+        existing collection keeps the one it was built with."""
+        if index not in HNSW_FAMILY:
+            raise StoreConfigError(f"dense index {index!r}: expected one of {sorted(HNSW_FAMILY)}")
         self.uri, self.collection, self.dim, self.index_type = uri, collection, dim, index
         self.full_text = full_text
         self._new_properties = {str(k): str(v) for k, v in (properties or {}).items()}
         self.client = milvus_client(uri, token)
-        # Embedded Lite: unfiltered searches skip Lite's per-call scan of every row (issue 17).
-        self._direct = LiteDirectSearch(uri, collection) if is_lite(uri) and index == "HNSW" else None
+        self._direct: LiteDirectSearch | None = None
         try:
             self._ensure_collection()
         except (StoreConfigError, IndexLockedError):
@@ -175,6 +180,9 @@ class MilvusDenseStore:
             if not is_lite(uri):
                 raise
             raise damaged_lite_data(uri, exc) from exc
+        # Embedded Lite: unfiltered searches skip Lite's per-call scan of every row (issue 17).
+        if is_lite(uri) and self.index_type in HNSW_FAMILY:
+            self._direct = LiteDirectSearch(uri, collection)
 
     def _ensure_collection(self) -> None:
         from pymilvus import DataType, MilvusClient
@@ -197,6 +205,7 @@ class MilvusDenseStore:
                             f"the embedding model gives {self.dim}-d; use another collection"
                         )
             self._stores_text = "text" in names
+            self.index_type = self._built_index() or self.index_type
             self.client.load_collection(self.collection)
             return
         # The chunk text goes into Milvus only for its own BM25: with rank-bm25 the catalog
@@ -224,14 +233,18 @@ class MilvusDenseStore:
                 input_field_names=["text"], output_field_names=[SPARSE_FIELD],
             ))
             params.add_index(SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        if self.index_type == "HNSW":
-            params.add_index("vector", index_type="HNSW", metric_type="COSINE",
-                             params={"M": 16, "efConstruction": 200})
-        else:
-            params.add_index("vector", index_type=self.index_type, metric_type="COSINE")
+        params.add_index("vector", index_type=self.index_type, metric_type="COSINE",
+                         params={"M": 16, "efConstruction": 200})
         self.client.create_collection(self.collection, schema=schema, index_params=params,
                                       properties=self._new_properties or None)
         self.client.load_collection(self.collection)
+
+    def _built_index(self) -> str:
+        """The vector index type an existing collection was built with ("" if unknown)."""
+        try:
+            return str(self.client.describe_index(self.collection, "vector").get("index_type") or "")
+        except Exception:  # no index on the field (yet), or a server without describe
+            return ""
 
     def properties(self) -> dict[str, str]:
         """The collection's properties (key-value text Milvus keeps with its schema)."""
@@ -275,7 +288,7 @@ class MilvusDenseStore:
 
     def _dense_params(self, k: int, ef: int = 64) -> dict[str, Any]:
         params: dict[str, Any] = {"metric_type": "COSINE"}
-        if self.index_type == "HNSW":
+        if self.index_type in HNSW_FAMILY:
             params["params"] = {"ef": search_ef(k, ef)}
         return params
 

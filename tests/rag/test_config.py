@@ -31,6 +31,13 @@ def test_defaults_are_offline_and_local(tmp_path):
     assert s.file_timeout_s == 300 and s.recording_timeout_factor == 3  # a stuck file ends
 
 
+def test_the_dense_index_is_8_bit_only_where_milvus_lite_serves_it(tmp_path):
+    assert load_settings(cwd=tmp_path, environ={}).dense_index_type == "HNSW_SQ"
+    server = load_settings(cwd=tmp_path, environ={}, milvus_uri="http://127.0.0.1:19530")
+    assert server.dense_index_type == "HNSW"  # Milvus before 2.5 has no HNSW_SQ
+    assert load_settings(cwd=tmp_path, environ={}, dense_index="HNSW").dense_index_type == "HNSW"
+
+
 def test_env_selects_index_dir_whose_toml_applies(tmp_path):
     index = tmp_path / "other"
     index.mkdir()
@@ -48,6 +55,7 @@ def test_env_selects_index_dir_whose_toml_applies(tmp_path):
         ({"no_such_knob": 1}, "unknown setting 'no_such_knob'"),
         ({"file_timeout_s": "-1"}, r"file_timeout_s = -1.0 must be 0 or more"),
         ({"recording_timeout_factor": -2}, "recording_timeout_factor"),
+        ({"dense_index": "IVF"}, "dense_index"),
     ],
 )
 def test_bad_values_name_the_setting(tmp_path, kwargs, message):
@@ -72,6 +80,7 @@ def test_rag_config_cli_shows_origin(tmp_path, monkeypatch, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["settings"]["top_k"] == 7 and out["sources"]["top_k"] == "env"
     assert out["derived"]["embedding_dtype_effective"] in {"bfloat16", "float32"}
+    assert out["derived"]["dense_index_effective"] == "HNSW_SQ"
 
 
 def test_ocr_as_text_is_the_setting_not_the_part(tmp_path):

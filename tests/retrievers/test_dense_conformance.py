@@ -132,6 +132,8 @@ class DenseStoreConformance:
 
 
 class TestMilvusLite(DenseStoreConformance):
+    index = "HNSW"
+
     @pytest.fixture
     def make_store(self, tmp_path):
         stores: list[MilvusDenseStore] = []
@@ -140,13 +142,20 @@ class TestMilvusLite(DenseStoreConformance):
             for s in stores:  # one Milvus Lite client per directory and process
                 if s.collection == collection:
                     s.close()
-            store = MilvusDenseStore(str(tmp_path / "milvus.db"), collection, dim)
+            store = MilvusDenseStore(str(tmp_path / "milvus.db"), collection, dim,
+                                     index=self.index)
             stores.append(store)
             return store
 
         yield make
         for s in stores:
             s.close()
+
+
+class TestMilvusLiteQuantised(TestMilvusLite):
+    """The embedded default: HNSW over 8-bit codes (`dense_index = auto` on Milvus Lite)."""
+
+    index = "HNSW_SQ"
 
 
 def _server_factory(uri: str):

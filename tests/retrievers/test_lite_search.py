@@ -101,3 +101,45 @@ def test_deep_top_k_is_the_same_on_both_paths(tmp_path):
             assert [cid for cid, _ in direct] == [cid for cid, _ in _public(store, query, 50)]
     finally:
         store.close()
+
+
+def test_an_8_bit_index_answers_with_exact_cosines(tmp_path):
+    """HNSW_SQ (the embedded default) walks its graph by 8-bit distances; the direct path
+    re-scores the candidates from the float vectors, so fusion and the decline thresholds read
+    exact cosines and the order among candidates is the float order."""
+    dim, rows = 64, 3000
+    store = MilvusDenseStore(str(tmp_path / "milvus.db"), "chunks", dim, index="HNSW_SQ")
+    try:
+        v = np.random.default_rng(9).normal(size=(rows, dim)).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        for start in range(0, rows, 1000):  # three segments
+            store.upsert([_chunk(n) for n in range(start, start + 1000)], v[start:start + 1000])
+            store.flush()
+        _settle(store)
+        segments, _ = engine_collection(store.uri, store.collection)._read_snapshot()
+        assert {type(s.indexes["vector"]).index_type for s in segments} == {"HNSW_SQ"}
+        quantised_off = 0.0
+        for query in np.random.default_rng(10).normal(size=(20, dim)).astype(np.float32):
+            hits = store._direct.search(query, 10)
+            assert hits is not None, "the direct path was not taken"
+            exact = v @ (query / np.linalg.norm(query))
+            assert [s for _, s in hits] == pytest.approx([exact[int(c[3:])] for c, _ in hits],
+                                                         abs=1e-5)
+            assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+            truth = {f"id-{n:05d}" for n in np.argsort(-exact)[:10]}
+            assert len(truth & {c for c, _ in hits}) >= 9
+            public = _public(store, query, 10)
+            quantised_off = max(quantised_off, max(abs(s - exact[int(c[3:])]) for c, s in public))
+        assert quantised_off > 1e-4  # Milvus's own answer is quantised: the re-scoring matters
+    finally:
+        store.close()
+
+
+def test_an_existing_collection_keeps_the_index_it_was_built_with(tmp_path):
+    uri = str(tmp_path / "milvus.db")
+    MilvusDenseStore(uri, "chunks", DIM, index="HNSW").close()
+    reopened = MilvusDenseStore(uri, "chunks", DIM, index="HNSW_SQ")
+    try:
+        assert reopened.index_type == "HNSW"
+    finally:
+        reopened.close()
