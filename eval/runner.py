@@ -152,16 +152,18 @@ def _run_case(rag: Any, case: EvalCase, top_k: int, answers: bool) -> CaseResult
     depth = max(DEPTH, top_k)
     if not answers:
         started = time.perf_counter()
-        hits = rag.retrieve(case.question, top_k=depth)
+        hits = rag.retrieve(case.question, top_k=top_k)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        ranked = [Retrieved.from_hit(h) for h in hits]
-        return CaseResult(ranked, ranked[:top_k], None, {"retrieve": elapsed_ms})
+        served = [Retrieved.from_hit(h) for h in hits]
+        ranked = served if top_k >= depth else [
+            Retrieved.from_hit(h) for h in rag.retrieve(case.question, top_k=depth)]
+        return CaseResult(ranked, served, None, {"retrieve": elapsed_ms})
     stream = rag.stream(case.question, top_k=top_k)
     answer = stream.answer
     served = [Retrieved.from_hit(h) for h in stream.hits]
-    # The answer's own retrieval went only to top_k; ranking metrics need DEPTH chunks, and the
-    # fused ranking does not depend on k (both retrievers return candidate_k first), so the
-    # first top_k of this deeper list are the served ones.
+    # The answer's own retrieval went only to top_k; ranking metrics need DEPTH chunks. The
+    # fused ranking does not depend on k (both retrievers return candidate_k first), but what
+    # is served may (`cover_names` brings names into the top_k), so served stays its own list.
     ranked = served if top_k >= depth else [
         Retrieved.from_hit(h) for h in rag.retrieve(case.question, top_k=depth)]
     return CaseResult(ranked, served, answer, dict(answer.timings))

@@ -139,6 +139,15 @@ class Settings:
     top_k: int = 5
     retrieval_mode: str = "hybrid"  # hybrid | bm25 | dense
     candidate_k: int = 50
+    # Serve a candidate holding each name of the question (capitalised word, word with digits)
+    # that the fused top_k lacks, in place of the lowest hits, at most top_k // 2
+    # (retrievers/name_coverage.py): "RoBERTa vs BERT" otherwise served BERT chunks only.
+    # Off: leave-one-dataset-out tied (README "Choosing quality settings"): it saves answerable
+    # questions and loses unanswerable ones whose name other documents merely mention.
+    cover_names: bool = False
+    # At most this many of the top_k from one file (0 = no cap; retrievers/diversity.py).
+    # Measured on the multi-hop dev sets with no gain, so no cap.
+    max_per_source: int = 0
     # zscore (standardised scores, dense x1.4) kept hybrid at or above the better single
     # retriever on R@5, R@10 and MRR@10 of both QA sets in benchmarks/retrieval_quality.py;
     # weighted = min-max normalised scores; rrf = reciprocal rank fusion. The weights were chosen
@@ -251,7 +260,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # Settings that must not be negative (a typo like -1 would otherwise mean "no limit").
-NON_NEGATIVE = {"context_budget_tokens", "file_timeout_s", "recording_timeout_factor", "max_file_mb",
+NON_NEGATIVE = {"context_budget_tokens", "max_per_source", "file_timeout_s", "recording_timeout_factor", "max_file_mb",
                 "stream_file_mb", "ray_parsers", "ray_transcribers", "ray_encoders",
                 "ray_actor_cpus", "ray_model_threads", "ray_object_store_mb"}
 FRACTIONS = {"rerank_blend"}

@@ -22,23 +22,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import PurePath
 from typing import Iterable, Sequence
 
+from retrievers.names import FRAMING, named_terms, source_terms
 from retrievers.text import tokenize
-
-# Words that frame a question rather than name its subject ("according to the author, ...").
-FRAMING = frozenset(tokenize(
-    "according author authors essay essays article document documents text passage source "
-    "sources mention mentioned mentions describe described explain explained discuss discussed "
-    "say says said tell told guide manual write wrote written think thinks view views opinion "
-    "suggest suggests suggested example examples reason reasons way ways kind kinds thing things "
-    "main key important role purpose mean meaning happen happens happened give given provide "
-    "provided use used make makes made get got one two also like much many"
-))
-
-POSSESSIVE = re.compile(r"(?<=\w)['’]s\b")
-
 
 @dataclass(frozen=True)
 class Evidence:
@@ -96,31 +83,6 @@ def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterab
     named = seen | source_terms(sources)
     names = tuple(n for n in named_terms(question) if n not in named)
     return Evidence(coverage, dense_top, tuple(terms), missing, names)
-
-
-def source_terms(sources: Iterable[str]) -> set[str]:
-    """Terms of the file names (without folders or suffix): "papers/RoBERTa_v2.pdf" -> roberta, v2."""
-    terms: set[str] = set()
-    for source in sources:
-        stem = PurePath(str(source).replace("\\", "/")).stem
-        terms.update(tokenize(re.sub(r"[_.+]", " ", stem)))
-    return terms
-
-
-def named_terms(question: str) -> list[str]:
-    """Stemmed names and numbers in a question: capitalised words not opening a sentence, and
-    words with digits. A question about "Tokyo" over contexts that never say "Tokyo" asks
-    about something the sources do not cover, however close the rest of the wording is.
-    A possessive is not part of the name: "Megatron-LM's" names megatron and lm, not "lms"."""
-    names = []
-    question = POSSESSIVE.sub("", question)
-    for match in re.finditer(r"[\w'’-]+", question):
-        word = match.group(0)
-        before = question[: match.start()].rstrip()
-        opens = not before or before[-1] in ".!?:\"'(“"
-        if (word[0].isupper() and not opens and not word.isupper()) or any(ch.isdigit() for ch in word):
-            names.extend(t for t in tokenize(word) if t not in FRAMING)
-    return list(dict.fromkeys(names))
 
 
 def answer_support(answer: str, texts: Sequence[str], question: str = "") -> float:

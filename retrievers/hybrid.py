@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping
 
 import numpy as np
 
+from retrievers.diversity import cap_per_source
 from retrievers.filters import Filters, as_filters
 from retrievers.fusion import Fused, fuse
 from retrievers.live import top_live
+from retrievers.name_coverage import cover_names
+from retrievers.names import named_terms
 from retrievers.protocols import KeywordIndex, Ranked, RankedSearch, Reranker
 from retrievers.records import Chunk, Hit
 from retrievers.strategies import Fusion, RetrievalMode
@@ -100,8 +103,11 @@ class HybridRetriever:
         *, candidate_k: int = 50, fusion: Fusion | str = Fusion.ZSCORE, rrf_k: int = 60,
         weights: dict[str, float] | None = None, reranker: Reranker | None = None,
         rerank_top_n: int = 20, consistent: Callable[[], ContextManager[Any]] | None = None,
-        tracer: Any = None,
+        tracer: Any = None, cover_names: bool = False, max_per_source: int = 0,
     ):
+        """In hybrid mode, `cover_names` serves a candidate holding each name of the question
+        that the served top-k lacks (retrievers/name_coverage.py), and `max_per_source` > 0
+        caps one file's share of the top-k (retrievers/diversity.py)."""
         if not retrievers:
             raise ValueError("HybridRetriever needs at least one retriever")
         if HYBRID in retrievers:
@@ -116,6 +122,8 @@ class HybridRetriever:
         self.rerank_top_n = rerank_top_n
         self._consistent = consistent or nullcontext
         self.tracer = tracer  # an OpenTelemetry Tracer: fusion and rerank are timed as stages
+        self.cover_names = cover_names
+        self.max_per_source = max_per_source
 
     @classmethod
     def for_index(cls, index: "ChunkIndex", embed_query: Callable[[str], np.ndarray],
@@ -147,11 +155,24 @@ class HybridRetriever:
                     (name, ranked), = rankings.items()
                     fused = [Fused(cid, score, {name: r}, {name: score})
                              for r, (cid, score) in enumerate(ranked, start=1)]
-                fused = fused[:keep]
-                chunks = self.chunks([f.chunk_id for f in fused])
+                # The candidates below the cut are read only when a name may need one of them.
+                cover = self.cover_names and mode == HYBRID and bool(named_terms(query))
+                diverse = self.max_per_source > 0 and mode == HYBRID
+                wanted = fused if cover or diverse else fused[:keep]
+                chunks = self.chunks([f.chunk_id for f in wanted])
                 hits = [Hit(chunks[f.chunk_id], f.score, f.ranks, f.scores)
-                        for f in fused if f.chunk_id in chunks]
+                        for f in wanted if f.chunk_id in chunks]
+                hits, below = hits[:keep], hits[keep:]
         if self.reranker is not None and hits:
             with stage(self.tracer, "rerank"):
                 hits = self.reranker.rerank(query, hits)
-        return hits[:top_k]
+        if diverse:
+            served = cap_per_source(hits + below, top_k, self.max_per_source)
+            chosen = {id(h) for h in served}
+            rest = [h for h in hits + below if id(h) not in chosen]
+        else:
+            served, rest = hits[:top_k], hits[top_k:] + below
+        if not cover:
+            return served
+        with stage(self.tracer, "names"):
+            return cover_names(query, served, iter(rest), max_swaps=top_k // 2)
