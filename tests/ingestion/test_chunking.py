@@ -1,5 +1,6 @@
 """Chunks fill the embedding model's window without exceeding it, and speech keeps its time spans."""
 
+import threading
 from pathlib import Path
 
 from ingestion.chunking import Chunker
@@ -33,3 +34,28 @@ def test_markdown_sections_carry_their_heading_trail():
     assert "Tea brewing guide > Green tea" in headings
     green = next(s for s in sections if s.heading.endswith("Green tea"))
     assert "80 °C" in green.text
+
+
+def test_chunking_while_another_thread_is_busy(embedder):
+    """An ingest chunks one file while other threads embed and write the previous batch. nltk
+    3.10.4's punkt timed its regexes by the wall clock, GIL waits included, and failed such
+    files with "regular-expression match exceeded its 5.0s time limit" (pinned below it)."""
+    text = " ".join(f"Essay line {i} says that tea keeps well. It is sold by the pound."
+                    for i in range(500))  # ~33 KB, no paragraph breaks: the sentence tokenizer runs
+    chunker = Chunker(embedder.count_tokens, chunk_size=128, chunk_overlap=16)
+    chunker.split([Section("Warm up. The tokenizer loads once.")])
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    spinner = threading.Thread(target=busy, daemon=True)
+    spinner.start()
+    try:
+        chunks = chunker.split([Section(text)])
+    finally:
+        stop.set()
+        spinner.join()
+    assert "line 0 " in chunks[0].text and "line 499 " in chunks[-1].text
+    assert max(embedder.count_tokens(c.text) for c in chunks) <= 128
