@@ -72,3 +72,28 @@ def test_tokenizer_stems_and_drops_stop_words():
 
 def test_empty_index_returns_nothing():
     assert BM25Index().top_k(["tea"], 5) == []
+
+
+def test_scores_stay_equal_through_compaction_and_a_snapshot():
+    """Compaction renumbers slots and moves each one's term ids in the flat buffer; a later
+    removal must still take back exactly that chunk's document frequencies."""
+    docs = {f"c{n}": text for n, text in enumerate(paragraphs())}
+    index = BM25Index()
+    for chunk_id, text in docs.items():
+        index.add_tokens(chunk_id, tokenize(text))
+    for chunk_id in list(docs)[1::2]:
+        index.remove([chunk_id])
+        del docs[chunk_id]
+    index.compact()
+    assert_same_as_okapi(index, docs)
+    for chunk_id in list(docs)[::3]:  # slots renumbered by the compaction
+        index.remove([chunk_id])
+        del docs[chunk_id]
+    assert_same_as_okapi(index, docs)
+    restored = BM25Index.from_arrays(index.to_arrays())
+    gone = list(docs)[0]
+    restored.remove([gone])
+    del docs[gone]
+    restored.add_tokens("new", tokenize("Oolong leaves take several infusions of green tea."))
+    docs["new"] = "Oolong leaves take several infusions of green tea."
+    assert_same_as_okapi(restored, docs)
