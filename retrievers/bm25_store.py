@@ -9,11 +9,13 @@ A stale or unreadable snapshot (crash, other tokenizer) therefore costs time, ne
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import zipfile
 from pathlib import Path
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -50,16 +52,37 @@ def save_bm25(index: BM25Index, directory: Path) -> bool:
     path = Path(directory) / SNAPSHOT_FILE
     # Per process: several processes serving one index may each save on close (last wins).
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
-    arrays = index.to_arrays()
-    header = {"format": FORMAT, "tokenizer": TOKENIZER_VERSION, "chunks": len(index)}
+    header = json.dumps({"format": FORMAT, "tokenizer": TOKENIZER_VERSION, "chunks": len(index)})
     with open(tmp, "wb") as handle:
-        np.savez(handle, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-                 **arrays)
+        members = index.snapshot_members()  # holds the index's lock until closed
+        try:
+            _write_npz(handle, [("header", np.dtype(np.uint8), len(header.encode()),
+                                 iter([header.encode()]))], members)
+        finally:
+            members.close()
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     index._saved_version = index.version
     return True
+
+
+def _write_npz(handle: Any, *groups: Iterable[tuple[str, np.dtype, int, Iterable[Any]]]) -> None:
+    """What `np.savez` writes (a stored zip of `.npy` members, read back by `np.load`), written
+    a piece at a time, so no member is ever assembled whole in memory."""
+    with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, dtype, length, pieces in itertools.chain(*groups):
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as out:
+                np.lib.format.write_array_header_1_0(out, {
+                    "descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                    "shape": (length,)})
+                written = 0
+                for piece in pieces:
+                    out.write(piece)
+                    written += len(piece)
+                if written != length * dtype.itemsize:
+                    raise ValueError(f"bm25 snapshot member {name}: {written} bytes for "
+                                     f"{length} items of {dtype}")
 
 
 def _load_snapshot(path: Path, k1: float, b: float, epsilon: float) -> BM25Index:
