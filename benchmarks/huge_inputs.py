@@ -22,13 +22,16 @@ Measured on 2 busy cores at nice 19 (a long evaluation job running), Nov 2026:
   2-minute recording, real Whisper and model: 51 s, peak RSS 1,216 MB, 2 chunks
   2-hour recording (2026-11-30, nice 5, a test run sharing the cores for its first 20 min):
     1,453.5 s (wall RTF 0.20), peak RSS 1,601 MB, 94 chunks (~24k words of transcript)
-With today's memory changes (no chunk text in Milvus Lite, Arrow on the system allocator),
---stand-in-embedder, a CI run sharing the cores: 10 MB 106 s, peak 978 MB, 9,934 chunks;
-40 MB 202 s, peak 1,298 MB, 39,739 chunks: ~10.7 KB a chunk on the margin.
-The loader and chunker no longer grow with the file; what still grows is the index itself:
-Milvus Lite (every segment's Arrow table, a FAISS copy of each vector, key maps) and BM25
-(~1.6 KB a chunk). Extrapolated from the 10 and 40 MB runs, 500 MB (~470k chunks) would peak
-near 5.8 GB: over the 2.5 GB goal until the dense store keeps vectors on disk during an ingest.
+With no chunk text in Milvus Lite and Arrow on the system allocator, --stand-in-embedder, a CI
+run sharing the cores: 10 MB 106 s, peak 978 MB; 40 MB 202 s, peak 1,298 MB (~10.7 KB a chunk
+on the margin, so ~5.8 GB extrapolated for 500 MB).
+2026-12-01, quiet machine, --stand-in-embedder, after three changes (malloc arenas capped at 2,
+rag/process.py; BM25 counts as uint32 and term ids in one flat buffer; the BM25 snapshot
+written a buffer at a time, retrievers/bm25_store.py):
+  100 MB: 196 s, peak RSS 1,119 MB, 99,365 chunks
+  500 MB: 1,125 s, peak RSS 2,256 MB, 496,745 chunks (the goal: under 2.5 GB)
+What still grows is the index: Milvus Lite keeps each segment's Arrow table (the float vector,
+1.5 KB a chunk), an 8-bit FAISS copy and key maps (~2.4 KB a chunk in all), and BM25 ~1.1 KB.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import threading
 from array import array
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 import numpy as np
 
@@ -345,7 +345,7 @@ class BM25Index:
                 for name, dtype, _, pieces in self.snapshot_members()}
 
     @classmethod
-    def from_arrays(cls, data: dict[str, np.ndarray], k1: float = 1.5, b: float = 0.75,
+    def from_arrays(cls, data: Mapping[str, np.ndarray], k1: float = 1.5, b: float = 0.75,
                     epsilon: float = 0.25) -> "BM25Index":
         index = cls(k1, b, epsilon)
         index._ids = _unpack(data["ids"])
@@ -358,10 +358,14 @@ class BM25Index:
         index._type_index = {t: n for n, t in enumerate(index._types)}
         index._df = array("q", data["df"].astype(np.int64).tobytes())
         offsets = data["post_offsets"].tolist()
-        slots = data["post_slots"].astype(np.int32)
-        tfs = data["post_tfs"].astype(np.uint32)
+        # One member at a time, each let go once it is split per term: from an `np.load`ed
+        # snapshot (read lazily) a 500k-chunk index opened ~0.4 GB lower at its peak.
+        slots = np.asarray(data["post_slots"], dtype=np.int32)
         index._post_slots = [array("i", slots[a:z].tobytes()) for a, z in zip(offsets, offsets[1:])]
+        del slots
+        tfs = np.asarray(data["post_tfs"]).astype(np.uint32, copy=False)
         index._post_tfs = [array("I", tfs[a:z].tobytes()) for a, z in zip(offsets, offsets[1:])]
+        del tfs
         index._doc_starts = array("q", data["doc_offsets"].astype(np.int64).tobytes())
         index._doc_terms = array("i", data["doc_terms"].astype(np.int32).tobytes())
         index._lengths = array("d", data["lengths"].astype(np.float64).tobytes())

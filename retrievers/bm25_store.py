@@ -91,7 +91,7 @@ def _load_snapshot(path: Path, k1: float, b: float, epsilon: float) -> BM25Index
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(data["header"].tobytes())
                 if header.get("format") == FORMAT and header.get("tokenizer") == TOKENIZER_VERSION:
-                    index = BM25Index.from_arrays({k: data[k] for k in data.files}, k1, b, epsilon)
+                    index = BM25Index.from_arrays(data, k1, b, epsilon)  # members read lazily
                     index._saved_version = index.version
                     return index
                 log.info("%s: written by another version; rebuilding BM25", path)
