@@ -81,7 +81,11 @@ def test_stats_latency_shows_every_stage(timed_rag, capsys):
     assert QUERY_STAGES <= set(doc["ask"]["stages_ms"])
     assert INGEST_STAGES <= set(doc["ingest"]["stages_ms"])
     for kind in ("ask", "retrieve", "ingest"):
-        assert doc[kind]["sum_vs_total"] < 0.10, (kind, doc[kind])
+        # Within 10%, or 1 ms: a retrieve takes a few ms, so the interpreter's time between its
+        # stages alone was 11-13% of it in 1 run of 4 on a quiet machine (before and after
+        # stop 31's changes); the ask and the ingest take seconds, where 1 ms is nothing.
+        gap_ms = doc[kind]["sum_vs_total"] * doc[kind]["stages_ms"]["total"]["p50"]
+        assert doc[kind]["sum_vs_total"] < 0.10 or gap_ms < 1.0, (kind, gap_ms, doc[kind])
         for row in doc[kind]["stages_ms"].values():
             assert row["p50"] <= row["p95"]
     assert main(["stats", "--latency", "--index", str(index)], open_rag=opener) == 0
