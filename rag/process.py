@@ -9,7 +9,6 @@ default (`setdefault`): what the user exported wins. `RAG.__init__` and the CLI 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 DEFAULTS = {
@@ -46,11 +45,8 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     user chose a value."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
+    try:  # the symbols the process already has: no library search on every RAG and Embedder
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to cap
         return False
     return bool(mallopt(_M_ARENA_MAX, arenas))

@@ -174,12 +174,11 @@ class BM25Index:
                 "I", np.frombuffer(self._post_tfs[tid], dtype=np.uint32)[live].tobytes())
         self._ids = [self._ids[s] for s in keep]
         self._slot_of = {cid: n for n, cid in enumerate(self._ids)}
-        starts = np.frombuffer(self._doc_starts, dtype=np.int64)
-        sizes = starts[1:][keep] - starts[:-1][keep]
+        sizes = np.diff(np.frombuffer(self._doc_starts, dtype=np.int64))
+        kept_terms = np.repeat(np.frombuffer(self._alive, dtype=np.uint8).astype(bool), sizes)
         terms = np.frombuffer(self._doc_terms, dtype=np.int32)
-        rows = np.repeat(starts[:-1][keep] - (np.cumsum(sizes) - sizes), sizes)
-        self._doc_terms = array("i", terms[np.arange(int(sizes.sum())) + rows].tobytes())
-        self._doc_starts = array("q", np.concatenate(([0], np.cumsum(sizes))).astype(np.int64).tobytes())
+        self._doc_terms = array("i", terms[kept_terms].tobytes())
+        self._doc_starts = array("q", np.concatenate(([0], np.cumsum(sizes[keep]))).astype(np.int64).tobytes())
         for name, code in (("_lengths", "d"), ("_page", "q"), ("_time", "d"),
                            ("_source_code", "i"), ("_type_code", "i")):
             values = np.frombuffer(getattr(self, name), dtype=_NP[code])[keep]
@@ -368,8 +367,9 @@ class BM25Index:
         del tfs
         index._doc_starts = array("q", data["doc_offsets"].astype(np.int64).tobytes())
         index._doc_terms = array("i", data["doc_terms"].astype(np.int32).tobytes())
-        index._lengths = array("d", data["lengths"].astype(np.float64).tobytes())
-        index._total_len = float(data["lengths"].sum())
+        lengths = data["lengths"].astype(np.float64)  # read once: an npz member is read per access
+        index._lengths = array("d", lengths.tobytes())
+        index._total_len = float(lengths.sum())
         index._alive = bytearray(b"\x01" * len(index._ids))
         index._page = array("q", data["page"].astype(np.int64).tobytes())
         index._time = array("d", data["time"].astype(np.float64).tobytes())

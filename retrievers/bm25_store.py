@@ -52,12 +52,13 @@ def save_bm25(index: BM25Index, directory: Path) -> bool:
     path = Path(directory) / SNAPSHOT_FILE
     # Per process: several processes serving one index may each save on close (last wins).
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
-    header = json.dumps({"format": FORMAT, "tokenizer": TOKENIZER_VERSION, "chunks": len(index)})
+    header = json.dumps({"format": FORMAT, "tokenizer": TOKENIZER_VERSION,
+                         "chunks": len(index)}).encode()
     with open(tmp, "wb") as handle:
         members = index.snapshot_members()  # holds the index's lock until closed
         try:
-            _write_npz(handle, [("header", np.dtype(np.uint8), len(header.encode()),
-                                 iter([header.encode()]))], members)
+            _write_npz(handle, itertools.chain(
+                [("header", np.dtype(np.uint8), len(header), iter([header]))], members))
         finally:
             members.close()
         handle.flush()
@@ -67,11 +68,11 @@ def save_bm25(index: BM25Index, directory: Path) -> bool:
     return True
 
 
-def _write_npz(handle: Any, *groups: Iterable[tuple[str, np.dtype, int, Iterable[Any]]]) -> None:
+def _write_npz(handle: Any, members: Iterable[tuple[str, np.dtype, int, Iterable[Any]]]) -> None:
     """What `np.savez` writes (a stored zip of `.npy` members, read back by `np.load`), written
     a piece at a time, so no member is ever assembled whole in memory."""
     with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name, dtype, length, pieces in itertools.chain(*groups):
+        for name, dtype, length, pieces in members:
             with archive.open(f"{name}.npy", "w", force_zip64=True) as out:
                 np.lib.format.write_array_header_1_0(out, {
                     "descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
