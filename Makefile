@@ -36,6 +36,10 @@ $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	# Stock llama-index's BM25 retriever, for `rag eval --pipeline stock` (eval/stock.py): it pins
 	# PyStemmer<3; the project's PyStemmer 3.1.0 has the same API.
 	$(PIP_INSTALL) --no-deps llama-index-retrievers-bm25==0.8.0
+	# llama.cpp's CPU library again, with AVX-512 kernels: answers use it where the CPU has
+	# AVX-512 F/VBMI/VNNI/BF16 (rag/models/llama_kernels.py; ~1 min on 2 cores; a failed
+	# build only leaves the AVX2 kernels in use).
+	$(PY) -m rag.models.llama_kernels build
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -146,6 +146,9 @@ def _token_view(array: Any, n: int) -> np.ndarray:
 
 
 def _top_k_first_llama_class() -> type:
+    from rag.models.llama_kernels import prepare
+
+    prepare()  # no-op when the answer model already chose the process's kernels
     from llama_cpp import Llama
     from llama_cpp import _internals as internals
 
@@ -201,6 +204,9 @@ JSON_STRING_CHAR = (r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | '
 def json_grammar(schema: Any) -> Any:
     """A llama.cpp grammar for JSON matching `schema`, whose strings hold no raw control
     characters (see JSON_STRING_CHAR)."""
+    from rag.models.llama_kernels import prepare
+
+    prepare()  # importing llama_cpp loads its libraries: the kernels are chosen first
     from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
     rules = json_schema_to_gbnf(json.dumps(schema)).splitlines()

@@ -412,6 +412,15 @@ def _query_runtime(settings) -> str:
         return f"unavailable: {exc}"
 
 
+def _llm_kernels(settings) -> str:
+    """Which llama.cpp kernels an answer would use here, and why (loads nothing)."""
+    from rag.models.llama_kernels import choose
+
+    if settings.llm_backend != "llama-cpp":
+        return f"none (llm_backend = {settings.llm_backend})"
+    return choose(settings.llm_cpu_kernels).describe()
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from rag.config import load_settings
     from rag.models.embedder import choose_dtype
@@ -423,6 +432,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         "embedding_dtype_effective": choose_dtype(settings.embedding_dtype, settings.embedding_device),
         "embedding_query_runtime": _query_runtime(settings),
         "dense_index_effective": settings.dense_index_type,
+        "llm_cpu_kernels_effective": _llm_kernels(settings),
     }
     if args.json:
         print(json.dumps({"settings": values, "sources": settings.sources, "derived": derived},

@@ -105,6 +105,11 @@ class Settings:
     llm_temperature: float = 0.0
     llm_threads: int = 0  # 0 = all cores
     llm_seed: int = 0
+    # llama.cpp's CPU kernels (rag/models/llama_kernels.py): auto = AVX-512 where this CPU has
+    # AVX-512 F/VBMI/VNNI/BF16 and `make install` built them (a 345-token prompt read 1.5x
+    # faster), else AVX2; avx2 = always AVX2 (answers then match an AVX2 machine's exactly).
+    # Process-wide: the first llama.cpp model a process loads fixes it.
+    llm_cpu_kernels: str = "auto"
     # Prompt tokens of source text the answer model reads first (rag/context_budget.py): the
     # sentences of the retrieved chunks that best match the question. 250 keeps the prompt at
     # ~360 tokens, so the first word comes in ~2.1 s on 2 CPU cores instead of ~9.4 s; when the
@@ -236,6 +241,7 @@ CHOICES = {
     "embedding_query_backend": {"auto", "onnx", "torch"},
     "dense_index": {"auto", "HNSW", "HNSW_SQ"},
     "llm_backend": {"llama-cpp", "openai"},
+    "llm_cpu_kernels": {"auto", "avx2"},
     "judge_backend": {"llama-cpp", "openai"},
     "retrieval_mode": set(RetrievalMode.names()),
     "fusion": set(Fusion.names()),

@@ -53,11 +53,12 @@ class LlamaCppChat:
 
     def __init__(self, model: str = PACKAGED, context_window: int = 4096, threads: int = 0,
                  temperature: float = 0.0, seed: int = 0, prefix_cache: bool = True,
-                 **llama_options: Any):
+                 kernels: str = "auto", **llama_options: Any):
         """`llama_options` go to `llama_cpp.Llama` as they are (n_batch, flash_attn, ...);
         `prefix_cache=False` evaluates every prompt from scratch (for comparisons)."""
         self.model_name = model
         self.prefix_cache = prefix_cache
+        self.kernels = kernels  # llm_cpu_kernels (rag/models/llama_kernels.py)
         self.llama_options = llama_options
         self.context_window = context_window
         self.threads = threads or os.cpu_count() or 2
@@ -79,6 +80,9 @@ class LlamaCppChat:
 
     @cached_property
     def llama(self):
+        from rag.models.llama_kernels import prepare
+
+        prepare(self.kernels)  # before llama_cpp loads: AVX-512 kernels where this CPU has them
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -221,4 +225,5 @@ def backend_from_settings(settings: Settings) -> ChatBackend:
             settings.llm_context_window, settings.llm_temperature, settings.llm_seed,
         )
     return LlamaCppChat(settings.llm_model, settings.llm_context_window, settings.llm_threads,
-                        settings.llm_temperature, settings.llm_seed)
+                        settings.llm_temperature, settings.llm_seed,
+                        kernels=settings.llm_cpu_kernels)

@@ -218,6 +218,9 @@ def _remove_with_sidecar(path: Path) -> None:
 def _nomic(device: str) -> Any:
     from rag.models.gguf_embedder import GGUFEmbedder
 
+    from rag.models.llama_kernels import prepare
+
+    prepare()  # before llama_cpp loads
     try:
         import llama_cpp  # noqa: F401  (a core dependency; said plainly if it is missing)
     except ImportError:

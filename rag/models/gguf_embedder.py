@@ -44,6 +44,9 @@ class GGUFEmbedder:
 
     @cached_property
     def model(self):
+        from rag.models.llama_kernels import prepare
+
+        prepare()  # before llama_cpp loads (no-op once a model chose the process's kernels)
         from llama_cpp import Llama
 
         from rag.models.llama_lifetime import close_at_exit
