@@ -28,11 +28,11 @@ def answer_fingerprint(chat: Any) -> str | None:
 
     if not isinstance(chat, LlamaCppChat) or chat.temperature != 0.0:
         return None
-    from rag.models.llama_kernels import choose, loaded
+    from rag.models.llama_kernels import expected
 
     # AVX-512 kernels round differently from AVX2 ones, so their answers are kept apart (AVX2
     # keys stay as they were).
-    kernels = (loaded() or choose(chat.kernels)).kernels
+    kernels = expected(chat.kernels).kernels
     return (f"answer|{gguf_fingerprint(chat.model_name, chat.path)}|ctx={chat.context_window}"
             f"|seed={chat.seed}|t=0" + ("" if kernels == "avx2" else f"|kernels={kernels}"))
 

@@ -158,7 +158,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 {{ "with answers" if d.options.answers else "retrieval only" }}{% if d.options.limit %}, limit {{ d.options.limit }}{% endif %}{% if d.options.answers_from_cache %}, {{ d.options.answers_from_cache }} answers from the answer cache (not timed){% endif %}</dd>
 <dt>embedding</dt><dd>{{ (d.fingerprints.index_settings or {}).embedding_model }}
 <code>{{ (d.fingerprints.index_settings or {}).embedding_fingerprint }}</code></dd>
-<dt>LLM</dt><dd>{{ d.fingerprints.llm or "not used" }}</dd>
+<dt>LLM</dt><dd>{{ d.fingerprints.llm or "not used" }}{% if d.fingerprints.llm_cpu_kernels %}, llama.cpp kernels: {{ d.fingerprints.llm_cpu_kernels }}{% endif %}</dd>
 <dt>judge</dt><dd>{% if d.fingerprints.judge %}{{ d.fingerprints.judge.name }} <code>{{ d.fingerprints.judge.fingerprint }}</code>, {{ d.fingerprints.judge.repeats }} repeat(s){% else %}not used{% endif %}</dd>
 </dl>
 {% if d.fingerprints.judge %}{% if d.fingerprints.judge.reliable == false %}<p class="bad-banner"><b>Unreliable judge:</b> {{ d.fingerprints.judge.verdict }}</p>

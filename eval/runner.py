@@ -127,8 +127,12 @@ def run_eval(rag: Any, dataset: EvalDataset, *, top_k: int | None = None,
                                   answer_cached=cached))
     aggregates = {m.name: aggregate(m, [r.scores[m.name] for r in records]) for m in chosen}
     aggregates.update(latency_aggregates([r.result.timings for r in records if not r.error]))
+    from rag.models.llama_kernels import loaded
+
     fingerprints = {"index_settings": rag.index.catalog.get_meta(INDEX_SETTINGS_KEY),
-                    "llm": rag.llm.name if answers else None}
+                    "llm": rag.llm.name if answers else None,
+                    # which llama.cpp kernels wrote the answers (AVX-512 ones round differently)
+                    "llm_cpu_kernels": (kernels := loaded()) and kernels.describe()}
     options = {"top_k": top_k, "depth": max(DEPTH, top_k), "answers": answers, "limit": limit,
                "cases": len(records), "metrics": [m.name for m in chosen],
                "answers_from_cache": sum(r.answer_cached for r in records)}

@@ -1,10 +1,10 @@
 """AVX-512 kernels for llama.cpp on CPUs that have them, chosen when the process starts.
 
-Why: llama-cpp-python is compiled with AVX2 kernels only (Makefile `CMAKE_ARGS`), because a
-build for the machine it compiles on dies with SIGILL elsewhere (a `.venv` can move between
-machines with the folder that holds it; a `GGML_NATIVE` build died so on an Intel VM that lists
-AMX). On a 2-core Intel Xeon with AVX-512 the model read a 345-token prompt in 3.0 s with
-AVX-512 kernels against 4.4-4.6 s with AVX2 ones (README "Time to first token").
+Why: llama-cpp-python is compiled with AVX2 kernels only (Makefile `CMAKE_ARGS`): a `.venv`
+can move between machines with the folder that holds it, and a build for the compiling machine
+(`GGML_NATIVE`) even died with SIGILL on the Intel VM it was built on, which lists AMX. On that
+2-core VM the model read a 345-token prompt in 3.0 s with AVX-512 kernels against 4.4-4.6 s
+with AVX2 ones (README "Time to first token").
 
 How: `make install` also compiles llama.cpp's CPU library (`libggml-cpu.so`) from the same
 llama-cpp-python source with AVX-512 F/VBMI/VNNI/BF16 (`python -m rag.models.llama_kernels
@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,12 +132,18 @@ def choose(setting: str = "auto", flags: set[str] | None = None, version: str | 
 
 
 _loaded: KernelChoice | None = None
+_lock = threading.Lock()
 
 
 def prepare(setting: str = "auto") -> KernelChoice:
     """Load the AVX-512 library if this process should use it; call before importing llama_cpp.
 
     Process-wide: the first call (or the first import of llama_cpp) fixes the kernels."""
+    with _lock:
+        return _prepare(setting)
+
+
+def _prepare(setting: str) -> KernelChoice:
     global _loaded
     if _loaded is not None:
         return _loaded
@@ -154,6 +161,15 @@ def prepare(setting: str = "auto") -> KernelChoice:
     logger.info("llama.cpp kernels: %s", choice.describe())
     _loaded = choice
     return choice
+
+
+def expected(setting: str = "auto") -> KernelChoice:
+    """The kernels this process uses, or will use once a model loads (loads nothing)."""
+    if _loaded is not None:
+        return _loaded
+    if "llama_cpp" in sys.modules:
+        return KernelChoice("avx2", "llama_cpp was imported before the kernels were chosen")
+    return choose(setting)
 
 
 def loaded() -> KernelChoice | None:

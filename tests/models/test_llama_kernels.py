@@ -110,3 +110,25 @@ def test_rag_config_says_which_kernels_answers_use(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     derived = json.loads(done.stdout)["derived"]
     assert derived["llm_cpu_kernels_effective"] == "avx2 (llm_cpu_kernels = avx2)"
+
+
+FINGERPRINTS = """
+import json
+from eval.answer_cache import answer_fingerprint
+from rag.llm import LlamaCppChat
+print(json.dumps({k: answer_fingerprint(LlamaCppChat(kernels=k)) for k in ("auto", "avx2")}))
+"""
+
+
+def test_cached_answers_are_kept_apart_by_kernels():
+    """AVX-512 kernels round differently, so an eval never serves their answers as AVX2 ones;
+    AVX2 keys stay what they were before the kernels were a choice."""
+    done = subprocess.run([sys.executable, "-c", FINGERPRINTS], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    keys = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "kernels" not in keys["avx2"]
+    if choose("auto").kernels == "avx512":
+        assert keys["auto"] == keys["avx2"] + "|kernels=avx512"
+    else:
+        assert keys["auto"] == keys["avx2"]
