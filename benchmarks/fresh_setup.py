@@ -35,8 +35,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # (phase name, a substring of the line `make` echoes when the phase starts), in order.
 PHASES = [
     ("venv", " -m venv "),
-    ("pip install (project, torch, llama-cpp-python build)", "pip install -e"),
-    ("pip install (no-deps extras)", "pip install --no-deps openai-whisper"),
+    ("pip install (project, torch, llama-cpp-python build)", "-e '.[test,scale]'"),
+    ("pip install (no-deps extras)", "--no-deps openai-whisper"),
     ("llama.cpp AVX-512 kernels", "rag.models.llama_kernels build"),
     ("ingest sample", "rag ingest"),
     ("answer", "rag ask"),
