@@ -20,7 +20,6 @@ both; this needs no patch.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -61,7 +60,7 @@ class KernelChoice:
 
 
 def build_dir(prefix: Path | None = None) -> Path:
-    """Where this environment keeps its AVX-512 build (one per llama-cpp-python version)."""
+    """Where this environment keeps its AVX-512 build (its build.json names the version)."""
     return Path(prefix or sys.prefix) / "lib" / "rag-llama-kernels" / KERNELS
 
 
@@ -96,11 +95,9 @@ def cpu_flags() -> set[str]:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from rag.models.cache import sha256_of
+
+    return sha256_of([path])
 
 
 def choose(setting: str = "auto", flags: set[str] | None = None, version: str | None = None,
