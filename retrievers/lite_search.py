@@ -15,8 +15,9 @@ which MilvusStore passes to both paths):
 - no filter expression (filters go through Milvus: they need the scalar columns);
 - the memtable is empty (unflushed rows are searched by brute force inside Lite; ChunkIndex
   flushes after every batch, so this is the state between ingests);
-- every segment carries its built vector index (Lite builds them in the background after a
-  flush);
+- a segment whose vector index Lite is still building (in the background, after a flush) is
+  searched here by brute force, exactly as Lite would, so no race with that thread can hand the
+  caller quantised similarities;
 - enough candidates survive the checks (else the caller falls back).
 Otherwise `search` returns None and the caller uses the ordinary `MilvusClient.search`.
 
@@ -107,13 +108,17 @@ class LiteDirectSearch:
         segments = [s for s in segments if s.num_rows > 0]
         if not segments:
             return []
-        if any(self.vector_field not in s.indexes for s in segments):
-            return None
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         fetch = segment_candidates(k)
         best: dict[str, float] = {}
         for seg in segments:
-            index = seg.indexes[self.vector_field]
+            index = seg.indexes.get(self.vector_field)
+            if index is None:  # its index is still being built in the background
+                for lid, score in self._brute_force(seg, query[0], k, deltas, segments):
+                    pk = seg.pks[lid]
+                    if score > best.get(pk, -np.inf):
+                        best[pk] = score
+                continue
             local_ids, dists = index.search(
                 query, min(fetch, seg.num_rows), params={"ef": search_ef(k, ef)})
             found = valid = 0
@@ -139,6 +144,27 @@ class LiteDirectSearch:
                 return None
         ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))
         return ranked[:k]
+
+    def _brute_force(self, seg: Any, query: np.ndarray, k: int, deltas: Any,
+                     segments: list[Any]) -> list[tuple[int, float]]:
+        """The exact top-k live rows of a segment that has no vector index attached yet.
+
+        Lite searches such a segment by brute force too, so the answer is the same; doing it here
+        (rather than handing the whole search to Lite) avoids a race: Lite's background thread can
+        attach the 8-bit index between this path's check and Lite's own search, and the caller
+        would get quantised similarities from a store that promises exact ones."""
+        vectors = seg.vector_data(self.vector_field)[0]
+        norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(query))
+        sims = (vectors @ query) / np.where(norms > 0, norms, 1.0)
+        live: list[tuple[int, float]] = []
+        for lid in np.argsort(-sims, kind="stable").tolist():
+            pk, seq = seg.pks[lid], int(seg.seqs[lid])
+            if deltas.is_deleted(pk, seq) or self._newer_elsewhere(pk, seq, seg, segments):
+                continue
+            live.append((lid, float(sims[lid])))
+            if len(live) == k:
+                break
+        return live
 
     def _exact(self, seg: Any, query: np.ndarray, local_ids: list[int]) -> list[tuple[int, float]]:
         """Exact cosine similarities of a segment's rows to `query`, from its float vectors."""
