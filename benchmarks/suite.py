@@ -166,15 +166,9 @@ DEFAULT = ("quality", "retrieval", "ingest", "answers")
 
 def machine() -> dict:
     """What the figures were measured on."""
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    from rag.models.cpu import cpu_flags, cpu_model
+
+    cpu, flags = cpu_model(), cpu_flags()
     try:
         mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from rag.errors import ModelFileError
+from rag.models.cpu import cpu_has_bf16
 from rag.models.embedding import embedding_fingerprint, is_static_folder, resolve_embedding_model
 
 logger = logging.getLogger(__name__)
@@ -27,15 +28,6 @@ QUERY_BACKENDS = ("auto", "onnx", "torch")
 
 if TYPE_CHECKING:
     from rag.config import Settings
-
-
-def cpu_has_bf16() -> bool:
-    """True when /proc/cpuinfo lists a bfloat16 matrix/vector extension."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def choose_dtype(requested: str, device: str) -> str:

@@ -20,6 +20,7 @@ both; this needs no patch.
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.metadata
 import json
 import logging
@@ -34,6 +35,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from rag.models.cpu import cpu_flags
 
 logger = logging.getLogger(__name__)
 
@@ -83,21 +86,18 @@ def installed_library_dir() -> Path | None:
     return None
 
 
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def sha256_file(path: Path) -> str:
+    """The file's sha256, computed once per (path, size, modification time): `choose` runs
+    more than once in a process (the eval's answer-cache key, then the preload) on a 3 MB file."""
+    stat = path.stat()
+    return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     from rag.models.cache import sha256_of
 
-    return sha256_of([path])
+    return sha256_of([Path(path)])
 
 
 def choose(setting: str = "auto", flags: set[str] | None = None, version: str | None = None,
