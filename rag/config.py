@@ -171,6 +171,7 @@ class Settings:
     rerank_model: str = ""
     rerank_top_n: int = 20
     rerank_blend: float = 1.0
+    rerank_max_tokens: int = 512  # a (question, chunk) pair is cut to this many tokens
 
     # Declining (rag/grounding.py): skip the LLM when a name in the question is in no retrieved
     # source, when the best dense cosine is below decline_min_dense, or when under

