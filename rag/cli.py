@@ -412,6 +412,15 @@ def _query_runtime(settings) -> str:
         return f"unavailable: {exc}"
 
 
+def _passage_runtime(settings) -> str:
+    """What will embed passages at ingest (loads no model)."""
+    if settings.embedding_passage_backend == "onnx":
+        return "onnxruntime float32 (the query export; no torch)"
+    from rag.models.embedder import choose_dtype
+
+    return f"torch {choose_dtype(settings.embedding_dtype, settings.embedding_device)}"
+
+
 def _llm_kernels(settings) -> str:
     """Which llama.cpp kernels an answer would use here, and why (loads nothing)."""
     from rag.models.llama_kernels import choose
@@ -431,6 +440,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         "milvus_target": settings.milvus_target,
         "embedding_dtype_effective": choose_dtype(settings.embedding_dtype, settings.embedding_device),
         "embedding_query_runtime": _query_runtime(settings),
+        "embedding_passage_runtime": _passage_runtime(settings),
         "dense_index_effective": settings.dense_index_type,
         "llm_cpu_kernels_effective": _llm_kernels(settings),
     }

@@ -46,6 +46,9 @@ class Settings:
     # checked against torch) so query processes never load torch (~550 MB less memory), torch
     # where the model cannot be exported; onnx = the export or an error; torch = always torch.
     embedding_query_backend: str = "auto"  # auto | onnx | torch
+    # What embeds passages at ingest: torch (in embedding_dtype) or onnx = the same float32
+    # export as queries, so an ingest never loads torch (~440 MB less; slower than bfloat16).
+    embedding_passage_backend: str = "torch"  # torch | onnx
 
     # Re-indexing into another embedding model (`rag reindex`, rag/reindex.py): chunks embedded
     # per write, and the smoke evaluation that must pass before the switch (probe passages from
@@ -240,6 +243,7 @@ class Settings:
 CHOICES = {
     "embedding_dtype": {"auto", "bfloat16", "float32"},
     "embedding_query_backend": {"auto", "onnx", "torch"},
+    "embedding_passage_backend": {"torch", "onnx"},
     "dense_index": {"auto", "HNSW", "HNSW_SQ"},
     "llm_backend": {"llama-cpp", "openai"},
     "llm_cpu_kernels": {"auto", "avx2"},

@@ -43,7 +43,7 @@ def make_embedder(settings: Settings) -> Any:
 
     apply_defaults()
     embedder = parts.default_embedder(settings)
-    embedder.model  # load in the actor's constructor, not on its first batch
+    embedder.load_passage_model()  # in the actor's constructor, not on its first batch
     return embedder
 
 

@@ -5,7 +5,9 @@ a mean cosine of 0.99998 to float32 vectors; elsewhere float32 is used. Batch 16
 
 Queries are embedded by an ONNX float32 export of the same model where one can be made
 (rag/models/onnx_export.py), so a process that only retrieves and answers never imports torch
-(~550 MB less resident memory); passages (ingest) keep the torch model and its dtype.
+(~550 MB less resident memory). Passages (ingest) keep the torch model and its dtype unless
+`passage_backend` is "onnx": then an ingest runs on the same export without torch too, for
+machines where memory is short (it is slower than torch's bfloat16 where a CPU has it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rag.models.embedding import embedding_fingerprint, is_static_folder, resolv
 
 logger = logging.getLogger(__name__)
 QUERY_BACKENDS = ("auto", "onnx", "torch")
+PASSAGE_BACKENDS = ("torch", "onnx")
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -60,15 +63,19 @@ class Embedder:
     """Loads the model once and turns texts into L2-normalised float32 vectors."""
 
     def __init__(self, model: str, device: str = "cpu", dtype: str = "auto", batch_size: int = 16,
-                 query_backend: str = "auto"):
+                 query_backend: str = "auto", passage_backend: str = "torch"):
         if query_backend not in QUERY_BACKENDS:
             raise ValueError(f"query_backend must be one of {QUERY_BACKENDS}, not {query_backend!r}")
+        if passage_backend not in PASSAGE_BACKENDS:
+            raise ValueError(f"passage_backend must be one of {PASSAGE_BACKENDS}, "
+                             f"not {passage_backend!r}")
         self.name = model
         self.path = resolve_embedding_model(model)
         self.device = device
         self.dtype = choose_dtype(dtype, device)
         self.batch_size = batch_size
         self.query_backend = query_backend
+        self.passage_backend = passage_backend
         self.query_backend_reason = ""  # why queries run on torch, when they do
         self._lock = threading.Lock()
 
@@ -137,10 +144,26 @@ class Embedder:
         """Vectors for `texts` (n x dim, float32, unit length); `progress(n_done)` after each batch."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.passage_backend == "onnx":
+            return self._onnx_passages.encode(texts, progress)
         with self._lock:
             return encode_longest_first(texts, self.batch_size, lambda batch: self.model.encode(
                 batch, batch_size=self.batch_size, convert_to_numpy=True,
                 normalize_embeddings=True, show_progress_bar=False), progress)
+
+    def load_passage_model(self) -> None:
+        """Load what embeds passages now (a worker does it before its first batch)."""
+        if self.passage_backend == "onnx":
+            self._onnx_passages.session
+        else:
+            self.model
+
+    @property
+    def passage_runtime(self) -> str:
+        """What embeds passages, in words (for `rag config`)."""
+        if self.passage_backend == "onnx":
+            return f"onnxruntime float32 ({self._onnx_passages.path})"
+        return f"torch {self.dtype}"
 
     def encode_query(self, text: str) -> np.ndarray:
         """One query's vector: from the ONNX float32 export when there is one (no torch in a
@@ -160,7 +183,7 @@ class Embedder:
     @cached_property
     def _export_meta(self) -> dict | None:
         """The sidecar of this model's finished ONNX export, when queries may use one."""
-        if self.query_backend == "torch":
+        if self.query_backend == "torch" and self.passage_backend != "onnx":
             self.query_backend_reason = "embedding_query_backend = torch"
             return None
         if not self.device.startswith("cpu") or is_static_folder(self.path):
@@ -184,6 +207,22 @@ class Embedder:
 
     @cached_property
     def _query_encoder(self):
+        if self.query_backend == "torch":
+            self.query_backend_reason = "embedding_query_backend = torch"
+            return None
+        return self._onnx_encoder
+
+    @cached_property
+    def _onnx_passages(self):
+        if (encoder := self._onnx_encoder) is None:
+            raise ModelFileError(f"{self.path}: embedding_passage_backend = onnx needs an ONNX "
+                                 f"export of the model ({self.query_backend_reason}); "
+                                 "set embedding_passage_backend = torch")
+        return encoder
+
+    @cached_property
+    def _onnx_encoder(self):
+        """The OnnxEmbedder over this model's float32 export (queries and, if asked, passages)."""
         if (meta := self._export_meta) is None:
             return None
         from rag.models.onnx_embedder import OnnxEmbedder
@@ -202,4 +241,4 @@ def embedder_for(model: str, settings: "Settings | None" = None) -> Embedder:
         return Embedder(model)
     s = settings
     return Embedder(model, s.embedding_device, s.embedding_dtype, s.embedding_batch_size,
-                    s.embedding_query_backend)
+                    s.embedding_query_backend, s.embedding_passage_backend)

@@ -94,3 +94,47 @@ def test_rag_config_says_what_embeds_queries():
     assert done.returncode == 0, done.stderr[-2000:]
     derived = json.loads(done.stdout)["derived"]
     assert derived["embedding_query_runtime"].startswith("onnxruntime float32")
+
+
+# --- passages on the same export (embedding_passage_backend = onnx) ----------------------------
+def test_onnx_passages_are_torch_float32_vectors():
+    torch_fp32 = Embedder("packaged", dtype="float32", query_backend="torch")
+    onnx = Embedder("packaged", passage_backend="onnx")
+    assert np.abs(onnx.encode(TEXTS) - torch_fp32.encode(TEXTS)).max() < 1e-5
+    assert onnx.passage_runtime.startswith("onnxruntime float32")
+    assert Embedder("packaged").passage_runtime.startswith("torch")
+
+
+def test_an_ingest_with_onnx_passages_never_imports_torch(tmp_path):
+    """What a user notices as ~440 MB less memory while ingesting, and the same answers."""
+    texts = [str(SAMPLE / name) for name in SAMPLE_TEXT]
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from rag.api import RAG
+        rag = RAG.open({str(tmp_path / "index")!r}, embedding_passage_backend="onnx")
+        results = rag.ingest({texts!r})
+        hits = rag.retrieve("How long should green tea steep?", top_k=3)
+        print(json.dumps({{"torch": "torch" in sys.modules,
+                           "chunks": sum(r.chunks for r in results),
+                           "top": hits[0].chunk.source.rsplit("/", 1)[-1]}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["chunks"] > 0
+    assert {k: result[k] for k in ("torch", "top")} == {"torch": False, "top": "tea_brewing_guide.md"}
+
+
+def test_onnx_passages_for_a_model_without_an_export_say_what_to_set(static_model):
+    with pytest.raises(ModelFileError, match="embedding_passage_backend = torch"):
+        Embedder(str(static_model), passage_backend="onnx").encode(["tea"])
+
+
+def test_rag_config_says_what_embeds_passages():
+    done = subprocess.run([sys.executable, "-m", "rag", "config", "--json", "--set",
+                           "embedding_passage_backend=onnx"], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["derived"]["embedding_passage_runtime"].startswith("onnxruntime")
