@@ -72,11 +72,11 @@ def main() -> int:
 
     settings = load_settings(work / "index")
     embedder = Embedder(settings.embedding_model, settings.embedding_device, settings.embedding_dtype,
-                        settings.embedding_batch_size)
+                        settings.embedding_batch_size or None)
     model = embedder.model
     chunker = Chunker(embedder.count_tokens, settings.chunk_size, settings.chunk_overlap)
     texts = [c.text for f in sorted(corpus.iterdir()) for c in chunker.split(loader_for(f)(f))]
-    batch = settings.embedding_batch_size
+    batch = embedder.batch_size
     print(f"corpus: {len(files)} files from {source}, {sum(f.stat().st_size for f in files) / 1e6:.2f} MB, "
           f"{len(texts)} chunks (chunk_size {settings.chunk_size}); model dtype {embedder.dtype}, batch {batch}")
     model.encode(texts[:64], batch_size=batch, normalize_embeddings=True)  # warm-up

@@ -138,3 +138,14 @@ def test_rag_config_says_what_embeds_passages():
                           cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["derived"]["embedding_passage_runtime"].startswith("onnxruntime")
+
+
+def test_the_batch_size_is_each_backends_fastest_unless_one_is_asked_for(tmp_path):
+    from rag.config import load_settings
+    from rag.models.embedder import embedder_for
+
+    assert Embedder("packaged").batch_size == 16
+    assert Embedder("packaged", passage_backend="onnx").batch_size == 8
+    asked = embedder_for("packaged", load_settings(tmp_path, embedding_batch_size=4,
+                                                   embedding_passage_backend="onnx"))
+    assert asked.batch_size == 4 and asked._onnx_passages.batch_size == 4
