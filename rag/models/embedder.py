@@ -29,8 +29,9 @@ logger = logging.getLogger(__name__)
 QUERY_BACKENDS = ("auto", "onnx", "torch")
 PASSAGE_BACKENDS = ("torch", "onnx")
 # Texts per forward pass when none is asked for. Torch: 16 was fastest (MODELS.md). The float32
-# ONNX export: 8 embedded 32.6 chunks/s against 28.9 at 16 and 28.5 at 32, peaking at 302 MB
-# against 442 and 669 MB (400 Paul Graham chunks, 2-core Intel VM, 2026-12-01).
+# ONNX export is for ingesting in less memory, so it takes 8: encoding 400 Paul Graham chunks
+# alone peaked at 302 MB against 442 MB at 16 (669 at 32), and a 10 MB text ingest at 863 MB
+# against 995 MB, in 429 s against 390 s (2-core Intel VM, 2026-12-01).
 DEFAULT_BATCH = {"torch": 16, "onnx": 8}
 
 if TYPE_CHECKING:
