@@ -44,7 +44,11 @@ class OnnxEmbedder:
 
     @cached_property
     def fingerprint(self) -> str:
-        return "sha256:" + sha256_of([Path(self.path) / "model.onnx"])[:32]
+        """sha256 of the graph and of every external weights file it names: two folders with
+        the same `model.onnx` but other weights (`model.onnx.data`) are different models, and an
+        index must refuse the one it was not built with. A single-file model hashes as before."""
+        model = Path(self.path) / "model.onnx"
+        return "sha256:" + sha256_of([model, *external_data_files(model)])[:32]
 
     @cached_property
     def session(self):
@@ -107,6 +111,18 @@ class OnnxEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:
             return encode_longest_first(texts, self.batch_size, self._embed, progress)
+
+
+def external_data_files(model: Path) -> list[Path]:
+    """The files an ONNX graph keeps its tensors in (none for a single-file model), read from
+    the graph itself, whatever they are named."""
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    names = {entry.value for tensor in graph.initializer
+             if tensor.data_location == onnx.TensorProto.EXTERNAL
+             for entry in tensor.external_data if entry.key == "location"}
+    return [model.parent / name for name in sorted(names)]
 
 
 def counting_tokenizer(folder: str | Path):

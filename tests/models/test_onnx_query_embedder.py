@@ -149,3 +149,30 @@ def test_the_batch_size_is_each_backends_fastest_unless_one_is_asked_for(tmp_pat
     asked = embedder_for("packaged", load_settings(tmp_path, embedding_batch_size=4,
                                                    embedding_passage_backend="onnx"))
     assert asked.batch_size == 4 and asked._onnx_passages.batch_size == 4
+
+
+def test_an_onnx_folder_fingerprint_covers_its_external_weights(tmp_path):
+    """An ONNX folder whose weights live beside the graph (`model.onnx.data`) is another model
+    when only the weights change: its fingerprint, which an index checks on open, must differ.
+    A single-file model keeps the fingerprint it always had (the graph's hash)."""
+    import shutil
+
+    from rag.models.cache import sha256_of
+    from rag.models.onnx_embedder import OnnxEmbedder, external_data_files
+
+    export = onnx_export.export_folder(Embedder("packaged", passage_backend="onnx").fingerprint)
+    folder = tmp_path / "model"
+    shutil.copytree(export, folder)
+    assert [p.name for p in external_data_files(folder / "model.onnx")] == [onnx_export.DATA]
+    before = OnnxEmbedder("m", folder).fingerprint
+    with open(folder / onnx_export.DATA, "r+b") as handle:  # other weights, same graph file
+        handle.seek(4096)
+        handle.write(b"\x01\x02\x03\x04")
+    assert OnnxEmbedder("m", folder).fingerprint != before
+    single = tmp_path / "single"
+    single.mkdir()
+    import onnx
+
+    onnx.save(onnx.load(str(folder / "model.onnx")), str(single / "model.onnx"))  # weights inlined
+    assert external_data_files(single / "model.onnx") == []
+    assert OnnxEmbedder("s", single).fingerprint == "sha256:" + sha256_of([single / "model.onnx"])[:32]
