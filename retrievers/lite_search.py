@@ -114,34 +114,30 @@ class LiteDirectSearch:
         for seg in segments:
             index = seg.indexes.get(self.vector_field)
             if index is None:  # its index is still being built in the background
-                for lid, score in self._brute_force(seg, query[0], k, deltas, segments):
-                    pk = seg.pks[lid]
-                    if score > best.get(pk, -np.inf):
-                        best[pk] = score
-                continue
-            local_ids, dists = index.search(
-                query, min(fetch, seg.num_rows), params={"ef": search_ef(k, ef)})
-            found = valid = 0
-            live: list[tuple[int, float]] = []
-            for lid, dist in zip(local_ids[0].tolist(), dists[0].tolist()):
-                if lid < 0:
-                    break
-                found += 1
-                pk, seq = seg.pks[lid], int(seg.seqs[lid])
-                if deltas.is_deleted(pk, seq) or self._newer_elsewhere(pk, seq, seg, segments):
-                    continue
-                valid += 1
-                live.append((lid, 1.0 - float(dist)))  # Lite's cosine distance -> similarity
-            if getattr(index, "index_type", "HNSW") in QUANTISED:
-                live = self._exact(seg, query[0], [lid for lid, _ in live])
+                live = self._brute_force(seg, query[0], k, deltas, segments)
+            else:
+                local_ids, dists = index.search(
+                    query, min(fetch, seg.num_rows), params={"ef": search_ef(k, ef)})
+                found = 0
+                live = []
+                for lid, dist in zip(local_ids[0].tolist(), dists[0].tolist()):
+                    if lid < 0:
+                        break
+                    found += 1
+                    pk, seq = seg.pks[lid], int(seg.seqs[lid])
+                    if deltas.is_deleted(pk, seq) or self._newer_elsewhere(pk, seq, seg, segments):
+                        continue
+                    live.append((lid, 1.0 - float(dist)))  # Lite's cosine distance -> similarity
+                # Fewer than k live candidates from a segment that holds more rows: its share of
+                # the top-k may lie deeper than we looked, so only Milvus Lite's own search is exact.
+                if len(live) < k and found < seg.num_rows:
+                    return None
+                if getattr(index, "index_type", "HNSW") in QUANTISED:
+                    live = self._exact(seg, query[0], [lid for lid, _ in live])
             for lid, score in live:
                 pk = seg.pks[lid]
                 if score > best.get(pk, -np.inf):
                     best[pk] = score
-            # Fewer than k live candidates from a segment that holds more rows: its share of the
-            # top-k may lie deeper than we looked, so only Milvus Lite's own search is exact.
-            if valid < k and found < seg.num_rows:
-                return None
         ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))
         return ranked[:k]
 
@@ -153,9 +149,7 @@ class LiteDirectSearch:
         (rather than handing the whole search to Lite) avoids a race: Lite's background thread can
         attach the 8-bit index between this path's check and Lite's own search, and the caller
         would get quantised similarities from a store that promises exact ones."""
-        vectors = seg.vector_data(self.vector_field)[0]
-        norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(query))
-        sims = (vectors @ query) / np.where(norms > 0, norms, 1.0)
+        sims = _cosines(seg.vector_data(self.vector_field)[0], query)
         live: list[tuple[int, float]] = []
         for lid in np.argsort(-sims, kind="stable").tolist():
             pk, seq = seg.pks[lid], int(seg.seqs[lid])
@@ -170,9 +164,7 @@ class LiteDirectSearch:
         """Exact cosine similarities of a segment's rows to `query`, from its float vectors."""
         if not local_ids:
             return []
-        rows = seg.vector_data(self.vector_field)[0][local_ids]
-        norms = np.linalg.norm(rows, axis=1) * float(np.linalg.norm(query))
-        sims = (rows @ query) / np.where(norms > 0, norms, 1.0)
+        sims = _cosines(seg.vector_data(self.vector_field)[0][local_ids], query)
         return list(zip(local_ids, sims.astype(float).tolist()))
 
     @staticmethod
@@ -185,3 +177,9 @@ class LiteDirectSearch:
             if row is not None and int(other.seqs[row]) > seq:
                 return True
         return False
+
+
+def _cosines(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row to `query` (0 for a zero vector)."""
+    norms = np.linalg.norm(rows, axis=1) * float(np.linalg.norm(query))
+    return (rows @ query) / np.where(norms > 0, norms, 1.0)
