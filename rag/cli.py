@@ -401,24 +401,20 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _query_runtime(settings) -> str:
-    """What will embed queries (exports the ONNX query model once, if it is not cached yet)."""
+def _embedding_runtimes(settings) -> dict[str, str]:
+    """What will embed queries and passages (exports the ONNX model once, if not cached yet)."""
     from rag.errors import RagError
     from rag.models.embedder import embedder_for
 
+    out = {}
     try:
-        return embedder_for(settings.embedding_model, settings).query_runtime
+        embedder = embedder_for(settings.embedding_model, settings)
+        out["embedding_query_runtime"] = embedder.query_runtime
+        out["embedding_passage_runtime"] = embedder.passage_runtime
     except RagError as exc:
-        return f"unavailable: {exc}"
-
-
-def _passage_runtime(settings) -> str:
-    """What will embed passages at ingest (loads no model)."""
-    if settings.embedding_passage_backend == "onnx":
-        return "onnxruntime float32 (the query export; no torch)"
-    from rag.models.embedder import choose_dtype
-
-    return f"torch {choose_dtype(settings.embedding_dtype, settings.embedding_device)}"
+        out.setdefault("embedding_query_runtime", f"unavailable: {exc}")
+        out["embedding_passage_runtime"] = f"unavailable: {exc}"
+    return out
 
 
 def _llm_kernels(settings) -> str:
@@ -439,8 +435,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     derived = {
         "milvus_target": settings.milvus_target,
         "embedding_dtype_effective": choose_dtype(settings.embedding_dtype, settings.embedding_device),
-        "embedding_query_runtime": _query_runtime(settings),
-        "embedding_passage_runtime": _passage_runtime(settings),
+        **_embedding_runtimes(settings),
         "dense_index_effective": settings.dense_index_type,
         "llm_cpu_kernels_effective": _llm_kernels(settings),
     }

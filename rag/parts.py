@@ -56,14 +56,13 @@ def default_reranker(settings: Settings):
         return None
     from retrievers.rerank import CrossEncoderReranker, OnnxCrossEncoderReranker
 
-    if settings.rerank_model == "packaged":
+    folder: Any = settings.rerank_model
+    if folder == "packaged":
         from rag.models.reranker import packaged_reranker_dir
 
-        return OnnxCrossEncoderReranker(packaged_reranker_dir(), threads=settings.llm_threads,
-                                        blend=settings.rerank_blend,
-                                        max_length=settings.rerank_max_tokens)
-    if (Path(settings.rerank_model).expanduser() / "model.onnx").is_file():
-        return OnnxCrossEncoderReranker(settings.rerank_model, threads=settings.llm_threads,
+        folder = packaged_reranker_dir()
+    if (Path(folder).expanduser() / "model.onnx").is_file():
+        return OnnxCrossEncoderReranker(folder, threads=settings.llm_threads,
                                         blend=settings.rerank_blend,
                                         max_length=settings.rerank_max_tokens)
     return CrossEncoderReranker(settings.rerank_model, settings.embedding_device,

@@ -190,8 +190,7 @@ class Embedder:
     def _export_meta(self) -> dict | None:
         """The sidecar of this model's finished ONNX export, when queries may use one."""
         if self.query_backend == "torch" and self.passage_backend != "onnx":
-            self.query_backend_reason = "embedding_query_backend = torch"
-            return None
+            return None  # nothing runs on the export (`_query_encoder` says why)
         if not self.device.startswith("cpu") or is_static_folder(self.path):
             self.query_backend_reason = "only a transformer model on the CPU is exported"
         else:
