@@ -1,45 +1,49 @@
-"""The decline-before-generation threshold, chosen by leave-one-dataset-out over the dev sets and
-reported on the set left out, with a precision/recall curve (issue 16's "declining that is
+"""The decline-before-generation rule, chosen by leave-one-dataset-out over the dev corpora and
+reported on the corpus left out, with a precision/recall curve (issue 16's "declining that is
 calibrated").
 
-For each dev set, its answerable questions and its unanswerable ones (the set's own, like
-ARAGOG's GLM-130B questions, plus eval/questions/unanswerable_dev_<set>.jsonl) are retrieved
-against the set's prepared index with the default settings; each gets decline scores computed
-from retrieval alone (no LLM):
-- `dense_top`: the best cosine of the contexts (today's gate, with term coverage);
-- `rerank_top`: the packaged cross-encoder's best logit over the top-k contexts (with --rerank);
-- `gate`: today's whole rule (`Evidence.weak`: names the contexts lack, low term coverage with
-  a modest cosine, or a cosine under the threshold) with the threshold as `decline_min_dense`.
-  This is the setting `rag` ships.
-For a score and a fold (held-out set X), the threshold is the highest one that declines at most
-`--max-answerable-decline` (5%) of the answerable questions of EACH other set; X's answerable and
-unanswerable decline rates at that threshold are the reported figures. Today's rule
-(`Evidence.weak` with the configured thresholds) is reported beside it. The threshold chosen on
-all dev sets is then applied to the held-out unanswerable questions
-(eval/questions/unanswerable_heldout_*.jsonl), which no choice ever saw.
+Each corpus (a `--set NAME=INDEX`) brings answerable questions in up to two sets: its long dev set
+(../shared/data/qa/NAME/normalized.jsonl) and its short-answer set
+(eval/questions/short_answers_NAME.jsonl); and unanswerable ones: the dev set's own
+(`answerable: false`, like ARAGOG's GLM-130B questions) plus eval/questions/unanswerable_dev_NAME.jsonl.
+eval/questions/unanswerable_heldout_NAME.jsonl is never used in a choice: the rule chosen on all
+corpora is applied to it once, at the end. Every question is retrieved against the corpus's index
+with the default settings; its features come from retrieval alone (no LLM):
+- `dense_top` and `coverage`: the best cosine and the share of question terms the contexts hold;
+- `missing_names`: a name of the question that no context (text or file name) holds;
+- `rerank`: the packaged cross-encoder's logit for each served context (pairs cut to 256 tokens).
 
-With `--answers NAME=REPORT` (an eval report.json of that set's answers), a question the model
-or the support check declined there counts as declined at every threshold: the 5% limit is
-then on end-to-end declines, which is what a user sees (the gate must leave room for them).
-Reports from before `decline_reason` existed: a declined case whose generation took over
-0.1 s was declined after the model was asked.
+Rule families, each a pre-generation decline (`rules` below): today's `gate(t)`; `rerank(r)`;
+`names+rerank(r)`; `gate&rerank(t, r)` (today's gate, but a context the cross-encoder scores at r
+or more lets the question through); `names|cosine&rerank(t, r)`. With `--answers NAME=REPORT`
+(eval report.json files), a question the model or the support check declined when it was asked
+counts as declined under every rule: declines are end to end, as a user sees them. Ungated reports
+(`rag eval ... --set decline_gate=off`) say what the model does with every question.
+
+A fold (corpus X left out) keeps the (rule, thresholds) whose end-to-end answerable decline rate is
+at most `--max-answerable-decline` (5%) on EACH answerable set of the other corpora, picks the one
+declining the most of their unanswerable questions (ties: fewer answerable declined, then the rule
+listed first), and reports X's figures. The rule was written before any run
+(/work/evalstate/s34/criterion.md, README "Choosing quality settings").
 
     flock /tmp/rag-heavy.lock nice -n 19 .venv/bin/python benchmarks/tune_decline.py \
-        --set paul_graham=/work/evalstate/idx_pg --set blockchain_solana=/work/evalstate/idx_solana \
-        --set aragog_arxiv=/work/evalstate/idx_aragog [--rerank packaged] [--json OUT] \
-        [--answers paul_graham=/work/evalstate/report_pg/report.json ...]
+        --set paul_graham=IDX_PG --set blockchain_solana=IDX_SOLANA --set aragog_arxiv=IDX_ARAGOG \
+        --answers paul_graham=REPORT.json ... [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
@@ -50,16 +54,35 @@ QUESTIONS = REPO / "eval" / "questions"
 from eval.datasets import load_dataset  # noqa: E402
 from rag.grounding import retrieval_evidence  # noqa: E402
 
-SCORES = ("dense_top", "rerank_top", "gate")
 COVERAGE = 0.4  # decline_min_coverage, kept as it is
+RERANK_TOKENS = 256  # pair length: reads a default-sized chunk whole (README "rerank the top 10")
+Row = dict
+Rule = Callable[[Row], bool]
 
 
-def declines(score: str, t: float):
-    """`row -> bool`: is the question declined at threshold `t` of `score`?"""
-    if score == "gate":
-        return lambda r: (r.get("model_declined", False) or r["missing_names"] or r["dense_top"] < t
-                          or (r["coverage"] < COVERAGE and r["dense_top"] < t + 0.15))
-    return lambda r: r.get("model_declined", False) or r.get(score, 1e9) < t
+def cosine_weak(r: Row, t: float) -> bool:
+    """Today's gate without its name check: a low cosine, or low coverage and a modest one."""
+    return r["dense_top"] < t or (r["coverage"] < COVERAGE and r["dense_top"] < t + 0.15)
+
+
+def rerank_top(r: Row) -> float:
+    return max(r["rerank"], default=-1e9)
+
+
+# name -> (thresholds it takes, rule builder); listed simplest first (the tie-break)
+RULES: dict[str, tuple[tuple[str, ...], Callable[..., Rule]]] = {
+    "gate": (("dense",), lambda t: lambda r: r["missing_names"] or cosine_weak(r, t)),
+    "rerank": (("rerank",), lambda q: lambda r: rerank_top(r) < q),
+    "names+rerank": (("rerank",), lambda q: lambda r: r["missing_names"] or rerank_top(r) < q),
+    "gate&rerank": (("dense", "rerank"), lambda t, q: lambda r: (
+        (r["missing_names"] or cosine_weak(r, t)) and rerank_top(r) < q)),
+    "names|cosine&rerank": (("dense", "rerank"), lambda t, q: lambda r: (
+        r["missing_names"] or (cosine_weak(r, t) and rerank_top(r) < q))),
+}
+
+
+def end_to_end(rule: Rule) -> Rule:
+    return lambda r: r.get("model_declined", False) or rule(r)
 
 
 def model_declined(report: Path) -> set[str]:
@@ -70,50 +93,45 @@ def model_declined(report: Path) -> set[str]:
         else (c.get("timings_ms") or {}).get("generate", 0) > 100)}
 
 
-def values_of(score: str, rows) -> list[float]:
-    key = "dense_top" if score == "gate" else score
-    return sorted({r[key] for r in rows if key in r})
-
-
-def features(name: str, index_dir: Path, cache: Path, rerank: str) -> list[dict]:
-    """One row per question: {"id", "kind": dev|heldout, "answerable", "dense_top", "coverage",
-    "missing_names", "today_weak", "rerank_top"}; cached as JSON."""
-    if cache.is_file():
-        return json.loads(cache.read_text())
-    from rag.api import RAG
-
-    cases = [("dev", c) for c in load_dataset(QA / name / "normalized.jsonl").cases]
+def question_sets(name: str) -> list[tuple[str, str, object]]:
+    """(kind, set, case): kind dev|heldout; set long|short|unanswerable."""
+    out = []
+    for case in load_dataset(QA / name / "normalized.jsonl").cases:
+        out.append(("dev", "long" if case.answerable else "unanswerable", case))
+    short = QUESTIONS / f"short_answers_{name}.jsonl"
+    if short.is_file():
+        out += [("dev", "short", c) for c in load_dataset(short).cases]
     for kind in ("dev", "heldout"):
         extra = QUESTIONS / f"unanswerable_{kind}_{name}.jsonl"
         if extra.is_file():
-            cases += [(kind, c) for c in load_dataset(extra).cases]
+            out += [(kind, "unanswerable", c) for c in load_dataset(extra).cases]
+    return out
+
+
+def features(name: str, index_dir: Path, cache: Path) -> list[Row]:
+    """One row per question (see the module docstring); cached as JSON."""
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    from rag.api import RAG
+    from rag.parts import default_reranker
+
     work = Path(tempfile.mkdtemp(prefix=f"decline-{name}-"))
     shutil.copytree(index_dir, work / "index")
     rag = RAG.open(work / "index")
-    reranker = None
-    if rerank:
-        from dataclasses import replace
-
-        from rag.parts import default_reranker
-
-        reranker = default_reranker(replace(rag.settings, rerank_model=rerank))
-    s = rag.settings
+    reranker = default_reranker(replace(rag.settings, rerank_model="packaged",
+                                        rerank_max_tokens=RERANK_TOKENS))
     rows = []
     started = time.perf_counter()
-    for kind, case in cases:
+    for kind, group, case in question_sets(name):
         hits = rag.retrieve(case.question)
         texts = [h.chunk.text for h in hits]
         evidence = retrieval_evidence(case.question, texts,
                                       [h.scores["dense"] for h in hits if "dense" in h.scores],
                                       sources=[h.chunk.source for h in hits])
-        row = {"id": case.id, "kind": kind, "answerable": case.answerable,
-               "dense_top": evidence.dense_top if evidence.dense_top is not None else -1.0,
-               "coverage": evidence.coverage, "missing_names": bool(evidence.missing_names),
-               "today_weak": bool(not hits or evidence.weak(s.decline_min_coverage,
-                                                            s.decline_min_dense))}
-        if reranker is not None and texts:
-            row["rerank_top"] = max(reranker.scores(case.question, texts))
-        rows.append(row)
+        rows.append({"id": case.id, "kind": kind, "set": group, "answerable": case.answerable,
+                     "dense_top": evidence.dense_top if evidence.dense_top is not None else -1.0,
+                     "coverage": evidence.coverage, "missing_names": bool(evidence.missing_names),
+                     "rerank": reranker.scores(case.question, texts) if texts else []})
     rag.close()
     shutil.rmtree(work, ignore_errors=True)
     print(f"{name}: {len(rows)} questions in {time.perf_counter() - started:.0f} s", flush=True)
@@ -121,37 +139,73 @@ def features(name: str, index_dir: Path, cache: Path, rerank: str) -> list[dict]
     return rows
 
 
-def rates(rows: list[dict], declined) -> tuple[float, float]:
-    """(answerable decline rate, unanswerable decline rate) under `declined(row)`."""
-    ans = [r for r in rows if r["answerable"]]
+def candidates(values: list[float]) -> list[float]:
+    """Thresholds midway between neighbouring observed scores (and below/above them all): every
+    threshold in between makes the same decisions, the midpoint leaves the most margin."""
+    v = sorted(set(values))
+    return [v[0] - 1e-6] + [(a + b) / 2 for a, b in zip(v, v[1:])] + [v[-1] + 1e-6]
+
+
+def grids(rows: list[Row], most: int = 150) -> dict[str, list[float]]:
+    """Candidate thresholds per score, thinned evenly to `most` (two-threshold rules try every
+    pair)."""
+    out = {}
+    for name, score in (("dense", lambda r: r["dense_top"]), ("rerank", rerank_top)):
+        values = candidates([score(r) for r in rows])
+        step = max(1, len(values) // most)
+        out[name] = values[::step] + ([values[-1]] if (len(values) - 1) % step else [])
+    return out
+
+
+def share(rows: list[Row], rule: Rule) -> float:
+    return sum(map(rule, rows)) / len(rows) if rows else float("nan")
+
+
+def answerable_sets(rows: list[Row]) -> dict[str, list[Row]]:
+    sets: dict[str, list[Row]] = {}
+    for r in rows:
+        if r["answerable"]:
+            sets.setdefault(r["set"], []).append(r)
+    return sets
+
+
+def choose(corpora: dict[str, list[Row]], max_answerable: float, grid: dict[str, list[float]]):
+    """The (family, thresholds) the fold rule picks on `corpora` (see the module docstring)."""
+    best = None
+    for order, (family, (params, build)) in enumerate(RULES.items()):
+        for values in itertools.product(*(grid[p] for p in params)):
+            rule = end_to_end(build(*values))
+            if any(share(group, rule) > max_answerable
+                   for rows in corpora.values() for group in answerable_sets(rows).values()):
+                continue
+            una = sum(rule(r) for rows in corpora.values() for r in rows if not r["answerable"])
+            ans = sum(rule(r) for rows in corpora.values() for r in rows if r["answerable"])
+            key = (una, -ans, -order)
+            if best is None or key > best[0]:
+                best = (key, family, values)
+    return best[1], best[2]
+
+
+def figures(rows: list[Row], rule: Rule) -> dict:
+    out = {f"answerable_declined_{group}": f"{sum(map(rule, g))}/{len(g)}"
+           for group, g in answerable_sets(rows).items()}
     una = [r for r in rows if not r["answerable"]]
-    share = lambda group: sum(map(declined, group)) / len(group) if group else float("nan")  # noqa: E731
-    return share(ans), share(una)
+    out["unanswerable_declined"] = f"{sum(map(rule, una))}/{len(una)}"
+    return out
 
 
-def threshold_for(score: str, sets: dict[str, list[dict]], max_answerable: float) -> float:
-    """The highest threshold (decline when score < t) that keeps every set's answerable decline
-    rate at or under `max_answerable`, placed midway between that score and the next lower one:
-    every t in between makes the same decisions on these sets, and the midpoint leaves the most
-    margin for a question scored a little differently elsewhere."""
-    values = values_of(score, [r for rows in sets.values() for r in rows])
-    best = 0
-    for i, t in enumerate(values):
-        if all(rates(rows, declines(score, t))[0] <= max_answerable
-               for rows in sets.values()):
-            best = i
-    return (values[best - 1] + values[best]) / 2 if best else values[0] - 1e-9
-
-
-def pr_curve(score: str, rows: list[dict], points: int = 8) -> list[dict]:
-    """Declining as detection of unanswerable questions: precision and recall per threshold."""
-    values = values_of(score, rows)
+def pr_curve(family: str, fixed: tuple, rows: list[Row], points: int = 10) -> list[dict]:
+    """Declining as detection of unanswerable questions, sweeping the rule's last threshold."""
+    params, build = RULES[family]
+    sweep = grids(rows)[params[-1]]
+    positives = sum(not r["answerable"] for r in rows)
     out = []
-    for t in values[:: max(1, len(values) // points)]:
-        declined = [r for r in rows if declines(score, t)(r)]
+    for t in sweep[:: max(1, len(sweep) // points)]:
+        rule = end_to_end(build(*fixed[:-1], t))
+        declined = [r for r in rows if rule(r)]
         true = sum(not r["answerable"] for r in declined)
-        positives = sum(not r["answerable"] for r in rows)
-        out.append({"threshold": round(t, 4), "precision": true / len(declined) if declined else 1.0,
+        out.append({"threshold": round(t, 4), "declined": len(declined),
+                    "precision": true / len(declined) if declined else 1.0,
                     "recall": true / positives if positives else float("nan")})
     return out
 
@@ -159,54 +213,48 @@ def pr_curve(score: str, rows: list[dict], points: int = 8) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", action="append", required=True, metavar="NAME=INDEX_DIR")
-    parser.add_argument("--rerank", default="", metavar="MODEL", help="e.g. packaged")
     parser.add_argument("--max-answerable-decline", type=float, default=0.05)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "tune_decline")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--answers", action="append", default=[], metavar="NAME=REPORT_JSON",
-                        help="count this eval report's model/support declines (end-to-end limit)")
+                        help="count this eval report's model/support declines (end to end)")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     sets = dict(item.split("=", 1) for item in args.set)
-    data = {n: features(n, Path(d), args.cache / f"{n}{'.rr' if args.rerank else ''}.json", args.rerank)
-            for n, d in sets.items()}
+    data = {n: features(n, Path(d), args.cache / f"{n}.v2.json") for n, d in sets.items()}
     for item in args.answers:
         name, report = item.split("=", 1)
         asked_and_declined = model_declined(Path(report))
         for row in data[name]:
-            row["model_declined"] = row["id"] in asked_and_declined
+            row["model_declined"] = row.get("model_declined", False) or row["id"] in asked_and_declined
     dev = {n: [r for r in rows if r["kind"] == "dev"] for n, rows in data.items()}
     heldout = [r for rows in data.values() for r in rows if r["kind"] == "heldout"]
-    scores = [s for s in SCORES
-              if s == "gate" or any(s in r for rows in dev.values() for r in rows)]
+    pooled = [r for rows in dev.values() for r in rows]
+    grid = grids(pooled)
+    today = end_to_end(RULES["gate"][1](0.435))
     report: dict = {"folds": {}, "max_answerable_decline": args.max_answerable_decline}
-    print(f"{'held-out set':20} {'score':11} {'threshold':>9} {'answerable':>10} {'unanswerable':>12}"
-          f" | today: {'answerable':>10} {'unanswerable':>12}")
     for held in dev:
         others = {n: rows for n, rows in dev.items() if n != held}
-        today = rates(dev[held], lambda r: r["today_weak"] or r.get("model_declined", False))
-        for score in scores:
-            t = threshold_for(score, others, args.max_answerable_decline)
-            a, u = rates(dev[held], declines(score, t))
-            report["folds"].setdefault(held, {})[score] = {
-                "threshold": t, "answerable_declined": a, "unanswerable_declined": u,
-                "today": {"answerable_declined": today[0], "unanswerable_declined": today[1]}}
-            print(f"{held:20} {score:11} {t:9.3f} {a:10.3f} {u:12.3f} | today: {today[0]:10.3f} "
-                  f"{today[1]:12.3f}")
-    report["all"] = {}
-    for score in scores:
-        t = threshold_for(score, dev, args.max_answerable_decline)
-        declined = sum(map(declines(score, t), heldout))
-        today = sum(r["today_weak"] for r in heldout)
-        pooled = [r for rows in dev.values() for r in rows]
-        report["all"][score] = {"threshold": t, "heldout_unanswerable_declined": declined,
-                                "heldout_total": len(heldout), "today_heldout_declined": today,
-                                "pr_curve": pr_curve(score, pooled)}
-        print(f"\n{score}: threshold chosen on all dev sets {t:.3f}; held-out unanswerable declined "
-              f"{declined}/{len(heldout)} (today's rule: {today}/{len(heldout)})")
-        for p in report["all"][score]["pr_curve"]:
-            print(f"  decline below {p['threshold']:8.3f}: precision {p['precision']:.2f} "
-                  f"recall {p['recall']:.2f}")
+        family, values = choose(others, args.max_answerable_decline, grid)
+        rule = end_to_end(RULES[family][1](*values))
+        report["folds"][held] = {"rule": family, "thresholds": values,
+                                 "left_out": figures(dev[held], rule),
+                                 "today": figures(dev[held], today)}
+        print(f"{held:18} chose {family}{tuple(round(v, 3) for v in values)}: "
+              f"{report['folds'][held]['left_out']} | today {report['folds'][held]['today']}")
+    family, values = choose(dev, args.max_answerable_decline, grid)
+    rule = end_to_end(RULES[family][1](*values))
+    report["all"] = {"rule": family, "thresholds": values,
+                     "dev": {n: figures(rows, rule) for n, rows in dev.items()},
+                     "heldout_unanswerable_declined": f"{sum(map(rule, heldout))}/{len(heldout)}",
+                     "today_heldout_unanswerable_declined": f"{sum(map(today, heldout))}/{len(heldout)}",
+                     "pr_curve": pr_curve(family, values, pooled)}
+    print(f"\nchosen on all corpora: {family}{tuple(round(v, 3) for v in values)}; held-out "
+          f"unanswerable declined {report['all']['heldout_unanswerable_declined']} (today's gate: "
+          f"{report['all']['today_heldout_unanswerable_declined']})")
+    for p in report["all"]["pr_curve"]:
+        print(f"  threshold {p['threshold']:8.3f}: declined {p['declined']:3d} precision "
+              f"{p['precision']:.2f} recall {p['recall']:.2f}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return 0

@@ -15,6 +15,7 @@ worked out and replaces it as `answer.text`, as a withdrawn answer is replaced.
 from __future__ import annotations
 
 import time
+from functools import cached_property
 from typing import Any, Iterator
 
 from rag.generation import NOT_FOUND, Answer, Citation, CitationResolver, is_refusal
@@ -53,8 +54,12 @@ class AnswerStream:
     def __init__(self, question: str, query: str, hits: list, contexts: list[Citation],
                  messages: list[dict[str, str]], llm: Any, settings: Any, started: float,
                  retrieved: float, operation: Any = None,
-                 fallback_messages: list[dict[str, str]] | None = None):
+                 fallback_messages: list[dict[str, str]] | None = None, relevance: Any = None):
         self.question, self.query = question, query
+        # A cross-encoder (`.scores(query, texts)`) that may overrule a weak-evidence decline
+        # (`decline_gate = "evidence+rerank"`); asked only when the evidence is weak.
+        self.relevance = relevance
+        self.rerank_top: float | None = None  # its best score over the contexts, when asked
         # The whole-chunks prompt, asked when the budgeted one (`messages`) gets a refusal.
         self.fallback_messages = fallback_messages
         self.escalated = False  # True when the answer came from the fallback prompt
@@ -77,12 +82,25 @@ class AnswerStream:
         self._answer: Answer | None = None
         self._iterator = self._run()
 
-    @property
+    @cached_property
     def gated(self) -> bool:
         """True when retrieval evidence is too weak to ask the model at all."""
         s = self.settings
-        return not self.contexts or (
-            s.decline and self.evidence.weak(s.decline_min_coverage, s.decline_min_dense))
+        if not self.contexts:
+            return True
+        if not s.decline or s.decline_gate == "off" or not self.evidence.weak(
+                s.decline_min_coverage, s.decline_min_dense):
+            return False
+        if s.decline_gate == "evidence+rerank" and self.relevance is not None:
+            span = self._stage("decline_rerank")
+            try:
+                self.rerank_top = max(self.relevance.scores(
+                    self.query, [c.text for c in self.contexts]))
+            finally:
+                if span is not None:
+                    span.end()
+            return self.rerank_top < s.decline_rescue_rerank
+        return True
 
     def __iter__(self) -> Iterator[str]:
         return self._iterator
@@ -123,6 +141,9 @@ class AnswerStream:
             s = self.settings
             why = (self.evidence.why_weak(s.decline_min_coverage, s.decline_min_dense)
                    if self.contexts else "nothing was retrieved")
+            if self.rerank_top is not None:
+                why += (f"; no context scores {s.decline_rescue_rerank:g} with the cross-encoder "
+                        f"(best {self.rerank_top:.2f})")
             self._finish(NOT_FOUND, [], declined=True, reason="retrieval: " + why)
             return
         span = self._stage("generate")

@@ -52,6 +52,7 @@ class RAG:
         self._index = index
         self._retriever = retriever
         self._reranker = reranker
+        self._decline_reranker: Any = _FROM_SETTINGS
         self._transcriber = transcriber
         self._ocr = ocr
         self._building = threading.RLock()  # two threads' first queries build each part once
@@ -258,6 +259,15 @@ class RAG:
         return self._reranker
 
     @property
+    def decline_reranker(self):
+        """The cross-encoder `decline_gate = "evidence+rerank"` asks about weak evidence."""
+        if self._decline_reranker is _FROM_SETTINGS:  # None (not used) is kept too
+            with self._building:
+                if self._decline_reranker is _FROM_SETTINGS:
+                    self._decline_reranker = parts.decline_reranker(self.settings)
+        return self._decline_reranker
+
+    @property
     def transcriber(self):
         return self._part("_transcriber", lambda: parts.default_transcriber(self.settings))
 
@@ -409,6 +419,7 @@ class RAG:
         llm = self.llm  # loaded before the operation's clock starts
         if self._retriever is None:
             self.retriever  # idem: the index, the embedding model
+        relevance = self.decline_reranker  # idem (None unless decline_gate asks for it)
         operation = self.telemetry.operation("ask")
         try:
             with operation.active():
@@ -424,7 +435,8 @@ class RAG:
             operation.finish()
             raise
         return AnswerStream(question, query, hits, contexts, messages, llm, self.settings,
-                            started, retrieved, operation=operation, fallback_messages=fallback)
+                            started, retrieved, operation=operation, fallback_messages=fallback,
+                            relevance=relevance)
 
     def chat(self, messages: list[dict[str, str]], top_k: int | None = None,
              filters: Any = None) -> Answer:

@@ -426,6 +426,22 @@ def _llm_kernels(settings) -> str:
     return choose(settings.llm_cpu_kernels).describe()
 
 
+def _decline_gate(settings) -> str:
+    """What decides before the model is asked, as it will run here (finds files, loads nothing)."""
+    from rag.errors import ModelFileError
+
+    if not settings.decline:
+        return "none (decline = false)"
+    if settings.decline_gate != "evidence+rerank":
+        return settings.decline_gate
+    from rag.models.reranker import packaged_reranker_dir
+
+    try:
+        return f"evidence+rerank (cross-encoder {packaged_reranker_dir()})"
+    except ModelFileError as exc:
+        return f"evidence (no cross-encoder: {exc})"
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from rag.config import load_settings
     from rag.models.embedder import choose_dtype
@@ -438,6 +454,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         **_embedding_runtimes(settings),
         "dense_index_effective": settings.dense_index_type,
         "llm_cpu_kernels_effective": _llm_kernels(settings),
+        "decline_gate_effective": _decline_gate(settings),
     }
     if args.json:
         print(json.dumps({"settings": values, "sources": settings.sources, "derived": derived},

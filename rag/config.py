@@ -182,11 +182,18 @@ class Settings:
     # source, when the best dense cosine is below decline_min_dense, or when under
     # decline_min_coverage of the question's terms are in the contexts and the cosine is also
     # modest; replace answers whose content terms are under decline_min_support found in the
-    # contexts. decline_min_dense is benchmarks/tune_decline.py's choice over all three dev sets
-    # (the highest that keeps each set's end-to-end answerable declines at or under 5%), for the
-    # packaged MiniLM's cosines: 9/10 held-out unanswerable questions declined, 7/10 at 0.35.
+    # contexts. decline_gate says who decides before the model is asked: "evidence" (those
+    # checks); "evidence+rerank" (the same, but a question they find weak is still asked when the
+    # packaged cross-encoder scores one of its contexts at decline_rescue_rerank or more: MiniLM
+    # gives a one-line question and the chunk that answers it a low cosine); "off" (always ask;
+    # the support check still withdraws unsupported answers). The rule and both thresholds are
+    # benchmarks/tune_decline.py's leave-one-dataset-out choice over the three dev corpora, long
+    # and short answerable sets (at most 5% of each declined end to end, then the most
+    # unanswerable declined): README "Choosing quality settings".
     decline: bool = True
-    decline_min_dense: float = 0.435
+    decline_gate: str = "evidence+rerank"
+    decline_min_dense: float = 0.4534
+    decline_rescue_rerank: float = 2.3  # a logit of the packaged ms-marco cross-encoder
     decline_min_coverage: float = 0.4
     decline_min_support: float = 0.5
     # Multi-turn: rewrite follow-ups into standalone queries with the LLM (guarded), else a
@@ -257,6 +264,7 @@ CHOICES = {
     "ocr": set(OcrMode.names()),
     "ingest_engine": {"local", "ray"},
     "preset": {"", "quality"},
+    "decline_gate": {"evidence", "evidence+rerank", "off"},
 }
 
 # What each preset sets. Only settings still at their default take a preset's value, so

@@ -6,7 +6,10 @@ outside the model, twice:
 
 1. before generation, from retrieval evidence: how many of the question's content terms the
    retrieved contexts contain (`coverage`) and the best dense cosine (`dense_top`). When they
-   are weak the LLM is not called at all (fast, and nothing to hallucinate from);
+   are weak the LLM is not called at all (fast, and nothing to hallucinate from), unless a
+   cross-encoder, asked only then, scores a context high (`decline_gate = "evidence+rerank"`,
+   `rag.answering`): MiniLM gives a one-line question and the chunk that answers it a low
+   cosine, which declined one short factual question in ten;
 2. after generation, from the answer itself: the share of the answer's content terms that
    appear in some context (`support`). An answer made of words the sources never use is
    replaced by the refusal.
@@ -14,8 +17,9 @@ outside the model, twice:
 Terms are the BM25 tokenizer's (lowercase, stop words out, stemmed), so "boiling" and "boils"
 match. A name the question asks about counts as present when a context's text or its file's
 name holds it: a chunk of `roberta.pdf` is about RoBERTa even where it only says "we". The
-dense threshold is a setting (`decline_min_dense`), chosen leave-one-dataset-out over the dev
-sets by `benchmarks/tune_decline.py` (README "Choosing quality settings").
+thresholds are settings (`decline_min_dense`, `decline_rescue_rerank`), chosen
+leave-one-dataset-out over the dev sets by `benchmarks/tune_decline.py` (README "Choosing
+quality settings").
 """
 
 from __future__ import annotations

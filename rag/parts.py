@@ -8,12 +8,15 @@ here, apart from the facade, means a caller can build one default part and wrap 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from rag.config import PACKAGED, Settings
+
+log = logging.getLogger(__name__)
 
 
 def default_embedder(settings: Settings):
@@ -44,6 +47,30 @@ def default_index(settings: Settings, dense: Any, embed: Callable[[list[str]], n
     s = settings
     return ChunkIndex(Path(s.index_dir), dense, s.bm25_k1, s.bm25_b, s.bm25_epsilon,
                       embed=embed, sparse=s.sparse, embedder=embedder)
+
+
+DECLINE_RERANK_TOKENS = 256  # the pair length decline_rescue_rerank was chosen at
+
+
+def decline_reranker(settings: Settings, locate: Callable[[], Path] | None = None):
+    """The cross-encoder whose scores can overrule a weak-evidence decline, or None when
+    `decline_gate` does not use one or its model is not installed. Always the packaged model
+    (`locate` finds its folder), cut to 256 tokens: the threshold is a logit of that model at
+    that length, whatever `rerank_model` is."""
+    if not settings.decline or settings.decline_gate != "evidence+rerank":
+        return None
+    from retrievers.rerank import OnnxCrossEncoderReranker
+
+    from rag.errors import ModelFileError
+    from rag.models.reranker import packaged_reranker_dir
+
+    try:
+        folder = (locate or packaged_reranker_dir)()
+    except ModelFileError as exc:  # answers still work: the evidence checks alone decide
+        log.warning("decline_gate = evidence+rerank works as 'evidence': %s", exc)
+        return None
+    return OnnxCrossEncoderReranker(folder, threads=settings.llm_threads,
+                                    max_length=DECLINE_RERANK_TOKENS)
 
 
 def default_reranker(settings: Settings):

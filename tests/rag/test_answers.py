@@ -125,3 +125,52 @@ def test_cli_ask_prints_tokens_as_they_come(tmp_path, sample_dir):
     assert "2 minutes" in text and "tea_brewing_guide.md" in text
     assert len(arrivals) >= 4, text  # many writes, not one at the end
     assert arrivals[-1] - arrivals[0] > 0.2
+
+
+@pytest.fixture(scope="module")
+def strict_cosine_settings(sample_rag):
+    """The sample's settings with a cosine bar no question clears: every question's evidence
+    is weak, so only the cross-encoder (decline_gate = "evidence+rerank") can let one through."""
+    from dataclasses import replace
+
+    return replace(sample_rag.settings, decline_min_dense=0.99)
+
+
+def _sharing(sample_rag, settings):
+    from rag.api import RAG
+
+    return RAG(settings, llm=sample_rag.llm, embedder=sample_rag.embedder, index=sample_rag.index,
+               retriever=sample_rag.retriever, reranker=None)
+
+
+def test_weak_cosine_evidence_is_overruled_when_the_cross_encoder_finds_the_answer(
+        sample_rag, strict_cosine_settings):
+    from dataclasses import replace
+
+    plain = _sharing(sample_rag, replace(strict_cosine_settings, decline_gate="evidence"))
+    assert plain.stream(GREEN_TEA).gated  # the cosine bar alone declines it
+    rescuing = _sharing(sample_rag, replace(strict_cosine_settings, decline_gate="evidence+rerank"))
+    stream = rescuing.stream(GREEN_TEA)
+    assert not stream.gated and stream.rerank_top >= strict_cosine_settings.decline_rescue_rerank
+    answer = stream.answer
+    assert not answer.declined and "2 minutes" in answer.text, answer.text
+
+
+def test_off_topic_question_stays_declined_and_the_reason_gives_the_cross_encoder_score(
+        sample_rag, strict_cosine_settings):
+    from dataclasses import replace
+
+    rescuing = _sharing(sample_rag, replace(strict_cosine_settings, decline_gate="evidence+rerank"))
+    stream = rescuing.stream("What is the boiling point of mercury?")
+    assert stream.gated and stream.rerank_top < strict_cosine_settings.decline_rescue_rerank
+    reason = stream.answer.decline_reason
+    assert reason.startswith("retrieval: no source is close") and "cross-encoder" in reason, reason
+
+
+def test_decline_gate_off_asks_the_model_even_on_weak_evidence(sample_rag, strict_cosine_settings):
+    from dataclasses import replace
+
+    ungated = _sharing(sample_rag, replace(strict_cosine_settings, decline_gate="off"))
+    stream = ungated.stream(GREEN_TEA)
+    assert not stream.gated and stream.rerank_top is None
+    assert not stream.answer.declined and "2 minutes" in stream.answer.text

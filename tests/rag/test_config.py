@@ -81,6 +81,25 @@ def test_rag_config_cli_shows_origin(tmp_path, monkeypatch, capsys):
     assert out["settings"]["top_k"] == 7 and out["sources"]["top_k"] == "env"
     assert out["derived"]["embedding_dtype_effective"] in {"bfloat16", "float32"}
     assert out["derived"]["dense_index_effective"] == "HNSW_SQ"
+    # the default decline gate asks the packaged cross-encoder, and says where it is
+    assert out["derived"]["decline_gate_effective"].startswith("evidence+rerank (cross-encoder ")
+
+
+def test_decline_gate_without_its_cross_encoder_falls_back_to_the_evidence_checks(caplog):
+    """A setup without the reranker's wheel still answers (the evidence checks decide alone),
+    and says once why."""
+    from rag.config import Settings
+    from rag.errors import ModelFileError
+    from rag.parts import decline_reranker
+
+    def missing():
+        raise ModelFileError("rerank_model = 'packaged' needs the reranker's wheel")
+
+    with caplog.at_level("WARNING"):
+        assert decline_reranker(Settings(), locate=missing) is None
+    assert "works as 'evidence'" in caplog.text and "reranker's wheel" in caplog.text
+    assert decline_reranker(Settings(decline_gate="evidence")) is None
+    assert decline_reranker(Settings()) is not None  # the packaged model is installed here
 
 
 def test_ocr_as_text_is_the_setting_not_the_part(tmp_path):
