@@ -9,9 +9,10 @@ tests/retrievers/test_bm25.py checks equality against `BM25Okapi` itself.
 
 Layout, chosen for fast queries, small memory and a fast non-pickle snapshot:
 - each document gets a slot; postings per term are append-only `array` buffers of slots and term
-  frequencies (uint32 counts: exact, and a third of float64's size) read by numpy without
-  copying; each slot's term ids sit in one flat buffer with an offset per slot, not an object per
-  chunk (together about 0.5 KB a chunk less: issue 20's 500 MB text file);
+  frequencies read by numpy without copying. A term's counts are one byte each (nearly every
+  count is below 256) until one exceeds 255; that term's buffer alone then turns uint32, so
+  every count stays exact. Each slot's term ids sit in one flat buffer with an offset per slot,
+  not an object per chunk (together about 0.5 KB a chunk less: issue 20's 500 MB text file);
 - removing a document marks its slot dead and decrements its terms' document frequencies; dead
   slots are masked at query time and squeezed out by `compact()` once they are a quarter;
 - per-slot facets (source, file type, page, ingestion time) let metadata filters act inside the
@@ -123,10 +124,13 @@ class BM25Index:
                 self._terms.append(term)
                 self._df.append(0)
                 self._post_slots.append(array("i"))
-                self._post_tfs.append(array("I"))
+                self._post_tfs.append(array("B"))
             self._df[tid] += 1
             self._post_slots[tid].append(slot)
-            self._post_tfs[tid].append(int(tf))
+            tfs, tf = self._post_tfs[tid], int(tf)
+            if tf > 0xFF and tfs.typecode == "B":  # this term's counts outgrow a byte
+                tfs = self._post_tfs[tid] = array("I", tfs)
+            tfs.append(tf)
             self._doc_terms.append(tid)
         self._doc_starts.append(len(self._doc_terms))
         self._page.append(-1 if facets.page is None else int(facets.page))
@@ -170,8 +174,8 @@ class BM25Index:
             mapped = new_slot[slots]
             live = mapped >= 0
             self._post_slots[tid] = array("i", mapped[live].astype(np.int32).tobytes())
-            self._post_tfs[tid] = array(
-                "I", np.frombuffer(self._post_tfs[tid], dtype=np.uint32)[live].tobytes())
+            code = self._post_tfs[tid].typecode
+            self._post_tfs[tid] = array(code, _counts(self._post_tfs[tid])[live].tobytes())
         self._ids = [self._ids[s] for s in keep]
         self._slot_of = {cid: n for n, cid in enumerate(self._ids)}
         sizes = np.diff(np.frombuffer(self._doc_starts, dtype=np.int64))
@@ -230,7 +234,7 @@ class BM25Index:
             if tid is None or self._df[tid] == 0:
                 continue
             slots = np.frombuffer(self._post_slots[tid], dtype=np.int32)
-            tfs = np.frombuffer(self._post_tfs[tid], dtype=np.uint32).astype(np.float64)
+            tfs = _counts(self._post_tfs[tid]).astype(np.float64)
             norm = self.k1 * (1 - self.b + self.b * lengths[slots] / avgdl)
             total[slots] += idf[tid] * (tfs * (self.k1 + 1) / (tfs + norm))
             touched[slots] = True
@@ -325,8 +329,9 @@ class BM25Index:
                 yield name, values.dtype, len(values), iter([_bytes(values)])
             total = int(offsets[-1])
             yield "post_slots", np.dtype(np.int32), total, (_bytes(p) for p in self._post_slots)
-            # uint32 counts, stored as int32 (the format's type): the same bytes below 2**31
-            yield "post_tfs", np.dtype(np.int32), total, (_bytes(p) for p in self._post_tfs)
+            # counts stored as int32 (the format's type), one term's buffer widened at a time
+            yield "post_tfs", np.dtype(np.int32), total, (
+                _bytes(_counts(p).astype(np.int32)) for p in self._post_tfs)
             for name, values in (
                 ("doc_offsets", np.frombuffer(self._doc_starts, dtype=np.int64)),
                 ("doc_terms", np.frombuffer(self._doc_terms, dtype=np.int32)),
@@ -363,8 +368,12 @@ class BM25Index:
         index._post_slots = [array("i", slots[a:z].tobytes()) for a, z in zip(offsets, offsets[1:])]
         del slots
         tfs = np.asarray(data["post_tfs"]).astype(np.uint32, copy=False)
-        index._post_tfs = [array("I", tfs[a:z].tobytes()) for a, z in zip(offsets, offsets[1:])]
-        del tfs
+        wide = set((np.searchsorted(offsets, np.flatnonzero(tfs > 0xFF), side="right") - 1).tolist())
+        narrow = tfs.astype(np.uint8)  # exact wherever a term has no count over 255
+        index._post_tfs = [array("I", tfs[a:z].tobytes()) if tid in wide else
+                           array("B", narrow[a:z].tobytes())
+                           for tid, (a, z) in enumerate(zip(offsets, offsets[1:]))]
+        del tfs, narrow
         index._doc_starts = array("q", data["doc_offsets"].astype(np.int64).tobytes())
         index._doc_terms = array("i", data["doc_terms"].astype(np.int32).tobytes())
         lengths = data["lengths"].astype(np.float64)  # read once: an npz member is read per access
@@ -379,6 +388,12 @@ class BM25Index:
 
 
 _NP = {"d": np.float64, "q": np.int64, "i": np.int32}
+_COUNT_TYPES = {"B": np.uint8, "I": np.uint32}
+
+
+def _counts(tfs: array) -> np.ndarray:
+    """A term's counts as numpy, without a copy (uint8, or uint32 once one passed 255)."""
+    return np.frombuffer(tfs, dtype=_COUNT_TYPES[tfs.typecode])
 
 
 def _pack(strings: list[str | None]) -> np.ndarray:
