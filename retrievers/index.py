@@ -52,9 +52,9 @@ UNCLEAN_KEY = "unclean_since_write"
 # turns every unflushed row into Python objects when it flushes (~14 KB a 384-d row for a
 # moment: flushing 70k rows at once took a 100 MB text file to 1.8 GB), and searches unflushed
 # rows 30-100x slower. Larger flushes would skip Lite's merges of flushed files (4k -> 16k ->
-# 64k rows; the one into 64k holds ~500 MB more for a moment), but a merge into Lite's largest
-# size class (100 MB) cannot be smaller than that one, and the flush would cost more than it
-# (benchmarks/huge_inputs.py).
+# 64k rows; the one into 64k holds ~500 MB more for a moment), but a flush large enough to skip
+# them (64k rows, Lite's last size class) holds more than that merge, and smaller ones only
+# make more merges (benchmarks/huge_inputs.py).
 FLUSH_EVERY_ROWS = 4096
 Embed = Callable[[list[str]], np.ndarray]
 

@@ -195,8 +195,6 @@ def build_missing_indexes(uri: str, collection: str) -> bool:
     defer_vector_index`) has no index files for its new segments; loading it would build and
     hold them all at once, next to everything else the process holds when it closes. Lite's
     own per-segment build-or-load step is used, so the files are the ones its `load` reads."""
-    import milvus_lite
-
     coll = engine_collection(uri, collection)
     if coll is None or getattr(coll, "_load_state", None) != "released":
         return False
@@ -204,7 +202,6 @@ def build_missing_indexes(uri: str, collection: str) -> bool:
     specs = [spec for spec in coll._index_specs.values() if spec.index_type in {"HNSW", "HNSW_SQ"}]
     if not specs or len(specs) != len(coll._index_specs):
         return False
-    log.debug("milvus-lite %s: writing missing index files", milvus_lite.__version__)
     for seg in coll._segments_snapshot():
         for spec in specs:
             if seg.num_rows == 0 or spec.field_name in seg.indexes:
