@@ -25,13 +25,22 @@ Measured on 2 busy cores at nice 19 (a long evaluation job running), Nov 2026:
 With no chunk text in Milvus Lite and Arrow on the system allocator, --stand-in-embedder, a CI
 run sharing the cores: 10 MB 106 s, peak 978 MB; 40 MB 202 s, peak 1,298 MB (~10.7 KB a chunk
 on the margin, so ~5.8 GB extrapolated for 500 MB).
-2026-12-01, quiet machine, --stand-in-embedder, after three changes (malloc arenas capped at 2,
+2026-12-01, quiet machine (2-core AMD EPYC), --stand-in-embedder, after three changes (malloc arenas capped at 2,
 rag/process.py; BM25 counts as uint32 and term ids in one flat buffer; the BM25 snapshot
 written a buffer at a time, retrievers/bm25_store.py):
   100 MB: 196 s, peak RSS 1,119 MB, 99,365 chunks
   500 MB: 1,125 s, peak RSS 2,256 MB, 496,745 chunks (the goal: under 2.5 GB)
-What still grows is the index: Milvus Lite keeps each segment's Arrow table (the float vector,
-1.5 KB a chunk), an 8-bit FAISS copy and key maps (~2.4 KB a chunk in all), and BM25 ~1.1 KB.
+2026-12-01, the 2-core Intel Xeon with AMX, evaluation jobs sharing the cores, `flock
+/tmp/rag-heavy.lock nice -n 5 .venv/bin/python benchmarks/huge_inputs.py --mb N
+--stand-in-embedder`, after four more changes (the Lite collection released while a streamed file is staged, its index files
+written one segment at a time before publishing; glibc's mmap threshold fixed at 1 MB; BM25
+counts in one byte and term ids as 16-bit gaps), --stand-in-embedder:
+  100 MB: 264 s, peak RSS 959 MB, 99,365 chunks (before, same machine and load: 374 s, 1,135 MB)
+  500 MB: 1,130 s, peak RSS 1,713 MB, 496,745 chunks
+What still grows is the index: Milvus Lite's Arrow tables (the float vector, 1.5 KB a chunk) and
+key maps (~0.2 KB), BM25 ~0.7 KB; both peaks are now Lite merging four 16k-row files into one
+of 64k (~500 MB for a second; at 500 MB the last such merge, ~450k rows), see README "Huge
+inputs (issue 20)".
 """
 
 from __future__ import annotations

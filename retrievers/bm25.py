@@ -9,9 +9,12 @@ tests/retrievers/test_bm25.py checks equality against `BM25Okapi` itself.
 
 Layout, chosen for fast queries, small memory and a fast non-pickle snapshot:
 - each document gets a slot; postings per term are append-only `array` buffers of slots and term
-  frequencies (uint32 counts: exact, and a third of float64's size) read by numpy without
-  copying; each slot's term ids sit in one flat buffer with an offset per slot, not an object per
-  chunk (together about 0.5 KB a chunk less: issue 20's 500 MB text file);
+  frequencies read by numpy without copying. A term's counts are one byte each (nearly every
+  count is below 256) until one exceeds 255; that term's buffer alone then turns uint32, so
+  every count stays exact. Each slot's term ids (needed only to take back its document
+  frequencies when it is removed) sit in one flat buffer with an offset per slot, not an object
+  per chunk, sorted and stored as the gaps between them in 16-bit words (a gap of 0xFFFF or
+  more takes three words): about 2 bytes a term instead of 4 (issue 20's 500 MB text file);
 - removing a document marks its slot dead and decrements its terms' document frequencies; dead
   slots are masked at query time and squeezed out by `compact()` once they are a quarter;
 - per-slot facets (source, file type, page, ingestion time) let metadata filters act inside the
@@ -70,8 +73,8 @@ class BM25Index:
         self._lengths = array("d")
         self._alive = bytearray()
         # per-slot term ids (for df bookkeeping on removal): slot s holds
-        # _doc_terms[_doc_starts[s]:_doc_starts[s + 1]]
-        self._doc_terms = array("i")
+        # _doc_terms[_doc_starts[s]:_doc_starts[s + 1]], as gap words (`_encode_terms`)
+        self._doc_terms = array("H")
         self._doc_starts = array("q", [0])
         # per-slot facets
         self._page = array("q")
@@ -116,6 +119,7 @@ class BM25Index:
         self._lengths.append(length)
         self._alive.append(1)
         self._total_len += length
+        tids: list[int] = []
         for term, tf in term_freqs.items():
             tid = self._vocab.get(term)
             if tid is None:
@@ -123,11 +127,19 @@ class BM25Index:
                 self._terms.append(term)
                 self._df.append(0)
                 self._post_slots.append(array("i"))
-                self._post_tfs.append(array("I"))
+                self._post_tfs.append(array("B"))
             self._df[tid] += 1
             self._post_slots[tid].append(slot)
-            self._post_tfs[tid].append(int(tf))
-            self._doc_terms.append(tid)
+            tfs, tf = self._post_tfs[tid], int(tf)
+            if tf > 0xFF and tfs.typecode == "B":  # this term's counts outgrow a byte
+                tfs = self._post_tfs[tid] = array("I", tfs)
+            tfs.append(tf)
+            tids.append(tid)
+        tids.sort()
+        gaps = [b - a for a, b in zip([0, *tids], tids)]
+        if gaps and max(gaps) >= _ESCAPE:
+            gaps = _encode_terms(np.array(tids), np.array([0, len(tids)]))[0].tolist()
+        self._doc_terms.extend(gaps)
         self._doc_starts.append(len(self._doc_terms))
         self._page.append(-1 if facets.page is None else int(facets.page))
         self._time.append(float(facets.ingested_at))
@@ -148,7 +160,8 @@ class BM25Index:
             self._total_len -= self._lengths[slot]
             self._alive[slot] = 0
             self._ids[slot] = None
-            for tid in self._doc_terms[self._doc_starts[slot]:self._doc_starts[slot + 1]]:
+            words = self._doc_terms[self._doc_starts[slot]:self._doc_starts[slot + 1]]
+            for tid in _decode_terms(np.array(words, dtype=np.uint16)):
                 self._df[tid] -= 1
             self._dead += 1
             changed = True
@@ -170,14 +183,14 @@ class BM25Index:
             mapped = new_slot[slots]
             live = mapped >= 0
             self._post_slots[tid] = array("i", mapped[live].astype(np.int32).tobytes())
-            self._post_tfs[tid] = array(
-                "I", np.frombuffer(self._post_tfs[tid], dtype=np.uint32)[live].tobytes())
+            code = self._post_tfs[tid].typecode
+            self._post_tfs[tid] = array(code, _counts(self._post_tfs[tid])[live].tobytes())
         self._ids = [self._ids[s] for s in keep]
         self._slot_of = {cid: n for n, cid in enumerate(self._ids)}
         sizes = np.diff(np.frombuffer(self._doc_starts, dtype=np.int64))
         kept_terms = np.repeat(np.frombuffer(self._alive, dtype=np.uint8).astype(bool), sizes)
-        terms = np.frombuffer(self._doc_terms, dtype=np.int32)
-        self._doc_terms = array("i", terms[kept_terms].tobytes())
+        words = np.frombuffer(self._doc_terms, dtype=np.uint16)
+        self._doc_terms = array("H", words[kept_terms].tobytes())
         self._doc_starts = array("q", np.concatenate(([0], np.cumsum(sizes[keep]))).astype(np.int64).tobytes())
         for name, code in (("_lengths", "d"), ("_page", "q"), ("_time", "d"),
                            ("_source_code", "i"), ("_type_code", "i")):
@@ -230,7 +243,7 @@ class BM25Index:
             if tid is None or self._df[tid] == 0:
                 continue
             slots = np.frombuffer(self._post_slots[tid], dtype=np.int32)
-            tfs = np.frombuffer(self._post_tfs[tid], dtype=np.uint32).astype(np.float64)
+            tfs = _counts(self._post_tfs[tid]).astype(np.float64)
             norm = self.k1 * (1 - self.b + self.b * lengths[slots] / avgdl)
             total[slots] += idf[tid] * (tfs * (self.k1 + 1) / (tfs + norm))
             touched[slots] = True
@@ -325,11 +338,12 @@ class BM25Index:
                 yield name, values.dtype, len(values), iter([_bytes(values)])
             total = int(offsets[-1])
             yield "post_slots", np.dtype(np.int32), total, (_bytes(p) for p in self._post_slots)
-            # uint32 counts, stored as int32 (the format's type): the same bytes below 2**31
-            yield "post_tfs", np.dtype(np.int32), total, (_bytes(p) for p in self._post_tfs)
+            # counts stored as int32 (the format's type), one term's buffer widened at a time
+            yield "post_tfs", np.dtype(np.int32), total, (
+                _bytes(_counts(p).astype(np.int32)) for p in self._post_tfs)
             for name, values in (
                 ("doc_offsets", np.frombuffer(self._doc_starts, dtype=np.int64)),
-                ("doc_terms", np.frombuffer(self._doc_terms, dtype=np.int32)),
+                ("doc_terms", np.frombuffer(self._doc_terms, dtype=np.uint16)),
                 ("lengths", np.frombuffer(self._lengths, dtype=np.float64)),
                 ("page", np.frombuffer(self._page, dtype=np.int64)),
                 ("time", np.frombuffer(self._time, dtype=np.float64)),
@@ -363,10 +377,17 @@ class BM25Index:
         index._post_slots = [array("i", slots[a:z].tobytes()) for a, z in zip(offsets, offsets[1:])]
         del slots
         tfs = np.asarray(data["post_tfs"]).astype(np.uint32, copy=False)
-        index._post_tfs = [array("I", tfs[a:z].tobytes()) for a, z in zip(offsets, offsets[1:])]
-        del tfs
-        index._doc_starts = array("q", data["doc_offsets"].astype(np.int64).tobytes())
-        index._doc_terms = array("i", data["doc_terms"].astype(np.int32).tobytes())
+        wide = set((np.searchsorted(offsets, np.flatnonzero(tfs > 0xFF), side="right") - 1).tolist())
+        narrow = tfs.astype(np.uint8)  # exact wherever a term has no count over 255
+        index._post_tfs = [array("I", tfs[a:z].tobytes()) if tid in wide else
+                           array("B", narrow[a:z].tobytes())
+                           for tid, (a, z) in enumerate(zip(offsets, offsets[1:]))]
+        del tfs, narrow
+        words, starts = np.asarray(data["doc_terms"]), np.asarray(data["doc_offsets"])
+        if words.dtype != np.uint16:  # a format-1 snapshot: plain term ids per slot
+            words, starts = _encode_terms(words, starts)
+        index._doc_starts = array("q", starts.astype(np.int64).tobytes())
+        index._doc_terms = array("H", words.astype(np.uint16).tobytes())
         lengths = data["lengths"].astype(np.float64)  # read once: an npz member is read per access
         index._lengths = array("d", lengths.tobytes())
         index._total_len = float(lengths.sum())
@@ -379,6 +400,55 @@ class BM25Index:
 
 
 _NP = {"d": np.float64, "q": np.int64, "i": np.int32}
+_COUNT_TYPES = {"B": np.uint8, "I": np.uint32}
+
+
+_ESCAPE = 0xFFFF  # a gap this large or larger: this word, then the gap's low and high words
+
+
+def _encode_terms(terms: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each slot's term ids (`terms[starts[s]:starts[s + 1]]`) sorted and written as the gaps
+    between them (the first from 0) in uint16 words, a gap of 0xFFFF or more as three words:
+    (the words, each slot's start in them). Why: a chunk's ~75 term ids are mostly close
+    together once sorted, so 2 bytes a term instead of 4."""
+    terms = np.asarray(terms, dtype=np.int64)
+    starts = np.asarray(starts, dtype=np.int64)
+    sizes = np.diff(starts)
+    slot = np.repeat(np.arange(len(sizes)), sizes)
+    ordered = terms[np.lexsort((terms, slot))]  # each slot's block stays where it was
+    gaps = ordered.copy()
+    gaps[1:] -= ordered[:-1]
+    heads = starts[:-1][sizes > 0]
+    gaps[heads] = ordered[heads]
+    wide = gaps >= _ESCAPE
+    width = np.where(wide, 3, 1)
+    ends = np.cumsum(width)
+    at = ends - width
+    words = np.empty(int(ends[-1]) if len(ends) else 0, dtype=np.uint16)
+    words[at] = np.where(wide, _ESCAPE, gaps)
+    words[at[wide] + 1] = gaps[wide] & 0xFFFF
+    words[at[wide] + 2] = gaps[wide] >> 16
+    return words, np.concatenate(([0], ends))[starts]
+
+
+def _decode_terms(words: np.ndarray) -> list[int]:
+    """One slot's term ids back from its words (`_encode_terms`)."""
+    if not (words == _ESCAPE).any():
+        return np.cumsum(words, dtype=np.int64).tolist()
+    out, total, i, w = [], 0, 0, words.tolist()
+    while i < len(w):
+        if w[i] == _ESCAPE:
+            gap, i = w[i + 1] | w[i + 2] << 16, i + 3
+        else:
+            gap, i = w[i], i + 1
+        total += gap
+        out.append(total)
+    return out
+
+
+def _counts(tfs: array) -> np.ndarray:
+    """A term's counts as numpy, without a copy (uint8, or uint32 once one passed 255)."""
+    return np.frombuffer(tfs, dtype=_COUNT_TYPES[tfs.typecode])
 
 
 def _pack(strings: list[str | None]) -> np.ndarray:

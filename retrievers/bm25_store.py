@@ -25,7 +25,8 @@ from retrievers.text import TOKENIZER_VERSION
 
 log = logging.getLogger(__name__)
 SNAPSHOT_FILE = "bm25.npz"
-FORMAT = 1
+FORMAT = 2  # 2: each slot's term ids as 16-bit gap words (1: plain int32 term ids, still read)
+READABLE = {1, 2}
 
 
 def open_bm25(catalog: Catalog, directory: Path, k1: float = 1.5, b: float = 0.75,
@@ -91,7 +92,7 @@ def _load_snapshot(path: Path, k1: float, b: float, epsilon: float) -> BM25Index
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(data["header"].tobytes())
-                if header.get("format") == FORMAT and header.get("tokenizer") == TOKENIZER_VERSION:
+                if header.get("format") in READABLE and header.get("tokenizer") == TOKENIZER_VERSION:
                     index = BM25Index.from_arrays(data, k1, b, epsilon)  # members read lazily
                     index._saved_version = index.version
                     return index

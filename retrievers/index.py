@@ -48,9 +48,13 @@ log = logging.getLogger(__name__)
 CATALOG_FILE = "catalog.sqlite"
 WRITER_LOCK_FILE = "writer.lock"
 UNCLEAN_KEY = "unclean_since_write"
-# Milvus is flushed after this many upserted rows, not only at the end of a run: Milvus Lite
-# holds unflushed (growing) segments in memory at ~25 KB a chunk, ~3x what flushed ones cost
-# (measured on a 45 MB text file, benchmarks/huge_inputs.py), and searches them 30-100x slower.
+# Milvus is flushed after this many upserted rows, not only at the end of a run: Milvus Lite 3.2
+# turns every unflushed row into Python objects when it flushes (~14 KB a 384-d row for a
+# moment: flushing 70k rows at once took a 100 MB text file to 1.8 GB), and searches unflushed
+# rows 30-100x slower. Larger flushes would skip Lite's merges of flushed files (4k -> 16k ->
+# 64k rows; the one into 64k holds ~500 MB more for a moment), but a flush large enough to skip
+# them (64k rows, Lite's last size class) holds more than that merge, and smaller ones only
+# make more merges (benchmarks/huge_inputs.py).
 FLUSH_EVERY_ROWS = 4096
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -205,6 +209,11 @@ class ChunkIndex:
         a crash in between leaves pending rows that `repair()` drops."""
         terms = [tokenize(c.text) for c in chunks]
         self._mark_unclean()
+        # Nothing searches the staged rows, and the dense store need not hold its search
+        # index meanwhile (embedded Milvus Lite: ~0.5 KB a chunk); the next read loads it.
+        defer = getattr(self.dense, "defer_vector_index", None)
+        if defer is not None:
+            defer()
         self.catalog.stage(list(chunks), terms)
         self._upsert(chunks, vectors)
 
@@ -219,6 +228,12 @@ class ChunkIndex:
         """Step 3-4 for a source staged in parts: its chunks go live in one catalog transaction
         (its old ones retire), and the keyword index takes their terms back from the catalog a
         batch at a time. Returns the retired chunk ids."""
+        # Before the keyword index grows: flushing the last rows, and writing the search index
+        # files of a store that let its index go while staging, cost memory for a moment.
+        self.flush()
+        write_index_files = getattr(self.dense, "write_index_files", None)
+        if write_index_files is not None:
+            write_index_files()
         with self._lock.writing():
             retired = self.catalog.publish_many([publication])
             self._generation = self.catalog.generation()

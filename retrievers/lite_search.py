@@ -183,3 +183,32 @@ def _cosines(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Cosine similarity of each row to `query` (0 for a zero vector)."""
     norms = np.linalg.norm(rows, axis=1) * float(np.linalg.norm(query))
     return (rows @ query) / np.where(norms > 0, norms, 1.0)
+
+
+def build_missing_indexes(uri: str, collection: str) -> bool:
+    """Write the vector index file of every segment of a released embedded collection that
+    lacks one, one segment at a time, keeping none in memory; False where this Lite version
+    or state is not the one this was written for (the caller then loads the collection, which
+    builds them too, and keeps them all).
+
+    Why: a collection released while a large file was written (`MilvusDenseStore.
+    defer_vector_index`) has no index files for its new segments; loading it would build and
+    hold them all at once, next to everything else the process holds when it closes. Lite's
+    own per-segment build-or-load step is used, so the files are the ones its `load` reads."""
+    coll = engine_collection(uri, collection)
+    if coll is None or getattr(coll, "_load_state", None) != "released":
+        return False
+    coll._wait_for_bg()  # its compaction may still replace segments
+    specs = [spec for spec in coll._index_specs.values() if spec.index_type in {"HNSW", "HNSW_SQ"}]
+    if not specs or len(specs) != len(coll._index_specs):
+        return False
+    for seg in coll._segments_snapshot():
+        for spec in specs:
+            if seg.num_rows == 0 or spec.field_name in seg.indexes:
+                continue
+            index_dir = coll._index_dir(seg.partition)
+            if os.path.exists(seg.index_file_path(index_dir, spec.index_type, spec.field_name)):
+                continue
+            seg.build_or_load_index(spec, index_dir)
+            seg.release_index(spec.field_name)
+    return True

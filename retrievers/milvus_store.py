@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from retrievers.errors import DenseStoreDamagedError, IndexLockedError, StoreConfigError, one_line
-from retrievers.lite_search import LiteDirectSearch, search_ef
+from retrievers.lite_search import LiteDirectSearch, build_missing_indexes, search_ef
 from retrievers.records import Chunk
 from retrievers.text import STOP_WORDS
 
@@ -170,6 +171,8 @@ class MilvusDenseStore:
         self._new_properties = {str(k): str(v) for k, v in (properties or {}).items()}
         self.client = milvus_client(uri, token)
         self._direct: LiteDirectSearch | None = None
+        self._released = False  # vector indexes let go while a large file is written
+        self._load_lock = threading.Lock()
         try:
             self._ensure_collection()
         except (StoreConfigError, IndexLockedError):
@@ -257,6 +260,32 @@ class MilvusDenseStore:
         self.client.alter_collection_properties(
             self.collection, properties={str(k): str(v) for k, v in properties.items()})
 
+    def defer_vector_index(self) -> bool:
+        """Embedded Milvus Lite: stop holding (and building) the per-segment vector indexes
+        until something reads the store again; whether it did.
+
+        Why: while a large file is written nothing searches, yet Lite keeps an HNSW graph and
+        8-bit codes per segment in memory (~0.5 KB a chunk) and builds them again each time it
+        merges segments. Released, Lite keeps writing and merging; `write_index_files` (at the
+        end of the file, and on close) writes the index files of the final segments, so the
+        first read (`_loaded`) only reads them, and so does the next open. A Milvus server is
+        never released: other clients search it."""
+        if not is_lite(self.uri) or self.index_type not in HNSW_FAMILY:
+            return False
+        with self._load_lock:
+            if not self._released:
+                self.client.release_collection(self.collection)
+                self._released = True
+        return True
+
+    def _loaded(self) -> None:
+        """Load the collection again if `defer_vector_index` let it go (reads need it)."""
+        if self._released:
+            with self._load_lock:
+                if self._released:
+                    self.client.load_collection(self.collection)
+                    self._released = False
+
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray, batch: int = 512) -> None:
         for start in range(0, len(chunks), batch):
             rows = [_row(c, v, self._stores_text)
@@ -271,10 +300,31 @@ class MilvusDenseStore:
     def flush(self) -> None:
         self.client.flush(self.collection)
 
+    def write_index_files(self) -> None:
+        """A collection released while writing (`defer_vector_index`): flush, and write the
+        index file of each segment that lacks one, one segment at a time and none kept, so that
+        loading it later (the next search here, or the next open) only reads them. Why not at
+        every flush: Lite merges young segments (4k -> 16k -> 64k rows), and each merge would
+        need its index built again."""
+        with self._load_lock:  # a search meanwhile waits, rather than load what is half built
+            if not self._released:
+                return
+            self.client.flush(self.collection)
+            try:
+                if build_missing_indexes(self.uri, self.collection):
+                    return
+            except Exception as exc:  # the data is flushed: loading builds what is missing
+                log.warning("%s: could not write the vector index files (%s); loading the "
+                            "collection instead", self.uri, one_line(exc))
+            # A Lite this does not know: its own load builds (and keeps) them.
+            self.client.load_collection(self.collection)
+            self._released = False
+
     def search(
         self, vector: np.ndarray, k: int, filters: "Filters | None" = None, ef: int = 64
     ) -> list[tuple[str, float]]:
         """Top-k (id, cosine similarity) among rows matching `filters`."""
+        self._loaded()
         if self._direct is not None and (filters is None or filters.empty):
             hits = self._direct.search(vector, k, ef)
             if hits is not None:
@@ -297,6 +347,7 @@ class MilvusDenseStore:
         """Top-k (id, score) by Milvus's built-in BM25 (needs `full_text=True`). Milvus Lite
         reports BM25 as negative distances; they are negated so that higher is better."""
         self._need_full_text()
+        self._loaded()
         result = self.client.search(
             self.collection, data=[query], limit=k, filter=_expr(filters), anns_field=SPARSE_FIELD,
             search_params={"metric_type": "BM25"}, output_fields=[],
@@ -309,6 +360,7 @@ class MilvusDenseStore:
         from pymilvus import AnnSearchRequest, RRFRanker
 
         self._need_full_text()
+        self._loaded()
         filter_expr = _expr(filters)
         requests = [
             AnnSearchRequest(data=[np.asarray(vector, dtype=np.float32).tolist()],
@@ -327,6 +379,7 @@ class MilvusDenseStore:
 
     def all_ids(self) -> set[str]:
         """Every id in the collection (a full scan: used by checks and repair, not queries)."""
+        self._loaded()
         ids: set[str] = set()
         iterator = self.client.query_iterator(self.collection, batch_size=1000, filter="",
                                               output_fields=["id"])
@@ -338,12 +391,14 @@ class MilvusDenseStore:
         return ids
 
     def count(self) -> int:
+        self._loaded()
         rows = self.client.query(self.collection, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
     def vectors(self, chunk_ids: Sequence[str], batch: int = 512) -> np.ndarray:
         """The stored vectors of `chunk_ids`, row-aligned (a renamed file keeps its vectors,
         `ChunkIndex.move_source`); KeyError naming an id that is not stored."""
+        self._loaded()
         found: dict[str, list[float]] = {}
         ids = list(chunk_ids)
         for start in range(0, len(ids), batch):
@@ -356,7 +411,12 @@ class MilvusDenseStore:
         return np.asarray([found[c] for c in ids], dtype=np.float32).reshape(len(ids), self.dim)
 
     def close(self) -> None:
-        self.client.close()
+        """Close the client; a collection released while writing first gets its index files
+        (else the next open would build them)."""
+        try:
+            self.write_index_files()
+        finally:
+            self.client.close()
 
 
 def _expr(filters: "Filters | None") -> str:

@@ -98,3 +98,58 @@ def test_a_stream_that_fails_part_way_leaves_the_old_version_and_nothing_staged(
     failing.n = None
     assert rag.ingest([big])[0].status == "updated"  # not remembered as broken: tried again
     rag.close()
+
+
+@pytest.mark.timeout(900)
+def test_kill_9_while_a_large_file_is_staged_leaves_an_index_that_opens_and_answers(tmp_path):
+    """A large file is staged with Milvus Lite's search index let go (`defer_vector_index`); a
+    kill -9 then leaves no index files for its segments. The index still opens and answers
+    (with what was live before), checks clean, and the next run ingests the file."""
+    import json
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[2]
+    index = tmp_path / "index"
+
+    def rag(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rag", *args], cwd=repo, timeout=timeout,
+                              capture_output=True, text=True)
+
+    small = tmp_path / "small.md"
+    small.write_text("A small note about oolong tea and its many infusions.\n")
+    streamed = ["--set", "stream_file_mb=0.05", "--set", "ingest_batch_chunks=16", "--quiet"]
+    assert rag("ingest", str(small), "--index", str(index), *streamed).returncode == 0
+    big = big_text(tmp_path / "big.txt", 3000, "brass telescope")
+    proc = subprocess.Popen([sys.executable, "-m", "rag", "ingest", str(big), "--index",
+                             str(index), *streamed], cwd=repo, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, pending = time.monotonic() + 300, 0
+    while proc.poll() is None and time.monotonic() < deadline and pending < 64:
+        time.sleep(0.5)
+        try:
+            with sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True) as db:
+                pending = db.execute(
+                    "SELECT COUNT(*) FROM chunks WHERE state = 'pending'").fetchone()[0]
+        except sqlite3.Error:
+            pass
+    assert proc.poll() is None, "the ingest ended before it could be killed mid-stream"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    answer = rag("retrieve", "oolong infusions", "--index", str(index), "--json")
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    assert "oolong" in json.dumps(json.loads(answer.stdout))
+    check = rag("stats", "--check", "--json", "--index", str(index))
+    assert check.returncode == 0 and json.loads(check.stdout)["check"]["ok"], check.stdout[-2000:]
+    again = rag("ingest", str(big), "--index", str(index), *streamed, "--json")
+    assert again.returncode == 0, again.stderr[-2000:]
+    found = rag("retrieve", "where is the brass telescope", "--index", str(index), "--json")
+    assert found.returncode == 0 and "brass telescope" in found.stdout
+    check = rag("stats", "--check", "--json", "--index", str(index))
+    assert json.loads(check.stdout)["check"]["ok"]
+    assert list(index.rglob("*.idx"))  # index files written for the new segments

@@ -97,3 +97,58 @@ def test_scores_stay_equal_through_compaction_and_a_snapshot():
     restored.add_tokens("new", tokenize("Oolong leaves take several infusions of green tea."))
     docs["new"] = "Oolong leaves take several infusions of green tea."
     assert_same_as_okapi(restored, docs)
+
+
+def test_counts_over_a_byte_score_like_okapi_through_compaction_and_a_snapshot():
+    """Counts are kept in one byte until a term's count passes 255: a chunk repeating a word
+    300 (and 70,000) times must score exactly as rank-bm25 scores it, before and after a
+    compaction and a snapshot round trip."""
+    docs = {f"c{n}": text for n, text in enumerate(paragraphs())}
+    docs["loud"] = "tea " * 300 + "water temperature"
+    docs["louder"] = "green " * 70_000 + "lightning"
+    docs["quiet"] = "tea water green"
+    index = BM25Index()
+    for chunk_id, text in docs.items():
+        index.add_tokens(chunk_id, tokenize(text))
+    assert index.scores(tokenize("tea"))["loud"] > index.scores(tokenize("tea"))["quiet"]
+    assert_same_as_okapi(index, docs)
+    for chunk_id in list(docs)[:8:2]:
+        index.remove([chunk_id])
+        del docs[chunk_id]
+    index.compact()
+    assert_same_as_okapi(index, docs)
+    restored = BM25Index.from_arrays(index.to_arrays())
+    assert_same_as_okapi(restored, docs)
+    restored.add_tokens("again", tokenize("oolong " * 256))
+    docs["again"] = "oolong " * 256
+    assert_same_as_okapi(restored, docs)
+
+
+def test_removals_stay_exact_past_65535_terms_and_from_a_format_1_snapshot():
+    """Each chunk's term ids are kept as 16-bit gaps (a larger gap as three words): removing a
+    chunk whose ids lie 70,000 apart must take back exactly its document frequencies, and so
+    must an index read from a snapshot of the older layout (plain int32 term ids per chunk)."""
+    from retrievers.bm25 import _decode_terms
+
+    docs = {f"v{n:04d}": " ".join(f"q{n}z{j}" for j in range(30)) for n in range(2400)}
+    docs.update({f"mix{n}": f"tea water q0z{n} q2399z{n} lightning" for n in range(12)})
+    docs.update({f"c{n}": text for n, text in enumerate(paragraphs())})
+    index = BM25Index()
+    for chunk_id, text in docs.items():
+        index.add_tokens(chunk_id, tokenize(text))
+    assert len(index._terms) > 70_000
+    for gone in ["mix0", "mix3", "v0000", "v2399", "c2"]:
+        index.remove([gone])
+        del docs[gone]
+    assert_same_as_okapi(index, docs)
+
+    arrays = index.to_arrays()  # the format-1 layout: each slot's term ids as int32
+    words, starts = arrays["doc_terms"], arrays["doc_offsets"]
+    per_slot = [_decode_terms(words[a:z]) for a, z in zip(starts[:-1], starts[1:])]
+    arrays["doc_terms"] = np.array([t for ids in per_slot for t in ids], dtype=np.int32)
+    arrays["doc_offsets"] = np.concatenate(([0], np.cumsum([len(ids) for ids in per_slot])))
+    restored = BM25Index.from_arrays(arrays)
+    for gone in ["mix5", "v1200", "c4"]:
+        restored.remove([gone])
+        del docs[gone]
+    assert_same_as_okapi(restored, docs)

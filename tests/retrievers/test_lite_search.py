@@ -188,3 +188,48 @@ def test_an_existing_collection_keeps_the_index_it_was_built_with(tmp_path):
         assert reopened.index_type == "HNSW"
     finally:
         reopened.close()
+
+
+def test_a_store_that_let_its_index_go_while_writing_answers_exactly_and_reopens(tmp_path):
+    """A large file is written with the collection released (`defer_vector_index`): no segment
+    holds an HNSW index in memory meanwhile; at the end `write_index_files` leaves an index
+    file per segment (still holding none), the first search loads them and answers with exact
+    cosines, and a reopened store answers the same without building anything."""
+    dim, rows = 32, 2400
+    uri = str(tmp_path / "milvus.db")
+    store = MilvusDenseStore(uri, "chunks", dim, index="HNSW_SQ")
+    v = np.random.default_rng(3).normal(size=(rows, dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    queries = np.random.default_rng(4).normal(size=(10, dim)).astype(np.float32)
+    try:
+        assert store.defer_vector_index()
+        for start in range(0, rows, 800):  # three flushed segments
+            store.upsert([_chunk(n) for n in range(start, start + 800)], v[start:start + 800])
+            store.flush()
+        coll = engine_collection(uri, "chunks")
+        coll._wait_for_bg(timeout=60)
+        segments, _ = coll._read_snapshot()
+        assert coll.load_state == "released" and len(segments) == 3
+        assert not any(s.indexes for s in segments)  # nothing held while writing
+        assert not list(tmp_path.rglob("*.idx"))  # nor built
+        store.write_index_files()
+        assert coll.load_state == "released"
+        assert not any(s.indexes for s in coll._read_snapshot()[0])
+        index_files = sorted(p.name for p in tmp_path.rglob("*.idx"))
+        assert len(index_files) == 3 and all("hnsw_sq" in name for name in index_files)
+        first = [store.search(q, 5) for q in queries]  # loads the collection
+        assert coll.load_state == "loaded"
+        for q, hits in zip(queries, first):
+            exact = v @ (q / np.linalg.norm(q))
+            assert [c for c, _ in hits] == [f"id-{n:05d}" for n in np.argsort(-exact)[:5]]
+            assert [s for _, s in hits] == pytest.approx([exact[int(c[3:])] for c, _ in hits],
+                                                         abs=1e-5)
+    finally:
+        store.close()
+    reopened = MilvusDenseStore(uri, "chunks", dim, index="HNSW_SQ")
+    try:
+        assert sorted(p.name for p in tmp_path.rglob("*.idx")) == index_files
+        assert [reopened.search(q, 5) for q in queries] == first
+        assert reopened.count() == rows
+    finally:
+        reopened.close()
