@@ -60,12 +60,18 @@ print(open(path).read().count("<heap nr="))
 """
 
 
-def heaps(how: str, **env: str) -> int:
-    environ = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    done = subprocess.run([sys.executable, "-c", ARENAS, how], capture_output=True, text=True,
+def probe(script: str, how: str, unset: str, **env: str) -> int:
+    """The number `script` prints last, run in a fresh interpreter without `unset` in its
+    environment (plus `env`)."""
+    environ = {k: v for k, v in os.environ.items() if k != unset}
+    done = subprocess.run([sys.executable, "-c", script, how], capture_output=True, text=True,
                           cwd=REPO, env={**environ, **env}, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return int(done.stdout.split()[-1])
+
+
+def heaps(how: str, **env: str) -> int:
+    return probe(ARENAS, how, "MALLOC_ARENA_MAX", **env)
 
 
 def test_threads_share_two_malloc_arenas_in_a_rag_process():
@@ -102,11 +108,7 @@ print(libc.mallinfo2().fordblks >> 20)
 
 
 def free_heap_mb(how: str, **env: str) -> int:
-    environ = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
-    done = subprocess.run([sys.executable, "-c", MMAP, how], capture_output=True, text=True,
-                          cwd=REPO, env={**environ, **env}, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return int(done.stdout.split()[-1])
+    return probe(MMAP, how, "MALLOC_MMAP_THRESHOLD_", **env)
 
 
 def test_large_freed_buffers_go_back_to_the_system_in_a_rag_process():
