@@ -15,8 +15,17 @@ a fresh index too: the real-time factor is ingest wall time / audio seconds (dec
 chunk, embed, write), next to the factor of plain `whisper.transcribe` (greedy) on the same
 decoded audio with the same model. Stock llama-index has no offline audio reader: no stock row.
 Raw runs before and after the ingest and is averaged, because two shared cores drift.
+Raw is always torch in the embedding dtype (the model's ceiling before onnxruntime passages
+existed); when passages run on the ONNX export (`embedding_passage_backend`, `--set`), the
+export's own raw encode is printed beside it, and ingest/raw is then the gain over torch.
+
+`--emulate-avx2` re-runs the benchmark with AVX-512, VNNI and AMX masked from CPUID
+(benchmarks/cpu_mask.py), in float32 unless `--set embedding_dtype=...` says otherwise: the
+figures of an AVX2-only CPU on this silicon (a real one differs in caches and clocks; compare
+ratios). Its own CPU report still lists AVX-512, so name the passage backend to measure.
 
     flock /tmp/rag-heavy.lock .venv/bin/python benchmarks/ingest_throughput.py [CORPUS] [--limit N]
+    ... --emulate-avx2 --no-stock --no-audio --set embedding_passage_backend=onnx
 """
 
 from __future__ import annotations
@@ -50,14 +59,24 @@ def main() -> int:
                         help="also ingest with ingest_read_ahead=0 (files read only in turn)")
     parser.add_argument("--no-audio", action="store_true", help="skip the speech clips")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for the index and the embedder (repeatable)")
+    parser.add_argument("--emulate-avx2", action="store_true",
+                        help="mask AVX-512/VNNI/AMX from CPUID and run in float32 (cpu_mask.py)")
     args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
+    if args.emulate_avx2:
+        from benchmarks.cpu_mask import reexec_avx2_only
+
+        reexec_avx2_only()
+        overrides.setdefault("embedding_dtype", "float32")  # an AVX2-only CPU has no bfloat16
 
     import rag  # noqa: F401  (sets OMP_WAIT_POLICY etc.)
     from ingestion.chunking import Chunker
     from ingestion.loaders import loader_for
     from rag.api import RAG
     from rag.config import load_settings
-    from rag.models.embedder import Embedder
+    from rag.models.embedder import Embedder, embedder_for
 
     source = Path(args.corpus)
     if not source.is_dir():
@@ -70,16 +89,29 @@ def main() -> int:
     for f in files:
         (corpus / f.name).write_bytes(f.read_bytes())
 
-    settings = load_settings(work / "index")
-    embedder = Embedder(settings.embedding_model, settings.embedding_device, settings.embedding_dtype,
-                        settings.embedding_batch_size or None)
-    model = embedder.model
+    settings = load_settings(work / "index", **overrides)
+    embedder = embedder_for(settings.embedding_model, settings)  # what the ingest embeds with
+    torch_embedder = embedder if embedder.passage_backend == "torch" else Embedder(
+        settings.embedding_model, settings.embedding_device, settings.embedding_dtype,
+        settings.embedding_batch_size or None, passage_backend="torch")
+    model = torch_embedder.model
     chunker = Chunker(embedder.count_tokens, settings.chunk_size, settings.chunk_overlap)
     texts = [c.text for f in sorted(corpus.iterdir()) for c in chunker.split(loader_for(f)(f))]
-    batch = embedder.batch_size
+    batch = torch_embedder.batch_size
     print(f"corpus: {len(files)} files from {source}, {sum(f.stat().st_size for f in files) / 1e6:.2f} MB, "
-          f"{len(texts)} chunks (chunk_size {settings.chunk_size}); model dtype {embedder.dtype}, batch {batch}")
+          f"{len(texts)} chunks (chunk_size {settings.chunk_size}); raw: torch {torch_embedder.dtype}, "
+          f"batch {batch}; passages: {embedder.passage_runtime}, batch {embedder.batch_size}")
+    if args.emulate_avx2:
+        from benchmarks.cpu_mask import cpu_capability
+
+        print(f"CPUID masked to AVX2 (benchmarks/cpu_mask.py): torch dispatches to {cpu_capability()}")
     model.encode(texts[:64], batch_size=batch, normalize_embeddings=True)  # warm-up
+    own_raw = None
+    if embedder.passage_backend != "torch":
+        embedder.encode(texts[:64])  # warm-up
+        started = time.perf_counter()
+        embedder.encode(texts)
+        own_raw = len(texts) / (time.perf_counter() - started)
 
     def raw() -> float:
         started = time.perf_counter()
@@ -87,7 +119,7 @@ def main() -> int:
         return len(texts) / (time.perf_counter() - started)
 
     def ingest(name: str, **settings) -> tuple[float, float, int]:
-        rag_ = RAG.open(work / name, **settings, embedder=embedder)
+        rag_ = RAG.open(work / name, **{**overrides, **settings}, embedder=embedder)
         opened = time.perf_counter()
         rag_.index  # creating the Milvus collection is set-up, once per index, not per chunk
         open_s = time.perf_counter() - opened
@@ -118,6 +150,9 @@ def main() -> int:
     raw_rate = statistics.median(raws)
     print(f"raw SentenceTransformer.encode : {raw_rate:7.1f} chunks/s (median of {len(raws)}: "
           f"{', '.join(f'{r:.1f}' for r in raws)})")
+    if own_raw is not None:
+        print(f"raw encode on the passage export: {own_raw:7.1f} chunks/s "
+              f"({own_raw / raw_rate:.2f}x torch's)")
     ingest_rate = 0.0
     for label, _, _ in variants:
         rate = statistics.median(rates[label])
@@ -129,7 +164,9 @@ def main() -> int:
     print(f"(creating each empty index, before the clock starts: {open_s:.2f} s)")
     megabytes = sum(f.stat().st_size for f in corpus.iterdir()) / 1e6
     result: dict = {"files": len(files), "megabytes": round(megabytes, 3), "chunks": len(texts),
-                    "dtype": str(embedder.dtype), "batch": batch,
+                    "dtype": str(torch_embedder.dtype), "batch": batch,
+                    "passages": embedder.passage_runtime, "avx2_emulated": bool(args.emulate_avx2),
+                    "raw_passage_backend_chunks_per_s": own_raw and round(own_raw, 2),
                     "raw_chunks_per_s": round(raw_rate, 2),
                     "ingest_chunks_per_s": round(ingest_rate, 2),
                     "ingest_mb_per_s": round(ingest_rate * megabytes / len(texts), 4),

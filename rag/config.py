@@ -49,8 +49,9 @@ class Settings:
     # where the model cannot be exported; onnx = the export or an error; torch = always torch.
     embedding_query_backend: str = "auto"  # auto | onnx | torch
     # What embeds passages at ingest: torch (in embedding_dtype) or onnx = the same float32
-    # export as queries, so an ingest never loads torch (~440 MB less; slower than bfloat16).
-    embedding_passage_backend: str = "torch"  # torch | onnx
+    # export as queries, so an ingest never loads torch (~440 MB less; slower than bfloat16);
+    # auto = onnx on a CPU with AVX2 and no AVX-512 (1.2-1.3x torch float32 there), else torch.
+    embedding_passage_backend: str = "auto"  # auto | torch | onnx
 
     # Re-indexing into another embedding model (`rag reindex`, rag/reindex.py): chunks embedded
     # per write, and the smoke evaluation that must pass before the switch (probe passages from
@@ -252,7 +253,7 @@ class Settings:
 CHOICES = {
     "embedding_dtype": {"auto", "bfloat16", "float32"},
     "embedding_query_backend": {"auto", "onnx", "torch"},
-    "embedding_passage_backend": {"torch", "onnx"},
+    "embedding_passage_backend": {"auto", "torch", "onnx"},
     "dense_index": {"auto", "HNSW", "HNSW_SQ"},
     "llm_backend": {"llama-cpp", "openai"},
     "llm_cpu_kernels": {"auto", "avx2"},

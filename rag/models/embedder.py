@@ -5,9 +5,13 @@ a mean cosine of 0.99998 to float32 vectors; elsewhere float32 is used. Batch 16
 
 Queries are embedded by an ONNX float32 export of the same model where one can be made
 (rag/models/onnx_export.py), so a process that only retrieves and answers never imports torch
-(~550 MB less resident memory). Passages (ingest) keep the torch model and its dtype unless
-`passage_backend` is "onnx": then an ingest runs on the same export without torch too, for
-machines where memory is short (it is slower than torch's bfloat16 where a CPU has it).
+(~550 MB less resident memory). Passages (ingest) run on torch in its dtype, or on the same export ("onnx": an ingest without
+torch, for machines where memory is short). "auto" picks per CPU at run time: torch where the CPU
+has AVX-512 (bfloat16, or float32 AVX-512 kernels, which beat onnxruntime's), the export on a CPU
+with AVX2 and no AVX-512, where onnxruntime's float32 kernels embedded 1.2-1.3x torch float32's
+chunks/s with the same vectors (measured with AVX-512 masked from CPUID, README "Embedding on
+AVX2-only CPUs"). Int8 exports were faster still (1.7-1.9x) but each lost a dev-set question from
+the hybrid top 10, so they are not picked.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from rag.errors import ModelFileError
-from rag.models.cpu import cpu_has_bf16
+from rag.models.cpu import cpu_flags, cpu_has_bf16
 from rag.models.embedding import embedding_fingerprint, is_static_folder, resolve_embedding_model
 
 logger = logging.getLogger(__name__)
 QUERY_BACKENDS = ("auto", "onnx", "torch")
-PASSAGE_BACKENDS = ("torch", "onnx")
+PASSAGE_BACKENDS = ("auto", "torch", "onnx")
 # Texts per forward pass when none is asked for. Torch: 16 was fastest (MODELS.md). The float32
 # ONNX export is for ingesting in less memory, so it takes 8: encoding 400 Paul Graham chunks
 # alone peaked at 302 MB against 442 MB at 16 (669 at 32), and a 10 MB text ingest at 863 MB
@@ -44,6 +48,25 @@ def choose_dtype(requested: str, device: str) -> str:
     if device.startswith("cuda"):
         return "float16"
     return "bfloat16" if cpu_has_bf16() else "float32"
+
+
+def choose_passage_backend(requested: str, device: str,
+                            flags: frozenset[str] | None = None) -> tuple[str, str]:
+    """(backend, why) for passages: `requested` unless it is "auto", which picks per CPU (`flags`
+    defaults to this CPU's, from /proc/cpuinfo). An unknown CPU keeps torch, the long-standing
+    path; the export is taken only where it was measured faster."""
+    if requested != "auto":
+        return requested, f"embedding_passage_backend = {requested}"
+    if not device.startswith("cpu"):
+        return "torch", f"auto: {device} embeds passages"
+    flags = cpu_flags() if flags is None else flags
+    if flags & {"avx512_bf16", "amx_bf16"}:
+        return "torch", "auto: this CPU has bfloat16, torch's fastest path"
+    if "avx512f" in flags:
+        return "torch", "auto: AVX-512 without bfloat16, where torch float32 beat onnxruntime"
+    if "avx2" in flags:
+        return "onnx", "auto: AVX2 without AVX-512, where onnxruntime float32 beat torch 1.2-1.3x"
+    return "torch", "auto: CPU extensions unknown"
 
 
 def encode_longest_first(texts: Sequence[str], batch_size: int,
@@ -69,7 +92,7 @@ class Embedder:
 
     def __init__(self, model: str, device: str = "cpu", dtype: str = "auto",
                  batch_size: int | None = None, query_backend: str = "auto",
-                 passage_backend: str = "torch"):
+                 passage_backend: str = "auto"):
         if query_backend not in QUERY_BACKENDS:
             raise ValueError(f"query_backend must be one of {QUERY_BACKENDS}, not {query_backend!r}")
         if passage_backend not in PASSAGE_BACKENDS:
@@ -79,9 +102,12 @@ class Embedder:
         self.path = resolve_embedding_model(model)
         self.device = device
         self.dtype = choose_dtype(dtype, device)
-        self.batch_size = batch_size or DEFAULT_BATCH[passage_backend]
+        self.passage_backend, self.passage_backend_reason = choose_passage_backend(
+            passage_backend, device)
+        self._passage_fallback = passage_backend == "auto"  # no export: torch, not an error
+        self.batch_size = batch_size or DEFAULT_BATCH[self.passage_backend]
+        self._batch_size_asked = batch_size
         self.query_backend = query_backend
-        self.passage_backend = passage_backend
         self.query_backend_reason = ""  # why queries run on torch, when they do
         self._lock = threading.Lock()
 
@@ -150,8 +176,8 @@ class Embedder:
         """Vectors for `texts` (n x dim, float32, unit length); `progress(n_done)` after each batch."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if self.passage_backend == "onnx":
-            return self._onnx_passages.encode(texts, progress)
+        if (onnx := self._onnx_passages) is not None:
+            return onnx.encode(texts, progress)
         with self._lock:
             return encode_longest_first(texts, self.batch_size, lambda batch: self.model.encode(
                 batch, batch_size=self.batch_size, convert_to_numpy=True,
@@ -159,17 +185,17 @@ class Embedder:
 
     def load_passage_model(self) -> None:
         """Load what embeds passages now (a worker does it before its first batch)."""
-        if self.passage_backend == "onnx":
-            self._onnx_passages.session
+        if (onnx := self._onnx_passages) is not None:
+            onnx.session
         else:
             self.model
 
     @property
     def passage_runtime(self) -> str:
-        """What embeds passages, in words (for `rag config`)."""
-        if self.passage_backend == "onnx":
-            return f"onnxruntime float32 ({self._onnx_passages.path})"
-        return f"torch {self.dtype}"
+        """What embeds passages and why, in words (for `rag config`)."""
+        if (onnx := self._onnx_passages) is not None:
+            return f"onnxruntime float32 ({onnx.path}; {self.passage_backend_reason})"
+        return f"torch {self.dtype} ({self.passage_backend_reason})"
 
     def encode_query(self, text: str) -> np.ndarray:
         """One query's vector: from the ONNX float32 export when there is one (no torch in a
@@ -219,7 +245,16 @@ class Embedder:
 
     @cached_property
     def _onnx_passages(self):
-        if (encoder := self._onnx_encoder) is None:
+        """The export's embedder when passages run on it, else None (torch embeds them)."""
+        if self.passage_backend != "onnx":
+            return None
+        if (encoder := self._onnx_encoder) is None and self._passage_fallback:
+            # "auto" chose the export, but this model has none: torch, as before "auto" existed
+            self.passage_backend = "torch"
+            self.passage_backend_reason = f"auto: no ONNX export ({self.query_backend_reason})"
+            self.batch_size = self._batch_size_asked or DEFAULT_BATCH["torch"]
+            return None
+        if encoder is None:
             raise ModelFileError(f"{self.path}: embedding_passage_backend = onnx needs an ONNX "
                                  f"export of the model ({self.query_backend_reason}); "
                                  "set embedding_passage_backend = torch")

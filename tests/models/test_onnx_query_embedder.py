@@ -102,7 +102,53 @@ def test_onnx_passages_are_torch_float32_vectors():
     onnx = Embedder("packaged", passage_backend="onnx")
     assert np.abs(onnx.encode(TEXTS) - torch_fp32.encode(TEXTS)).max() < 1e-5
     assert onnx.passage_runtime.startswith("onnxruntime float32")
-    assert Embedder("packaged").passage_runtime.startswith("torch")
+    assert Embedder("packaged", passage_backend="torch").passage_runtime.startswith("torch")
+
+
+# --- "auto": the passage backend picked per CPU ------------------------------------------------
+AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma", "f16c"})
+AVX512 = AVX2_ONLY | {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (AVX2_ONLY, "onnx"),                           # measured faster there, same vectors
+    (AVX512, "torch"),                             # torch float32's AVX-512 kernels win
+    (AVX512 | {"avx512_bf16"}, "torch"),           # bfloat16
+    (AVX2_ONLY | {"amx_bf16", "amx_tile"}, "torch"),
+    (frozenset(), "torch"),                        # nothing known: the long-standing path
+])
+def test_auto_picks_the_passage_backend_from_the_cpu(flags, expected):
+    from rag.models.embedder import choose_passage_backend
+
+    backend, why = choose_passage_backend("auto", "cpu", flags)
+    assert backend == expected and why.startswith("auto: ")
+    assert choose_passage_backend("auto", "cuda:0", AVX2_ONLY)[0] == "torch"
+    assert choose_passage_backend("torch", "cpu", AVX2_ONLY) == (
+        "torch", "embedding_passage_backend = torch")
+
+
+def test_auto_on_an_avx2_cpu_embeds_on_the_export_and_says_why(monkeypatch):
+    """What an AVX2-only machine runs: the export, with torch float32's vectors; `rag config`'s
+    words name the reason."""
+    import rag.models.embedder as embedder_module
+
+    monkeypatch.setattr(embedder_module, "cpu_flags", lambda: AVX2_ONLY)
+    auto = Embedder("packaged")
+    assert auto.passage_backend == "onnx" and auto.batch_size == 8
+    assert "AVX2 without AVX-512" in auto.passage_runtime
+    torch_fp32 = Embedder("packaged", dtype="float32", query_backend="torch",
+                          passage_backend="torch")
+    assert np.abs(auto.encode(TEXTS) - torch_fp32.encode(TEXTS)).max() < 1e-5
+
+
+def test_auto_falls_back_to_torch_for_a_model_without_an_export(static_model, monkeypatch):
+    """`onnx` asked by name is an error for such a model (below); `auto` quietly keeps torch."""
+    import rag.models.embedder as embedder_module
+
+    monkeypatch.setattr(embedder_module, "cpu_flags", lambda: AVX2_ONLY)
+    auto = Embedder(str(static_model))
+    assert auto.encode(["tea", "green tea"]).shape[0] == 2
+    assert auto.passage_backend == "torch" and "no ONNX export" in auto.passage_runtime
 
 
 def test_an_ingest_with_onnx_passages_never_imports_torch(tmp_path):
@@ -144,7 +190,7 @@ def test_the_batch_size_is_each_backends_fastest_unless_one_is_asked_for(tmp_pat
     from rag.config import load_settings
     from rag.models.embedder import embedder_for
 
-    assert Embedder("packaged").batch_size == 16
+    assert Embedder("packaged", passage_backend="torch").batch_size == 16
     assert Embedder("packaged", passage_backend="onnx").batch_size == 8
     asked = embedder_for("packaged", load_settings(tmp_path, embedding_batch_size=4,
                                                    embedding_passage_backend="onnx"))
