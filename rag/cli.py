@@ -428,18 +428,15 @@ def _llm_kernels(settings) -> str:
 
 def _decline_gate(settings) -> str:
     """What decides before the model is asked, as it will run here (finds files, loads nothing)."""
-    from rag.errors import ModelFileError
+    from rag.parts import decline_rerank_folder
 
     if not settings.decline:
         return "none (decline = false)"
     if settings.decline_gate != "evidence+rerank":
         return settings.decline_gate
-    from rag.models.reranker import packaged_reranker_dir
-
-    try:
-        return f"evidence+rerank (cross-encoder {packaged_reranker_dir()})"
-    except ModelFileError as exc:
-        return f"evidence (no cross-encoder: {exc})"
+    folder, missing = decline_rerank_folder(settings)
+    return (f"evidence+rerank (cross-encoder {folder})" if folder is not None
+            else f"evidence (no cross-encoder: {missing})")
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -52,23 +52,34 @@ def default_index(settings: Settings, dense: Any, embed: Callable[[list[str]], n
 DECLINE_RERANK_TOKENS = 256  # the pair length decline_rescue_rerank was chosen at
 
 
+def decline_rerank_folder(settings: Settings, locate: Callable[[], Path] | None = None
+                          ) -> tuple[Path | None, str]:
+    """(the folder of the cross-encoder the decline gate asks, or None; why none, in words):
+    finds files, loads nothing, so `rag config` can say what will run."""
+    if not settings.decline or settings.decline_gate != "evidence+rerank":
+        return None, "decline_gate does not use a cross-encoder"
+    from rag.errors import ModelFileError
+    from rag.models.reranker import packaged_reranker_dir
+
+    try:
+        return (locate or packaged_reranker_dir)(), ""
+    except ModelFileError as exc:
+        return None, str(exc)
+
+
 def decline_reranker(settings: Settings, locate: Callable[[], Path] | None = None):
     """The cross-encoder whose scores can overrule a weak-evidence decline, or None when
     `decline_gate` does not use one or its model is not installed. Always the packaged model
     (`locate` finds its folder), cut to 256 tokens: the threshold is a logit of that model at
     that length, whatever `rerank_model` is."""
-    if not settings.decline or settings.decline_gate != "evidence+rerank":
+    folder, missing = decline_rerank_folder(settings, locate)
+    if folder is None:
+        if missing and settings.decline and settings.decline_gate == "evidence+rerank":
+            # answers still work: the evidence checks alone decide
+            log.warning("decline_gate = evidence+rerank works as 'evidence': %s", missing)
         return None
     from retrievers.rerank import OnnxCrossEncoderReranker
 
-    from rag.errors import ModelFileError
-    from rag.models.reranker import packaged_reranker_dir
-
-    try:
-        folder = (locate or packaged_reranker_dir)()
-    except ModelFileError as exc:  # answers still work: the evidence checks alone decide
-        log.warning("decline_gate = evidence+rerank works as 'evidence': %s", exc)
-        return None
     return OnnxCrossEncoderReranker(folder, threads=settings.llm_threads,
                                     max_length=DECLINE_RERANK_TOKENS)
 
