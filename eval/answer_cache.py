@@ -34,7 +34,8 @@ def answer_fingerprint(chat: Any) -> str | None:
     # keys stay as they were).
     kernels = expected(chat.kernels).kernels
     return (f"answer|{gguf_fingerprint(chat.model_name, chat.path)}|ctx={chat.context_window}"
-            f"|seed={chat.seed}|t=0" + ("" if kernels == "avx2" else f"|kernels={kernels}"))
+            f"|seed={chat.seed}|t=0" + ("" if kernels == "avx2" else f"|kernels={kernels}")
+            + ("" if getattr(chat, "weights", "shipped") == "shipped" else f"|weights={chat.weights}"))
 
 
 class CachedChat:

@@ -53,12 +53,13 @@ class LlamaCppChat:
 
     def __init__(self, model: str = PACKAGED, context_window: int = 4096, threads: int = 0,
                  temperature: float = 0.0, seed: int = 0, prefix_cache: bool = True,
-                 kernels: str = "auto", **llama_options: Any):
+                 kernels: str = "auto", weights: str = "shipped", **llama_options: Any):
         """`llama_options` go to `llama_cpp.Llama` as they are (n_batch, flash_attn, ...);
         `prefix_cache=False` evaluates every prompt from scratch (for comparisons)."""
         self.model_name = model
         self.prefix_cache = prefix_cache
         self.kernels = kernels  # llm_cpu_kernels (rag/models/llama_kernels.py)
+        self.weights = weights  # llm_weights (rag/models/gguf_requant.py)
         self.llama_options = llama_options
         self.context_window = context_window
         self.threads = threads or os.cpu_count() or 2
@@ -69,7 +70,16 @@ class LlamaCppChat:
 
     @cached_property
     def path(self) -> Path:
-        return resolve_gguf(self.model_name)
+        shipped = resolve_gguf(self.model_name)
+        if self.weights == "shipped":
+            return shipped
+        from rag.models.gguf import PACKAGED_GGUFS
+        from rag.models.gguf_requant import ffn_q4_0
+
+        spec = PACKAGED_GGUFS.get(self.model_name or PACKAGED)
+        stat = shipped.stat()
+        identity = spec.sha256 if spec else f"{shipped}:{stat.st_size}:{stat.st_mtime_ns}"
+        return ffn_q4_0(shipped, identity)
 
     @property
     def name(self) -> str:
@@ -226,4 +236,4 @@ def backend_from_settings(settings: Settings) -> ChatBackend:
         )
     return LlamaCppChat(settings.llm_model, settings.llm_context_window, settings.llm_threads,
                         settings.llm_temperature, settings.llm_seed,
-                        kernels=settings.llm_cpu_kernels)
+                        kernels=settings.llm_cpu_kernels, weights=settings.llm_weights)
