@@ -119,7 +119,7 @@ class Settings:
     # The answer model's weights: shipped = the GGUF as published; ffn-q4_0 = a copy with its
     # feed-forward up/gate matrices in Q4_0, made once per machine (rag/models/gguf_requant.py):
     # llama.cpp has fast repacked CPU kernels for Q4_0 and not for the shipped Q5_0, so the first
-    # token came ~1.6x sooner, at ~0.02 lower token F1 on Paul Graham (README "A faster answer
+    # token came ~1.5x sooner, at ~0.01 lower token F1 on Paul Graham (README "A faster answer
     # model"). The `fast` preset sets it.
     llm_weights: str = "shipped"
     # Prompt tokens of source text the answer model reads first (rag/context_budget.py): the
@@ -285,7 +285,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "rerank_blend": 1.0, "dense_weight": 0.8, "candidate_k": 50,
                 # whole chunks, as the preset was measured (README "Choosing quality settings")
                 "context_budget_tokens": 0},
-    # "fast": the answer model's feed-forward matrices in Q4_0 (first token ~1.6x sooner, a
+    # "fast": the answer model's feed-forward matrices in Q4_0 (first token ~1.5x sooner, a
     # little lower token F1; README "A faster answer model").
     "fast": {"llm_weights": "ffn-q4_0"},
 }
