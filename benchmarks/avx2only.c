@@ -13,7 +13,6 @@
 #include <ucontext.h>
 #include <unistd.h>
 #include <cpuid.h>
-#define ARCH_GET_CPUID 0x1011
 #define ARCH_SET_CPUID 0x1012
 static struct sigaction prev;
 static volatile long trapped;

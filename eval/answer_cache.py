@@ -35,7 +35,7 @@ def answer_fingerprint(chat: Any) -> str | None:
     kernels = expected(chat.kernels).kernels
     return (f"answer|{gguf_fingerprint(chat.model_name, chat.path)}|ctx={chat.context_window}"
             f"|seed={chat.seed}|t=0" + ("" if kernels == "avx2" else f"|kernels={kernels}")
-            + ("" if getattr(chat, "weights", "shipped") == "shipped" else f"|weights={chat.weights}"))
+            + ("" if chat.weights == "shipped" else f"|weights={chat.weights}"))
 
 
 class CachedChat:

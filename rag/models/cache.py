@@ -61,7 +61,7 @@ def verified_assembly(parts: list[Path], expected_sha256: str, out_path: Path, f
             if out_path.stat().st_size == recorded.get("size"):
                 return out_path
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out_path)
+    remove_stale_temporaries(out_path)
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.name, suffix=".tmp")
     try:
@@ -82,17 +82,17 @@ def verified_assembly(parts: list[Path], expected_sha256: str, out_path: Path, f
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
     record = {"parts": signature, "sha256": expected_sha256, "size": out_path.stat().st_size}
-    _write_json_atomic(sidecar, record)
+    write_json_atomic(sidecar, record)
     return out_path
 
 
 STALE_AFTER_S = 3600  # an assembly takes seconds; a temporary this old was left by a killed run
 
 
-def _remove_stale_temporaries(out_path: Path) -> None:
-    """Delete half-written assemblies of `out_path` left by a process killed mid-copy (they
-    are never read: the file is only renamed into place whole and verified), so repeated
-    crashes do not fill the cache with gigabyte fragments."""
+def remove_stale_temporaries(out_path: Path) -> None:
+    """Delete half-written copies of `out_path` (`<name>*.tmp`, over an hour old) left by a
+    process killed mid-write (they are never read: a file is only renamed into place whole),
+    so repeated crashes do not fill the cache with gigabyte fragments."""
     import time
 
     now = time.time()
@@ -104,7 +104,7 @@ def _remove_stale_temporaries(out_path: Path) -> None:
             continue  # another process removed or is finishing it
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
+def write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)

@@ -34,11 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import ModelFileError
-from rag.models.cache import cache_dir
+from rag.models.cache import cache_dir, remove_stale_temporaries, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-WEIGHTS = ("shipped", "ffn-q4_0")
 FFN_UP_GATE = re.compile(r"\.ffn_(up|gate)\.weight$")
 Q4_0_BLOCK = 32  # values per Q4_0 block
 Q4_0_BYTES = 18  # bytes per Q4_0 block (an fp16 scale and 32 4-bit values)
@@ -62,6 +61,7 @@ def ffn_q4_0(source: Path, source_sha256: str, out_dir: Path | None = None) -> P
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     sidecar.unlink(missing_ok=True)
+    remove_stale_temporaries(target)  # ~430 MB each, left by a conversion killed mid-write
     started = time.monotonic()
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
     os.close(fd)
@@ -74,8 +74,8 @@ def ffn_q4_0(source: Path, source_sha256: str, out_dir: Path | None = None) -> P
             raise
         raise ModelFileError(f"{source}: could not make its Q4_0 copy ({type(exc).__name__}: "
                              f"{exc}); set llm_weights = shipped") from exc
-    sidecar.write_text(json.dumps({**stamp, "size": target.stat().st_size,
-                                   "tensors_converted": converted}, indent=1))
+    write_json_atomic(sidecar, {**stamp, "size": target.stat().st_size,
+                                "tensors_converted": converted})
     log.info("made %s (%d tensors in Q4_0) in %.0f s", target, converted,
              time.monotonic() - started)
     return target
