@@ -74,12 +74,12 @@ class LlamaCppChat:
         if self.weights == "shipped":
             return shipped
         from rag.models.gguf import PACKAGED_GGUFS
-        from rag.models.gguf_requant import ffn_q4_0
+        from rag.models.gguf_requant import converted
 
         spec = PACKAGED_GGUFS.get(self.model_name or PACKAGED)
         stat = shipped.stat()
         identity = spec.sha256 if spec else f"{shipped}:{stat.st_size}:{stat.st_mtime_ns}"
-        return ffn_q4_0(shipped, identity)
+        return converted(shipped, identity, self.weights)
 
     @property
     def name(self) -> str:

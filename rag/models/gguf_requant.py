@@ -1,23 +1,27 @@
-"""A faster copy of the packaged answer model: its feed-forward up/gate matrices in Q4_0.
+"""Faster copies of the packaged answer model, made once per machine in the model cache.
 
 Why: the packaged "Q4_K_M" GGUF of Qwen2.5-0.5B holds most of its matrices in Q5_0, because
-rows of 896 values do not split into K-quant blocks of 256. llama.cpp's CPU backend repacks
-Q4_0 weights into interleaved blocks with fast AVX2/AVX-512 kernels and has no such kernels for
-Q5_0. The feed-forward up and gate matrices are ~60% of the model's arithmetic; in Q4_0 the
-first token of a Paul Graham question came after 1.99 s instead of 2.93 s (p50, 2-core Intel
-VM), at token F1 0.337 against 0.346 (README "A faster answer model"). So this is an opt-in
-(`llm_weights = ffn-q4_0`, the `fast` preset), not the default.
+rows of 896 values do not split into K-quant blocks of 256. llama.cpp's CPU backend reads Q5_0
+more slowly than Q8_0 (llamafile's tinyBLAS) or Q4_0 (repacked into interleaved blocks with
+fast AVX2/AVX-512 kernels). Two copies (`llm_weights`):
+- `q8_0` (the default): every Q5_0 matrix of the layers rewritten as Q8_0 with the same scale
+  and the same integers (a Q5_0 value is scale x (q - 16), q < 32, and Q8_0 holds scale x any
+  int8): the very same numbers, read faster. On a 2-core Intel VM a Paul Graham question's
+  first token came 7-11% sooner, with all 18 answers of a probe identical to the shipped
+  file's (README "A faster answer model"). Token embeddings stay Q5_0: they are looked up, not
+  multiplied. ~3 s, +123 MB in the cache.
+- `ffn-q4_0` (the `fast` preset): also the feed-forward up/gate matrices (~60% of the
+  arithmetic) in Q4_0: the first token 1.5x sooner on that VM, at token F1 0.337 against 0.346
+  on Paul Graham and 0.259 against 0.277 on ARAGOG (0.566 against 0.539 on Solana), so opt-in.
+  Its blocks are written by `quantize_q4_0` here rather than gguf-py's reference quantiser,
+  which scales each block of 32 by its largest value: searching 41 scales per block for the
+  least squared error cut the error by 19% (an ffn_up matrix) and took back half of what the
+  reference lost on Paul Graham (F1 0.325 -> 0.337). ~1.5 min on 2 cores.
 
-How: gguf-py (ggml-org's own GGUF reader/writer) dequantises the 48 chosen tensors; every
-other tensor and every metadata key is copied as it is. The Q4_0 blocks are written by
-`quantize_q4_0` here rather than gguf-py's reference quantiser, which scales each block of 32 by
-its largest value: searching 41 scales per block for the least squared error cut the error by
-19% (an ffn_up matrix) and took back half of what the reference lost on Paul Graham (token
-F1 0.325 -> 0.337, declines 3 -> 2 of 55; shipped 0.346 and 2), though not on ARAGOG (0.259
-and 4 of 98 declined, shipped 0.277 and 2). Once per machine, into the
-model cache (~1.5 min on 2 cores): written to a temporary file, renamed into place, and a
-sidecar (written last) records the source's hash, the versions and the result's size, so a
-half-written or stale copy is made again.
+How: gguf-py (ggml-org's own GGUF reader/writer) reads the shipped file; the chosen tensors are
+converted and every other tensor and metadata key is copied as it is. The copy is written to a
+temporary file and renamed into place, and a sidecar (written last) records the source's hash,
+the versions and the result's size, so a half-written or stale copy is made again.
 """
 
 from __future__ import annotations
@@ -39,61 +43,103 @@ from rag.models.cache import cache_dir, remove_stale_temporaries, write_json_ato
 log = logging.getLogger(__name__)
 
 FFN_UP_GATE = re.compile(r"\.ffn_(up|gate)\.weight$")
-Q4_0_BLOCK = 32  # values per Q4_0 block
+LAYER = re.compile(r"^blk\.")  # the layers' tensors (not the token embeddings, only looked up)
+BLOCK = 32  # values per Q4_0, Q5_0 and Q8_0 block
 Q4_0_BYTES = 18  # bytes per Q4_0 block (an fp16 scale and 32 4-bit values)
-FORMAT = 2  # 1: gguf-py's reference Q4_0 scales
+Q5_0_BYTES = 22  # an fp16 scale, 32 high bits, 32 low nibbles
+Q8_0_BYTES = 34  # an fp16 scale and 32 int8 values
+# llm_weights -> (file suffix, format version of the conversion); 1 of ffn-q4_0 used gguf-py's
+# reference Q4_0 scales.
+WEIGHTS = {"q8_0": ("q8_0", 1), "ffn-q4_0": ("ffn-q4_0", 2)}
 SCALE_FACTORS = np.linspace(0.70, 1.10, 41, dtype=np.float32)  # x the reference scale
 
 
-def ffn_q4_0(source: Path, source_sha256: str, out_dir: Path | None = None) -> Path:
-    """The copy of `source` with its feed-forward up/gate matrices in Q4_0, made on first use.
+def converted(source: Path, source_sha256: str, weights: str, out_dir: Path | None = None) -> Path:
+    """The copy of `source` that `weights` (a key of WEIGHTS) names, made on first use; `source`
+    itself when the conversion would change no tensor (e.g. a GGUF without Q5_0 matrices).
 
     Raises ModelFileError (with the install step) when gguf-py is missing or the copy fails."""
-    target = (out_dir or cache_dir()) / f"{source.stem}-ffn-q4_0.gguf"
+    if weights not in WEIGHTS:
+        raise ValueError(f"llm_weights must be shipped or one of {sorted(WEIGHTS)}, not {weights!r}")
+    suffix, version = WEIGHTS[weights]
+    target = (out_dir or cache_dir()) / f"{source.stem}-{suffix}.gguf"
     sidecar = target.with_name(target.name + ".json")
-    stamp = {"format": FORMAT, "source_sha256": source_sha256, "gguf": _gguf_version()}
+    stamp = {"format": version, "source_sha256": source_sha256, "gguf": _gguf_version()}
     try:
         recorded = json.loads(sidecar.read_text())
     except (OSError, ValueError):
         recorded = {}
-    if (target.is_file() and {k: recorded.get(k) for k in stamp} == stamp
-            and target.stat().st_size == recorded.get("size")):
-        return target
+    if {k: recorded.get(k) for k in stamp} == stamp:
+        if recorded.get("tensors_converted") == 0:
+            return source
+        if target.is_file() and target.stat().st_size == recorded.get("size"):
+            return target
     target.parent.mkdir(parents=True, exist_ok=True)
     sidecar.unlink(missing_ok=True)
-    remove_stale_temporaries(target)  # ~430 MB each, left by a conversion killed mid-write
+    remove_stale_temporaries(target)  # up to ~600 MB each, left by a conversion killed mid-write
     started = time.monotonic()
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
     os.close(fd)
     try:
-        converted = requantize(source, Path(temporary), FFN_UP_GATE)
-        os.replace(temporary, target)
+        count = requantize(source, Path(temporary), _plan(weights))
+        if count:
+            os.replace(temporary, target)
+        else:
+            Path(temporary).unlink()
     except Exception as exc:
         Path(temporary).unlink(missing_ok=True)
         if isinstance(exc, ModelFileError):
             raise
-        raise ModelFileError(f"{source}: could not make its Q4_0 copy ({type(exc).__name__}: "
+        raise ModelFileError(f"{source}: could not make its {weights} copy ({type(exc).__name__}: "
                              f"{exc}); set llm_weights = shipped") from exc
-    write_json_atomic(sidecar, {**stamp, "size": target.stat().st_size,
-                                "tensors_converted": converted})
-    log.info("made %s (%d tensors in Q4_0) in %.0f s", target, converted,
+    size = target.stat().st_size if count else 0
+    write_json_atomic(sidecar, {**stamp, "size": size, "tensors_converted": count})
+    log.info("%s: %d tensors converted for llm_weights = %s in %.0f s", target, count, weights,
              time.monotonic() - started)
-    return target
+    return target if count else source
 
 
-def requantize(source: Path, target: Path, pattern: re.Pattern[str]) -> int:
-    """Write `target`: `source` with the float-convertible tensors whose names match `pattern`
-    in Q4_0 and all else copied; returns how many tensors were converted."""
+def ffn_q4_0(source: Path, source_sha256: str, out_dir: Path | None = None) -> Path:
+    """The copy of `source` with its feed-forward up/gate matrices in Q4_0, all else as shipped."""
+    return converted(source, source_sha256, "ffn-q4_0", out_dir)
+
+
+def _plan(weights: str):
+    """tensor -> the type it becomes under `weights`, or None to copy it."""
+    import gguf
+
+    types = gguf.GGMLQuantizationType
+
+    def plan(tensor):
+        row = int(tensor.shape[0])  # values in a row (GGUF lists the fastest-varying first)
+        if row % BLOCK or not LAYER.search(tensor.name):
+            return None
+        if (weights == "ffn-q4_0" and FFN_UP_GATE.search(tensor.name)
+                and tensor.tensor_type not in (types.F32, types.F16, types.Q4_0)):
+            return types.Q4_0
+        if weights == "q8_0" and tensor.tensor_type == types.Q5_0:
+            return types.Q8_0
+        return None
+
+    return plan
+
+
+def requantize(source: Path, target: Path, plan) -> int:
+    """Write `target`: `source` with each tensor for which `plan(tensor)` names a type (Q4_0 or
+    Q8_0) converted to it and all else copied; returns how many tensors were converted."""
     try:
         import gguf
         from gguf.quants import dequantize
     except ImportError as exc:
-        raise ModelFileError("llm_weights = ffn-q4_0 needs gguf-py: pip install gguf==0.19.0 "
-                             "(or set llm_weights = shipped)") from exc
+        raise ModelFileError("llm_weights other than shipped needs gguf-py: pip install "
+                             "gguf==0.19.0 (or set llm_weights = shipped)") from exc
 
-    q4_0 = gguf.GGMLQuantizationType.Q4_0
-    plain = (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
+    types = gguf.GGMLQuantizationType
+    block_bytes = {types.Q4_0: Q4_0_BYTES, types.Q8_0: Q8_0_BYTES}
     reader = gguf.GGUFReader(source)
+    planned = [plan(tensor) for tensor in reader.tensors]
+    if not any(planned):
+        return 0
     architecture = reader.get_field(gguf.Keys.General.ARCHITECTURE).contents()
     writer = gguf.GGUFWriter(target, arch=architecture, endianess=reader.endianess)
     for field in reader.fields.values():
@@ -103,35 +149,47 @@ def requantize(source: Path, target: Path, pattern: re.Pattern[str]) -> int:
         kind = field.types[0]
         item = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(field.name, field.contents(), kind, sub_type=item)
-    chosen = []
-    for tensor in reader.tensors:
-        row = int(tensor.shape[0])  # values in a row (GGUF lists the fastest-varying first)
-        convert = (bool(pattern.search(tensor.name)) and tensor.tensor_type not in plain
-                   and tensor.tensor_type != q4_0 and row % Q4_0_BLOCK == 0)
-        chosen.append(convert)
-        if convert:
-            outer = [int(n) for n in reversed(tensor.shape[1:])]
-            byte_shape = (*outer, row // Q4_0_BLOCK * Q4_0_BYTES)
-            writer.add_tensor_info(tensor.name, byte_shape, np.dtype(np.uint8),
-                                   int(np.prod(byte_shape)), q4_0)
-        else:
+    for tensor, kind in zip(reader.tensors, planned):
+        if kind is None:
             writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype,
                                    tensor.data.nbytes, tensor.tensor_type)
+            continue
+        outer = [int(n) for n in reversed(tensor.shape[1:])]
+        byte_shape = (*outer, int(tensor.shape[0]) // BLOCK * block_bytes[kind])
+        writer.add_tensor_info(tensor.name, byte_shape, np.dtype(np.uint8),
+                               int(np.prod(byte_shape)), kind)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
-    for tensor, convert in zip(reader.tensors, chosen):
-        data = quantize_q4_0(dequantize(tensor.data, tensor.tensor_type)) if convert else tensor.data
+    for tensor, kind in zip(reader.tensors, planned):
+        if kind is None:
+            data = tensor.data
+        elif kind == types.Q8_0 and tensor.tensor_type == types.Q5_0:
+            data = q5_0_as_q8_0(np.asarray(tensor.data))
+        else:
+            data = quantize_q4_0(dequantize(tensor.data, tensor.tensor_type))
         writer.write_tensor_data(data, tensor_endianess=reader.endianess)
     writer.close()
-    return sum(chosen)
+    return sum(kind is not None for kind in planned)
+
+
+def q5_0_as_q8_0(raw: np.ndarray) -> np.ndarray:
+    """Q5_0 blocks (..., n x 22 bytes) as Q8_0 blocks of the same numbers: the same fp16 scale,
+    and each 5-bit code q (low nibble + one bit of the 32-bit high mask) as the int8 q - 16."""
+    blocks = raw.reshape(-1, Q5_0_BYTES)
+    high = np.unpackbits(blocks[:, 2:6], axis=1, bitorder="little")  # bit j: value j's 5th bit
+    nibbles = blocks[:, 6:]
+    low = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=1)  # values 0-15, then 16-31
+    codes = (low | (high << 4)).astype(np.int16) - 16
+    out = np.concatenate([blocks[:, :2], codes.astype(np.int8).view(np.uint8)], axis=1)
+    return out.reshape(*raw.shape[:-1], raw.shape[-1] // Q5_0_BYTES * Q8_0_BYTES)
 
 
 def quantize_q4_0(values: np.ndarray) -> np.ndarray:
     """Q4_0 blocks of `values` (..., n; n a multiple of 32), in ggml's layout (an fp16 scale,
     then 16 bytes: values 0-15 in the low nibbles, 16-31 in the high ones), each block's scale
     the one of `SCALE_FACTORS` x (largest value / -8) with the least squared error."""
-    blocks = values.reshape(-1, Q4_0_BLOCK).astype(np.float32)
+    blocks = values.reshape(-1, BLOCK).astype(np.float32)
     largest = np.take_along_axis(blocks, np.abs(blocks).argmax(axis=-1)[:, None], axis=-1)
     best_error = np.full((len(blocks), 1), np.inf, dtype=np.float32)
     best_scale = np.zeros_like(largest)
@@ -142,10 +200,10 @@ def quantize_q4_0(values: np.ndarray) -> np.ndarray:
         better = error < best_error
         best_error = np.where(better, error, best_error)
         best_scale = np.where(better, scale, best_scale)
-    nibbles = (_codes(blocks, best_scale) + 8).astype(np.uint8).reshape(-1, 2, Q4_0_BLOCK // 2)
+    nibbles = (_codes(blocks, best_scale) + 8).astype(np.uint8).reshape(-1, 2, BLOCK // 2)
     packed = nibbles[:, 0, :] | (nibbles[:, 1, :] << np.uint8(4))
     out = np.concatenate([best_scale.astype(np.float16).view(np.uint8), packed], axis=-1)
-    return out.reshape(*values.shape[:-1], values.shape[-1] // Q4_0_BLOCK * Q4_0_BYTES)
+    return out.reshape(*values.shape[:-1], values.shape[-1] // BLOCK * Q4_0_BYTES)
 
 
 def _codes(blocks: np.ndarray, scale: np.ndarray) -> np.ndarray:

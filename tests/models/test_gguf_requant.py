@@ -1,5 +1,6 @@
-"""The fast copy of the answer model (`llm_weights = ffn-q4_0`): the packaged GGUF with its
-feed-forward up/gate matrices in Q4_0, made once, every other byte kept, and it still answers."""
+"""The converted copies of the answer model (`llm_weights`): `q8_0` (the default) holds the
+very same numbers as the packaged GGUF and gives its answers; `ffn-q4_0` has its feed-forward
+up/gate matrices in Q4_0, every other byte kept, and still answers. Each is made once."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import pytest
 gguf = pytest.importorskip("gguf")
 
 from rag.models.gguf import QWEN_05B, packaged_gguf  # noqa: E402
-from rag.models.gguf_requant import ffn_q4_0, quantize_q4_0  # noqa: E402
+from rag.models.gguf_requant import converted, ffn_q4_0, q5_0_as_q8_0, quantize_q4_0  # noqa: E402
+
+QUILLON = [
+    {"role": "system", "content": "Answer from the source in one short sentence."},
+    {"role": "user", "content": 'Source 1:\n"""\nThe harbour town of Quillon exports saffron and '
+                                'blue glass.\n"""\n\nQuestion: What does Quillon export?'}]
 
 
 def test_searched_scales_fit_closer_than_the_reference_quantiser_in_the_same_layout():
@@ -88,12 +94,7 @@ def test_the_fast_copy_answers_from_its_source(fast_copy):
     from rag.llm import LlamaCppChat
 
     chat = LlamaCppChat(str(fast_copy), context_window=1024, threads=2)
-    answer = chat.chat([
-        {"role": "system", "content": "Answer from the source in one short sentence."},
-        {"role": "user", "content": 'Source 1:\n"""\nThe harbour town of Quillon exports '
-                                    'saffron and blue glass.\n"""\n\nQuestion: What does Quillon '
-                                    'export?'}], max_tokens=40)
-    assert "saffron" in answer.lower()
+    assert "saffron" in chat.chat(QUILLON, max_tokens=40).lower()
 
 
 def test_the_fast_preset_asks_for_the_copy_and_answers_are_cached_apart(tmp_path):
@@ -106,6 +107,62 @@ def test_the_fast_preset_asks_for_the_copy_and_answers_are_cached_apart(tmp_path
     assert load_settings(tmp_path, preset="fast", llm_weights="shipped").llm_weights == "shipped"
     fast = backend_from_settings(settings)
     assert isinstance(fast, LlamaCppChat) and fast.weights == "ffn-q4_0"
-    shipped = backend_from_settings(load_settings(tmp_path))
+    shipped = backend_from_settings(load_settings(tmp_path, llm_weights="shipped"))
     fast.__dict__["path"] = shipped.__dict__["path"] = packaged_gguf()  # no conversion needed here
     assert answer_fingerprint(fast) != answer_fingerprint(shipped)
+
+
+def test_q5_0_blocks_become_q8_0_blocks_of_exactly_the_same_numbers():
+    from gguf.quants import dequantize
+
+    types = gguf.GGMLQuantizationType
+    shipped = gguf.GGUFReader(packaged_gguf())
+    tensor = next(t for t in shipped.tensors if t.name == "blk.3.ffn_gate.weight")
+    assert tensor.tensor_type == types.Q5_0
+    rows = tensor.data[:64]
+    as_q8 = q5_0_as_q8_0(rows)
+    assert as_q8.shape == (64, rows.shape[1] // 22 * 34)
+    assert (dequantize(as_q8, types.Q8_0) == dequantize(rows, types.Q5_0)).all()
+
+
+@pytest.fixture(scope="module")
+def q8_copy(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("q8-gguf")
+    return converted(packaged_gguf(), QWEN_05B.sha256, "q8_0", out_dir=folder)
+
+
+def test_the_default_copy_changes_only_the_layers_q5_0_matrices_and_answers_the_same(q8_copy):
+    from rag.llm import LlamaCppChat
+
+    types = gguf.GGMLQuantizationType
+    shipped, copy = gguf.GGUFReader(packaged_gguf()), gguf.GGUFReader(q8_copy)
+    copied = {t.name: t for t in copy.tensors}
+    changed = {t.name for t in shipped.tensors if copied[t.name].tensor_type != t.tensor_type}
+    assert changed == {t.name for t in shipped.tensors
+                       if t.tensor_type == types.Q5_0 and t.name.startswith("blk.")}
+    assert len(changed) == 132 and copied["token_embd.weight"].tensor_type == types.Q5_0
+    shipped_answer = LlamaCppChat(context_window=1024, threads=2).chat(QUILLON, max_tokens=40)
+    copy_answer = LlamaCppChat(str(q8_copy), context_window=1024, threads=2).chat(QUILLON,
+                                                                                  max_tokens=40)
+    assert "saffron" in shipped_answer.lower()
+    assert copy_answer == shipped_answer
+
+
+def test_a_model_with_nothing_to_convert_is_used_as_it_is(tmp_path):
+    source = small_gguf(tmp_path / "small.gguf")  # Q8_0 and F32 only
+    folder = tmp_path / "cache"
+    assert converted(source, "small-1", "q8_0", out_dir=folder) == source
+    assert not list(folder.glob("*.gguf"))
+    assert converted(source, "small-1", "q8_0", out_dir=folder) == source  # remembered
+    with pytest.raises(ValueError, match="llm_weights"):
+        converted(source, "small-1", "q4_k", out_dir=folder)
+
+
+def test_settings_default_to_the_q8_0_copy(tmp_path):
+    from rag.config import load_settings
+    from rag.llm import LlamaCppChat, backend_from_settings
+
+    settings = load_settings(tmp_path)
+    assert settings.llm_weights == "q8_0"
+    chat = backend_from_settings(settings)
+    assert isinstance(chat, LlamaCppChat) and chat.weights == "q8_0"
