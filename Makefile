@@ -38,8 +38,10 @@ $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	$(PIP_INSTALL) --no-deps llama-index-retrievers-bm25==0.8.0
 	# llama.cpp's CPU library again, with AVX-512 kernels: answers use it where the CPU has
 	# AVX-512 F/VBMI/VNNI/BF16 (rag/models/llama_kernels.py; ~1 min on 2 cores; a failed
-	# build only leaves the AVX2 kernels in use).
-	$(PY) -m rag.models.llama_kernels build
+	# build only leaves the AVX2 kernels in use). Beside it, while the build waits on the
+	# network and the linker, the answer model's faster copy for the default llm_weights
+	# (rag/models/gguf_requant.py, ~1 min; otherwise the first answer would make it).
+	$(PY) -m rag.models.gguf_requant prepare & $(PY) -m rag.models.llama_kernels build; wait
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -117,12 +117,13 @@ class Settings:
     # Process-wide: the first llama.cpp model a process loads fixes it.
     llm_cpu_kernels: str = "auto"
     # The answer model's weights (rag/models/gguf_requant.py), converted once per machine into
-    # the model cache: q8_0 = its Q5_0 matrices rewritten as Q8_0 holding the very same numbers,
-    # which llama.cpp reads faster (first token 7-11% sooner, the same answers); shipped = the
-    # GGUF as published; ffn-q4_0 = also the feed-forward up/gate matrices in Q4_0 (first token
-    # ~1.4x sooner, token F1 a little lower on Paul Graham and ARAGOG: README "A faster answer
-    # model"), which the `fast` preset sets.
-    llm_weights: str = "q8_0"
+    # the model cache: ffn-iq4_nl = its feed-forward up/gate matrices in IQ4_NL (llama.cpp reads
+    # them with repacked AVX2/AVX-512 kernels) and its other Q5_0 matrices as Q8_0 holding the
+    # same numbers: first token ~1.3x sooner, token F1 +0.004 / +0.016 / -0.010 on Paul Graham /
+    # Solana / ARAGOG, the same declines (README "A faster answer model"); q8_0 = only the
+    # lossless part (the same answers, 7% sooner); shipped = the GGUF as published; ffn-q4_0 =
+    # the feed-forward matrices in Q4_0 instead (the `fast` preset).
+    llm_weights: str = "ffn-iq4_nl"
     # Prompt tokens of source text the answer model reads first (rag/context_budget.py): the
     # sentences of the retrieved chunks that best match the question. 250 keeps the prompt at
     # ~360 tokens, so the first word comes in ~2.1 s on 2 CPU cores instead of ~9.4 s; when the
@@ -264,7 +265,7 @@ CHOICES = {
     "dense_index": {"auto", "HNSW", "HNSW_SQ"},
     "llm_backend": {"llama-cpp", "openai"},
     "llm_cpu_kernels": {"auto", "avx2"},
-    "llm_weights": {"q8_0", "shipped", "ffn-q4_0"},
+    "llm_weights": {"ffn-iq4_nl", "q8_0", "shipped", "ffn-q4_0"},
     "judge_backend": {"llama-cpp", "openai"},
     "retrieval_mode": set(RetrievalMode.names()),
     "fusion": set(Fusion.names()),
@@ -286,8 +287,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "rerank_blend": 1.0, "dense_weight": 0.8, "candidate_k": 50,
                 # whole chunks, as the preset was measured (README "Choosing quality settings")
                 "context_budget_tokens": 0},
-    # "fast": the answer model's feed-forward matrices in Q4_0 (first token ~1.5x sooner, a
-    # little lower token F1; README "A faster answer model").
+    # "fast": the answer model's feed-forward matrices in Q4_0 (first token ~8% sooner than the
+    # default's IQ4_NL, token F1 lower on Paul Graham and ARAGOG; README "A faster answer model").
     "fast": {"llm_weights": "ffn-q4_0"},
 }
 
