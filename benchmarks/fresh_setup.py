@@ -37,7 +37,7 @@ PHASES = [
     ("venv", " -m venv "),
     ("pip install (project, torch, llama-cpp-python build)", "-e '.[test,scale]'"),
     ("pip install (no-deps extras)", "--no-deps openai-whisper"),
-    ("llama.cpp AVX-512 kernels", "rag.models.llama_kernels build"),
+    ("llama.cpp AVX-512 kernels, beside the answer model copy", "rag.models.llama_kernels build"),
     ("ingest sample", "rag ingest"),
     ("answer", "rag ask"),
     ("UI start", "rag ui"),

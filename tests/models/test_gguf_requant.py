@@ -17,19 +17,24 @@ from rag.models.gguf_requant import (  # noqa: E402
     quantize_q4_0,
 )
 
+@pytest.fixture(scope="module")
+def shipped():
+    """The packaged GGUF, opened once: gguf-py parses its 151k-entry vocabulary (~7 s) on open."""
+    return gguf.GGUFReader(packaged_gguf())
+
+
 QUILLON = [
     {"role": "system", "content": "Answer from the source in one short sentence."},
     {"role": "user", "content": 'Source 1:\n"""\nThe harbour town of Quillon exports saffron and '
                                 'blue glass.\n"""\n\nQuestion: What does Quillon export?'}]
 
 
-def test_searched_scales_fit_closer_than_the_reference_quantiser_in_the_same_layout():
+def test_searched_scales_fit_closer_than_the_reference_quantiser_in_the_same_layout(shipped):
     """gguf-py reads our blocks back (so llama.cpp does), and on the model's own feed-forward
     weights their error is well under that of the reference's largest-value scale."""
     import numpy as np
     from gguf.quants import Q4_0, dequantize
 
-    shipped = gguf.GGUFReader(packaged_gguf())
     tensor = next(t for t in shipped.tensors if t.name == "blk.0.ffn_up.weight")
     values = dequantize(tensor.data[:256], tensor.tensor_type)
     ours = dequantize(quantize_q4_0(values), gguf.GGMLQuantizationType.Q4_0)
@@ -46,8 +51,8 @@ def q4_0_copy(tmp_path_factory):
 
 
 @pytest.mark.slow  # a 1.5-minute conversion; ffn-iq4_nl (below) is the fast preset's
-def test_only_the_feed_forward_up_and_gate_matrices_change_to_q4_0(q4_0_copy):
-    shipped, fast = gguf.GGUFReader(packaged_gguf()), gguf.GGUFReader(q4_0_copy)
+def test_only_the_feed_forward_up_and_gate_matrices_change_to_q4_0(q4_0_copy, shipped):
+    fast = gguf.GGUFReader(q4_0_copy)
     q4_0 = gguf.GGMLQuantizationType.Q4_0
     fast_tensors = {t.name: t for t in fast.tensors}
     assert [t.name for t in shipped.tensors] == [t.name for t in fast.tensors]
@@ -120,11 +125,10 @@ def test_the_fast_preset_asks_for_the_copy_and_answers_are_cached_apart(tmp_path
     assert answer_fingerprint(fast) != answer_fingerprint(shipped)
 
 
-def test_q5_0_blocks_become_q8_0_blocks_of_exactly_the_same_numbers():
+def test_q5_0_blocks_become_q8_0_blocks_of_exactly_the_same_numbers(shipped):
     from gguf.quants import dequantize
 
     types = gguf.GGMLQuantizationType
-    shipped = gguf.GGUFReader(packaged_gguf())
     tensor = next(t for t in shipped.tensors if t.name == "blk.3.ffn_gate.weight")
     assert tensor.tensor_type == types.Q5_0
     rows = tensor.data[:64]
@@ -134,16 +138,17 @@ def test_q5_0_blocks_become_q8_0_blocks_of_exactly_the_same_numbers():
 
 
 @pytest.fixture(scope="module")
-def q8_copy(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("q8-gguf")
-    return converted(packaged_gguf(), QWEN_05B.sha256, "q8_0", out_dir=folder)
+def q8_copy():
+    """In the model cache, as users get it: made once per machine (~20 s), reused after."""
+    return converted(packaged_gguf(), QWEN_05B.sha256, "q8_0")
 
 
-def test_the_default_copy_changes_only_the_layers_q5_0_matrices_and_answers_the_same(q8_copy):
+def test_the_default_copy_changes_only_the_layers_q5_0_matrices_and_answers_the_same(q8_copy,
+                                                                                 shipped):
     from rag.llm import LlamaCppChat
 
     types = gguf.GGMLQuantizationType
-    shipped, copy = gguf.GGUFReader(packaged_gguf()), gguf.GGUFReader(q8_copy)
+    copy = gguf.GGUFReader(q8_copy)
     copied = {t.name: t for t in copy.tensors}
     changed = {t.name for t in shipped.tensors if copied[t.name].tensor_type != t.tensor_type}
     assert changed == {t.name for t in shipped.tensors
@@ -176,13 +181,12 @@ def test_settings_default_to_the_iq4_nl_copy(tmp_path):
     assert isinstance(chat, LlamaCppChat) and chat.weights == "ffn-iq4_nl"
 
 
-def test_iq4_nl_blocks_fit_closer_than_searched_q4_0_in_as_many_bytes():
+def test_iq4_nl_blocks_fit_closer_than_searched_q4_0_in_as_many_bytes(shipped):
     """Same 18 bytes a block; the non-uniform levels fit the weights' bell shape better."""
     import numpy as np
     from gguf.quants import dequantize
 
     types = gguf.GGMLQuantizationType
-    shipped = gguf.GGUFReader(packaged_gguf())
     tensor = next(t for t in shipped.tensors if t.name == "blk.0.ffn_gate.weight")
     values = dequantize(tensor.data[:256], tensor.tensor_type)
     iq4 = quantize_iq4_nl(values)
@@ -193,16 +197,18 @@ def test_iq4_nl_blocks_fit_closer_than_searched_q4_0_in_as_many_bytes():
 
 
 @pytest.fixture(scope="module")
-def iq4_copy(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("iq4-gguf")
-    return converted(packaged_gguf(), QWEN_05B.sha256, "ffn-iq4_nl", out_dir=folder)
+def iq4_copy():
+    """The default settings' copy, in the model cache: the first test that answers with the
+    default settings would make it anyway (~55 s once per machine)."""
+    return converted(packaged_gguf(), QWEN_05B.sha256, "ffn-iq4_nl")
 
 
-def test_the_iq4_nl_copy_has_iq4_nl_feed_forward_and_q8_0_elsewhere_and_answers(iq4_copy):
+def test_the_iq4_nl_copy_has_iq4_nl_feed_forward_and_q8_0_elsewhere_and_answers(iq4_copy,
+                                                                                   shipped):
     from rag.llm import LlamaCppChat
 
     types = gguf.GGMLQuantizationType
-    shipped, copy = gguf.GGUFReader(packaged_gguf()), gguf.GGUFReader(iq4_copy)
+    copy = gguf.GGUFReader(iq4_copy)
     copied = {t.name: t.tensor_type for t in copy.tensors}
     for tensor in shipped.tensors:
         if tensor.name.endswith(("ffn_up.weight", "ffn_gate.weight")):
