@@ -3,13 +3,16 @@
 Why: the packaged "Q4_K_M" GGUF of Qwen2.5-0.5B holds most of its matrices in Q5_0, because
 rows of 896 values do not split into K-quant blocks of 256. llama.cpp's CPU backend reads Q5_0
 more slowly than Q8_0 (llamafile's tinyBLAS) or Q4_0 (repacked into interleaved blocks with
-fast AVX2/AVX-512 kernels). Two copies (`llm_weights`):
-- `q8_0` (the default): every Q5_0 matrix of the layers rewritten as Q8_0 with the same scale
+fast AVX2/AVX-512 kernels, as are IQ4_NL ones). Three copies (`llm_weights`):
+- `q8_0`: every Q5_0 matrix of the layers rewritten as Q8_0 with the same scale
   and the same integers (a Q5_0 value is scale x (q - 16), q < 32, and Q8_0 holds scale x any
   int8): the very same numbers, read faster. On a 2-core Intel VM a Paul Graham question's
   first token came 7-11% sooner, with all 18 answers of a probe identical to the shipped
   file's (README "A faster answer model"). Token embeddings stay Q5_0: they are looked up, not
-  multiplied. ~3 s, +123 MB in the cache.
+  multiplied. ~20 s, +123 MB in the cache.
+- `ffn-iq4_nl` (the default): as `q8_0`, and the feed-forward up/gate matrices in IQ4_NL
+  (`quantize_iq4_nl`): Paul Graham first token 2.85 -> 2.16 s p50 on that VM, token F1
+  +0.004 / +0.016 / -0.010 on Paul Graham / Solana / ARAGOG, the same declines. ~54 s.
 - `ffn-q4_0` (the `fast` preset): also the feed-forward up/gate matrices (~60% of the
   arithmetic) in Q4_0: the first token 1.5x sooner on that VM, at token F1 0.337 against 0.346
   on Paul Graham and 0.259 against 0.277 on ARAGOG (0.566 against 0.539 on Solana), so opt-in.
@@ -137,8 +140,8 @@ def _plan(weights: str):
 
 
 def requantize(source: Path, target: Path, plan) -> int:
-    """Write `target`: `source` with each tensor for which `plan(tensor)` names a type (Q4_0 or
-    Q8_0) converted to it and all else copied; returns how many tensors were converted."""
+    """Write `target`: `source` with each tensor for which `plan(tensor)` names a type (Q4_0,
+    Q8_0 or IQ4_NL) converted to it and all else copied; returns how many tensors were converted."""
     try:
         import gguf
         from gguf.quants import dequantize
