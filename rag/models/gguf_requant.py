@@ -64,6 +64,7 @@ _NEAREST = np.searchsorted((IQ4_NL_VALUES[1:] + IQ4_NL_VALUES[:-1]) / 2,
                            (np.arange(-160 * _GRID, 160 * _GRID) - 0.5) / _GRID).astype(np.uint8)
 _NEAREST_VALUE = IQ4_NL_VALUES[_NEAREST]
 SCALE_FACTORS = np.linspace(0.70, 1.10, 41, dtype=np.float32)  # x the reference scale
+_SLICE = 4096  # blocks per slice of the IQ4_NL search: 512 KB of float32, stays in cache
 
 
 def converted(source: Path, source_sha256: str, weights: str, out_dir: Path | None = None) -> Path:
@@ -72,7 +73,8 @@ def converted(source: Path, source_sha256: str, weights: str, out_dir: Path | No
 
     Raises ModelFileError (with the install step) when gguf-py is missing or the copy fails."""
     if weights not in WEIGHTS:
-        raise ValueError(f"llm_weights must be shipped or one of {sorted(WEIGHTS)}, not {weights!r}")
+        raise ValueError(f"llm_weights must be shipped or one of {sorted(WEIGHTS)}, "
+                         f"not {weights!r}")
     suffix, version = WEIGHTS[weights]
     target = (out_dir or cache_dir()) / f"{source.stem}-{suffix}.gguf"
     sidecar = target.with_name(target.name + ".json")
@@ -109,11 +111,6 @@ def converted(source: Path, source_sha256: str, weights: str, out_dir: Path | No
     log.info("%s: %d tensors converted for llm_weights = %s in %.0f s", target, count, weights,
              time.monotonic() - started)
     return target if count else source
-
-
-def ffn_q4_0(source: Path, source_sha256: str, out_dir: Path | None = None) -> Path:
-    """The copy of `source` with its feed-forward up/gate matrices in Q4_0, all else as shipped."""
-    return converted(source, source_sha256, "ffn-q4_0", out_dir)
 
 
 def _plan(weights: str):
@@ -217,9 +214,7 @@ def quantize_q4_0(values: np.ndarray) -> np.ndarray:
         better = error < best_error
         best_error = np.where(better, error, best_error)
         best_scale = np.where(better, scale, best_scale)
-    nibbles = (_codes(blocks, best_scale) + 8).astype(np.uint8).reshape(-1, 2, BLOCK // 2)
-    packed = nibbles[:, 0, :] | (nibbles[:, 1, :] << np.uint8(4))
-    out = np.concatenate([best_scale.astype(np.float16).view(np.uint8), packed], axis=-1)
+    out = _pack_blocks(best_scale, (_codes(blocks, best_scale) + 8).astype(np.uint8))
     return out.reshape(*values.shape[:-1], values.shape[-1] // BLOCK * Q4_0_BYTES)
 
 
@@ -235,9 +230,6 @@ def quantize_iq4_nl(values: np.ndarray) -> np.ndarray:
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         out = np.concatenate(list(pool.map(_iq4_nl_blocks, slices)))
     return out.reshape(*values.shape[:-1], values.shape[-1] // BLOCK * IQ4_NL_BYTES)
-
-
-_SLICE = 4096  # blocks per slice: 512 KB of float32
 
 
 def _iq4_nl_blocks(blocks: np.ndarray) -> np.ndarray:
@@ -267,9 +259,15 @@ def _iq4_nl_blocks(blocks: np.ndarray) -> np.ndarray:
         np.copyto(best_error, error, where=better)
         np.copyto(best_scale, scale, where=better)
         np.copyto(best_bin, bins, where=better)
-    nibbles = _NEAREST[best_bin].reshape(-1, 2, BLOCK // 2)
-    packed = nibbles[:, 0, :] | (nibbles[:, 1, :] << np.uint8(4))
-    return np.concatenate([best_scale.astype(np.float16).view(np.uint8), packed], axis=-1)
+    return _pack_blocks(best_scale, _NEAREST[best_bin])
+
+
+def _pack_blocks(scale: np.ndarray, nibbles: np.ndarray) -> np.ndarray:
+    """Blocks of 18 bytes in the layout Q4_0 and IQ4_NL share: the fp16 `scale` (n, 1), then the
+    32 4-bit `nibbles` (n, 32) of a block, values 0-15 in the low nibbles and 16-31 in the high."""
+    halves = nibbles.reshape(-1, 2, BLOCK // 2)
+    packed = halves[:, 0, :] | (halves[:, 1, :] << np.uint8(4))
+    return np.concatenate([scale.astype(np.float16).view(np.uint8), packed], axis=-1)
 
 
 def _codes(blocks: np.ndarray, scale: np.ndarray) -> np.ndarray:

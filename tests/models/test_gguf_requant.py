@@ -1,6 +1,7 @@
-"""The converted copies of the answer model (`llm_weights`): `q8_0` (the default) holds the
-very same numbers as the packaged GGUF and gives its answers; `ffn-q4_0` has its feed-forward
-up/gate matrices in Q4_0, every other byte kept, and still answers. Each is made once."""
+"""The converted copies of the answer model (`llm_weights`): `q8_0` holds the very same numbers
+as the packaged GGUF and gives its answers; `ffn-iq4_nl` (the default) and `ffn-q4_0` (the fast
+preset) have their feed-forward up/gate matrices in 4 bits, every other byte kept, and still
+answer. Each is made once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ gguf = pytest.importorskip("gguf")
 from rag.models.gguf import QWEN_05B, packaged_gguf  # noqa: E402
 from rag.models.gguf_requant import (  # noqa: E402
     converted,
-    ffn_q4_0,
     q5_0_as_q8_0,
     quantize_iq4_nl,
     quantize_q4_0,
@@ -47,10 +47,10 @@ def test_searched_scales_fit_closer_than_the_reference_quantiser_in_the_same_lay
 @pytest.fixture(scope="module")
 def q4_0_copy(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fast-gguf")
-    return ffn_q4_0(packaged_gguf(), QWEN_05B.sha256, out_dir=folder)
+    return converted(packaged_gguf(), QWEN_05B.sha256, "ffn-q4_0", out_dir=folder)
 
 
-@pytest.mark.slow  # a 1.5-minute conversion; ffn-iq4_nl (below) is the fast preset's
+@pytest.mark.slow  # a 1.5-minute conversion; the default ffn-iq4_nl's (below) runs every time
 def test_only_the_feed_forward_up_and_gate_matrices_change_to_q4_0(q4_0_copy, shipped):
     fast = gguf.GGUFReader(q4_0_copy)
     q4_0 = gguf.GGMLQuantizationType.Q4_0
@@ -89,16 +89,18 @@ def small_gguf(path):
 def test_a_damaged_copy_is_made_again_the_same(tmp_path):
     source = small_gguf(tmp_path / "small.gguf")
     folder = tmp_path / "cache"
-    first = ffn_q4_0(source, "small-1", out_dir=folder)
+    first = converted(source, "small-1", "ffn-q4_0", out_dir=folder)
     kept = first.read_bytes()
     assert [t.tensor_type.name for t in gguf.GGUFReader(first).tensors] == ["Q4_0", "F32"]
     with open(first, "r+b") as handle:  # cut short, as by a kill or a full disk
         handle.truncate(len(kept) // 2)
-    again = ffn_q4_0(source, "small-1", out_dir=folder)
+    again = converted(source, "small-1", "ffn-q4_0", out_dir=folder)
     assert again.read_bytes() == kept  # made again, and deterministic: the same file
     stamp = again.stat().st_mtime_ns
-    assert ffn_q4_0(source, "small-1", out_dir=folder).stat().st_mtime_ns == stamp  # reused
-    assert ffn_q4_0(source, "small-2", out_dir=folder).read_bytes() == kept  # new source: redone
+    reused = converted(source, "small-1", "ffn-q4_0", out_dir=folder)
+    assert reused.stat().st_mtime_ns == stamp
+    redone = converted(source, "small-2", "ffn-q4_0", out_dir=folder)  # a new source
+    assert redone.read_bytes() == kept
     assert again.stat().st_mtime_ns != stamp
 
 
@@ -143,8 +145,8 @@ def q8_copy():
     return converted(packaged_gguf(), QWEN_05B.sha256, "q8_0")
 
 
-def test_the_default_copy_changes_only_the_layers_q5_0_matrices_and_answers_the_same(q8_copy,
-                                                                                 shipped):
+def test_the_q8_0_copy_changes_only_the_layers_q5_0_matrices_and_answers_the_same(q8_copy,
+                                                                                shipped):
     from rag.llm import LlamaCppChat
 
     types = gguf.GGMLQuantizationType
