@@ -124,7 +124,7 @@ def test_kill_9_while_a_large_file_is_staged_leaves_an_index_that_opens_and_answ
     small.write_text("A small note about oolong tea and its many infusions.\n")
     streamed = ["--set", "stream_file_mb=0.05", "--set", "ingest_batch_chunks=16", "--quiet"]
     assert rag("ingest", str(small), "--index", str(index), *streamed).returncode == 0
-    big = big_text(tmp_path / "big.txt", 3000, "brass telescope")
+    big = big_text(tmp_path / "big.txt", 1500, "brass telescope")  # ~300 chunks
     proc = subprocess.Popen([sys.executable, "-m", "rag", "ingest", str(big), "--index",
                              str(index), *streamed], cwd=repo, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,9 +1,12 @@
 """Queries stay correct while an ingest commits: the UI answers while a user uploads.
 
 Four threads query (hybrid, bm25 and dense in turn) for at least 20 s while an ingest of the
-shared documents publishes batch after batch. Every query must succeed and return a full,
-consistent list: top-k distinct chunks, each with its text (a publish forgets replaced chunks,
-so a query that read ids before it and text after would come back short).
+shared documents other than PDFs (67 files, a commit each) publishes batch after batch. The
+PDFs are left out for time: with four query threads on two cores they made this test ~280 s
+(now ~70 s), and a publish is the same whatever format its chunks came from. Every query must
+succeed and return a full, consistent list: top-k distinct chunks, each with its text (a
+publish forgets replaced chunks, so a query that read ids before it and text after would come
+back short).
 """
 
 from __future__ import annotations
@@ -44,9 +47,12 @@ def test_four_threads_query_correctly_while_an_ingest_commits(tmp_path, embedder
     ingest_errors: list[BaseException] = []
     ingest_done = threading.Event()
 
+    documents = sorted(p for p in SHARED_DOCUMENTS.rglob("*")
+                       if p.is_file() and p.suffix != ".pdf")
+
     def ingest() -> None:
         try:
-            rag.ingest([SHARED_DOCUMENTS], on_result=lambda r: commits.append(time.monotonic())
+            rag.ingest(documents, on_result=lambda r: commits.append(time.monotonic())
                        if r.status == "added" else None)
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             ingest_errors.append(exc)
