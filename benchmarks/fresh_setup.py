@@ -35,7 +35,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # (phase name, a substring of the line `make` echoes when the phase starts), in order.
 PHASES = [
     ("venv", " -m venv "),
-    ("pip install (project, torch, llama-cpp-python build)", "-e '.[test,scale]'"),
+    ("pip install (the tested set; llama-cpp-python compiling beside it)", " pip wheel --no-deps "),
+    ("pip install (project, llama-cpp-python wheel)", "-e '.[test,scale]'"),
     ("pip install (no-deps extras)", "--no-deps openai-whisper"),
     ("llama.cpp AVX-512 kernels, beside the answer model copy", "rag.models.llama_kernels build"),
     ("ingest sample", "rag ingest"),

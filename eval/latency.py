@@ -1,4 +1,5 @@
-"""Latency per stage (retrieve, first token of a generated answer, generate, total): p50 and p95 over a run's cases.
+"""Latency per stage (retrieve, the decline gate's cross-encoder when it ran, first token of a
+generated answer, generate, total): p50 and p95 over a run's cases.
 
 Reported, never gated by default: timings depend on the machine and on what else runs on it
 (the CI machines share two cores), so a tolerance that held there would be meaningless here.
@@ -11,7 +12,7 @@ import numpy as np
 
 from eval.scoring import Aggregate
 
-STAGES = ("retrieve", "first_token", "generate", "total")
+STAGES = ("retrieve", "decline_rerank", "first_token", "generate", "total")
 PERCENTILES = (50, 95)
 
 

@@ -60,6 +60,7 @@ class AnswerStream:
         # (`decline_gate = "evidence+rerank"`); asked only when the evidence is weak.
         self.relevance = relevance
         self.rerank_top: float | None = None  # its best score over the contexts, when asked
+        self.decline_rerank_s: float | None = None  # seconds the cross-encoder took, when asked
         # The whole-chunks prompt, asked when the budgeted one (`messages`) gets a refusal.
         self.fallback_messages = fallback_messages
         self.escalated = False  # True when the answer came from the fallback prompt
@@ -93,10 +94,12 @@ class AnswerStream:
             return False
         if s.decline_gate == "evidence+rerank" and self.relevance is not None:
             span = self._stage("decline_rerank")
+            start = time.perf_counter()
             try:
                 self.rerank_top = max(self.relevance.scores(
                     self.query, [c.text for c in self.contexts]))
             finally:
+                self.decline_rerank_s = time.perf_counter() - start
                 if span is not None:
                     span.end()
             return self.rerank_top < s.decline_rescue_rerank
@@ -257,9 +260,12 @@ class AnswerStream:
 
     def _finish(self, text: str, cited: list[Citation], declined: bool, reason: str = "") -> None:
         done = time.perf_counter()
+        rerank_s = self.decline_rerank_s or 0.0
         timings = {"retrieve": (self.retrieved - self.started) * 1000,
-                   "generate": (done - self.retrieved) * 1000,
+                   "generate": (done - self.retrieved - rerank_s) * 1000,
                    "total": (done - self.started) * 1000}
+        if self.decline_rerank_s is not None:  # the decline gate asked the cross-encoder
+            timings["decline_rerank"] = rerank_s * 1000
         if self.first_token_s is not None and not self.gated:
             timings["first_token"] = self.first_token_s * 1000  # what a user waits for
         stages: dict[str, float] = {}

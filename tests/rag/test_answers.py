@@ -154,6 +154,10 @@ def test_weak_cosine_evidence_is_overruled_when_the_cross_encoder_finds_the_answ
     assert not stream.gated and stream.rerank_top >= strict_cosine_settings.decline_rescue_rerank
     answer = stream.answer
     assert not answer.declined and "2 minutes" in answer.text, answer.text
+    t = answer.timings  # the cross-encoder's time is its own stage, not the model's
+    assert t["decline_rerank"] > 0
+    assert t["retrieve"] + t["decline_rerank"] + t["generate"] == pytest.approx(t["total"])
+    assert "decline_rerank" not in plain.stream(GREEN_TEA).answer.timings
 
 
 def test_off_topic_question_stays_declined_and_the_reason_gives_the_cross_encoder_score(
