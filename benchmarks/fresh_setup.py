@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=float, default=1800, help="give up after this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the clone and the pip cache")
     args = parser.parse_args(argv)
+    # A SIGTERM (kill, a timeout) unwinds through the `finally`s below, which stop `make demo`'s
+    # whole process group; by default it would end only this process and leave the build running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     work = Path(tempfile.mkdtemp(prefix="rag-fresh-setup-"))
     clone, cache = work / "clone", work / "pip-cache"
