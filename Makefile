@@ -36,10 +36,17 @@ ifneq ($(CONSTRAINTS),)
 	# they would make the project install below print pip's dependency-conflict warnings.
 	mkdir -p $(WHEELHOUSE); grep -ivE '^(llama[-_]cpp[-_]python|$(NO_DEPS_LATER))==' $(CONSTRAINTS) \
 	  > $(WHEELHOUSE)/others.txt
-	$(PY) -m pip wheel --no-deps -c $(CONSTRAINTS) -w $(WHEELHOUSE) llama-cpp-python \
-	  > $(WHEELHOUSE)/build.log 2>&1 & build=$$!; \
+	# (Not when .venv already holds the pinned version: with an empty pip cache that would
+	# compile it again for nothing.)
+	pinned=$$(grep -iE '^llama[-_]cpp[-_]python==' $(CONSTRAINTS) | cut -d= -f3); \
+	  installed=$$($(PY) -c "from importlib.metadata import version as v; print(v('llama_cpp_python'))" \
+	  2>/dev/null); build=; \
+	  if [ "$$pinned" != "$$installed" ]; then \
+	    $(PY) -m pip wheel --no-deps -c $(CONSTRAINTS) -w $(WHEELHOUSE) llama-cpp-python \
+	    > $(WHEELHOUSE)/build.log 2>&1 & build=$$!; fi; \
 	  $(PIP_INSTALL) --no-deps -r $(WHEELHOUSE)/others.txt; status=$$?; \
-	  wait $$build || { tail -n 40 $(WHEELHOUSE)/build.log; exit 1; }; exit $$status
+	  if [ -n "$$build" ]; then wait $$build || { tail -n 40 $(WHEELHOUSE)/build.log; exit 1; }; fi; \
+	  exit $$status
 endif
 	$(PIP_INSTALL) --find-links $(WHEELHOUSE) -e '.[test,scale]'
 	# openai-whisper without its ~1 GB triton dependency, unused on CPU (its other needs are in pyproject).
