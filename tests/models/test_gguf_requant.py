@@ -17,6 +17,7 @@ from rag.models.gguf_requant import (  # noqa: E402
     quantize_q4_0,
 )
 
+
 @pytest.fixture(scope="module")
 def shipped():
     """The packaged GGUF, opened once: gguf-py parses its 151k-entry vocabulary (~7 s) on open."""
