@@ -35,11 +35,26 @@ class _Sentence:
     text: str
     tokens: int
     score: float = 0.0
+    broken: bool = False  # a line break comes before it in the chunk (a title, a new paragraph)
 
 
 def split_sentences(text: str) -> list[str]:
     """Sentences (and paragraph-separated lines) of `text`, stripped, empty ones dropped."""
-    return [s.strip() for s in SENTENCE_END.split(text) if s and s.strip()]
+    return [sentence for sentence, _ in _sentences_and_breaks(text)]
+
+
+def _sentences_and_breaks(text: str) -> list[tuple[str, bool]]:
+    """(sentence, whether a line break comes before it) for each of `split_sentences`."""
+    out: list[tuple[str, bool]] = []
+    start, broken = 0, False
+    for match in (*SENTENCE_END.finditer(text), None):
+        end = match.start() if match else len(text)
+        if piece := text[start:end].strip():
+            out.append((piece, broken))
+            broken = False
+        if match:
+            start, broken = match.end(), broken or "\n" in match.group()
+    return out
 
 
 def extract_passages(question: str, texts: Sequence[str], budget_tokens: int,
@@ -51,8 +66,8 @@ def extract_passages(question: str, texts: Sequence[str], budget_tokens: int,
     after and before the chosen ones (an answer often runs over two sentences). Chosen
     sentences keep their order; a gap between them is marked with " ... ".
     """
-    sentences = [_Sentence(c, i, s, 0) for c, text in enumerate(texts)
-                 for i, s in enumerate(split_sentences(text))]
+    sentences = [_Sentence(c, i, s, 0, broken=broken) for c, text in enumerate(texts)
+                 for i, (s, broken) in enumerate(_sentences_and_breaks(text))]
     if not sentences:
         return ["" for _ in texts]
     terms = content_terms(question)
@@ -88,10 +103,16 @@ def extract_passages(question: str, texts: Sequence[str], budget_tokens: int,
     shown: list[str] = []
     for c in range(len(texts)):
         kept = sorted(i for chunk, i in chosen if chunk == c)
-        parts: list[str] = []
+        # Kept sentences joined as the chunk had them: a title or a new paragraph stays on its
+        # own line (joined by spaces, "Defining Property March 2012 As a child ..." read to
+        # the 0.5B model as one sentence whose subject was the essay's title).
+        pieces: list[str] = []
         for j, i in enumerate(kept):
+            sentence = by_key[(c, i)]
             if j and i != kept[j - 1] + 1:
-                parts.append(GAP.strip())
-            parts.append(by_key[(c, i)].text)
-        shown.append(" ".join(parts))
+                pieces.append(GAP)
+            elif j:
+                pieces.append("\n" if sentence.broken else " ")
+            pieces.append(sentence.text)
+        shown.append("".join(pieces))
     return shown

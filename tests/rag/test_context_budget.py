@@ -53,3 +53,16 @@ def test_sources_left_out_keep_their_numbers():
 def test_paragraph_breaks_split_headings_from_text():
     assert split_sentences("Tea\n\nSteep green tea for 2 minutes. Serve.") == \
         ["Tea", "Steep green tea for 2 minutes.", "Serve."]
+
+
+def test_a_title_the_budget_keeps_stays_on_its_own_line():
+    # Joined by spaces, the 0.5B model read "Defining Property March 2012 As a child I read ..."
+    # as one sentence and answered "Paul Graham Defining Property was the judge".
+    chunk = ("Written by Paul Graham\n\nDefining Property\n\nMarch 2012\n\nAs a child I read a "
+             "book of stories about a famous judge in Japan called Ooka Tadasuke. One case was "
+             "brought by the owner of a food shop.")
+    shown = extract_passages("Who was the famous judge in Japan?", [chunk], 25, words)[0]
+    assert shown == ("March 2012\nAs a child I read a book of stories about a famous judge in "
+                     "Japan called Ooka Tadasuke.")
+    opening = extract_passages("Qu'est-ce que c'est?", [chunk], 12, words)[0]
+    assert opening == "Written by Paul Graham\nDefining Property\nMarch 2012"

@@ -60,6 +60,9 @@ STREAMED = [
     "  Green tea [3] steeps for 2.5 minutes.\n\nBlack tea steeps 4 minutes!",
     "The teas are:\n\n1. Green tea steeps 2 minutes.\n2. Black tea steeps 4 minutes\n3. Oolong",
     "Dr. J. R. Smith steeps green tea 2.5 minutes, e.g. at 80 degrees. Black tea steeps 4 minutes.",
+    "According to the information provided in Source 2 (2.md, page 3), black tea steeps 4 "
+    "minutes. According to Source 1, green tea steeps for 2 minutes.",
+    "According to the tea guide, green tea steeps 2 minutes. Based on",
     NOT_FOUND,
 ]
 
@@ -96,3 +99,20 @@ def test_list_items_are_cited_one_by_one():
     assert "1. Green tea steeps 2 minutes [1]." in text
     assert "2. Black tea steeps 4 minutes [2]" in text
     assert "1 [" not in text  # a list number is not a sentence
+
+
+def test_a_source_preamble_is_dropped_so_no_sentence_names_a_source_its_mark_does_not():
+    # The 0.5B model wrote "According to Source 1, ... was Artix [3]": the text named source 1
+    # while the attributed mark named source 3. The marks say where a sentence comes from.
+    text, cited = resolve_citations(
+        "According to Source 1, black tea steeps for 4 minutes. Based on the information "
+        "provided in the sources, green tea steeps for 2 minutes at 80 degrees.", CONTEXTS)
+    assert text == ("Black tea steeps for 4 minutes [2]. "
+                    "Green tea steeps for 2 minutes at 80 degrees [1].")
+    assert "Source" not in text and [c.n for c in cited] == [2, 1]
+
+
+def test_other_openings_with_according_to_are_kept():
+    text, _ = resolve_citations("According to the tea guide, green tea steeps 2 minutes.",
+                                CONTEXTS)
+    assert text.startswith("According to the tea guide, green tea")
