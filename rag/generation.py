@@ -248,7 +248,7 @@ OPEN_CITATION = re.compile(r"\s*\[[\d\s,]*$")
 PREAMBLE_OPENERS = ("according to", "based on", "as stated in", "as mentioned in",
                     "as described in")
 SOURCE_PREAMBLE = re.compile(
-    r"(?:according to|based on|as (?:stated|mentioned|described) in)\s+(?:the\s+)?"
+    rf"(?:{'|'.join(PREAMBLE_OPENERS)})\s+(?:the\s+)?"
     r"(?:information\s+(?:provided|given)\s+(?:in|by)\s+(?:the\s+)?)?"
     r"(?:sources?|context|passages?|documents?|texts?)"
     r"(?:\s+\d+(?:\s*(?:,|and)\s*\d+)*)?(?:\s*\([^)\n]{0,80}\))?\s*,\s*", re.IGNORECASE)
