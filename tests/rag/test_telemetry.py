@@ -34,7 +34,10 @@ def timed_rag(tmp_path_factory, sample_dir, embedder, llm):
     started = time.perf_counter()
     answer = rag.ask("How long should green tea steep?")
     ask_ms = (time.perf_counter() - started) * 1000
-    rag.retrieve("green tea temperature")
+    # Five retrievals: a retrieve takes a few ms, so one collector pause or scheduler hiccup
+    # inside it (seen once in CI: 4.9 ms untimed of 16.5) moves its gap; the median of five does not.
+    for question in ("green tea temperature", "steeping time", "water for tea", "tea", "leaves"):
+        rag.retrieve(question)
     yield rag, index, {"ingest": ingest_ms, "ask": ask_ms, "answer": answer}
     rag.close()
 
@@ -77,7 +80,7 @@ def test_stats_latency_shows_every_stage(timed_rag, capsys):
     assert main(["stats", "--latency", "--last", "50", "--json", "--index", str(index)],
                 open_rag=opener) == 0
     doc = json.loads(capsys.readouterr().out)["latency"]
-    assert doc["ask"]["operations"] == 1 and doc["retrieve"]["operations"] == 1
+    assert doc["ask"]["operations"] == 1 and doc["retrieve"]["operations"] == 5
     assert QUERY_STAGES <= set(doc["ask"]["stages_ms"])
     assert INGEST_STAGES <= set(doc["ingest"]["stages_ms"])
     for kind in ("ask", "retrieve", "ingest"):
