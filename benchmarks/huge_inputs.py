@@ -16,6 +16,10 @@ machine:
 
 The 2-hour recording (`--recording --minutes 120`) takes about 25 minutes on 2 cores (Whisper).
 
+A text ingest stopped part-way (kill -9 of its `rag ingest`, the end of a working session) is
+resumed by the same command with the same `--workdir`: the file is kept, the index keeps the
+parts it staged, the next run embeds only the rest, and `runs.jsonl` adds the runs up.
+
 Measured on 2 busy cores at nice 19 (a long evaluation job running), Nov 2026:
   10 MB, real model (before streaming): 578 s, peak RSS 1,269 MB, 9,934 chunks (~17 chunks/s)
   100 MB, --stand-in-embedder (streamed): 475 s, peak RSS 2,058 MB, 99,365 chunks
@@ -216,13 +220,32 @@ def ingest(path: Path, index: Path, settings: list[str], stand_in: bool = False)
             round(peak["children_kb"] / 1024), "results": results}
 
 
+def _record(work: Path, name: str, run: dict) -> None:
+    """Each run's figures, appended to `runs.jsonl` in the work folder: a run stopped (kill -9
+    of its ingest, the end of a working session) and resumed later adds up across runs."""
+    line = {"name": name, "at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            **{k: v for k, v in run.items() if k != "results"},
+            "files": run["results"].get("files") if isinstance(run["results"], dict) else None}
+    with open(work / "runs.jsonl", "a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
+
+
+def _runs(work: Path, name: str) -> list[dict]:
+    path = work / "runs.jsonl"
+    if not path.is_file():
+        return []
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["name"] == name]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=500, help="text file size in MB (default 500)")
     parser.add_argument("--no-text", action="store_true", help="skip the text file")
     parser.add_argument("--recording", action="store_true", help="also a long recording")
     parser.add_argument("--minutes", type=float, default=120, help="recording length (default 120)")
-    parser.add_argument("--workdir", type=Path, help="where to build files and indexes (default: a temp dir)")
+    parser.add_argument("--workdir", type=Path,
+                        help="where to build files and indexes (default: a temp dir); run again "
+                             "with the same folder to resume a stopped text ingest")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting for the ingest (repeatable)")
     parser.add_argument("--stand-in-embedder", action="store_true",
@@ -237,12 +260,19 @@ def main() -> int:
     report = {}
     if not args.no_text:
         text = work / f"huge-{args.mb:g}MB.txt"
-        started = time.perf_counter()
-        size = build_text(text, int(args.mb * MB))
-        print(f"built {text} ({size / MB:.0f} MB) in {time.perf_counter() - started:.0f} s",
-              flush=True)
+        if args.workdir and text.is_file() and (work / "index-text").is_dir():
+            # An earlier run in this folder was stopped: the same file (its bytes and mtime,
+            # so the index keeps its staged parts) is ingested again and resumes.
+            print(f"resuming {text} ({text.stat().st_size / MB:.0f} MB) into its index", flush=True)
+        else:
+            started = time.perf_counter()
+            size = build_text(text, int(args.mb * MB))
+            print(f"built {text} ({size / MB:.0f} MB) in {time.perf_counter() - started:.0f} s",
+                  flush=True)
         report["text"] = ingest(text, work / "index-text", args.set, stand_in)
-        text.unlink()
+        _record(work, "text", report["text"])
+        if report["text"]["exit"] == 0:
+            text.unlink()
     if args.recording:
         recording = work / f"speech-{args.minutes:g}min.wav"
         seconds = build_recording(recording, args.minutes * 60)
@@ -251,13 +281,21 @@ def main() -> int:
         recording.unlink()
     for name, run in report.items():
         files = run["results"].get("files", []) if isinstance(run["results"], dict) else []
-        outcome = ", ".join(f"{f['status']} {f['chunks']} chunks{': ' + f['error'] if f['error'] else ''}"
+        outcome = ", ".join(f"{f['status']} {f['chunks']} chunks"
+                            f"{' (%d staged by a stopped run)' % f['resumed'] if f.get('resumed') else ''}"
+                            f"{': ' + f['error'] if f['error'] else ''}"
                             for f in files) or run["results"]
         how = " (stand-in embedder: texts hashed to vectors, no model)" if stand_in else ""
         children = (f" (+ {run['peak_rss_children_mb']} MB in child processes)"
                     if run["peak_rss_children_mb"] else "")
         print(f"{name}{how}: exit {run['exit']}, {run['seconds']} s, peak RSS "
               f"{run['peak_rss_rag_mb']} MB{children}; {outcome}")
+        runs = _runs(work, name)
+        if len(runs) > 1:
+            print(f"{name}, all {len(runs)} runs in {work} (stopped ones resumed): "
+                  f"{sum(r['seconds'] for r in runs):.1f} s in all, highest peak RSS "
+                  f"{max(r['peak_rss_rag_mb'] for r in runs)} MB; exits "
+                  f"{[r['exit'] for r in runs]}")
     return 0 if all(run["exit"] == 0 for run in report.values()) else 1
 
 

@@ -271,40 +271,51 @@ class IngestionPipeline:
         """Read, chunk, embed and stage a large file `batch_chunks` chunks at a time, then make
         them live in one transaction (ChunkIndex.publish_staged): memory holds one part, the
         old version stays searchable until the new one is complete, and a failure part-way
-        drops what was staged. Each part is read under the file time limit."""
+        drops what was staged. An interrupted run (kill -9, Ctrl-C) leaves its parts staged:
+        the next run of the same bytes reads the file again but embeds only what was not
+        staged. Each part is read under the file time limit."""
         path, pending = item.path, item.pending
+        publication = Publication(pending.source_id, str(path.resolve()), pending.content_hash,
+                                  path.suffix.lower().lstrip("."), [], pending.size, pending.mtime)
         chunks = self.preparer.iter_chunks(path, pending.source_id, pending.content_hash)
         staged: list[str] = []
+        resumed = 0
         try:
+            kept = self.index.begin_staging(publication)
+            if kept:
+                log.warning("%s: resuming an interrupted ingest; %d chunks were staged", path, kept)
             while True:
                 part = call_with_deadline(
                     lambda deadline: list(itertools.islice(chunks, self.batch_chunks)),
                     self.file_timeout_s)
                 if not part:
                     break
-                with self._timed("embed", **{"rag.tokens.embedded_texts": len(part)}):
-                    vectors = self.embedder.encode([c.text for c in part],
-                                                   progress=self.progress.embedding(len(part)))
-                self._observe(part, vectors)
+                done = self.index.staged_texts([c.chunk_id for c in part]) if kept else {}
+                todo = [c for c in part if done.get(c.chunk_id) != c.text]
+                if todo:
+                    with self._timed("embed", **{"rag.tokens.embedded_texts": len(todo)}):
+                        vectors = self.embedder.encode([c.text for c in todo],
+                                                       progress=self.progress.embedding(len(todo)))
+                    self._observe(todo, vectors)
+                    with self._timed("write"):
+                        self.index.stage_part(todo, vectors)
+                resumed += len(part) - len(todo)
                 staged.extend(c.chunk_id for c in part)
-                with self._timed("write"):
-                    self.index.stage_part(part, vectors)
             moved = changed_since(path, item.stat)
             if moved:
                 raise OSError(f"{moved} while it was read; not indexed this time, ingest again "
                               "once it is complete")
+            publication.chunk_ids = staged
             with self._timed("write"):
-                self.index.publish_staged(Publication(
-                    pending.source_id, str(path.resolve()), pending.content_hash,
-                    path.suffix.lower().lstrip("."), staged, pending.size, pending.mtime))
+                self.index.publish_staged(publication)
             status = "updated" if pending.updated else "added"
-            return FileResult(str(path), status, chunks=len(staged))
+            return FileResult(str(path), status, chunks=len(staged), resumed=resumed)
         except KeyboardInterrupt:
             raise
         except Exception as exc:
             log.debug("failed to ingest %s", path, exc_info=True)
             try:
-                self.index.discard_staged(staged)
+                self.index.discard_staged(staged, pending.source_id)
             except Exception:  # the next open's repair() drops pending rows anyway
                 log.debug("could not discard the staged chunks of %s", path, exc_info=True)
             error = one_line(exc)

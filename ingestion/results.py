@@ -20,6 +20,7 @@ class FileResult:
     status: str  # added | updated | unchanged | failed | deleted
     chunks: int = 0
     error: str | None = None
+    resumed: int = 0  # chunks an interrupted run had staged, not embedded again
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

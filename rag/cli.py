@@ -254,7 +254,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             if r.status == "failed":
                 print(f"failed     {shown(r.path)}: {escaped(r.error or '')}")
             else:
-                print(f"{r.status:<10} {shown(r.path)} ({r.chunks} chunks)")
+                kept = f", {r.resumed} of them staged by an interrupted run" if r.resumed else ""
+                print(f"{r.status:<10} {shown(r.path)} ({r.chunks} chunks{kept})")
         summary = ", ".join(f"{v} {k}" for k, v in totals.items())
         print(f"done: {summary}")
     return EXIT_PARTIAL if totals.get("failed") else EXIT_OK
@@ -491,6 +492,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             "dense": report.dense, "missing_in_dense": report.missing_in_dense[:20],
             "extra_in_dense": report.extra_in_dense[:20],
             "missing_in_bm25": report.missing_in_bm25[:20],
+            "staged_to_resume": report.staged_to_resume,
         }
         code = EXIT_OK if report.ok else EXIT_CHECK
     rag.close()

@@ -48,6 +48,14 @@ CREATE TABLE IF NOT EXISTS failures (
     error TEXT NOT NULL,
     failed_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS staging (
+    source_id TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    started_at REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS chunks_by_source ON chunks (source_id, state);
 CREATE INDEX IF NOT EXISTS chunks_by_state ON chunks (state);
 """
@@ -152,9 +160,49 @@ class Catalog:
             self.db.executemany(
                 "INSERT INTO chunks (chunk_id, source_id, state, position, text, meta, terms) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(chunk_id) DO UPDATE SET "
-                "state = CASE WHEN chunks.state = 'live' THEN 'live' ELSE 'pending' END",
+                "state = CASE WHEN chunks.state = 'live' THEN 'live' ELSE 'pending' END, "
+                # A row not live is rewritten whole: a pending row kept from an interrupted
+                # run (same id) may hold another chunking of the same bytes.
+                "text = CASE WHEN chunks.state = 'live' THEN chunks.text ELSE excluded.text END, "
+                "meta = CASE WHEN chunks.state = 'live' THEN chunks.meta ELSE excluded.meta END, "
+                "terms = CASE WHEN chunks.state = 'live' THEN chunks.terms ELSE excluded.terms END",
                 rows,
             )
+
+    # --- a large source staged in parts (resumable after an interruption) ---------------
+    def begin_staging(self, publication: "Publication") -> None:
+        """Record that `publication`'s source is being staged in parts, so that its pending
+        rows are kept for a later run of the same file when this one is interrupted."""
+        self.db.execute(
+            "INSERT INTO staging (source_id, path, content_hash, size, mtime, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(source_id) DO UPDATE SET path = excluded.path, "
+            "content_hash = excluded.content_hash, size = excluded.size, mtime = excluded.mtime",
+            (publication.source_id, publication.path, publication.content_hash,
+             publication.size, publication.mtime, time.time()))
+
+    def staging(self, source_id: str | None = None) -> list[dict[str, Any]]:
+        """The sources being staged in parts (or the one named), as `begin_staging` recorded."""
+        cur = (self.db.execute("SELECT * FROM staging ORDER BY path") if source_id is None else
+               self.db.execute("SELECT * FROM staging WHERE source_id = ?", (source_id,)))
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def end_staging(self, source_id: str) -> None:
+        self.db.execute("DELETE FROM staging WHERE source_id = ?", (source_id,))
+
+    def pending_of(self, source_id: str) -> list[str]:
+        return [r[0] for r in self.db.execute(
+            "SELECT chunk_id FROM chunks WHERE source_id = ? AND state = 'pending'", (source_id,))]
+
+    def pending_texts(self, chunk_ids: list[str]) -> dict[str, str]:
+        """The text of those of `chunk_ids` that are pending."""
+        out: dict[str, str] = {}
+        for batch in _batches(chunk_ids):
+            marks = ",".join("?" * len(batch))
+            out.update(self.db.execute(
+                f"SELECT chunk_id, text FROM chunks WHERE state = 'pending' AND chunk_id IN ({marks})",
+                batch).fetchall())
+        return out
 
     def publish(
         self, source_id: str, path: str, content_hash: str, file_type: str,

@@ -7,7 +7,8 @@ leaves no orphans:
   3. one SQLite transaction makes them `live` and the source's old chunks `retired`;
   4. delete the retired vectors from Milvus, then forget the retired rows.
 Queries only ever return live ids, so old chunks stay searchable until step 3 commits.
-`repair()` (run on open) finishes or undoes whatever a crash interrupted.
+`repair()` (run on open) finishes or undoes whatever a crash interrupted, except the staged parts
+of a large file still on disk unchanged (`begin_staging`): those wait for the next run to resume.
 
 Concurrency: one writer (an ingest) and any number of query threads. Steps 3-4 run under the
 exclusive side of a readers-writer lock and queries under the shared side (`reading()`), so a
@@ -67,6 +68,7 @@ class ConsistencyReport:
     missing_in_dense: list[str]
     extra_in_dense: list[str]
     missing_in_bm25: list[str]
+    staged_to_resume: int = 0  # pending rows kept for resuming a large file (not an error)
 
     @property
     def ok(self) -> bool:
@@ -206,7 +208,8 @@ class ChunkIndex:
         """Steps 1-2 of the protocol for some of a source's new chunks: pending in the catalog,
         vectors in Milvus, nothing visible. A source too large to hold in memory is staged part
         by part and then published whole (`publish_staged`), or discarded (`discard_staged`);
-        a crash in between leaves pending rows that `repair()` drops."""
+        a crash in between leaves pending rows that `repair()` keeps for the next run of the
+        same file (`begin_staging`), or drops once the file has changed or gone."""
         terms = [tokenize(c.text) for c in chunks]
         self._mark_unclean()
         # Nothing searches the staged rows, and the dense store need not hold its search
@@ -216,6 +219,24 @@ class ChunkIndex:
             defer()
         self.catalog.stage(list(chunks), terms)
         self._upsert(chunks, vectors)
+
+    def begin_staging(self, publication: Publication) -> int:
+        """Before staging a large source in parts: note it (see `Catalog.begin_staging`) and
+        return how many of its chunks an interrupted run of the same bytes left staged. Their
+        vectors are stored (`repair()` keeps only those), so the caller need not embed again
+        the chunks `staged_texts` gives back unchanged. Pending rows of other bytes are dropped."""
+        self._mark_unclean()
+        kept = self.catalog.pending_of(publication.source_id)
+        recorded = self.catalog.staging(publication.source_id)
+        if kept and (not recorded or recorded[0]["content_hash"] != publication.content_hash):
+            self._drop(kept)
+            kept = []
+        self.catalog.begin_staging(publication)
+        return len(kept)
+
+    def staged_texts(self, chunk_ids: list[str]) -> dict[str, str]:
+        """The text of those of `chunk_ids` already staged (pending, their vectors stored)."""
+        return self.catalog.pending_texts(chunk_ids)
 
     def _upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         self.dense.upsert(chunks, vectors)
@@ -246,11 +267,37 @@ class ChunkIndex:
                 for chunk_id in part:
                     self.keywords.add(chunk_id, terms[chunk_id], facets_of(chunks[chunk_id]))
             self._drop(retired)
+        # After the publish: a crash before this leaves a record with no pending rows, which
+        # `repair()` forgets.
+        self.catalog.end_staging(publication.source_id)
         return retired
 
-    def discard_staged(self, chunk_ids: list[str]) -> None:
-        """Drop staged chunks that will not be published (their source failed part-way)."""
+    def discard_staged(self, chunk_ids: list[str], source_id: str | None = None) -> None:
+        """Drop staged chunks that will not be published (their source failed part-way), and
+        the source's staging record: a failure is not resumed."""
         self._drop(self.catalog.in_state(chunk_ids, PENDING))
+        if source_id is not None:
+            self.catalog.end_staging(source_id)
+
+    def _resumable(self) -> set[str]:
+        """Pending ids kept for resuming: those of sources staged in parts whose file is still
+        there with the size and modification time it had (`begin_staging`). Records of other
+        sources are forgotten (their rows are then leftovers)."""
+        import os
+
+        kept: set[str] = set()
+        for record in self.catalog.staging():
+            try:
+                stat = os.stat(record["path"])
+                same = stat.st_size == record["size"] and stat.st_mtime == record["mtime"]
+            except OSError:
+                same = False
+            ids = self.catalog.pending_of(record["source_id"]) if same else []
+            if ids:
+                kept.update(ids)
+            else:
+                self.catalog.end_staging(record["source_id"])
+        return kept
 
     def _mark_unclean(self) -> None:
         """Take the writer lock (waiting for another process's run), catch up with what it
@@ -334,7 +381,13 @@ class ChunkIndex:
         The same happens when Milvus holds nothing while the catalog has live chunks (its files
         were deleted, or moved aside as damaged by `rag stats --check --repair`).
         """
-        leftovers = self.catalog.ids_in_state(PENDING) + self.catalog.ids_in_state(RETIRED)
+        kept = self._resumable()
+        leftovers = [c for c in self.catalog.ids_in_state(PENDING) if c not in kept]
+        leftovers += self.catalog.ids_in_state(RETIRED)
+        if kept:
+            log.warning("keeping %d chunks staged by an interrupted ingest of %s: ingesting it "
+                        "again resumes there", len(kept),
+                        ", ".join(r["path"] for r in self.catalog.staging()))
         if leftovers:
             log.warning("repairing %d chunks left by an interrupted ingest", len(leftovers))
             self.dense.delete(leftovers)
@@ -347,7 +400,7 @@ class ChunkIndex:
                         "open with an embedder to restore them")
         if self.catalog.get_meta(UNCLEAN_KEY) or (lost and self._embed is not None):
             missing, extra = self._reconcile_dense(set(self.catalog.ids_in_state(LIVE)),
-                                                   self.dense.all_ids(), self._embed)
+                                                   self.dense.all_ids(), self._embed, kept)
             if not missing or self._embed is not None:
                 self.catalog.set_meta(UNCLEAN_KEY, False)
             else:
@@ -356,11 +409,15 @@ class ChunkIndex:
             leftovers += extra + (missing if self._embed is not None else [])
         return len(leftovers)
 
-    def _reconcile_dense(self, live: set[str], dense: set[str], embed: Embed | None
-                         ) -> tuple[list[str], list[str]]:
-        """Make the dense store hold exactly the live ids: delete extra vectors, re-embed
-        missing ones (when `embed` is given). Returns (missing, extra) as found."""
-        missing, extra = sorted(live - dense), sorted(dense - live)
+    def _reconcile_dense(self, live: set[str], dense: set[str], embed: Embed | None,
+                         staged: set[str] = frozenset()) -> tuple[list[str], list[str]]:
+        """Make the dense store hold exactly the live ids and the `staged` ones kept for
+        resuming: delete extra vectors, re-embed missing live ones (when `embed` is given).
+        Staged rows whose vectors were lost (unflushed at a kill) are forgotten: the resumed
+        run embeds them again. Returns (missing, extra) as found."""
+        missing, extra = sorted(live - dense), sorted(dense - live - staged)
+        if lost_staged := staged - dense:
+            self.catalog.forget(lost_staged)
         if extra:
             log.warning("repair: deleting %d vectors with no live chunk", len(extra))
             self.dense.delete(extra)
@@ -386,15 +443,16 @@ class ChunkIndex:
         live = set(self.catalog.ids_in_state(LIVE))
         dense = self.dense.all_ids()
         bm25 = self.keywords.ids()
+        staged = {c for r in self.catalog.staging() for c in self.catalog.pending_of(r["source_id"])}
         report = ConsistencyReport(
-            catalog_live=len(live), bm25=len(bm25), dense=len(dense),
-            missing_in_dense=sorted(live - dense), extra_in_dense=sorted(dense - live),
-            missing_in_bm25=sorted(live - bm25),
+            catalog_live=len(live), bm25=len(bm25), dense=len(dense) - len(dense & staged),
+            missing_in_dense=sorted(live - dense), extra_in_dense=sorted(dense - live - staged),
+            missing_in_bm25=sorted(live - bm25), staged_to_resume=len(staged),
         )
         if fix and not report.ok:
             self._mark_unclean()  # the writer lock: no other process's ingest is in flight
             try:
-                self._reconcile_dense(live, dense, embed)
+                self._reconcile_dense(live, dense, embed, staged)
                 missing = self.catalog.chunks(report.missing_in_bm25)
                 with self._lock.writing():
                     for chunk_id, terms in self.catalog.terms_of(report.missing_in_bm25).items():

@@ -146,10 +146,77 @@ def test_kill_9_while_a_large_file_is_staged_leaves_an_index_that_opens_and_answ
     assert "oolong" in json.dumps(json.loads(answer.stdout))
     check = rag("stats", "--check", "--json", "--index", str(index))
     assert check.returncode == 0 and json.loads(check.stdout)["check"]["ok"], check.stdout[-2000:]
+    kept = json.loads(check.stdout)["check"]["staged_to_resume"]
     again = rag("ingest", str(big), "--index", str(index), *streamed, "--json")
     assert again.returncode == 0, again.stderr[-2000:]
+    [result] = json.loads(again.stdout)["files"]
+    print(f"pending at the kill {pending}, kept {kept}, resumed {result['resumed']}")
+    assert 0 < kept == result["resumed"] < result["chunks"]  # what was staged is not embedded again
     found = rag("retrieve", "where is the brass telescope", "--index", str(index), "--json")
     assert found.returncode == 0 and "brass telescope" in found.stdout
     check = rag("stats", "--check", "--json", "--index", str(index))
     assert json.loads(check.stdout)["check"]["ok"]
     assert list(index.rglob("*.idx"))  # index files written for the new segments
+
+
+class InterruptedAfter(FailingAfter):
+    """The session's embedder, interrupted (Ctrl-C) at its `n`-th call: a user stopping a long
+    ingest at a moment the test chooses."""
+
+    def encode(self, texts, progress=None):
+        self.calls += 1
+        self.embedded = getattr(self, "embedded", 0)
+        if self.n is not None and self.calls >= self.n:
+            raise KeyboardInterrupt
+        self.embedded += len(texts)
+        return self._real.encode(texts, progress=progress)
+
+
+def interrupt_a_stream(tmp_path, embedder, parts: int = 4):
+    """Ingest big.txt in parts of 16 chunks, interrupted as its part `parts` + 1 is embedded."""
+    stopping = InterruptedAfter(embedder)
+    rag = RAG.open(tmp_path / "index", embedder=stopping, stream_file_mb=0.05,
+                   ingest_batch_chunks=16)
+    small = tmp_path / "small.md"
+    small.write_text("A small note about oolong.\n")
+    assert rag.ingest([small])[0].status == "added"
+    big = big_text(tmp_path / "big.txt", 800, "brass telescope")
+    stopping.calls, stopping.n = 0, parts + 1
+    with pytest.raises(KeyboardInterrupt):
+        rag.ingest([big])
+    rag.close()
+    return big
+
+
+def test_an_interrupted_stream_resumes_where_it_stopped_on_the_next_run(tmp_path, embedder):
+    big = interrupt_a_stream(tmp_path, embedder, parts=4)
+    counting = InterruptedAfter(embedder)
+    rag = RAG.open(tmp_path / "index", embedder=counting, stream_file_mb=0.05,
+                   ingest_batch_chunks=16)
+    report = rag.index.check()
+    assert report.ok and report.staged_to_resume == 4 * 16, report  # kept, not an inconsistency
+    assert [h.chunk.source.endswith("small.md") for h in rag.retrieve("oolong", top_k=5)] == [True]
+    [result] = rag.ingest([big])
+    assert result.status == "added" and result.resumed == 4 * 16
+    assert counting.embedded == result.chunks - 4 * 16  # the staged parts were not embedded again
+    assert "brass telescope" in rag.retrieve("where is the brass telescope", top_k=1)[0].chunk.text
+    report = rag.index.check()
+    assert report.ok and report.staged_to_resume == 0 and report.catalog_live == result.chunks + 1
+    assert not rag.index.catalog.ids_in_state(PENDING) and not rag.index.catalog.staging()
+    rag.close()
+
+
+def test_staged_parts_of_a_file_that_changed_since_are_dropped_not_resumed(tmp_path, embedder):
+    big = interrupt_a_stream(tmp_path, embedder, parts=3)
+    big_text(big, 820, "silver compass")
+    counting = InterruptedAfter(embedder)
+    rag = RAG.open(tmp_path / "index", embedder=counting, stream_file_mb=0.05,
+                   ingest_batch_chunks=16)
+    assert not rag.index.catalog.ids_in_state(PENDING) and not rag.index.catalog.staging()
+    report = rag.index.check()
+    assert report.ok and report.staged_to_resume == 0
+    [result] = rag.ingest([big])
+    assert result.status == "added" and result.resumed == 0 and counting.embedded == result.chunks
+    assert "silver compass" in rag.retrieve("where is the silver compass", top_k=1)[0].chunk.text
+    assert rag.index.check().ok
+    rag.close()
