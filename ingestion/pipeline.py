@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
@@ -277,7 +278,15 @@ class IngestionPipeline:
         path, pending = item.path, item.pending
         publication = Publication(pending.source_id, str(path.resolve()), pending.content_hash,
                                   path.suffix.lower().lstrip("."), [], pending.size, pending.mtime)
-        chunks = self.preparer.iter_chunks(path, pending.source_id, pending.content_hash)
+        reading = getattr(self.progress, "reading", None)
+        with reading(path, pending.size) if reading else nullcontext(None) as on_read:
+            return self._stream_parts(item, detector, publication, on_read)
+
+    def _stream_parts(self, item: Streamed, detector: ChangeDetector, publication: Publication,
+                      on_read: Callable[[int], None] | None) -> FileResult:
+        path, pending = item.path, item.pending
+        chunks = self.preparer.iter_chunks(path, pending.source_id, pending.content_hash,
+                                           **({"on_read": on_read} if on_read else {}))
         staged: list[str] = []
         resumed = 0
         try:

@@ -81,10 +81,14 @@ class FilePreparer:
         suffix = path.suffix.lower()
         return suffix in STREAMERS and self.loader_for(path) is LOADERS.get(suffix)
 
-    def iter_chunks(self, path: Path, source_id: str, content_hash: str) -> Iterator[Chunk]:
+    def iter_chunks(self, path: Path, source_id: str, content_hash: str,
+                    on_read: Callable[[int], None] | None = None) -> Iterator[Chunk]:
         """The chunks of a large file as its streaming loader reads it: memory holds a section
-        at a time (the caller embeds and stages them in parts). `LoadError` when none come."""
+        at a time (the caller embeds and stages them in parts). `on_read(bytes)` is told how far
+        into the file the reading is, as each section is taken. `LoadError` when none come."""
         sections = STREAMERS[path.suffix.lower()](path)
+        if on_read is not None:
+            sections = _reporting_reads(sections, on_read)
         found = False
         for chunk in self._chunks(path, source_id, content_hash, sections, {}):
             found = True
@@ -165,6 +169,14 @@ class FilePreparer:
             raise LoadError("no speech found in the recording")
         sections = [Section(s.text, start=s.start, end=s.end) for s in transcript.segments]
         return sections, {"language": transcript.language}
+
+
+def _reporting_reads(sections: Iterable[Section], on_read: Callable[[int], None]
+                     ) -> Iterator[Section]:
+    for section in sections:
+        if section.meta and "read_bytes" in section.meta:
+            on_read(section.meta["read_bytes"])
+        yield section
 
 
 def _chunk_extra(meta: dict[str, Any] | None) -> dict[str, Any]:

@@ -35,6 +35,11 @@ class Progress(Protocol):
         the file), called after each page OCR reads (never, for a PDF with a good text layer).
         Optional: the pipeline skips it on a `Progress` without it."""
 
+    def reading(self, path: Path, total_bytes: int
+                ) -> AbstractContextManager[Callable[[int], None]]:
+        """A large file read and embedded a part at a time; yields a callback of (bytes read so
+        far). Optional: the pipeline skips it on a `Progress` without it."""
+
     def close(self) -> None:
         """The run is over (also after an error)."""
 
@@ -64,6 +69,10 @@ class SilentProgress:
 
     @contextmanager
     def ocr_pages(self, path: Path) -> Iterator[Callable[[int, int], None]]:
+        yield _ignore
+
+    @contextmanager
+    def reading(self, path: Path, total_bytes: int) -> Iterator[Callable[[int], None]]:
         yield _ignore
 
     def close(self) -> None:
@@ -133,6 +142,19 @@ class TqdmProgress:
         finally:
             for bar in bars:
                 bar.close()
+
+    @contextmanager
+    def reading(self, path: Path, total_bytes: int) -> Iterator[Callable[[int], None]]:
+        """A bar of the file's bytes read, with the rate and the time left: a 500 MB file takes
+        hours, and the embed bar only knows the chunks read so far."""
+        from tqdm import tqdm
+
+        with tqdm(total=total_bytes, desc=f"read {path.name[-30:]}", unit="B", unit_scale=True,
+                  file=sys.stderr, dynamic_ncols=True, position=2, leave=False) as bar:
+            def progress(done: int) -> None:
+                bar.update(min(done, total_bytes) - bar.n)
+
+            yield progress
 
     def close(self) -> None:
         for bar in self._bars.values():

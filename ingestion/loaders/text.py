@@ -125,7 +125,9 @@ def iter_text_sections(path: Path, block_bytes: int = STREAM_BLOCK_BYTES) -> Ite
             piece, text = text[:cut], text[cut:]
             if piece.strip():
                 found = True
-                yield Section(piece)
+                # How far the file has been read (a block ahead at most): progress for a caller
+                # reading a large file (chunks do not keep it, `preparation._chunk_extra`).
+                yield Section(piece, meta={"read_bytes": handle.tell()})
             if not block:
                 break
     if not found:

@@ -6,11 +6,15 @@ figure is benchmarks/huge_inputs.py's.)"""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from ingestion.chunking import Chunker
 from ingestion.loaders.text import iter_text_sections, decode_text
+from ingestion.pipeline import IngestionPipeline
+from ingestion.progress import SilentProgress
 from rag.api import RAG
 from retrievers.catalog import PENDING
 
@@ -35,6 +39,33 @@ def test_streamed_sections_hold_exactly_the_text_of_a_whole_read(tmp_path, encod
     sections = list(iter_text_sections(path, block_bytes=4096))
     assert len(sections) > 10 and all(len(s.text) < 3 * 4096 for s in sections)
     assert "".join(s.text for s in sections) == decode_text(path.read_bytes())
+    read = [s.meta["read_bytes"] for s in sections]  # how far in: a progress bar's position
+    assert read == sorted(set(read)) and read[-1] == path.stat().st_size
+
+
+class ReadsRecorded(SilentProgress):
+    """Silent, but keeps what a large file's read bar would be told."""
+
+    def __init__(self):
+        self.total, self.reads = None, []
+
+    @contextmanager
+    def reading(self, path, total_bytes):
+        self.total = total_bytes
+        yield self.reads.append
+
+
+def test_a_large_file_reports_how_far_it_has_been_read(tmp_path, embedder):
+    rag = RAG.open(tmp_path / "index", embedder=embedder)
+    big = big_text(tmp_path / "big.txt", 300, "brass telescope")
+    progress = ReadsRecorded()
+    chunker = Chunker(embedder.count_tokens, rag.settings.chunk_size, rag.settings.chunk_overlap)
+    pipeline = IngestionPipeline(rag.index, embedder, chunker, progress=progress,
+                                 stream_file_bytes=20_000, batch_chunks=16)
+    [result] = pipeline.ingest([big])
+    assert result.status == "added"
+    assert progress.total == big.stat().st_size and progress.reads[-1] == progress.total
+    rag.close()
 
 
 def test_a_large_text_file_streams_in_parts_and_is_published_at_once(tmp_path, embedder):
