@@ -611,6 +611,9 @@ class RAG:
             "by_type": _count_by(sources, "file_type"),
             "previous_collection": _short(state.get("previous")),
             "unfinished_reindex": _short(state.get("building")),
+            # Large files whose ingest was interrupted: ingesting each again resumes it.
+            "unfinished_ingests": [{"path": r["path"], "staged_chunks": catalog.count_pending(
+                r["source_id"])} for r in catalog.staging()],
         }
 
     def latency(self, last: int | None = None) -> dict[str, Any]:

@@ -194,6 +194,10 @@ class Catalog:
         return [r[0] for r in self.db.execute(
             "SELECT chunk_id FROM chunks WHERE source_id = ? AND state = 'pending'", (source_id,))]
 
+    def count_pending(self, source_id: str) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM chunks WHERE source_id = ? AND state = "
+                               "'pending'", (source_id,)).fetchone()[0]
+
     def pending_texts(self, chunk_ids: list[str]) -> dict[str, str]:
         """The text of those of `chunk_ids` that are pending."""
         out: dict[str, str] = {}
