@@ -274,7 +274,9 @@ class ChunkIndex:
 
     def discard_staged(self, chunk_ids: list[str], source_id: str | None = None) -> None:
         """Drop staged chunks that will not be published (their source failed part-way), and
-        the source's staging record: a failure is not resumed."""
+        the source's staging record with every chunk it kept: a failure is not resumed."""
+        if source_id is not None:
+            chunk_ids = sorted(set(chunk_ids) | set(self.catalog.pending_of(source_id)))
         self._drop(self.catalog.in_state(chunk_ids, PENDING))
         if source_id is not None:
             self.catalog.end_staging(source_id)

@@ -252,3 +252,16 @@ def test_staged_parts_of_a_file_that_changed_since_are_dropped_not_resumed(tmp_p
     assert "silver compass" in rag.retrieve("where is the silver compass", top_k=1)[0].chunk.text
     assert rag.index.check().ok
     rag.close()
+
+
+def test_a_resumed_stream_that_fails_drops_every_staged_part(tmp_path, embedder):
+    big = interrupt_a_stream(tmp_path, embedder, parts=4)
+    failing = FailingAfter(embedder, n=2)  # the kept parts need no model; the 2nd new one fails
+    rag = RAG.open(tmp_path / "index", embedder=failing, stream_file_mb=0.05,
+                   ingest_batch_chunks=16)
+    [failed] = rag.ingest([big])
+    assert failed.status == "failed" and failed.error == "RuntimeError: out of memory"
+    assert not rag.index.catalog.ids_in_state(PENDING) and not rag.stats()["unfinished_ingests"]
+    report = rag.index.check()
+    assert report.ok and report.staged_to_resume == 0 and report.dense == report.catalog_live == 1
+    rag.close()
