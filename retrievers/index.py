@@ -386,8 +386,8 @@ class ChunkIndex:
         kept = self._resumable()
         leftovers = [c for c in self.catalog.ids_in_state(PENDING) if c not in kept]
         leftovers += self.catalog.ids_in_state(RETIRED)
-        if kept:
-            log.warning("keeping %d chunks staged by an interrupted ingest of %s: ingesting it "
+        if kept:  # info, not a warning: every open says it until then (`rag stats` lists it)
+            log.info("keeping %d chunks staged by an interrupted ingest of %s: ingesting it "
                         "again resumes there", len(kept),
                         ", ".join(r["path"] for r in self.catalog.staging()))
         if leftovers:
