@@ -239,6 +239,9 @@ class Reindexer:
             catalog.set_meta(INDEX_SETTINGS_KEY, {**served, **record, "collection": store.collection,
                                                   "switched_at": time.time()})
             catalog.set_meta(REINDEX_KEY, {"building": None, "previous": previous})
+            # Parts of a large file staged by an interrupted ingest have their vectors in the
+            # old collection: the file is embedded again when it is next ingested.
+            catalog.forget_staging()
         old_store, _ = self.index.switch_dense(store, embedder)
         self.on_switch(store, embedder)
         old_store.close()

@@ -190,6 +190,12 @@ class Catalog:
     def end_staging(self, source_id: str) -> None:
         self.db.execute("DELETE FROM staging WHERE source_id = ?", (source_id,))
 
+    def forget_staging(self) -> None:
+        """No staged source is to be resumed (their vectors are in a collection no longer
+        served); their pending rows are dropped as leftovers (`ChunkIndex.begin_staging`,
+        `repair`)."""
+        self.db.execute("DELETE FROM staging")
+
     def pending_of(self, source_id: str) -> list[str]:
         return [r[0] for r in self.db.execute(
             "SELECT chunk_id FROM chunks WHERE source_id = ? AND state = 'pending'", (source_id,))]

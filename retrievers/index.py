@@ -267,6 +267,9 @@ class ChunkIndex:
                 for chunk_id in part:
                     self.keywords.add(chunk_id, terms[chunk_id], facets_of(chunks[chunk_id]))
             self._drop(retired)
+            # Rows an interrupted run staged that this one did not publish (the file was
+            # chunked otherwise since: other settings) have no use left.
+            self._drop(self.catalog.pending_of(publication.source_id))
         # After the publish: a crash before this leaves a record with no pending rows, which
         # `repair()` forgets.
         self.catalog.end_staging(publication.source_id)

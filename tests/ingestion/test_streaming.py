@@ -265,3 +265,21 @@ def test_a_resumed_stream_that_fails_drops_every_staged_part(tmp_path, embedder)
     report = rag.index.check()
     assert report.ok and report.staged_to_resume == 0 and report.dense == report.catalog_live == 1
     rag.close()
+
+
+def test_after_a_switch_of_embedding_model_a_stream_is_embedded_again_not_resumed(
+        tmp_path, embedder, static_model):
+    """The staged parts' vectors are in the old model's collection: resuming them after `rag
+    reindex` would publish chunks the new collection has no vector for."""
+    big = interrupt_a_stream(tmp_path, embedder, parts=4)
+    rag = RAG.open(tmp_path / "index", embedder=embedder, stream_file_mb=0.05,
+                   ingest_batch_chunks=16)
+    assert rag.reindex(str(static_model)).switched
+    assert not rag.stats()["unfinished_ingests"]
+    [result] = rag.ingest([big])
+    assert result.status == "added" and result.resumed == 0
+    report = rag.index.check()
+    assert report.ok and report.catalog_live == report.dense == result.chunks + 1, report
+    hit = rag.retrieve("where is the brass telescope", mode="dense", top_k=3)
+    assert any("brass telescope" in h.chunk.text for h in hit)
+    rag.close()
