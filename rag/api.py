@@ -511,10 +511,13 @@ class RAG:
         from ingestion.discovery import source_id_for
 
         with self._writes:
-            if self.index.catalog.source(source_id_for(Path(source))) is not None:
-                return self.index.delete_source(source_id_for(Path(source)))
+            source_id = source_id_for(Path(source))
+            # An unfinished ingest of a large file (`unfinished_ingests`): its staged parts go.
+            staged = self.index.discard_staging(source_id)
+            if self.index.catalog.source(source_id) is not None:
+                return staged + self.index.delete_source(source_id)
             rows = self.index.catalog.sources_under([str(Path(source).resolve())])
-            return sum(self.index.delete_source(row["source_id"]) for row in rows)
+            return staged + sum(self.index.delete_source(row["source_id"]) for row in rows)
 
     def repair(self) -> tuple[Any, Any]:
         """Bring Milvus and the keyword index back in step with the catalog, the record every

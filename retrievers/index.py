@@ -284,6 +284,19 @@ class ChunkIndex:
         if source_id is not None:
             self.catalog.end_staging(source_id)
 
+    def discard_staging(self, source_id: str) -> int:
+        """Give up an unfinished ingest of a large source: drop what it staged and its record.
+        Returns how many staged chunks were dropped (0 when none was being staged)."""
+        if not self.catalog.staging(source_id):
+            return 0
+        self._mark_unclean()
+        try:
+            staged = self.catalog.pending_of(source_id)
+            self.discard_staged(staged, source_id)
+        finally:
+            self.finish_writes()
+        return len(staged)
+
     def _resumable(self) -> set[str]:
         """Pending ids kept for resuming: those of sources staged in parts whose file is still
         there with the size and modification time it had (`begin_staging`). Records of other

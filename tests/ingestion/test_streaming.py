@@ -283,3 +283,14 @@ def test_after_a_switch_of_embedding_model_a_stream_is_embedded_again_not_resume
     hit = rag.retrieve("where is the brass telescope", mode="dense", top_k=3)
     assert any("brass telescope" in h.chunk.text for h in hit)
     rag.close()
+
+
+def test_deleting_a_large_file_whose_ingest_was_interrupted_drops_its_staged_parts(tmp_path, embedder):
+    big = interrupt_a_stream(tmp_path, embedder, parts=4)
+    rag = RAG.open(tmp_path / "index", embedder=embedder)
+    assert rag.delete(big) == 4 * 16
+    assert not rag.stats()["unfinished_ingests"] and not rag.index.catalog.ids_in_state(PENDING)
+    report = rag.index.check()
+    assert report.ok and report.staged_to_resume == 0 and report.catalog_live == 1
+    assert rag.delete(big) == 0  # nothing left of it
+    rag.close()
