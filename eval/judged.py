@@ -10,6 +10,7 @@ reason. Neither is ever turned into a number.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -84,6 +85,17 @@ def judge_case(judge: Any, question: str, answer: str, contexts: list[str],
     return out
 
 
+def judged_text(answer: str) -> str:
+    """The answer as the judge reads it: without its `[n]` citation marks. They point at the
+    contexts and are not claims or statements; a small judge quoted them as statements of
+    their own ("The statement 'Consensus latency ... [2]' is irrelevant"), and stock
+    llama-index's answers, judged beside ours, carry none."""
+    from eval.answer_metrics import answer_words
+
+    text = re.sub(r"[ \t]+(?=\n)", "", re.sub(r"[ \t]{2,}", " ", answer_words(answer)))
+    return re.sub(r"[ \t]+([.,;:!?])", r"\1", text).strip()
+
+
 def verdict_reason(name: str, metric: Any, limit: int = 600) -> str:
     """The reason for a score read off the judge's own verdicts, without the extra call that
     asks it for a summary (one call per metric, 15-25 s on 2 cores with the packaged judge)."""
@@ -124,8 +136,8 @@ def judged_metrics(judges: list[Any], names: tuple[str, ...] = JUDGED_METRICS,
             contexts = [r.text for r in result.served]
             values, reasons = [], []
             for judge in judges:
-                judged = judge_case(judge, case.question, answer.text if answer else "",
-                                    contexts, case.reference_answer, metrics=(name,))[name]
+                judged = judge_case(judge, case.question, judged_text(answer.text) if answer
+                                    else "", contexts, case.reference_answer, metrics=(name,))[name]
                 if judged.status == "not_scored":
                     return Score.skip(judged.reason)
                 if judged.status == "failed":

@@ -246,3 +246,11 @@ def test_the_judge_grammar_keeps_raw_control_characters_out_of_json_strings():
     assert "\n" in stock  # the bias works: the converter's grammar lets the newline in
     ours = write(json_grammar(schema))
     assert Truths.model_validate_json(ours).truths, ours
+
+
+def test_the_judge_reads_the_answer_without_its_citation_marks():
+    from eval.judged import judged_text
+
+    assert judged_text("He bought a TRS-80 in about 1980 [1].") == "He bought a TRS-80 in about 1980."
+    assert judged_text("Blocks [1, 3]; hashes [2]\n- Merkle trees [4]") == "Blocks; hashes\n- Merkle trees"
+    assert judged_text("It grew 67.3% [2] (e.g. in 2021) [1]!") == "It grew 67.3% (e.g. in 2021)!"
