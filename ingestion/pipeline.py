@@ -286,7 +286,7 @@ class IngestionPipeline:
                       on_read: Callable[[int], None] | None) -> FileResult:
         path, pending = item.path, item.pending
         chunks = self.preparer.iter_chunks(path, pending.source_id, pending.content_hash,
-                                           **({"on_read": on_read} if on_read else {}))
+                                           on_read=on_read)
         staged: list[str] = []
         resumed = 0
         try:

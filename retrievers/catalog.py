@@ -1,4 +1,5 @@
-"""The chunk catalog: one SQLite file holding sources, chunks, their BM25 term counts and index settings.
+"""The chunk catalog: one SQLite file holding sources, chunks, their BM25 term counts, index
+settings and the large files being staged in parts (resumable after an interruption).
 
 SQLite gives atomic commits across all of these at once, which is what makes the two-index
 write safe under kill -9: a chunk is only "live" once the transaction that marks it so has

@@ -28,6 +28,7 @@ hit is dropped (retrievers.hybrid), never shown without its text.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Sequence
@@ -301,8 +302,6 @@ class ChunkIndex:
         """Pending ids kept for resuming: those of sources staged in parts whose file is still
         there with the size and modification time it had (`begin_staging`). Records of other
         sources are forgotten (their rows are then leftovers)."""
-        import os
-
         kept: set[str] = set()
         for record in self.catalog.staging():
             try:
@@ -404,8 +403,8 @@ class ChunkIndex:
         leftovers += self.catalog.ids_in_state(RETIRED)
         if kept:  # info, not a warning: every open says it until then (`rag stats` lists it)
             log.info("keeping %d chunks staged by an interrupted ingest of %s: ingesting it "
-                        "again resumes there", len(kept),
-                        ", ".join(r["path"] for r in self.catalog.staging()))
+                     "again resumes there", len(kept),
+                     ", ".join(r["path"] for r in self.catalog.staging()))
         if leftovers:
             log.warning("repairing %d chunks left by an interrupted ingest", len(leftovers))
             self.dense.delete(leftovers)
