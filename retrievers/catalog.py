@@ -145,9 +145,7 @@ class Catalog:
         return dict(zip([c[0] for c in cur.description], row)) if row else None
 
     def sources(self) -> list[dict[str, Any]]:
-        cur = self.db.execute("SELECT * FROM sources ORDER BY path")
-        names = [c[0] for c in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return _dicts(self.db.execute("SELECT * FROM sources ORDER BY path"))
 
     # --- chunk lifecycle: pending -> live -> retired -> deleted ------------------------
     def stage(self, chunks: list[Chunk], terms: list[list[str]]) -> None:
@@ -183,10 +181,8 @@ class Catalog:
 
     def staging(self, source_id: str | None = None) -> list[dict[str, Any]]:
         """The sources being staged in parts (or the one named), as `begin_staging` recorded."""
-        cur = (self.db.execute("SELECT * FROM staging ORDER BY path") if source_id is None else
-               self.db.execute("SELECT * FROM staging WHERE source_id = ?", (source_id,)))
-        names = [c[0] for c in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return _dicts(self.db.execute("SELECT * FROM staging ORDER BY path") if source_id is None
+                      else self.db.execute("SELECT * FROM staging WHERE source_id = ?", (source_id,)))
 
     def end_staging(self, source_id: str) -> None:
         self.db.execute("DELETE FROM staging WHERE source_id = ?", (source_id,))
@@ -292,9 +288,7 @@ class Catalog:
         self.db.execute("DELETE FROM failures WHERE source_id = ?", (source_id,))
 
     def failures_under(self, roots: list[str]) -> list[dict[str, Any]]:
-        cur = self.db.execute("SELECT * FROM failures ORDER BY path")
-        names = [c[0] for c in cur.description]
-        rows = [dict(zip(names, row)) for row in cur.fetchall()]
+        rows = _dicts(self.db.execute("SELECT * FROM failures ORDER BY path"))
         return [r for r in rows
                 if any(r["path"] == root or r["path"].startswith(root.rstrip("/") + "/") for root in roots)]
 
@@ -404,6 +398,12 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    """A query's rows as dicts keyed by column name."""
+    names = [c[0] for c in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 def _batches(items: list[str], size: int = 900) -> Iterator[list[str]]:

@@ -292,11 +292,11 @@ class ChunkIndex:
             return 0
         self._mark_unclean()
         try:
-            staged = self.catalog.pending_of(source_id)
-            self.discard_staged(staged, source_id)
+            staged = self.catalog.count_pending(source_id)
+            self.discard_staged([], source_id)  # with `source_id`: every row it staged
         finally:
             self.finish_writes()
-        return len(staged)
+        return staged
 
     def _resumable(self) -> set[str]:
         """Pending ids kept for resuming: those of sources staged in parts whose file is still
