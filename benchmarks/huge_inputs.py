@@ -41,10 +41,12 @@ written one segment at a time before publishing; glibc's mmap threshold fixed at
 counts in one byte and term ids as 16-bit gaps), --stand-in-embedder:
   100 MB: 264 s, peak RSS 959 MB, 99,365 chunks (before, same machine and load: 374 s, 1,135 MB)
   500 MB: 1,130 s, peak RSS 1,713 MB, 496,745 chunks
-What still grows is the index: Milvus Lite's Arrow tables (the float vector, 1.5 KB a chunk) and
-key maps (~0.2 KB), BM25 ~0.7 KB; both peaks are now Lite merging four 16k-row files into one
-of 64k (~500 MB for a second; at 500 MB the last such merge, ~450k rows), see README "Huge
-inputs (issue 20)".
+2026-12-02, the 2-core AMD EPYC (avx512_bf16), quiet, nice 5, --stand-in-embedder now giving
+bfloat16-cut vectors after a real first batch, Milvus Lite's merges bounded to 65,536 rows
+(`lite_segment_rows`): 500 MB: 674.8 s, peak RSS 2,095 MB (at the end, BM25 built beside Lite's
+497k rows), 496,745 chunks. With Lite's own bound the same vectors merged 184,320 rows at once
+(1,858 MB at 188k chunks without the model): what the real-model runs had hit (2,103 MB at 156k
+chunks). See README "Huge inputs (issue 20)".
 """
 
 from __future__ import annotations
@@ -305,7 +307,8 @@ def main() -> int:
                             f"{' (%d staged by a stopped run)' % f['resumed'] if f.get('resumed') else ''}"
                             f"{': ' + f['error'] if f['error'] else ''}"
                             for f in files) or run["results"]
-        how = " (stand-in embedder: texts hashed to vectors, no model)" if stand_in else ""
+        how = (" (stand-in embedder: the model embeds the first batch, then texts are hashed to"
+               " vectors)" if stand_in else "")
         children = (f" (+ {run['peak_rss_children_mb']} MB in child processes)"
                     if run["peak_rss_children_mb"] else "")
         print(f"{name}{how}: exit {run['exit']}, {run['seconds']} s, peak RSS "
