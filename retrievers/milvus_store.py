@@ -387,10 +387,14 @@ class MilvusDenseStore:
             raise StoreConfigError(f"{self.uri}: Milvus BM25 needs the store opened with sparse = \"milvus\"")
 
     def all_ids(self) -> set[str]:
-        """Every id in the collection (a full scan: used by checks and repair, not queries)."""
+        """Every id in the collection (a full scan: used by checks and repair, not queries).
+
+        In batches of 16,384 ids, Milvus's largest: Milvus Lite 3.2.2 walks every row of the
+        collection for each batch, so with batches of 1,000 the resumed open of 200k staged
+        rows spent ~2 of its ~3 minutes here."""
         self._loaded()
         ids: set[str] = set()
-        iterator = self.client.query_iterator(self.collection, batch_size=1000, filter="",
+        iterator = self.client.query_iterator(self.collection, batch_size=16_384, filter="",
                                               output_fields=["id"])
         try:
             while rows := iterator.next():
