@@ -94,6 +94,7 @@ class BM25Index:
         self._total_len = 0.0
         self._dead = 0
         self._idf: np.ndarray | None = None
+        self._norms: tuple[int, np.ndarray] | None = None  # (version, per-slot length norms)
         self.version = 0  # bumped on every change; snapshots use it to skip needless writes
 
     # --- maintenance -------------------------------------------------------------------
@@ -228,25 +229,49 @@ class BM25Index:
             self._idf = idf
         return self._idf
 
+    def _length_norms(self) -> np.ndarray:
+        """Per slot, k1 * (1 - b + b * length / avgdl): the part of BM25's denominator that
+        depends on the document alone, computed once per version of the index rather than
+        once per posting of every query term (the same operations in the same order, so the
+        scores keep every bit)."""
+        if self._norms is None or self._norms[0] != self.version:
+            lengths = np.frombuffer(self._lengths, dtype=np.float64)
+            avgdl = self._total_len / len(self._slot_of)
+            self._norms = (self.version, self.k1 * (1 - self.b + self.b * lengths / avgdl))
+        return self._norms[1]
+
     def _score_arrays(self, query_tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(scores per slot, mask of live slots that contain a query term)."""
+        """(scores per slot, mask of live slots that contain a query term).
+
+        Each term's scores are computed in place in one scratch buffer (a query's common terms
+        have tens of thousands of postings at 100k chunks; a new array per operation cost more
+        than the arithmetic)."""
         n_slots = len(self._ids)
         total = np.zeros(n_slots, dtype=np.float64)
         touched = np.zeros(n_slots, dtype=bool)
         if not self._slot_of:
             return total, touched
         idf = self._idf_table()
-        avgdl = self._total_len / len(self._slot_of)
-        lengths = np.frombuffer(self._lengths, dtype=np.float64)
-        for term in query_tokens:
-            tid = self._vocab.get(term)
-            if tid is None or self._df[tid] == 0:
-                continue
+        norms = self._length_norms()
+        k1_plus_1 = self.k1 + 1
+        tids = [tid for tid in map(self._vocab.get, query_tokens)
+                if tid is not None and self._df[tid] > 0]
+        # With every idf > 0, a slot holds a query term iff it scored > 0: `touched` is read off
+        # the scores at the end instead of being set per posting.
+        mark = any(idf[tid] <= 0 for tid in tids)
+        for tid in tids:
             slots = np.frombuffer(self._post_slots[tid], dtype=np.int32)
             tfs = _counts(self._post_tfs[tid]).astype(np.float64)
-            norm = self.k1 * (1 - self.b + self.b * lengths[slots] / avgdl)
-            total[slots] += idf[tid] * (tfs * (self.k1 + 1) / (tfs + norm))
-            touched[slots] = True
+            denominator = norms[slots]
+            denominator += tfs  # tf + norm
+            tfs *= k1_plus_1
+            tfs /= denominator
+            tfs *= idf[tid]  # idf * (tf * (k1 + 1) / (tf + norm)), as rank-bm25 computes it
+            total[slots] += tfs
+            if mark:
+                touched[slots] = True
+        if not mark:
+            np.greater(total, 0, out=touched)
         if self._dead:
             touched &= np.frombuffer(self._alive, dtype=np.uint8).astype(bool)
         return total, touched
@@ -272,8 +297,9 @@ class BM25Index:
         candidates = np.flatnonzero(touched)
         if len(candidates) > k:
             # keep everything tied with the k-th score so the id tie-break is exact
-            kth = np.partition(total[candidates], len(candidates) - k)[len(candidates) - k]
-            candidates = candidates[total[candidates] >= kth]
+            scores = total[candidates]
+            kth = np.partition(scores, len(candidates) - k)[len(candidates) - k]
+            candidates = candidates[scores >= kth]
         ranked = sorted(((self._ids[s], float(total[s])) for s in candidates.tolist()),
                         key=lambda item: (-item[1], item[0]))
         return ranked[:k]
