@@ -84,6 +84,35 @@ def test_unflushed_rows_and_filters_go_through_milvus(store):
     assert hits and all(int(cid[3:]) % 3 == 1 for cid, _ in hits)
 
 
+def test_deleted_rows_near_the_query_are_skipped_or_the_path_steps_aside(store):
+    """Liveness is checked best first, only until k live rows are found. A few deleted rows at
+    the top are skipped; when every candidate a segment gave is deleted before k are found, its
+    live rows may lie deeper than it was asked, so the direct path must step aside (None) and
+    the store answers through Milvus."""
+    rng = np.random.default_rng(21)
+    query = _vectors(1, seed=20)[0]
+    near = query + rng.normal(scale=0.05, size=(300, DIM)).astype(np.float32)
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    far = _vectors(300, seed=22)
+    store.upsert([_chunk(n) for n in range(300)], far)  # segment 1: far from the query
+    store.flush()
+    store.upsert([_chunk(n) for n in range(300, 600)], near)  # segment 2: all near it
+    store.flush()
+    order = np.argsort(-(near @ query))
+    store.delete([f"id-{300 + n:05d}" for n in order[:5]])  # the 5 nearest
+    _settle(store)
+    direct = store._direct.search(query, 10)
+    assert direct is not None, "the direct path was not taken"
+    assert [c for c, _ in direct] == [c for c, _ in _public(store, query, 10)]
+    assert [c for c, _ in direct] == [f"id-{300 + n:05d}" for n in order[5:15]]
+    store.delete([f"id-{300 + n:05d}" for n in order[5:250]])  # more than segment 2 is asked for
+    _settle(store)
+    assert store._direct.search(query, 10) is None
+    hits = store.search(query, 10)
+    assert [c for c, _ in hits] == [c for c, _ in _public(store, query, 10)]
+    assert {c for c, _ in hits} <= {f"id-{300 + n:05d}" for n in order[250:]}  # live, near
+
+
 def test_deep_top_k_is_the_same_on_both_paths(tmp_path):
     """At k = 50 the direct path takes 108 candidates a segment, which raises HNSW's ef; the
     public path must search with the same ef, else deep ranks differ between a filtered and
