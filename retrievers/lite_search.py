@@ -110,47 +110,57 @@ class LiteDirectSearch:
             return []
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         fetch = segment_candidates(k)
-        # Every segment's candidates, best first per segment: (similarity, pk, segment, local
-        # id, checked: already known live, complete: nothing deeper in that segment can rank).
-        candidates: list[tuple[float, Any, int, int, bool]] = []
-        sizes, complete = [], []
-        for n, seg in enumerate(segments):
+        # Every segment's candidates: local ids and similarities, best first per segment;
+        # `checked`: already known live; `complete`: nothing deeper in that segment can rank.
+        local_ids, scores, checked, sizes, complete = [], [], [], [], []
+        for seg in segments:
             index = seg.indexes.get(self.vector_field)
             if index is None:  # its index is still being built in the background
                 found = self._brute_force(seg, query[0], k, deltas, segments)
-                sizes.append(len(found))
+                lids = np.array([lid for lid, _ in found], dtype=np.int64)
+                sims = np.array([score for _, score in found], dtype=np.float64)
                 complete.append(len(found) < k)  # fewer than k live rows: it has no more
-                candidates.extend((score, seg.pks[lid], n, lid, True) for lid, score in found)
-                continue
-            found = self._hnsw(index, seg, query, min(fetch, seg.num_rows), search_ef(k, ef))
-            sizes.append(len(found))
-            complete.append(len(found) >= seg.num_rows)
-            candidates.extend((score, seg.pks[lid], n, lid, False) for lid, score in found)
+            else:
+                lids, sims = self._hnsw(index, seg, query, min(fetch, seg.num_rows),
+                                        search_ef(k, ef))
+                complete.append(len(lids) >= seg.num_rows)
+            local_ids.append(lids)
+            scores.append(sims)
+            checked.append(index is None)
+            sizes.append(len(lids))
         # Liveness (tombstones, newer versions elsewhere) is checked best first and only until
-        # k are found: ~k checks instead of one per candidate of every segment.
-        candidates.sort(key=lambda c: (-c[0], c[1]))
+        # k are found (and any tied with the k-th): ~k checks, not one per candidate of every
+        # segment, and a row's id is read only when it is checked.
+        all_scores = np.concatenate(scores)
+        owner = np.repeat(np.arange(len(segments)), sizes)
+        lid_of = np.concatenate(local_ids)
         taken = [0] * len(segments)
         best: dict[Any, float] = {}
-        for score, pk, n, lid, checked in candidates:
-            if len(best) == k:
+        boundary = None  # the k-th live similarity, once k are found
+        for i in np.argsort(-all_scores, kind="stable").tolist():
+            score, n, lid = float(all_scores[i]), int(owner[i]), int(lid_of[i])
+            if boundary is not None and score < boundary:
                 break
             taken[n] += 1
             seg = segments[n]
-            if checked or not (deltas.is_deleted(pk, int(seg.seqs[lid]))
-                               or self._newer_elsewhere(pk, int(seg.seqs[lid]), seg, segments)):
+            pk = seg.pks[lid]
+            if checked[n] or not (deltas.is_deleted(pk, int(seg.seqs[lid]))
+                                  or self._newer_elsewhere(pk, int(seg.seqs[lid]), seg, segments)):
                 if score > best.get(pk, -np.inf):
                     best[pk] = score
+                if boundary is None and len(best) == k:
+                    boundary = score
             # A segment whose candidates are used up while fewer than k are found: its share
             # of the top-k may lie deeper than it was asked, so only Lite's own search is exact.
-            if taken[n] == sizes[n] and not complete[n] and len(best) < k:
+            if boundary is None and taken[n] == sizes[n] and not complete[n]:
                 return None
-        if len(best) < k and not all(complete):
+        if boundary is None and not all(complete):
             return None
-        return sorted(best.items(), key=lambda item: (-item[1], item[0]))
+        return sorted(best.items(), key=lambda item: (-item[1], item[0]))[:k]
 
     def _hnsw(self, index: Any, seg: Any, query: np.ndarray, fetch: int, ef: int
-              ) -> list[tuple[int, float]]:
-        """A segment's HNSW candidates, best first: (local id, cosine similarity), exact (re-
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """A segment's HNSW candidates, best first: (local ids, cosine similarities), exact (re-
         scored from the float vectors) where the index is quantised. Why FAISS directly: Lite's
         wrapper converts each result's distance in a Python loop, ~0.2 ms a segment."""
         faiss_index = getattr(index, "_index", None)
@@ -160,16 +170,17 @@ class LiteDirectSearch:
             faiss_index.hnsw.efSearch = ef
             sims, ids = faiss_index.search(np.ascontiguousarray(normed, dtype=np.float32), fetch)
             keep = ids[0] >= 0
-            local_ids, scores = ids[0][keep].tolist(), sims[0][keep].astype(float).tolist()
+            lids, scores = ids[0][keep], sims[0][keep].astype(np.float64)
         else:
             ids, dists = index.search(query, fetch, params={"ef": ef})
             keep = ids[0] >= 0
-            local_ids = ids[0][keep].tolist()
-            scores = (1.0 - dists[0][keep].astype(float)).tolist()  # Lite's cosine distance
-        if getattr(index, "index_type", "HNSW") in QUANTISED:
-            exact = self._exact(seg, query[0], local_ids)
-            return sorted(exact, key=lambda item: -item[1])
-        return list(zip(local_ids, scores))
+            lids = ids[0][keep]
+            scores = 1.0 - dists[0][keep].astype(np.float64)  # Lite's cosine distance
+        if getattr(index, "index_type", "HNSW") in QUANTISED and len(lids):
+            scores = _cosines(seg.vector_data(self.vector_field)[0][lids], query[0]).astype(
+                np.float64)
+        order = np.argsort(-scores, kind="stable")
+        return lids[order].astype(np.int64), scores[order]
 
     def _brute_force(self, seg: Any, query: np.ndarray, k: int, deltas: Any,
                      segments: list[Any]) -> list[tuple[int, float]]:
@@ -189,13 +200,6 @@ class LiteDirectSearch:
             if len(live) == k:
                 break
         return live
-
-    def _exact(self, seg: Any, query: np.ndarray, local_ids: list[int]) -> list[tuple[int, float]]:
-        """Exact cosine similarities of a segment's rows to `query`, from its float vectors."""
-        if not local_ids:
-            return []
-        sims = _cosines(seg.vector_data(self.vector_field)[0][local_ids], query)
-        return list(zip(local_ids, sims.astype(float).tolist()))
 
     @staticmethod
     def _newer_elsewhere(pk: Any, seq: int, seg: Any, segments: list[Any]) -> bool:
