@@ -95,6 +95,7 @@ class BM25Index:
         self._dead = 0
         self._idf: np.ndarray | None = None
         self._norms: tuple[int, np.ndarray] | None = None  # (version, per-slot length norms)
+        self._buffers: dict[str, np.ndarray] = {}  # per-query scratch arrays (`_scratch`)
         self.version = 0  # bumped on every change; snapshots use it to skip needless writes
 
     # --- maintenance -------------------------------------------------------------------
@@ -240,15 +241,28 @@ class BM25Index:
             self._norms = (self.version, self.k1 * (1 - self.b + self.b * lengths / avgdl))
         return self._norms[1]
 
+    def _scratch(self, name: str, size: int, dtype: type) -> np.ndarray:
+        """A reusable buffer of at least `size` items, its first `size` returned. Why: at 1M
+        chunks a query's arrays are megabytes, which glibc maps fresh (and the kernel zeroes
+        and faults in) on every query; kept here, they cost nothing after the first. Callers
+        hold the index's lock, so one query uses them at a time."""
+        buffer = self._buffers.get(name)
+        if buffer is None or len(buffer) < size:
+            buffer = self._buffers[name] = np.empty(max(size, 1024), dtype=dtype)
+        return buffer[:size]
+
     def _score_arrays(self, query_tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(scores per slot, mask of live slots that contain a query term).
+        """(scores per slot, mask of live slots that contain a query term), in scratch buffers
+        valid until the next query.
 
         Each term's scores are computed in place in one scratch buffer (a query's common terms
         have tens of thousands of postings at 100k chunks; a new array per operation cost more
         than the arithmetic)."""
         n_slots = len(self._ids)
-        total = np.zeros(n_slots, dtype=np.float64)
-        touched = np.zeros(n_slots, dtype=bool)
+        total = self._scratch("total", n_slots, np.float64)
+        touched = self._scratch("touched", n_slots, np.bool_)
+        total.fill(0)
+        touched.fill(False)
         if not self._slot_of:
             return total, touched
         idf = self._idf_table()
@@ -261,8 +275,10 @@ class BM25Index:
         mark = any(idf[tid] <= 0 for tid in tids)
         for tid in tids:
             slots = np.frombuffer(self._post_slots[tid], dtype=np.int32)
-            tfs = _counts(self._post_tfs[tid]).astype(np.float64)
-            denominator = norms[slots]
+            tfs = self._scratch("tfs", len(slots), np.float64)
+            np.copyto(tfs, _counts(self._post_tfs[tid]), casting="unsafe")
+            denominator = self._scratch("denominator", len(slots), np.float64)
+            np.take(norms, slots, out=denominator)
             denominator += tfs  # tf + norm
             tfs *= k1_plus_1
             tfs /= denominator
