@@ -123,6 +123,8 @@ class LiteDirectSearch:
             else:
                 lids, sims = self._hnsw(index, seg, query, min(fetch, seg.num_rows),
                                         search_ef(k, ef))
+                if not len(lids):  # an index that finds nothing in a segment with rows
+                    return None
                 complete.append(len(lids) >= seg.num_rows)
             local_ids.append(lids)
             scores.append(sims)
