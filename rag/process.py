@@ -40,16 +40,22 @@ MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
-def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """Cap glibc's malloc arenas (see MALLOC_ARENAS); False where there is no glibc or the
-    user chose a value."""
-    if "MALLOC_ARENA_MAX" in os.environ:
+def _mallopt(parameter: int, value: int, environment_name: str) -> bool:
+    """glibc's mallopt(parameter, value), unless the user exported `environment_name` (glibc's
+    own variable for it, which wins); False where there is no glibc or the user chose."""
+    if environment_name in os.environ:
         return False
     try:  # the symbols the process already has: no library search on every RAG and Embedder
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to cap
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to set
         return False
-    return bool(mallopt(_M_ARENA_MAX, arenas))
+    return bool(mallopt(parameter, value))
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas (see MALLOC_ARENAS); False where there is no glibc or the
+    user chose a value."""
+    return _mallopt(_M_ARENA_MAX, arenas, "MALLOC_ARENA_MAX")
 
 
 # glibc serves a request of at least its "mmap threshold" with a mapping of its own, returned to
@@ -66,13 +72,7 @@ _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     """Fix glibc's mmap threshold (see MMAP_THRESHOLD); False where there is no glibc or the
     user chose a value."""
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+    return _mallopt(_M_MMAP_THRESHOLD, threshold, "MALLOC_MMAP_THRESHOLD_")
 
 
 # With the mmap threshold fixed, glibc no longer raises its "trim threshold" either: it stays at
@@ -88,13 +88,7 @@ _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter number
 def fix_trim_threshold(threshold: int = TRIM_THRESHOLD) -> bool:
     """Raise glibc's trim threshold (see TRIM_THRESHOLD); False where there is no glibc or the
     user chose a value."""
-    if "MALLOC_TRIM_THRESHOLD_" in os.environ:
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_TRIM_THRESHOLD, threshold))
+    return _mallopt(_M_TRIM_THRESHOLD, threshold, "MALLOC_TRIM_THRESHOLD_")
 
 
 def apply_defaults() -> None:

@@ -94,7 +94,7 @@ class BM25Index:
         self._total_len = 0.0
         self._dead = 0
         self._idf: np.ndarray | None = None
-        self._norms: tuple[int, np.ndarray] | None = None  # (version, per-slot length norms)
+        self._norms: np.ndarray | None = None  # per-slot length norms (`_length_norms`)
         self._buffers: dict[str, np.ndarray] = {}  # per-query scratch arrays (`_scratch`)
         self.version = 0  # bumped on every change; snapshots use it to skip needless writes
 
@@ -204,6 +204,7 @@ class BM25Index:
 
     def _changed(self) -> None:
         self._idf = None
+        self._norms = None
         self.version += 1
 
     @staticmethod
@@ -232,14 +233,14 @@ class BM25Index:
 
     def _length_norms(self) -> np.ndarray:
         """Per slot, k1 * (1 - b + b * length / avgdl): the part of BM25's denominator that
-        depends on the document alone, computed once per version of the index rather than
-        once per posting of every query term (the same operations in the same order, so the
-        scores keep every bit)."""
-        if self._norms is None or self._norms[0] != self.version:
+        depends on the document alone, computed once per change of the index (like the idf
+        table) rather than once per posting of every query term (the same operations in the
+        same order, so the scores keep every bit)."""
+        if self._norms is None:
             lengths = np.frombuffer(self._lengths, dtype=np.float64)
             avgdl = self._total_len / len(self._slot_of)
-            self._norms = (self.version, self.k1 * (1 - self.b + self.b * lengths / avgdl))
-        return self._norms[1]
+            self._norms = self.k1 * (1 - self.b + self.b * lengths / avgdl)
+        return self._norms
 
     def _scratch(self, name: str, size: int, dtype: type) -> np.ndarray:
         """A reusable buffer of at least `size` items, its first `size` returned. Why: at 1M
