@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -102,13 +103,11 @@ class Embedder:
         self.path = resolve_embedding_model(model)
         self.device = device
         self.dtype = choose_dtype(dtype, device)
-        self.passage_backend, self.passage_backend_reason = choose_passage_backend(
-            passage_backend, device)
-        self._passage_fallback = passage_backend == "auto"  # no export: torch, not an error
-        self.batch_size = batch_size or DEFAULT_BATCH[self.passage_backend]
-        self._batch_size_asked = batch_size
         self.query_backend = query_backend
-        self.query_backend_reason = ""  # why queries run on torch, when they do
+        self._passage_asked = passage_backend
+        # (backend, why) as asked or as "auto" picks for this CPU; the export is looked at later
+        self._passage_choice = choose_passage_backend(passage_backend, device)
+        self._batch_size_asked = batch_size
         self._lock = threading.Lock()
 
     @cached_property
@@ -212,53 +211,80 @@ class Embedder:
         reason = f": {self.query_backend_reason}" if self.query_backend_reason else ""
         return f"torch {self.dtype}{reason}"
 
+    @property
+    def passage_backend(self) -> str:
+        """"torch" or "onnx": what embeds passages, once "auto" and a missing export are settled."""
+        return self._passages.backend
+
+    @property
+    def passage_backend_reason(self) -> str:
+        return self._passages.reason
+
+    @property
+    def batch_size(self) -> int:
+        """Texts per forward pass of the passage path."""
+        return self._passages.batch_size
+
+    @property
+    def query_backend_reason(self) -> str:
+        """Why queries run on torch, when they do ("" when they run on the export)."""
+        if self.query_backend == "torch":
+            return "embedding_query_backend = torch"
+        return self._export[1]
+
     @cached_property
-    def _export_meta(self) -> dict | None:
-        """The sidecar of this model's finished ONNX export, when queries may use one."""
-        if self.query_backend == "torch" and self.passage_backend != "onnx":
-            return None  # nothing runs on the export (`_query_encoder` says why)
+    def _export(self) -> tuple[dict | None, str]:
+        """(the sidecar of this model's finished ONNX export, or None; why there is none)."""
+        if self.query_backend == "torch" and self._passage_choice[0] != "onnx":
+            return None, ""  # nothing runs on the export
         if not self.device.startswith("cpu") or is_static_folder(self.path):
-            self.query_backend_reason = "only a transformer model on the CPU is exported"
+            reason = "only a transformer model on the CPU is exported"
         else:
             from rag.models.onnx_export import NotExportable, cached_export, export
 
             if (found := cached_export(self.fingerprint)) is not None:
-                return found[1]
+                return found[1], ""
             try:
-                return export(self.path, self.fingerprint)[1]
+                return export(self.path, self.fingerprint)[1], ""
             except NotExportable as exc:
-                self.query_backend_reason = str(exc)
+                reason = str(exc)
             except Exception as exc:  # an exporter failure must not stop queries: torch serves them
-                self.query_backend_reason = f"ONNX export failed: {type(exc).__name__}: {exc}"
+                reason = f"ONNX export failed: {type(exc).__name__}: {exc}"
         if self.query_backend == "onnx":
-            raise ModelFileError(f"{self.path}: no ONNX query model ({self.query_backend_reason}); "
+            raise ModelFileError(f"{self.path}: no ONNX query model ({reason}); "
                                  "set embedding_query_backend = auto or torch")
-        logger.info("queries are embedded with torch: %s", self.query_backend_reason)
-        return None
+        logger.info("queries are embedded with torch: %s", reason)
+        return None, reason
+
+    @property
+    def _export_meta(self) -> dict | None:
+        return self._export[0]
+
+    @cached_property
+    def _passages(self) -> "_PassagePlan":
+        """What embeds passages, settled once: the export when chosen and present; torch when
+        "auto" chose the export but this model has none; an error when "onnx" was asked for."""
+        backend, reason = self._passage_choice
+        encoder = None
+        if backend == "onnx":
+            encoder = self._onnx_encoder
+            if encoder is None and self._passage_asked == "auto":
+                backend, reason = "torch", f"auto: no ONNX export ({self._export[1]})"
+            elif encoder is None:
+                raise ModelFileError(f"{self.path}: embedding_passage_backend = onnx needs an ONNX "
+                                     f"export of the model ({self._export[1]}); "
+                                     "set embedding_passage_backend = torch")
+        batch_size = self._batch_size_asked or DEFAULT_BATCH[backend]
+        return _PassagePlan(backend, reason, batch_size, encoder)
+
+    @property
+    def _onnx_passages(self):
+        """The export's embedder when passages run on it, else None (torch embeds them)."""
+        return self._passages.onnx
 
     @cached_property
     def _query_encoder(self):
-        if self.query_backend == "torch":
-            self.query_backend_reason = "embedding_query_backend = torch"
-            return None
-        return self._onnx_encoder
-
-    @cached_property
-    def _onnx_passages(self):
-        """The export's embedder when passages run on it, else None (torch embeds them)."""
-        if self.passage_backend != "onnx":
-            return None
-        if (encoder := self._onnx_encoder) is None and self._passage_fallback:
-            # "auto" chose the export, but this model has none: torch, as before "auto" existed
-            self.passage_backend = "torch"
-            self.passage_backend_reason = f"auto: no ONNX export ({self.query_backend_reason})"
-            self.batch_size = self._batch_size_asked or DEFAULT_BATCH["torch"]
-            return None
-        if encoder is None:
-            raise ModelFileError(f"{self.path}: embedding_passage_backend = onnx needs an ONNX "
-                                 f"export of the model ({self.query_backend_reason}); "
-                                 "set embedding_passage_backend = torch")
-        return encoder
+        return None if self.query_backend == "torch" else self._onnx_encoder
 
     @cached_property
     def _onnx_encoder(self):
@@ -268,9 +294,20 @@ class Embedder:
         from rag.models.onnx_embedder import OnnxEmbedder
         from rag.models.onnx_export import export_folder
 
+        backend = self._passage_choice[0]
         return OnnxEmbedder(self.name, export_folder(self.fingerprint), pooling=meta["pooling"],
-                            max_tokens=meta["max_seq_length"], batch_size=self.batch_size,
+                            max_tokens=meta["max_seq_length"],
+                            batch_size=self._batch_size_asked or DEFAULT_BATCH[backend],
                             dtype="float32 (onnx)")
+
+
+@dataclass(frozen=True)
+class _PassagePlan:
+    """What embeds passages: `onnx` is the export's embedder, or None when torch does."""
+    backend: str
+    reason: str
+    batch_size: int
+    onnx: object | None
 
 
 def embedder_for(model: str, settings: "Settings | None" = None) -> Embedder:
