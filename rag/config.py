@@ -171,6 +171,13 @@ class Settings:
     # At most this many of the top_k from one file (0 = no cap; retrievers/diversity.py).
     # Measured on the multi-hop dev sets with no gain, so no cap.
     max_per_source: int = 0
+    # A second search for questions that need two documents (retrievers/bridge.py): for each of
+    # the top `bridge_seeds` hits (0 = off), the question plus the names of that hit's sentence
+    # closest to it, whose best new hit holding such a name is served in place of the lowest
+    # hit, at most `bridge_slots` of them. Off until measured (README "Choosing quality settings").
+    bridge_seeds: int = 0
+    bridge_slots: int = 1
+    bridge_new_source: bool = False  # a bridge hit must come from a file no served hit is from
     # zscore (standardised scores, dense x1.4) kept hybrid at or above the better single
     # retriever on R@5, R@10 and MRR@10 of both QA sets in benchmarks/retrieval_quality.py;
     # weighted = min-max normalised scores; rrf = reciprocal rank fusion. The weights were chosen
@@ -300,7 +307,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # Settings that must not be negative (a typo like -1 would otherwise mean "no limit").
-NON_NEGATIVE = {"embedding_batch_size", "context_budget_tokens", "max_per_source", "file_timeout_s", "recording_timeout_factor", "max_file_mb",
+NON_NEGATIVE = {"embedding_batch_size", "context_budget_tokens", "max_per_source", "bridge_seeds", "bridge_slots", "file_timeout_s", "recording_timeout_factor", "max_file_mb",
                 "stream_file_mb", "lite_segment_rows", "ray_parsers", "ray_transcribers", "ray_encoders",
                 "ray_actor_cpus", "ray_model_threads", "ray_object_store_mb"}
 FRACTIONS = {"rerank_blend"}

@@ -119,6 +119,8 @@ def default_retriever(settings: Settings, index: Any, embed_query: Callable[[str
         weights={"bm25": s.bm25_weight, "dense": s.dense_weight},
         reranker=reranker, rerank_top_n=s.rerank_top_n, tracer=tracer,
         cover_names=s.cover_names, max_per_source=s.max_per_source,
+        bridge_seeds=s.bridge_seeds, bridge_slots=s.bridge_slots,
+        bridge_new_source=s.bridge_new_source,
     )
 
 

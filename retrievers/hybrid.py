@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping
 
 import numpy as np
 
+from retrievers.bridge import bridge_round
 from retrievers.diversity import cap_per_source
 from retrievers.filters import Filters, as_filters
 from retrievers.fusion import Fused, fuse
@@ -104,10 +105,13 @@ class HybridRetriever:
         weights: dict[str, float] | None = None, reranker: Reranker | None = None,
         rerank_top_n: int = 20, consistent: Callable[[], ContextManager[Any]] | None = None,
         tracer: Any = None, cover_names: bool = False, max_per_source: int = 0,
+        bridge_seeds: int = 0, bridge_slots: int = 1, bridge_new_source: bool = False,
     ):
         """In hybrid mode, `cover_names` serves a candidate holding each name of the question
-        that the served top-k lacks (retrievers/name_coverage.py), and `max_per_source` > 0
-        caps one file's share of the top-k (retrievers/diversity.py)."""
+        that the served top-k lacks (retrievers/name_coverage.py), `max_per_source` > 0
+        caps one file's share of the top-k (retrievers/diversity.py), and `bridge_seeds` > 0
+        searches again from the names in that many top hits, serving up to `bridge_slots`
+        bridge hits in place of the lowest (retrievers/bridge.py)."""
         if not retrievers:
             raise ValueError("HybridRetriever needs at least one retriever")
         if HYBRID in retrievers:
@@ -124,6 +128,9 @@ class HybridRetriever:
         self.tracer = tracer  # an OpenTelemetry Tracer: fusion and rerank are timed as stages
         self.cover_names = cover_names
         self.max_per_source = max_per_source
+        self.bridge_seeds = bridge_seeds
+        self.bridge_slots = bridge_slots
+        self.bridge_new_source = bridge_new_source
 
     @classmethod
     def for_index(cls, index: "ChunkIndex", embed_query: Callable[[str], np.ndarray],
@@ -145,6 +152,33 @@ class HybridRetriever:
         filters = as_filters(filters)
         keep = max(top_k, self.rerank_top_n) if self.reranker is not None else top_k
         depth = max(self.candidate_k, keep)
+        # The candidates below the cut are read only when a name may need one of them.
+        cover = self.cover_names and mode == HYBRID and bool(named_terms(query))
+        diverse = self.max_per_source > 0 and mode == HYBRID
+        hits, below = self._candidates(query, mode, depth, keep, filters, cover or diverse)
+        if self.reranker is not None and hits:
+            with stage(self.tracer, "rerank"):
+                hits = self.reranker.rerank(query, hits)
+        if diverse:
+            served = cap_per_source(hits + below, top_k, self.max_per_source)
+            chosen = {id(h) for h in served}
+            rest = [h for h in hits + below if id(h) not in chosen]
+        else:
+            served, rest = hits[:top_k], hits[top_k:] + below
+        if self.bridge_seeds > 0 and mode == HYBRID:
+            with stage(self.tracer, "bridge"):
+                served = bridge_round(
+                    query, served,
+                    lambda q: self._candidates(q, mode, depth, 2 * top_k, filters, False)[0],
+                    self.bridge_seeds, self.bridge_slots, self.bridge_new_source)
+        if not cover:
+            return served
+        with stage(self.tracer, "names"):
+            return cover_names(query, served, iter(rest), max_swaps=top_k // 2)
+
+    def _candidates(self, query: str, mode: str, depth: int, keep: int, filters: Filters | None,
+                    read_all: bool) -> tuple[list[Hit], list[Hit]]:
+        """The fused hits of one search, as (the first `keep`, the rest when `read_all`)."""
         names = list(self.retrievers) if mode == HYBRID else [mode]
         with self._consistent():
             rankings = {name: self.retrievers[name](query, depth, filters) for name in names}
@@ -155,24 +189,8 @@ class HybridRetriever:
                     (name, ranked), = rankings.items()
                     fused = [Fused(cid, score, {name: r}, {name: score})
                              for r, (cid, score) in enumerate(ranked, start=1)]
-                # The candidates below the cut are read only when a name may need one of them.
-                cover = self.cover_names and mode == HYBRID and bool(named_terms(query))
-                diverse = self.max_per_source > 0 and mode == HYBRID
-                wanted = fused if cover or diverse else fused[:keep]
+                wanted = fused if read_all else fused[:keep]
                 chunks = self.chunks([f.chunk_id for f in wanted])
                 hits = [Hit(chunks[f.chunk_id], f.score, f.ranks, f.scores)
                         for f in wanted if f.chunk_id in chunks]
-                hits, below = hits[:keep], hits[keep:]
-        if self.reranker is not None and hits:
-            with stage(self.tracer, "rerank"):
-                hits = self.reranker.rerank(query, hits)
-        if diverse:
-            served = cap_per_source(hits + below, top_k, self.max_per_source)
-            chosen = {id(h) for h in served}
-            rest = [h for h in hits + below if id(h) not in chosen]
-        else:
-            served, rest = hits[:top_k], hits[top_k:] + below
-        if not cover:
-            return served
-        with stage(self.tracer, "names"):
-            return cover_names(query, served, iter(rest), max_swaps=top_k // 2)
+        return hits[:keep], hits[keep:]

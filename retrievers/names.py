@@ -36,17 +36,26 @@ def source_terms(sources: Iterable[str]) -> set[str]:
     return terms
 
 
-def named_terms(question: str) -> list[str]:
-    """Stemmed names and numbers in a question: capitalised words not opening a sentence, and
-    words with digits. A question about "Tokyo" over contexts that never say "Tokyo" asks
-    about something the sources do not cover, however close the rest of the wording is.
-    A possessive is not part of the name: "Megatron-LM's" names megatron and lm, not "lms"."""
-    names = []
-    question = POSSESSIVE.sub("", question)
-    for match in re.finditer(r"[\w'’-]+", question):
+def name_words(text: str) -> list[str]:
+    """Names and numbers in `text` as written: capitalised words not opening a sentence, and
+    words with digits, each once, in order. A possessive is not part of the name."""
+    words = []
+    text = POSSESSIVE.sub("", text)
+    for match in re.finditer(r"[\w'’-]+", text):
         word = match.group(0)
-        before = question[: match.start()].rstrip()
+        before = text[: match.start()].rstrip()
         opens = not before or before[-1] in ".!?:\"'(“"
         if (word[0].isupper() and not opens and not word.isupper()) or any(ch.isdigit() for ch in word):
-            names.extend(t for t in tokenize(word) if t not in FRAMING)
+            words.append(word)
+    return list(dict.fromkeys(words))
+
+
+def named_terms(question: str) -> list[str]:
+    """Stemmed names and numbers in a question (`name_words`, tokenised). A question about
+    "Tokyo" over contexts that never say "Tokyo" asks about something the sources do not
+    cover, however close the rest of the wording is. "Megatron-LM's" names megatron and lm,
+    not "lms"."""
+    names = []
+    for word in name_words(question):
+        names.extend(t for t in tokenize(word) if t not in FRAMING)
     return list(dict.fromkeys(names))

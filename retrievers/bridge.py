@@ -1,0 +1,70 @@
+"""A second retrieval round for questions that need two documents, seeded by the first.
+
+Why: the second half of a multi-hop question is a bridge fact the question does not name.
+"RTML was named after one of Graham's cofounders: when was that person wrong?" finds the RTML
+chunk ("... which in fact I named after Rtm."), but the chunk about Rtm shares no name with the
+question, so neither BM25 nor the dense side ranks it. The names of the first round's best
+sentence that the question lacks ("Rtm") are the bridge: searching again with the question and
+those names finds the chunks about it, and the best of them takes the lowest served place.
+
+Seeds are the top served hits; a seed's best sentence is the one sharing most terms with the
+question. Sentences are split at ". ", "! " and "? " only: a chunk's sentence just has to
+hold the names next to the question's words, and a split after an initial costs nothing here
+(rag/sentences.py is the careful splitter, for answers). A bridge hit must hold a bridge name,
+so a second round that drifted returns nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from retrievers.name_coverage import names_held
+from retrievers.names import name_words
+from retrievers.records import Hit
+from retrievers.text import tokenize
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def bridge_names(question: str, seed: Hit) -> list[str]:
+    """Names (as written) in the seed's sentence closest to the question, that the question
+    lacks; [] when no sentence shares a term with it."""
+    asked = set(tokenize(question))
+    best, overlap = "", 0
+    for sentence in SENTENCE_END.split(seed.chunk.text):
+        shared = len(asked & set(tokenize(sentence)))
+        if shared > overlap:
+            best, overlap = sentence, shared
+    return [w for w in name_words(best) if not set(tokenize(w)) <= asked]
+
+
+def bridge_round(question: str, served: list[Hit], search: Callable[[str], list[Hit]],
+                 seeds: int, slots: int, new_source: bool = False) -> list[Hit]:
+    """`served` with up to `slots` of its lowest hits replaced by bridge hits: for each of the
+    top `seeds` hits, the best hit of `search(question + its bridge names)` that is not served
+    and holds one of those names (and, with `new_source`, comes from a file no served hit
+    comes from: the second document)."""
+    if seeds <= 0 or slots <= 0 or len(served) < 2:
+        return served
+    slots = min(slots, len(served) - 1)  # the top hit always stays
+    served_ids = {h.chunk.chunk_id for h in served}
+    sources = {h.chunk.source for h in served}
+    found: list[Hit] = []
+    for seed in served[:seeds]:
+        if len(found) == slots:
+            break
+        words = bridge_names(question, seed)
+        stems = list(dict.fromkeys(t for w in words for t in tokenize(w)))
+        if not stems:
+            continue
+        for hit in search(f"{question} {' '.join(words)}"):
+            if new_source and hit.chunk.source in sources:
+                continue
+            if hit.chunk.chunk_id not in served_ids and names_held(hit, stems):
+                found.append(hit)
+                served_ids.add(hit.chunk.chunk_id)
+                break
+    if not found:
+        return served
+    return served[: len(served) - len(found)] + found
