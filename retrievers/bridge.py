@@ -11,7 +11,8 @@ Seeds are the top served hits; a seed's best sentence is the one sharing most te
 question. Sentences are split at ". ", "! " and "? " only: a chunk's sentence just has to
 hold the names next to the question's words, and a split after an initial costs nothing here
 (rag/sentences.py is the careful splitter, for answers). A bridge hit must hold a bridge name,
-so a second round that drifted returns nothing.
+so a second round that drifted returns nothing. A bridge hit keeps its second-round scores
+(against the question plus the names), which is what the decline checks then read for it.
 """
 
 from __future__ import annotations
