@@ -274,8 +274,11 @@ class Embedder:
                 raise ModelFileError(f"{self.path}: embedding_passage_backend = onnx needs an ONNX "
                                      f"export of the model ({self._export[1]}); "
                                      "set embedding_passage_backend = torch")
-        batch_size = self._batch_size_asked or DEFAULT_BATCH[backend]
-        return _PassagePlan(backend, reason, batch_size, encoder)
+        return _PassagePlan(backend, reason, self._batch_for(backend), encoder)
+
+    def _batch_for(self, backend: str) -> int:
+        """Texts per forward pass on `backend`: the asked size, else that backend's default."""
+        return self._batch_size_asked or DEFAULT_BATCH[backend]
 
     @property
     def _onnx_passages(self):
@@ -294,10 +297,9 @@ class Embedder:
         from rag.models.onnx_embedder import OnnxEmbedder
         from rag.models.onnx_export import export_folder
 
-        backend = self._passage_choice[0]
         return OnnxEmbedder(self.name, export_folder(self.fingerprint), pooling=meta["pooling"],
                             max_tokens=meta["max_seq_length"],
-                            batch_size=self._batch_size_asked or DEFAULT_BATCH[backend],
+                            batch_size=self._batch_for(self._passage_choice[0]),
                             dtype="float32 (onnx)")
 
 
