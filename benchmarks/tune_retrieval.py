@@ -20,7 +20,21 @@ the project's own `retrievers.fusion.fuse` over cut candidate lists, exactly wha
 
 ARAGOG gives no reference contexts; with `--answer-as-reference aragog_arxiv` a chunk that holds
 most (60%) of the reference answer's words is its relevant chunk: a weaker, answer-bearing label,
-marked as such in the report.
+marked as such in the report. `--questions NAME=FILE` takes a set's questions from FILE instead
+(e.g. the multi-hop dev sets in eval/questions, over the index of their corpus).
+
+`--named` adds a dense weight of its own for questions that name something (`names.name_words`:
+a capitalised word not opening a sentence, a word with digits), i.e. `named_dense_factor`: z-score
+fusion at 50 candidates, plain dense weight x named weight over a small grid. This run chose
+dense 1.2, named 0.6 (factor 0.5) on 2026-12-02; it is opt-in, as the answers did not follow
+(README "Choosing quality settings"):
+
+    .venv/bin/python benchmarks/tune_retrieval.py --named --no-fixed-grid \
+        --set paul_graham=IDX_PG --set blockchain_solana=IDX_SOLANA --set aragog_arxiv=IDX_ARAGOG \
+        --answer-as-reference aragog_arxiv \
+        --set multihop_pg=IDX_PG --questions multihop_pg=eval/questions/multihop_dev_paul_graham.jsonl \
+        --set multihop_aragog=IDX_ARAGOG \
+        --questions multihop_aragog=eval/questions/multihop_dev_aragog_arxiv.jsonl
 
 Objective: recall@5 + 0.5 * mrr@10 (the top five are what an answer is written from; MRR
 breaks ties toward putting the evidence first). Unanswerable cases have no references and are
@@ -48,12 +62,27 @@ QA = REPO.parent / "shared" / "data" / "qa"
 from eval.datasets import load_dataset  # noqa: E402
 from eval.retrieval_metrics import is_hit, mrr_at, recall_at  # noqa: E402
 from retrievers.fusion import fuse, zscores  # noqa: E402
+from retrievers.names import name_words  # noqa: E402
 
 FUSIONS = ("zscore", "weighted", "rrf")
 DENSE_WEIGHTS = (0.6, 0.8, 1.0, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0)
 DEPTHS = (10, 20, 30, 50, 100)
 RERANK_DEPTHS = (10, 20, 30)
 RERANK_ALPHAS = (1.0, 0.75, 0.5, 0.25)
+# --named: (plain dense weight, dense weight for a question naming something), z-score, 50 deep.
+NAMED_PLAIN = (1.0, 1.2, 1.4, 1.7, 2.0)
+NAMED_WEIGHTS = (0.4, 0.6, 0.8, 1.0, 1.2)
+# Today's defaults (rag/config.py): (fusion, dense_weight, candidate_k, rerank top n, blend,
+# dense weight of a named question = dense_weight * named_dense_factor).
+CURRENT = ("zscore", 1.4, 50, 0, 0.0)
+
+
+def unpack(setting: tuple) -> tuple:
+    """(fusion, weight, depth, rerank n, blend, named weight) of any setting tuple; a setting
+    without a named weight uses its one weight for every question."""
+    fusion, weight, depth, n, alpha, named = (*setting, 0, 0.0, None)[:6] if len(setting) == 3 \
+        else (*setting, None)[:6]
+    return fusion, weight, depth, n, alpha, weight if named is None else named
 
 
 def objective(figures: dict[str, float]) -> float:
@@ -61,14 +90,14 @@ def objective(figures: dict[str, float]) -> float:
 
 
 def candidates(name: str, index_dir: Path, cache: Path, max_depth: int,
-               answer_as_reference: bool = False) -> dict:
-    """{"cases": [{"id", "refs", "bm25": [[id, score]...], "dense": [...]}], "texts": {id: text}}:
-    fetched once per index and question set, then read from `cache`."""
+               answer_as_reference: bool = False, questions: Path | None = None) -> dict:
+    """{"cases": [{"id", "refs", "bm25": [[id, score]...], "dense": [...]}], "texts": {id: text},
+    "questions": [...]}: fetched once per index and question set, then read from `cache`."""
     if cache.is_file():
         return json.loads(cache.read_text())
     from rag.api import RAG
 
-    dataset = load_dataset(QA / name / "normalized.jsonl")
+    dataset = load_dataset(questions or QA / name / "normalized.jsonl")
     # A copy: the evaluation suite's index may be open elsewhere (Milvus Lite allows one process).
     work = Path(tempfile.mkdtemp(prefix=f"tune-{name}-"))
     shutil.copytree(index_dir, work / "index")
@@ -119,6 +148,11 @@ def fused_ids(case: dict, fusion: str, weight: float, depth: int) -> list[tuple[
     return [(f.chunk_id, f.score) for f in fuse(fusion, rankings, {"bm25": 1.0, "dense": weight})]
 
 
+def weight_for(question: str, weight: float, named: float) -> float:
+    """The dense weight `HybridRetriever.weights_for` gives this question."""
+    return named if named != weight and name_words(question) else weight
+
+
 def reranked(fused: list[tuple[str, float]], n: int, alpha: float, rerank_score) -> list[str]:
     """The fused top-n reordered by alpha * z(cross-encoder) + (1 - alpha) * z(fused); the rest
     keep their fused order below them."""
@@ -131,13 +165,13 @@ def reranked(fused: list[tuple[str, float]], n: int, alpha: float, rerank_score)
 
 def evaluate(setting: tuple, data: dict, memo: dict, rerank_scores: dict | None = None
              ) -> dict[str, float]:
-    fusion, weight, depth, n, alpha = (*setting, 0, 0.0)[:5] if len(setting) == 3 else setting
+    fusion, weight, depth, n, alpha, named = unpack(setting)
     ranked = []
-    for case in data["cases"]:
+    for case, question in zip(data["cases"], data["questions"]):
         if fusion == "bm25" or fusion == "dense":
             ranked.append([cid for cid, _ in case[fusion][:10]])
             continue
-        fused = fused_ids(case, fusion, weight, depth)
+        fused = fused_ids(case, fusion, weight_for(question, weight, named), depth)
         if n:
             scores = rerank_scores[case["id"]]
             ranked.append(reranked(fused, n, alpha, scores.__getitem__)[:10])
@@ -148,6 +182,11 @@ def evaluate(setting: tuple, data: dict, memo: dict, rerank_scores: dict | None 
 
 def grid() -> list[tuple]:
     return [(f, w, d, 0, 0.0) for f, w, d in itertools.product(FUSIONS, DENSE_WEIGHTS, DEPTHS)]
+
+
+def named_grid() -> list[tuple]:
+    return [("zscore", w, 50, 0, 0.0, m) for w, m in itertools.product(NAMED_PLAIN, NAMED_WEIGHTS)
+            if m != w]
 
 
 def rerank_grid() -> list[tuple]:
@@ -179,10 +218,12 @@ def rerank_cache(name: str, data: dict, settings: list[tuple], cache: Path, rera
 
 
 def describe(setting: tuple) -> str:
-    fusion, weight, depth, n, alpha = setting if len(setting) == 5 else (*setting, 0, 0.0)
+    fusion, weight, depth, n, alpha, named = unpack(setting)
     if fusion in ("bm25", "dense"):
         return fusion
     text = f"{fusion} dense_weight={weight} candidate_k={depth}"
+    if named != weight:
+        text += f" named={named:g} (factor {named / weight:.3g})"
     return text + (f" rerank top {n} blend {alpha}" if n else "")
 
 
@@ -200,14 +241,28 @@ def main() -> int:
                         help="for a set without reference contexts (ARAGOG): a chunk holding most "
                              "of the reference answer's words counts as a hit (answer-bearing "
                              "chunks, a weaker label; said so in the report)")
+    parser.add_argument("--questions", action="append", default=[], metavar="NAME=FILE",
+                        help="take set NAME's questions from FILE (default: its normalized.jsonl)")
+    parser.add_argument("--named", action="store_true",
+                        help="also try a dense weight of its own for questions naming something")
+    parser.add_argument("--no-fixed-grid", action="store_true",
+                        help="leave out the fixed-weight grid (fusions x weights x depths) except "
+                             "z-score at 50 candidates")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     sets = dict(item.split("=", 1) for item in args.set)
+    questions = {name: Path(f) for name, f in (item.split("=", 1) for item in args.questions)}
     data = {name: candidates(name, Path(d), args.cache / f"{name}.json", args.max_depth,
-                             name in args.answer_as_reference)
+                             name in args.answer_as_reference, questions.get(name))
             for name, d in sets.items()}
     memos = {name: {} for name in data}
     settings = grid()
+    if args.no_fixed_grid:
+        settings = [s for s in settings if s[0] == "zscore" and s[2] == 50]
+    if args.named:
+        settings += named_grid()
+    if CURRENT not in settings:
+        settings.append(CURRENT)
     rerank_scores = {}
     if args.rerank:
         from rag.config import Settings
@@ -221,11 +276,12 @@ def main() -> int:
              for name, d in data.items()}
     singles = {name: {s: evaluate((s, 0, 0, 0, 0.0), d, memos[name]) for s in ("bm25", "dense")}
                for name, d in data.items()}
-    current = ("zscore", 1.4, 50, 0, 0.0)  # today's defaults (rag/config.py)
+    current = CURRENT
 
     def best_on(names: list[str]) -> tuple:
+        # Ties: one weight for all questions, then the weight nearest 1, then fewer candidates.
         return max(settings, key=lambda s: (statistics.mean(objective(table[n][s]) for n in names),
-                                            -abs(s[1] - 1.0), -s[2]))
+                                            unpack(s)[5] == s[1], -abs(s[1] - 1.0), -s[2]))
 
     report = {"folds": {}, "sets": list(data), "answer_as_reference": args.answer_as_reference}
     print(f"{'held-out set':20} {'chosen on the others':44} {'R@5':>6} {'R@10':>6} {'MRR':>6}"

@@ -117,6 +117,7 @@ def default_retriever(settings: Settings, index: Any, embed_query: Callable[[str
     return HybridRetriever.for_index(
         index, embed_query, candidate_k=s.candidate_k, fusion=s.fusion, rrf_k=s.rrf_k,
         weights={"bm25": s.bm25_weight, "dense": s.dense_weight},
+        named_weights={"bm25": s.bm25_weight, "dense": s.dense_weight * s.named_dense_factor},
         reranker=reranker, rerank_top_n=s.rerank_top_n, tracer=tracer,
         cover_names=s.cover_names, max_per_source=s.max_per_source,
         bridge_seeds=s.bridge_seeds, bridge_slots=s.bridge_slots,

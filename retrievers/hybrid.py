@@ -26,7 +26,7 @@ from retrievers.filters import Filters, as_filters
 from retrievers.fusion import Fused, fuse
 from retrievers.live import top_live
 from retrievers.name_coverage import cover_names
-from retrievers.names import named_terms
+from retrievers.names import name_words, named_terms
 from retrievers.protocols import KeywordIndex, Ranked, RankedSearch, Reranker
 from retrievers.records import Chunk, Hit
 from retrievers.strategies import Fusion, RetrievalMode
@@ -106,8 +106,13 @@ class HybridRetriever:
         rerank_top_n: int = 20, consistent: Callable[[], ContextManager[Any]] | None = None,
         tracer: Any = None, cover_names: bool = False, max_per_source: int = 0,
         bridge_seeds: int = 0, bridge_slots: int = 1, bridge_new_source: bool = False,
+        named_weights: dict[str, float] | None = None,
     ):
-        """In hybrid mode, `cover_names` serves a candidate holding each name of the question
+        """`named_weights` (default: `weights`) fuse a question that names something (a
+        capitalised word not opening a sentence, a word with digits: `names.name_words`). Names
+        are matched by their words, which keyword search does and a small embedding model does
+        loosely, so such questions lean on keywords (README "Choosing quality settings"). In
+        hybrid mode, `cover_names` serves a candidate holding each name of the question
         that the served top-k lacks (retrievers/name_coverage.py), `max_per_source` > 0
         caps one file's share of the top-k (retrievers/diversity.py), and `bridge_seeds` > 0
         searches again from the names in that many top hits, serving up to `bridge_slots`
@@ -122,6 +127,7 @@ class HybridRetriever:
         self.fusion = Fusion.parse(fusion)
         self.rrf_k = rrf_k
         self.weights = weights or {name: 1.0 for name in self.retrievers}  # Settings carries tuned ones
+        self.named_weights = named_weights if named_weights and named_weights != self.weights else self.weights
         self.reranker = reranker
         self.rerank_top_n = rerank_top_n
         self._consistent = consistent or nullcontext
@@ -176,6 +182,12 @@ class HybridRetriever:
         with stage(self.tracer, "names"):
             return cover_names(query, served, iter(rest), max_swaps=top_k // 2)
 
+    def weights_for(self, query: str) -> dict[str, float]:
+        """The fusion weights for `query`: `named_weights` when it names something."""
+        if self.named_weights is self.weights:
+            return self.weights
+        return self.named_weights if name_words(query) else self.weights
+
     def _candidates(self, query: str, mode: str, depth: int, keep: int, filters: Filters | None,
                     read_all: bool) -> tuple[list[Hit], list[Hit]]:
         """The fused hits of one search, as (the first `keep`, the rest when `read_all`)."""
@@ -184,7 +196,7 @@ class HybridRetriever:
             rankings = {name: self.retrievers[name](query, depth, filters) for name in names}
             with stage(self.tracer, "fusion"):  # fusing, and reading the hits' text
                 if len(rankings) > 1:
-                    fused = fuse(self.fusion, rankings, self.weights, self.rrf_k)
+                    fused = fuse(self.fusion, rankings, self.weights_for(query), self.rrf_k)
                 else:
                     (name, ranked), = rankings.items()
                     fused = [Fused(cid, score, {name: r}, {name: score})

@@ -57,3 +57,49 @@ def test_dense_top_k_counts_only_live_chunks_while_an_ingest_is_in_flight(filter
     finally:
         filter_index.dense.delete([c.chunk_id for c in staged])
         filter_index.dense.flush()
+
+
+def test_a_question_that_names_something_is_fused_with_the_named_weights():
+    """Keyword search ranks the chunk with the name first, dense search another: with the
+    named weights leaning on keywords, a question naming something gets the keyword winner,
+    a question naming nothing the dense one; without named weights both get the dense one."""
+    searches = {"bm25": lambda q, k, f=None: ranked("keyword-hit", "both", "dense-hit"),
+                "dense": lambda q, k, f=None: ranked("dense-hit", "both", "keyword-hit")}
+    weights = {"bm25": 1.0, "dense": 1.2}
+    named = HybridRetriever(searches, chunk_table, weights=weights,
+                            named_weights={"bm25": 1.0, "dense": 0.6})
+    assert named.retrieve("When was Rtm wrong?", top_k=1)[0].chunk.chunk_id == "keyword-hit"
+    assert named.retrieve("What was the GPT-3 paper about?", top_k=1)[0].chunk.chunk_id == "keyword-hit"
+    assert named.retrieve("When was he wrong?", top_k=1)[0].chunk.chunk_id == "dense-hit"
+    assert named.retrieve("Robert was wrong when?", top_k=1)[0].chunk.chunk_id == "dense-hit"  # opens it
+    one_weight = HybridRetriever(searches, chunk_table, weights=weights)
+    assert one_weight.retrieve("When was Rtm wrong?", top_k=1)[0].chunk.chunk_id == "dense-hit"
+
+
+def test_named_dense_factor_scales_the_dense_weight_for_named_questions_only(tmp_path):
+    from rag.config import load_settings
+    from rag.parts import default_retriever
+
+    def weights(**overrides):
+        settings = load_settings(cwd=tmp_path, environ={}, **overrides)
+        retriever = default_retriever(settings, _NoIndex(), lambda q: None)
+        return retriever.weights, retriever.weights_for("Who is Rtm?")
+
+    assert weights() == ({"bm25": 1.0, "dense": 1.4}, {"bm25": 1.0, "dense": 1.4})
+    assert weights(dense_weight=1.2, named_dense_factor=0.5) == (
+        {"bm25": 1.0, "dense": 1.2}, {"bm25": 1.0, "dense": 0.6})
+    assert weights(dense_weight=2.0, named_dense_factor=0.5)[1] == {"bm25": 1.0, "dense": 1.0}
+    plain, named = weights(preset="quality")
+    assert plain == named == {"bm25": 1.0, "dense": 0.8}
+
+
+class _NoIndex:
+    """Stands in for a ChunkIndex where only the fusion weights are read (no search is run)."""
+
+    keywords = dense = None
+
+    def chunks(self, ids):
+        return {}
+
+    def reading(self):
+        raise AssertionError("no search expected")
