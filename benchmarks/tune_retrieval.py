@@ -72,8 +72,8 @@ RERANK_ALPHAS = (1.0, 0.75, 0.5, 0.25)
 # --named: (plain dense weight, dense weight for a question naming something), z-score, 50 deep.
 NAMED_PLAIN = (1.0, 1.2, 1.4, 1.7, 2.0)
 NAMED_WEIGHTS = (0.4, 0.6, 0.8, 1.0, 1.2)
-# Today's defaults (rag/config.py): (fusion, dense_weight, candidate_k, rerank top n, blend,
-# dense weight of a named question = dense_weight * named_dense_factor).
+# Today's defaults (rag/config.py): (fusion, dense_weight, candidate_k, rerank top n, blend[,
+# dense weight of a named question = dense_weight * named_dense_factor, where that differs]).
 CURRENT = ("zscore", 1.4, 50, 0, 0.0)
 
 
