@@ -76,13 +76,14 @@ def test_a_question_that_names_something_is_fused_with_the_named_weights():
     assert one_weight.retrieve("When was Rtm wrong?", top_k=1)[0].chunk.chunk_id == "dense-hit"
 
 
-def test_named_dense_factor_scales_the_dense_weight_for_named_questions_only(tmp_path):
+def test_named_dense_factor_scales_the_dense_weight_for_named_questions_only(
+        tmp_path, filter_index, embedder):
     from rag.config import load_settings
     from rag.parts import default_retriever
 
     def weights(**overrides):
         settings = load_settings(cwd=tmp_path, environ={}, **overrides)
-        retriever = default_retriever(settings, _NoIndex(), lambda q: None)
+        retriever = default_retriever(settings, filter_index, embedder.encode_query)
         return retriever.weights, retriever.weights_for("Who is Rtm?")
 
     assert weights() == ({"bm25": 1.0, "dense": 1.4}, {"bm25": 1.0, "dense": 1.4})
@@ -91,15 +92,3 @@ def test_named_dense_factor_scales_the_dense_weight_for_named_questions_only(tmp
     assert weights(dense_weight=2.0, named_dense_factor=0.5)[1] == {"bm25": 1.0, "dense": 1.0}
     plain, named = weights(preset="quality")
     assert plain == named == {"bm25": 1.0, "dense": 0.8}
-
-
-class _NoIndex:
-    """Stands in for a ChunkIndex where only the fusion weights are read (no search is run)."""
-
-    keywords = dense = None
-
-    def chunks(self, ids):
-        return {}
-
-    def reading(self):
-        raise AssertionError("no search expected")
