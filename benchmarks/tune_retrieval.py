@@ -61,8 +61,7 @@ QA = REPO.parent / "shared" / "data" / "qa"
 
 from eval.datasets import load_dataset  # noqa: E402
 from eval.retrieval_metrics import is_hit, mrr_at, recall_at  # noqa: E402
-from retrievers.fusion import fuse, zscores  # noqa: E402
-from retrievers.names import name_words  # noqa: E402
+from retrievers.fusion import fuse, weights_for, zscores  # noqa: E402
 
 FUSIONS = ("zscore", "weighted", "rrf")
 DENSE_WEIGHTS = (0.6, 0.8, 1.0, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0)
@@ -149,8 +148,8 @@ def fused_ids(case: dict, fusion: str, weight: float, depth: int) -> list[tuple[
 
 
 def weight_for(question: str, weight: float, named: float) -> float:
-    """The dense weight `HybridRetriever.weights_for` gives this question."""
-    return named if named != weight and name_words(question) else weight
+    """The dense weight `HybridRetriever` gives this question (the same `fusion.weights_for`)."""
+    return weights_for(question, {"dense": weight}, {"dense": named})["dense"]
 
 
 def reranked(fused: list[tuple[str, float]], n: int, alpha: float, rerank_score) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from retrievers.names import name_words
 from retrievers.strategies import Fusion
 
 
@@ -106,6 +107,15 @@ FUSERS: dict[Fusion, Callable[[Rankings, "dict[str, float] | None", int], list[F
     Fusion.WEIGHTED: lambda rankings, weights, rrf_k: weighted_score_fusion(rankings, weights),
     Fusion.RRF: lambda rankings, weights, rrf_k: reciprocal_rank_fusion(rankings, rrf_k, weights),
 }
+
+
+def weights_for(query: str, weights: dict[str, float],
+                named_weights: dict[str, float] | None) -> dict[str, float]:
+    """The fusion weights for `query`: `named_weights` when it names something (a capitalised
+    word not opening a sentence, a word with digits: `names.name_words`), else `weights`."""
+    if not named_weights or named_weights == weights:
+        return weights
+    return named_weights if name_words(query) else weights
 
 
 def fuse(method: "Fusion | str", rankings: Rankings, weights: "dict[str, float] | None" = None,

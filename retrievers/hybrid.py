@@ -23,10 +23,10 @@ import numpy as np
 from retrievers.bridge import bridge_round
 from retrievers.diversity import cap_per_source
 from retrievers.filters import Filters, as_filters
-from retrievers.fusion import Fused, fuse
+from retrievers.fusion import Fused, fuse, weights_for
 from retrievers.live import top_live
 from retrievers.name_coverage import cover_names
-from retrievers.names import name_words, named_terms
+from retrievers.names import named_terms
 from retrievers.protocols import KeywordIndex, Ranked, RankedSearch, Reranker
 from retrievers.records import Chunk, Hit
 from retrievers.strategies import Fusion, RetrievalMode
@@ -127,7 +127,7 @@ class HybridRetriever:
         self.fusion = Fusion.parse(fusion)
         self.rrf_k = rrf_k
         self.weights = weights or {name: 1.0 for name in self.retrievers}  # Settings carries tuned ones
-        self.named_weights = named_weights if named_weights and named_weights != self.weights else self.weights
+        self.named_weights = named_weights or self.weights
         self.reranker = reranker
         self.rerank_top_n = rerank_top_n
         self._consistent = consistent or nullcontext
@@ -184,9 +184,7 @@ class HybridRetriever:
 
     def weights_for(self, query: str) -> dict[str, float]:
         """The fusion weights for `query`: `named_weights` when it names something."""
-        if self.named_weights is self.weights:
-            return self.weights
-        return self.named_weights if name_words(query) else self.weights
+        return weights_for(query, self.weights, self.named_weights)
 
     def _candidates(self, query: str, mode: str, depth: int, keep: int, filters: Filters | None,
                     read_all: bool) -> tuple[list[Hit], list[Hit]]:
