@@ -83,12 +83,14 @@ def test_stats_latency_shows_every_stage(timed_rag, capsys):
     assert doc["ask"]["operations"] == 1 and doc["retrieve"]["operations"] == 5
     assert QUERY_STAGES <= set(doc["ask"]["stages_ms"])
     assert INGEST_STAGES <= set(doc["ingest"]["stages_ms"])
-    for kind in ("ask", "retrieve", "ingest"):
-        # Within 10%, or 1 ms: a retrieve takes a few ms, so the interpreter's time between its
-        # stages alone was 11-13% of it in 1 run of 4 on a quiet machine (before and after
-        # stop 31's changes); the ask and the ingest take seconds, where 1 ms is nothing.
-        gap_ms = doc[kind]["sum_vs_total"] * doc[kind]["stages_ms"]["total"]["p50"]
-        assert doc[kind]["sum_vs_total"] < 0.10 or gap_ms < 1.0, (kind, gap_ms, doc[kind])
+    # The untimed share: 10% for the ask and the ingest (seconds each). A retrieve takes a few
+    # ms, and each of its ~5 spans costs ~35 us of OpenTelemetry's and the collector's own
+    # work that falls between its parent's stages (an operation with 4 empty stages: 180 us on
+    # the 2-core EPYC), so its share is ~9% on a quiet machine (0.3 of 3.3 ms, 2026-12-03) and
+    # was 10.2% in a CI run; whatever the CPU, both scale alike. 20% still fails if a stage
+    # as large as the query embedding (~70% of a retrieve) went untimed.
+    for kind, untimed in (("ask", 0.10), ("retrieve", 0.20), ("ingest", 0.10)):
+        assert doc[kind]["sum_vs_total"] < untimed, (kind, doc[kind])
         for row in doc[kind]["stages_ms"].values():
             assert row["p50"] <= row["p95"]
     assert main(["stats", "--latency", "--index", str(index)], open_rag=opener) == 0
