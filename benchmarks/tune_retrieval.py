@@ -89,7 +89,8 @@ def objective(figures: dict[str, float]) -> float:
 
 
 def candidates(name: str, index_dir: Path, cache: Path, max_depth: int,
-               answer_as_reference: bool = False, questions: Path | None = None) -> dict:
+               answer_as_reference: bool = False, questions: Path | None = None,
+               index_settings: dict[str, str] | None = None) -> dict:
     """{"cases": [{"id", "refs", "bm25": [[id, score]...], "dense": [...]}], "texts": {id: text},
     "questions": [...]}: fetched once per index and question set, then read from `cache`."""
     if cache.is_file():
@@ -100,7 +101,7 @@ def candidates(name: str, index_dir: Path, cache: Path, max_depth: int,
     # A copy: the evaluation suite's index may be open elsewhere (Milvus Lite allows one process).
     work = Path(tempfile.mkdtemp(prefix=f"tune-{name}-"))
     shutil.copytree(index_dir, work / "index")
-    rag = RAG.open(work / "index")
+    rag = RAG.open(work / "index", **(index_settings or {}))
     retriever = rag.retriever
     out, texts, questions = [], {}, []
     started = time.perf_counter()
@@ -247,12 +248,16 @@ def main() -> int:
     parser.add_argument("--no-fixed-grid", action="store_true",
                         help="leave out the fixed-weight grid (fusions x weights x depths) except "
                              "z-score at 50 candidates")
+    parser.add_argument("--index-setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="open every index with this setting when fetching candidates, e.g. "
+                             "bm25_source_terms=true (use a --cache of its own)")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
+    index_settings = dict(item.split("=", 1) for item in args.index_setting)
     sets = dict(item.split("=", 1) for item in args.set)
     questions = {name: Path(f) for name, f in (item.split("=", 1) for item in args.questions)}
     data = {name: candidates(name, Path(d), args.cache / f"{name}.json", args.max_depth,
-                             name in args.answer_as_reference, questions.get(name))
+                             name in args.answer_as_reference, questions.get(name), index_settings)
             for name, d in sets.items()}
     memos = {name: {} for name in data}
     settings = grid()

@@ -171,7 +171,8 @@ def run_embedder(job: dict[str, Any], settings: Any, dataset: Any) -> dict[str, 
         span = ids[start:start + UPSERT_ROWS]
         dense.upsert([chunks[i] for i in span], vectors[start:start + UPSERT_ROWS])
     dense.flush()
-    index = ChunkIndex(work, dense, settings.bm25_k1, settings.bm25_b, settings.bm25_epsilon)
+    index = ChunkIndex(work, dense, settings.bm25_k1, settings.bm25_b, settings.bm25_epsilon,
+                       bm25_source_terms=settings.bm25_source_terms)
     try:
         retriever = parts.default_retriever(settings, index, embedder.encode_query)
         results = {mode: score(RetrievalTarget(settings, index.catalog, retriever, mode), dataset,

@@ -47,7 +47,8 @@ def default_index(settings: Settings, dense: Any, embed: Callable[[list[str]], n
 
     s = settings
     return ChunkIndex(Path(s.index_dir), dense, s.bm25_k1, s.bm25_b, s.bm25_epsilon,
-                      embed=embed, sparse=s.sparse, embedder=embedder)
+                      embed=embed, sparse=s.sparse, embedder=embedder,
+                      bm25_source_terms=s.bm25_source_terms)
 
 
 DECLINE_RERANK_TOKENS = 256  # the pair length decline_rescue_rerank was chosen at

@@ -65,8 +65,12 @@ def _locked(method: _F) -> _F:
 class BM25Index:
     """Term statistics and postings for the live chunks; nothing is read from disk with pickle."""
 
-    def __init__(self, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25):
+    def __init__(self, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25,
+                 source_terms: bool = False):
         self.k1, self.b, self.epsilon = k1, b, epsilon
+        # Each chunk also counts its file name's terms (`text.source_name_terms`), added here
+        # from its facets so every way in (ingest, catch-up, repair, rebuild) does the same.
+        self.source_terms = source_terms
         self._lock = threading.RLock()
         self._slot_of: dict[str, int] = {}
         self._ids: list[str | None] = []
@@ -112,6 +116,8 @@ class BM25Index:
     @_locked
     def add(self, chunk_id: str, term_freqs: dict[str, int], facets: Facets = NO_FACETS) -> None:
         """Add (or replace) one chunk given its term counts."""
+        if self.source_terms and facets.source:
+            term_freqs = _with_source_terms(term_freqs, facets.source)
         if chunk_id in self._slot_of:
             self.remove([chunk_id])
         slot = len(self._ids)
@@ -402,8 +408,10 @@ class BM25Index:
 
     @classmethod
     def from_arrays(cls, data: Mapping[str, np.ndarray], k1: float = 1.5, b: float = 0.75,
-                    epsilon: float = 0.25) -> "BM25Index":
-        index = cls(k1, b, epsilon)
+                    epsilon: float = 0.25, source_terms: bool = False) -> "BM25Index":
+        """The index `to_arrays` gave; `source_terms` must be what it was built with (the
+        postings hold the file-name terms or not; `bm25_store` keeps it in the header)."""
+        index = cls(k1, b, epsilon, source_terms)
         index._ids = _unpack(data["ids"])
         index._slot_of = {cid: n for n, cid in enumerate(index._ids)}
         index._terms = _unpack(data["terms"])
@@ -510,6 +518,15 @@ def _bytes(values: Any) -> memoryview:
     """A buffer (array, numpy array) as bytes without a copy; `len` counts bytes."""
     return memoryview(values).cast("B")
 
+
+
+def _with_source_terms(term_freqs: Mapping[str, int], source: str) -> dict[str, int]:
+    from retrievers.text import source_name_terms
+
+    merged = dict(term_freqs)
+    for term in source_name_terms(source):
+        merged[term] = merged.get(term, 0) + 1
+    return merged
 
 
 def facets_of(chunk) -> Facets:

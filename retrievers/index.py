@@ -83,7 +83,7 @@ class ChunkIndex:
         self, directory: Path, dense: DenseStore,
         k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25,
         embed: Embed | None = None, sparse: SparseBackend | str = SparseBackend.RANK_BM25,
-        embedder: Any = None,
+        embedder: Any = None, bm25_source_terms: bool = False,
     ):
         self.directory = Path(directory)
         self.catalog = Catalog(self.directory / CATALOG_FILE)
@@ -121,7 +121,8 @@ class ChunkIndex:
         if SparseBackend.parse(sparse) is SparseBackend.MILVUS:
             self.keywords = MilvusKeywordIndex(dense, self.catalog.ids_in_state(LIVE))
         else:
-            self.keywords = open_bm25(self.catalog, self.directory, k1=k1, b=b, epsilon=epsilon)
+            self.keywords = open_bm25(self.catalog, self.directory, k1=k1, b=b, epsilon=epsilon,
+                                      source_terms=bm25_source_terms)
 
     @property
     def bm25(self) -> BM25Index:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import PurePath
 
 import Stemmer
 
@@ -45,3 +46,13 @@ def tokenize(text: str) -> list[str]:
         if w not in STOP_WORDS
     ]
     return _stemmer().stemWords(words)
+
+
+@lru_cache(maxsize=4096)
+def source_name_terms(source: str) -> tuple[str, ...]:
+    """BM25 terms of a source's file name, without its folders and extension ("roberta.pdf" ->
+    "roberta"; `_`, `-` and `.` separate words). Why: a chunk seldom repeats the name of the
+    paper or manual it comes from, yet questions ask by that name; llama-index's BM25Retriever
+    reads each node's metadata (its file path) with the text for the same reason."""
+    stem = PurePath(source.replace("\\", "/")).stem if source else ""
+    return tuple(tokenize(re.sub(r"[_\-.]+", " ", stem)))
