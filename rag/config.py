@@ -198,8 +198,9 @@ class Settings:
     bm25_epsilon: float = 0.25
     # BM25 also counts each chunk's file name ("roberta.pdf" -> "roberta"), as llama-index's
     # BM25Retriever does with a node's metadata. rank-bm25 only. Changing it rebuilds BM25
-    # from the catalog on the next open (no re-embedding).
-    bm25_source_terms: bool = False
+    # from the catalog on the next open (no re-embedding). On since 2026-12-03: no dev set lost
+    # Recall@5 or an answer, ARAGOG gained (README "Choosing quality settings").
+    bm25_source_terms: bool = True
     # A cross-encoder over the fused top rerank_top_n: "" (off), "packaged" (ms-marco-MiniLM-L-12-v2
     # INT8 ONNX), an ONNX folder or a CrossEncoder folder. rerank_blend 1.0 orders by its score
     # alone; below 1, by blend * z(cross-encoder) + (1 - blend) * z(fused).

@@ -101,7 +101,8 @@ def _load_snapshot(path: Path, k1: float, b: float, epsilon: float,
                     index = BM25Index.from_arrays(data, k1, b, epsilon, source_terms)
                     index._saved_version = index.version
                     return index
-                log.info("%s: written by another version or with another bm25_source_terms; rebuilding BM25", path)
+                log.info("%s: written by another version or with another bm25_source_terms; "
+                         "rebuilding BM25", path)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             log.warning("%s: unreadable BM25 snapshot (%s); rebuilding from the catalog", path, exc)
     return BM25Index(k1, b, epsilon, source_terms)

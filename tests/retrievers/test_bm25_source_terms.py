@@ -95,7 +95,7 @@ def test_the_setting_reaches_bm25_through_rag_open(tmp_path, embedder):
     docs.mkdir()
     (docs / "aurora_pump.txt").write_text("Clean the intake filter every 200 hours of running.\n")
     (docs / "tea.md").write_text("Steep green tea for two minutes at 80 degrees.\n")
-    rag = RAG.open(tmp_path / "index", embedder=embedder, bm25_source_terms=True)
+    rag = RAG.open(tmp_path / "index", embedder=embedder)  # the default: on
     try:
         assert all(r.status == "added" for r in rag.ingest([docs]))
         hits = rag.retrieve("aurora filter", mode="bm25")
@@ -103,7 +103,7 @@ def test_the_setting_reaches_bm25_through_rag_open(tmp_path, embedder):
         assert [h for h in rag.retrieve("aurora", mode="bm25")], "found by its file name alone"
     finally:
         rag.close()
-    rag = RAG.open(tmp_path / "index", embedder=embedder)  # the default: text only
+    rag = RAG.open(tmp_path / "index", embedder=embedder, bm25_source_terms=False)  # text only
     try:
         assert rag.retrieve("aurora", mode="bm25") == []
     finally:
