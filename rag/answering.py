@@ -9,7 +9,9 @@ then says it found no answer, the question is asked again over the whole chunks 
 declining, so the short prompt costs no answers. The start of the first attempt is held back
 while it still reads like that refusal, so a user never sees a refusal that is then replaced.
 When instead its (already shown) answer fails the support check, the whole-chunks answer is
-worked out and replaces it as `answer.text`, as a withdrawn answer is replaced.
+worked out and replaces it as `answer.text`, as a withdrawn answer is replaced. An answer that
+only restates the question ("The palliative care nurse made a list of ... [1].") is asked once
+more for the name, number or phrase itself (`answer_retry_restated`), and replaced the same way.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import time
 from functools import cached_property
 from typing import Any, Iterator
 
-from rag.generation import NOT_FOUND, Answer, Citation, CitationResolver, is_refusal
-from rag.grounding import Evidence, answer_support, retrieval_evidence
+from rag.generation import NOT_FOUND, Answer, Citation, CitationResolver, ask_directly, is_refusal
+from rag.grounding import Evidence, answer_support, restates_question, retrieval_evidence
 from rag.telemetry import FIRST_TOKEN_ATTR, STAGE_ATTR
 
 
@@ -42,8 +44,9 @@ class AnswerStream:
     The deltas already carry resolved `[n]` marks (invalid ones never appear). If, once
     finished, the answer turns out unsupported by the contexts, `answer.text` replaces it: the
     refusal (`answer.declined` is True), or, when the model read only the best sentences first
-    (`escalated` is True), the answer it gave over the whole chunks. Show `answer.text` as the
-    last word whenever it differs from the streamed text.
+    (`escalated` is True), the answer it gave over the whole chunks; or, when the answer only
+    restated the question, the answer asked for directly (`retried` is True). Show
+    `answer.text` as the last word whenever it differs from the streamed text.
 
         stream = rag.stream("How long should green tea steep?")
         for delta in stream:
@@ -64,6 +67,7 @@ class AnswerStream:
         # The whole-chunks prompt, asked when the budgeted one (`messages`) gets a refusal.
         self.fallback_messages = fallback_messages
         self.escalated = False  # True when the answer came from the fallback prompt
+        self.retried = False  # True when a restatement of the question was replaced
         self.hits, self.contexts, self.messages = hits, contexts, messages
         self.llm, self.settings = llm, settings
         self.started, self.retrieved = started, retrieved
@@ -188,7 +192,31 @@ class AnswerStream:
                     span.set_attribute("rag.answer.escalated", True)
                     span.end()
             text, cited, declined, reason = self._verdict(resolver)
+        if not declined and self.settings.answer_retry_restated \
+                and restates_question(text, self.question):
+            text, cited = self._ask_directly(text, cited)
         self._finish(text, cited, declined, reason)
+
+    def _ask_directly(self, text: str, cited: list[Citation]) -> tuple[str, list[Citation]]:
+        """Ask again for the answer itself; keep the first answer unless the second says more
+        and passes the same checks (a refusal or an unsupported answer would cost an answer)."""
+        support = self.support
+        messages = self.fallback_messages if self.escalated else self.messages
+        resolver = CitationResolver(self.contexts)
+        span = self._stage("generate")
+        try:
+            for _ in self._generate(ask_directly(messages), resolver, hold_refusal=False):
+                pass
+        finally:
+            if span is not None:
+                span.set_attribute("rag.answer.retried", True)
+                span.end()
+        again, again_cited, declined, _ = self._verdict(resolver)
+        if declined or restates_question(again, self.question):
+            self.support = support
+            return text, cited
+        self.retried = True
+        return again, again_cited
 
     def _verdict(self, resolver: CitationResolver) -> tuple[str, list[Citation], bool, str]:
         """The final text and citations, and whether (and why) the answer is declined."""

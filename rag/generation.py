@@ -155,6 +155,18 @@ def build_messages(question: str, contexts: list[Citation],
     return [{"role": "system", "content": SYSTEM_PROMPT}, *history, {"role": "user", "content": user}]
 
 
+# Added under the question when the first answer only restated it (`rag.answering`): asked for
+# "the name, number or phrase", the 0.5B model names what it had left out ("Bronnie Ware").
+ANSWER_DIRECTLY = ("Reply with the name, number or phrase from the sources that answers it, "
+                   "in one sentence.")
+
+
+def ask_directly(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The same prompt with `ANSWER_DIRECTLY` under the question (the last user message)."""
+    last = messages[-1]
+    return [*messages[:-1], {**last, "content": f"{last['content']}\n{ANSWER_DIRECTLY}"}]
+
+
 def resolve_citations(text: str, contexts: list[Citation]) -> tuple[str, list[Citation]]:
     """Drop `[n]` marks that name no context; cite uncited sentences; list what is cited.
 

@@ -89,6 +89,23 @@ def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterab
     return Evidence(coverage, dense_top, tuple(terms), missing, names)
 
 
+def _prose(answer: str) -> str:
+    """The answer without layout: citation marks, source numbers and list numbers are not
+    claims ("[4]", "according to source 1", "2. ...")."""
+    return re.sub(r"\[\d+(?:\s*,\s*\d+)*\]|^\s*\d{1,2}[.)]\s|\bsources?\s+\d+(?:\s*(?:,|and)\s*\d+)*",
+                  " ", answer, flags=re.M | re.I)
+
+
+def restates_question(answer: str, question: str) -> bool:
+    """True when every content term of the answer is already in the question.
+
+    A small model often turns the question into a statement and stops ("The palliative care
+    nurse made a list of the biggest regrets of the dying [1]."): nothing in it answers, though
+    the sources name her. An answer with no content terms at all is not counted ("Yes.")."""
+    terms = content_terms(_prose(answer))
+    return bool(terms) and set(terms) <= set(content_terms(question))
+
+
 def answer_support(answer: str, texts: Sequence[str], question: str = "") -> float:
     """Share of the answer's content terms that occur in the contexts (1.0 when it has none).
 
@@ -96,11 +113,7 @@ def answer_support(answer: str, texts: Sequence[str], question: str = "") -> flo
     "what is the boiling point of mercury?" is not evidence either way.
     """
     asked = set(content_terms(question))
-    # Citation marks, source numbers and list numbers are layout, not claims ("[4]",
-    # "according to source 1", "2. ...").
-    prose = re.sub(r"\[\d+(?:\s*,\s*\d+)*\]|^\s*\d{1,2}[.)]\s|\bsources?\s+\d+(?:\s*(?:,|and)\s*\d+)*",
-                   " ", answer, flags=re.M | re.I)
-    terms = [t for t in content_terms(prose) if t not in asked]
+    terms = [t for t in content_terms(_prose(answer)) if t not in asked]
     if not terms:
         return 1.0
     seen: set[str] = set()

@@ -1,0 +1,101 @@
+"""An answer that only turns the question into a statement ("The palliative care nurse made a
+list of the biggest regrets of the dying [1].") tells the user nothing: it is asked once more for
+the name, number or phrase itself (`answer_retry_restated`), and the new answer replaces it only
+when it says more."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from rag.generation import ANSWER_DIRECTLY, NOT_FOUND
+from rag.grounding import restates_question
+
+GREEN_TEA = "How long should green tea steep?"
+RESTATED = "Green tea should steep [1]."
+
+
+@pytest.mark.parametrize("answer, question, restated", [
+    ("The palliative care nurse made a list of the biggest regrets of the dying [1].",
+     "Which palliative care nurse made a list of the biggest regrets of the dying?", True),
+    ("Bronnie Ware made a list of the biggest regrets of the dying [1].",
+     "Which palliative care nurse made a list of the biggest regrets of the dying?", False),
+    ("According to Source 2, Moore's Law will double every 18 months [2].",
+     "According to Graham, what does Moore's Law actually say will double every 18 months?", True),
+    ("Intel launched 4K DRAMs in 1975 [1].", "In what year did Intel launch 4K DRAMs?", False),
+    ("Yes.", "Can sencha be steeped a second time?", False),  # nothing to restate
+])
+def test_a_restatement_is_told_from_an_answer(answer, question, restated):
+    assert restates_question(answer, question) is restated
+
+
+class ScriptedRestatementFirstLLM:
+    """The packaged model's restatements depend on the corpus and cannot be provoked on demand
+    over the sample, so this wrapper scripts the first answer (a restatement of the question)
+    and lets the real model answer the prompt that asks again (unless `again` scripts it too)."""
+
+    def __init__(self, real, again: str | None = None):
+        self.real, self.again = real, again
+        self.prompts: list[str] = []
+
+    def __getattr__(self, name):  # the real model's context window, name, ...
+        return getattr(self.real, name)
+
+    def count_tokens(self, text: str) -> int:
+        return self.real.count_tokens(text)
+
+    def chat(self, messages, max_tokens):
+        return "".join(self.stream_chat(messages, max_tokens))
+
+    def stream_chat(self, messages, max_tokens):
+        self.prompts.append(messages[-1]["content"])
+        if not messages[-1]["content"].endswith(ANSWER_DIRECTLY):
+            yield from RESTATED.split(" ")[:1] + [" " + w for w in RESTATED.split(" ")[1:]]
+        elif self.again is not None:
+            yield self.again
+        else:
+            yield from self.real.stream_chat(messages, max_tokens)
+
+
+def _rag(sample_rag, llm, retry: bool):
+    from rag.api import RAG
+
+    settings = replace(sample_rag.settings, answer_retry_restated=retry)
+    return RAG(settings, llm=llm, embedder=sample_rag.embedder, index=sample_rag.index,
+               retriever=sample_rag.retriever, reranker=None)
+
+
+def test_a_restated_answer_is_replaced_by_the_answer_asked_for_directly(sample_rag):
+    llm = ScriptedRestatementFirstLLM(sample_rag.llm)
+    stream = _rag(sample_rag, llm, retry=True).stream(GREEN_TEA)
+    shown = "".join(stream)
+    answer = stream.answer
+    assert shown.startswith("Green tea should steep")  # what the user saw first
+    assert stream.retried and not answer.declined
+    assert "minute" in answer.text, answer.text  # the real model, asked directly, says how long
+    assert answer.citations and len(llm.prompts) == 2
+
+
+def test_the_first_answer_stays_when_asking_again_says_no_more(sample_rag):
+    for again in ("Green tea should steep.", NOT_FOUND):
+        llm = ScriptedRestatementFirstLLM(sample_rag.llm, again=again)
+        stream = _rag(sample_rag, llm, retry=True).stream(GREEN_TEA)
+        answer = stream.answer
+        assert not stream.retried and len(llm.prompts) == 2
+        assert answer.text == RESTATED and not answer.declined  # no answer is lost to a refusal
+
+
+def test_without_the_setting_the_model_is_asked_once(sample_rag):
+    llm = ScriptedRestatementFirstLLM(sample_rag.llm)
+    stream = _rag(sample_rag, llm, retry=False).stream(GREEN_TEA)
+    assert stream.answer.text == RESTATED and not stream.retried and len(llm.prompts) == 1
+
+
+def test_the_command_line_says_why_the_answer_changed(sample_rag, capsys):
+    from rag.cli import _print_stream
+
+    _print_stream(_rag(sample_rag, ScriptedRestatementFirstLLM(sample_rag.llm), retry=True)
+                  .stream(GREEN_TEA))
+    out = capsys.readouterr().out
+    assert "(asked again: that only restated the question)" in out and "minute" in out
