@@ -4,7 +4,8 @@ calibrated").
 
 Each corpus (a `--set NAME=INDEX`) brings answerable questions in up to two sets: its long dev set
 (../shared/data/qa/NAME/normalized.jsonl) and its short-answer set
-(eval/questions/short_answers_NAME.jsonl); and unanswerable ones: the dev set's own
+(eval/questions/short_answers_NAME.jsonl, and its second batch short_answers_b_NAME.jsonl, each
+its own set); and unanswerable ones: the dev set's own
 (`answerable: false`, like ARAGOG's GLM-130B questions) plus eval/questions/unanswerable_dev_NAME.jsonl.
 eval/questions/unanswerable_heldout_NAME.jsonl is never used in a choice: the rule chosen on all
 corpora is applied to it once, at the end. Every question is retrieved against the corpus's index
@@ -99,9 +100,10 @@ def question_sets(name: str) -> list[tuple[str, str, object]]:
     out = []
     for case in load_dataset(QA / name / "normalized.jsonl").cases:
         out.append(("dev", "long" if case.answerable else "unanswerable", case))
-    short = QUESTIONS / f"short_answers_{name}.jsonl"
-    if short.is_file():
-        out += [("dev", "short", c) for c in load_dataset(short).cases]
+    for group, short in (("short", QUESTIONS / f"short_answers_{name}.jsonl"),
+                         ("short_b", QUESTIONS / f"short_answers_b_{name}.jsonl")):
+        if short.is_file():
+            out += [("dev", group, c) for c in load_dataset(short).cases]
     for kind in ("dev", "heldout"):
         extra = QUESTIONS / f"unanswerable_{kind}_{name}.jsonl"
         if extra.is_file():
@@ -232,7 +234,10 @@ def main() -> int:
     heldout = [r for rows in data.values() for r in rows if r["kind"] == "heldout"]
     pooled = [r for rows in dev.values() for r in rows]
     grid = grids(pooled)
-    today = end_to_end(RULES["gate"][1](0.435))
+    from rag.config import Settings
+
+    now = Settings()  # today's shipped rule, the one a new choice must beat
+    today = end_to_end(RULES["gate&rerank"][1](now.decline_min_dense, now.decline_rescue_rerank))
     report: dict = {"folds": {}, "max_answerable_decline": args.max_answerable_decline}
     for held in dev:
         others = {n: rows for n, rows in dev.items() if n != held}
