@@ -54,6 +54,7 @@ QA = REPO.parent / "shared" / "data" / "qa"
 QUESTIONS = REPO / "eval" / "questions"
 
 from eval.datasets import load_dataset  # noqa: E402
+from rag.config import Settings  # noqa: E402
 from rag.grounding import retrieval_evidence  # noqa: E402
 
 COVERAGE = 0.4  # decline_min_coverage, kept as it is
@@ -234,8 +235,6 @@ def main() -> int:
     heldout = [r for rows in data.values() for r in rows if r["kind"] == "heldout"]
     pooled = [r for rows in dev.values() for r in rows]
     grid = grids(pooled)
-    from rag.config import Settings
-
     now = Settings()  # today's shipped rule, the one a new choice must beat
     today = end_to_end(RULES["gate&rerank"][1](now.decline_min_dense, now.decline_rescue_rerank))
     report: dict = {"folds": {}, "max_answerable_decline": args.max_answerable_decline}

@@ -182,15 +182,7 @@ class AnswerStream:
             # was already shown: work out the whole-chunks answer, which replaces it as
             # `answer.text` (the same contract as a withdrawn answer).
             self.escalated = True
-            resolver = CitationResolver(self.contexts)
-            span = self._stage("generate")
-            try:
-                for _ in self._generate(self.fallback_messages, resolver, hold_refusal=False):
-                    pass
-            finally:
-                if span is not None:
-                    span.set_attribute("rag.answer.escalated", True)
-                    span.end()
+            resolver = self._write_unshown(self.fallback_messages, "rag.answer.escalated")
             text, cited, declined, reason = self._verdict(resolver)
         if not declined and self.settings.answer_retry_restated \
                 and restates_question(text, self.question):
@@ -202,21 +194,27 @@ class AnswerStream:
         and passes the same checks (a refusal or an unsupported answer would cost an answer)."""
         support = self.support
         messages = self.fallback_messages if self.escalated else self.messages
-        resolver = CitationResolver(self.contexts)
-        span = self._stage("generate")
-        try:
-            for _ in self._generate(ask_directly(messages), resolver, hold_refusal=False):
-                pass
-        finally:
-            if span is not None:
-                span.set_attribute("rag.answer.retried", True)
-                span.end()
+        resolver = self._write_unshown(ask_directly(messages), "rag.answer.retried")
         again, again_cited, declined, _ = self._verdict(resolver)
         if declined or restates_question(again, self.question):
             self.support = support
             return text, cited
         self.retried = True
         return again, again_cited
+
+    def _write_unshown(self, messages: list[dict[str, str]], attribute: str) -> CitationResolver:
+        """Write a whole answer to `messages` after the stream's text was shown (it replaces
+        that text as `answer.text`), in a "generate" span marked with `attribute`."""
+        resolver = CitationResolver(self.contexts)
+        span = self._stage("generate")
+        try:
+            for _ in self._generate(messages, resolver, hold_refusal=False):
+                pass
+        finally:
+            if span is not None:
+                span.set_attribute(attribute, True)
+                span.end()
+        return resolver
 
     def _verdict(self, resolver: CitationResolver) -> tuple[str, list[Citation], bool, str]:
         """The final text and citations, and whether (and why) the answer is declined."""

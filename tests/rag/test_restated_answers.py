@@ -39,11 +39,8 @@ class ScriptedRestatementFirstLLM:
         self.real, self.again = real, again
         self.prompts: list[str] = []
 
-    def __getattr__(self, name):  # the real model's context window, name, ...
+    def __getattr__(self, name):  # the real model's token counts, context window, name, ...
         return getattr(self.real, name)
-
-    def count_tokens(self, text: str) -> int:
-        return self.real.count_tokens(text)
 
     def chat(self, messages, max_tokens):
         return "".join(self.stream_chat(messages, max_tokens))
