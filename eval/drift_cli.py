@@ -111,7 +111,7 @@ def _document_report(rag: Any, profile: Any, args: argparse.Namespace):
 
 
 def _read(rag: Any, paths: list[str]) -> tuple[list[str], list[str], list[int], int, int]:
-    """Every chunk of the files under `paths`, as ingest would cut them (not indexed)."""
+    """Every chunk of the files under `paths`, as ingest would cut and embed them (not indexed)."""
     from ingestion.chunking import Chunker
     from ingestion.discovery import expand_paths, source_id_for
     from ingestion.preparation import FilePreparer
@@ -133,8 +133,9 @@ def _read(rag: Any, paths: list[str]) -> tuple[list[str], list[str], list[int], 
                   file=sys.stderr)
             failed += 1
             continue
-        for chunk in chunks:
-            texts.append(chunk.text)
+        # In the form the index embedded its own chunks (title line or not), so the two compare.
+        for chunk, text in zip(chunks, rag.index.passage_texts(chunks)):
+            texts.append(text)
             sources.append(source_id)
             positions.append(chunk.position)
     return texts, sources, positions, len(files), failed

@@ -139,6 +139,7 @@ def run_embedder(job: dict[str, Any], settings: Any, dataset: Any) -> dict[str, 
     from retrievers.catalog import LIVE, Catalog
     from retrievers.index import CATALOG_FILE, ChunkIndex
     from retrievers.milvus_store import MilvusDenseStore
+    from retrievers.records import passage_texts
 
     work = Path(job["work_dir"])
     started = time.perf_counter()  # assembling, unpacking or distilling model files, if needed
@@ -150,7 +151,8 @@ def run_embedder(job: dict[str, Any], settings: Any, dataset: Any) -> dict[str, 
         chunks = catalog.chunks(ids)
     finally:
         catalog.close()
-    texts = [chunks[i].text for i in ids]
+    # Embedded as a new index with these settings would embed them (a title line or not).
+    texts = passage_texts([chunks[i] for i in ids], settings.embed_source_titles)
     started = time.perf_counter()
     embedder.encode(texts[:1])  # loads the model: timed apart from the throughput
     load_s = time.perf_counter() - started

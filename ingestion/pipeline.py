@@ -303,7 +303,7 @@ class IngestionPipeline:
                 todo = [c for c in part if done.get(c.chunk_id) != c.text]
                 if todo:
                     with self._timed("embed", **{"rag.tokens.embedded_texts": len(todo)}):
-                        vectors = self.embedder.encode([c.text for c in todo],
+                        vectors = self.embedder.encode(self.index.passage_texts(todo),
                                                        progress=self.progress.embedding(len(todo)))
                     self._observe(todo, vectors)
                     with self._timed("write"):
@@ -339,7 +339,7 @@ class IngestionPipeline:
             return
 
         def attempt(span: slice) -> np.ndarray:
-            texts = [c.text for item in items[span] for c in item.chunks]
+            texts = self.index.passage_texts([c for item in items[span] for c in item.chunks])
             with self._timed("embed", **{"rag.tokens.embedded_texts": len(texts)}):
                 return self.embedder.encode(texts, progress=self.progress.embedding(len(texts)))
 

@@ -146,6 +146,8 @@ class RAG:
                     "collection": s.collection,
                     "chunk_size": s.chunk_size,
                     "chunk_overlap": s.chunk_overlap,
+                    # Fixed for the index's life: its vectors are made in one form.
+                    "passage_titles": s.embed_source_titles,
                     "created_at": time.time(),
                 }
                 catalog.set_meta(INDEX_SETTINGS_KEY, recorded)
@@ -165,7 +167,8 @@ class RAG:
         dense = self._dense_store
         # `embed` lets repair re-embed live chunks a crash kept out of Milvus (loads lazily).
         return parts.default_index(s, dense, embed=lambda texts: self.embedder.encode(texts),
-                                   embedder=self._embedder)
+                                   embedder=self._embedder,
+                                   passage_titles=bool(recorded.get("passage_titles", False)))
 
     def _follow_alias(self, catalog: Any, recorded: dict[str, Any]) -> dict[str, Any]:
         """The serving record, after completing a switch the alias made but the catalog missed."""

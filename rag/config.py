@@ -69,6 +69,12 @@ class Settings:
     # Chunking, in tokens of the embedding model (MiniLM reads 256 including 2 special tokens).
     chunk_size: int = 254
     chunk_overlap: int = 32
+    # A new index embeds each chunk after a line with its file's name ("bert.pdf" -> "bert"), as
+    # stock llama-index embeds the file path with a node's text: a chunk deep in a paper then
+    # carries which paper it is from. Recorded when the index is made and kept for its life
+    # (switch an existing index by re-ingesting into a new one). Off: retrieval gained on the dev
+    # sets but the answers did not follow (README "File names in the embedded text").
+    embed_source_titles: bool = False
     max_file_mb: float = 512.0
     # Plain-text files larger than this are read, embedded and staged a part at a time (memory
     # stays flat whatever their size) and published at once; smaller ones are read whole.

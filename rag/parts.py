@@ -40,15 +40,16 @@ def default_dense_store(settings: Settings, dimension: int, collection: str | No
 
 
 def default_index(settings: Settings, dense: Any, embed: Callable[[list[str]], np.ndarray],
-                  embedder: Any = None):
+                  embedder: Any = None, passage_titles: bool = False):
     """Catalog + keyword index + `dense`, kept in step (`embed` lets repair restore vectors;
-    `embedder`, the model of `dense`, is kept beside it so both switch together)."""
+    `embedder`, the model of `dense`, is kept beside it so both switch together;
+    `passage_titles`: the form the index's vectors were made in, as the index records it)."""
     from retrievers.index import ChunkIndex
 
     s = settings
     return ChunkIndex(Path(s.index_dir), dense, s.bm25_k1, s.bm25_b, s.bm25_epsilon,
                       embed=embed, sparse=s.sparse, embedder=embedder,
-                      bm25_source_terms=s.bm25_source_terms)
+                      bm25_source_terms=s.bm25_source_terms, passage_titles=passage_titles)
 
 
 DECLINE_RERANK_TOKENS = 256  # the pair length decline_rescue_rerank was chosen at

@@ -203,7 +203,7 @@ class Reindexer:
             found = self.index.catalog.chunks(ids)  # a chunk replaced meanwhile is gone: skip it
             chunks = [found[c] for c in ids if c in found]
             if chunks:
-                store.upsert(chunks, embedder.encode([c.text for c in chunks]))
+                store.upsert(chunks, embedder.encode(self.index.passage_texts(chunks)))
                 self._present.update(c.chunk_id for c in chunks)
                 report.embedded += len(chunks)
                 unflushed += len(chunks)

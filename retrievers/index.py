@@ -42,7 +42,7 @@ from retrievers.errors import is_disk_full
 from retrievers.locks import ReadWriteLock, WriterLock
 from retrievers.milvus_keywords import MilvusKeywordIndex
 from retrievers.protocols import DenseStore, KeywordIndex
-from retrievers.records import Chunk
+from retrievers.records import Chunk, passage_texts
 from retrievers.strategies import SparseBackend
 from retrievers.text import tokenize
 
@@ -83,7 +83,7 @@ class ChunkIndex:
         self, directory: Path, dense: DenseStore,
         k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25,
         embed: Embed | None = None, sparse: SparseBackend | str = SparseBackend.RANK_BM25,
-        embedder: Any = None, bm25_source_terms: bool = False,
+        embedder: Any = None, bm25_source_terms: bool = False, passage_titles: bool = False,
     ):
         self.directory = Path(directory)
         self.catalog = Catalog(self.directory / CATALOG_FILE)
@@ -91,6 +91,10 @@ class ChunkIndex:
         # The model whose vectors `dense` holds (opaque here): kept beside the store so that
         # whoever shares this index (the UI's per-session views) switches with it.
         self.embedder = embedder
+        # Whether this index's vectors embed each chunk after its file's title line
+        # (records.titled_text); every writer of vectors asks `passage_texts`, so one index never
+        # mixes the two forms.
+        self.passage_titles = passage_titles
         self._dirty = False
         self._unflushed = 0  # rows upserted since the last flush
         self._embed = embed
@@ -443,12 +447,16 @@ class ChunkIndex:
             log.warning("repair: re-embedding %d live chunks missing from Milvus", len(missing))
             chunks = self.catalog.chunks(missing)
             ordered = [chunks[c] for c in missing]
-            self.dense.upsert(ordered, embed([c.text for c in ordered]))
+            self.dense.upsert(ordered, embed(self.passage_texts(ordered)))
         if extra or (missing and embed is not None):
             self.dense.flush()
         return missing, extra
 
     # --- reads -------------------------------------------------------------------------
+    def passage_texts(self, chunks: Sequence[Chunk]) -> list[str]:
+        """What the dense model embeds for `chunks` in this index (its text, or title + text)."""
+        return passage_texts(list(chunks), self.passage_titles)
+
     def live_ids(self) -> set[str]:
         return self.keywords.ids()
 

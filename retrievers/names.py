@@ -27,6 +27,12 @@ FRAMING = frozenset(tokenize(
 POSSESSIVE = re.compile(r"(?<=\w)['’]s\b")
 
 
+def source_title(source: str) -> str:
+    """A file's name as words, without folders or suffix: "papers/RoBERTa_v2.pdf" -> "RoBERTa v2"."""
+    stem = PurePath(str(source).replace("\\", "/")).stem
+    return re.sub(r"[_.+-]", " ", stem).strip()
+
+
 def source_terms(sources: Iterable[str]) -> set[str]:
     """Terms of the file names (without folders or suffix): "papers/RoBERTa_v2.pdf" -> roberta, v2."""
     terms: set[str] = set()

@@ -63,3 +63,21 @@ class Hit:
             "scores": self.scores,
             "text": c.text,
         }
+
+
+def titled_text(text: str, source: str, titled: bool) -> str:
+    """What the dense model embeds for a passage of `source`: its text, after a line with its
+    file's name where the index embeds titles. A chunk deep in a paper or essay rarely says
+    which one it belongs to (stock llama-index embeds the file path for the same reason); with
+    the title, "What tasks is BERT pre-trained on?" finds bert.pdf's chunks that never say BERT."""
+    if not titled:
+        return text
+    from retrievers.names import source_title
+
+    title = source_title(source)
+    return f"{title}\n{text}" if title else text
+
+
+def passage_texts(chunks: "list[Chunk]", titled: bool) -> list[str]:
+    """`titled_text` of each chunk, in order."""
+    return [titled_text(c.text, c.source, titled) for c in chunks]

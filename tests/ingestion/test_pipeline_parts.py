@@ -37,6 +37,9 @@ class StandInIndex:
     def finish_writes(self) -> None:
         pass
 
+    def passage_texts(self, chunks):
+        return [c.text for c in chunks]
+
 
 class StandInEmbedder:
     def __init__(self):
