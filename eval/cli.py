@@ -4,7 +4,7 @@
                      [--limit N] [--top-k K] [--retrieval-only] [--set key=value]
 
 `rag eval` has subcommands: `run` (the default: `rag eval DATASET` is `rag eval run DATASET`),
-`judge-check` and `generate`, each added to `SUBCOMMANDS` as a function
+`judge-check`, `generate` and `compare`, each added to `SUBCOMMANDS` as a function
 `add(subparsers, parents)` like `add_run`. Importing this module stays cheap: `rag --help`
 loads every plugin, so the suite's modules load only when the command runs.
 
@@ -106,12 +106,47 @@ def add_generate(subparsers: Any, parents: list[argparse.ArgumentParser]) -> Non
     p.set_defaults(handler=cmd_generate)
 
 
+def add_compare(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """`rag eval compare BEFORE AFTER`: two reports of one dataset, question by question."""
+    p = subparsers.add_parser(
+        "compare", prog="rag eval compare",
+        help="compare two reports of the same dataset question by question (sign test)",
+        description="Pair the questions of two `rag eval --report` runs of one dataset and, for "
+                    "each metric scored in both, print the mean before and after, how many "
+                    "questions got better and worse, the exact sign test's p over those that "
+                    "moved, and a bootstrap 95%% interval of the mean change. Loads no model.")
+    p.add_argument("before", metavar="BEFORE", help="a report folder (or its report.json)")
+    p.add_argument("after", metavar="AFTER", help="the other report, of the same dataset")
+    p.add_argument("--metric", action="append", metavar="M",
+                   help="only this metric (repeatable; default every metric scored in both)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures here as JSON")
+    p.set_defaults(handler=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Handler of `rag eval compare`."""
+    return _guarded(_compare, args)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import json
+
+    from eval.paired import changes_json, compare_reports, format_changes, load_report
+
+    changes, only = compare_reports(load_report(args.before), load_report(args.after), args.metric)
+    print(format_changes(changes, only))
+    if args.json:
+        Path(args.json).write_text(json.dumps(changes_json(changes, only), indent=2) + "\n")
+    return EXIT_OK
+
+
 # Subcommands of `rag eval`, by name; the first word after `eval` that is none of them is
 # DATASET of the default `run`.
 SUBCOMMANDS: dict[str, Callable[[Any, list[argparse.ArgumentParser]], None]] = {
     "run": add_run,
     "judge-check": add_judge_check,
     "generate": add_generate,
+    "compare": add_compare,
 }
 
 

@@ -180,3 +180,58 @@ def test_importing_the_plugin_stays_cheap():
             "if m.split('.')[0] in ('eval', 'matplotlib', 'jinja2', 'numpy', 'torch', 'deepeval'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == ["eval", "eval.cli"]
+
+
+def test_compare_pairs_two_reports_question_by_question(text_index, shared_embedder, capsys,
+                                                         tmp_path):
+    """`rag eval compare` on two real reports: the healthy run against a broken one."""
+    index, dataset = text_index
+    healthy, broken = tmp_path / "healthy", tmp_path / "broken"
+    for folder, extra in ((healthy, []), (broken, ["--top-k", "1", "--set", "retrieval_mode=dense"])):
+        code, _, _ = rag_eval(capsys, shared_embedder, str(dataset), "--index", str(index),
+                              "--retrieval-only", "--quiet", "--report", str(folder), *extra)
+        assert code == 0
+    out_json = tmp_path / "paired.json"
+    code, out, err = rag_eval(capsys, None, "compare", str(healthy), str(broken),
+                              "--metric", "served_recall", "--json", str(out_json))
+    assert (code, err) == (0, "")
+    row = json.loads(out_json.read_text())["metrics"][0]
+    aggregates = [json.loads((f / "report.json").read_text())["aggregates"]["served_recall"]["value"]
+                  for f in (healthy, broken)]
+    assert (row["metric"], row["n"]) == ("served_recall", 3)
+    assert (row["before"], row["after"]) == pytest.approx(aggregates)
+    # Both two-document questions lose a context at top_k 1; nothing gets better.
+    assert row["better"] == 0 and row["worse"] >= 2
+    assert row["p_value"] == pytest.approx(0.5 ** (row["worse"] - 1))
+    assert row["ci_low"] < 0 and row["ci_high"] <= 0  # the interval of the mean change
+    assert out.splitlines()[1].split()[:3] == ["served_recall", "3", f"{aggregates[0]:.4f}"]
+
+
+def test_compare_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    report = tmp_path / "a"
+    report.mkdir()
+    (report / "report.json").write_text(json.dumps(
+        {"aggregates": {"decline_rate_answerable": {"value": 0.0, "higher_is_better": False}},
+         "cases": [{"id": "q1", "scores": {"decline_rate_answerable": {"value": 0.0, "status": "scored"}}}]}))
+    other = tmp_path / "b.json"
+    other.write_text(json.dumps({"cases": [{"id": "elsewhere", "scores": {}}]}))
+    assert rag_eval(capsys, None, "compare", str(report), str(tmp_path / "none"))[2] == \
+        f"rag eval: error: {tmp_path / 'none'}: no such report (give a `rag eval --report` folder " \
+        "or its report.json)\n"
+    code, _, err = rag_eval(capsys, None, "compare", str(report), str(other))
+    assert code == 2 and "share no question ids" in err
+    code, _, err = rag_eval(capsys, None, "compare", str(report), str(report), "--metric", "mrr@10")
+    assert code == 2 and err.startswith("rag eval: error: not scored in both reports: mrr@10")
+
+
+def test_a_lower_decline_rate_is_the_better_direction():
+    from eval.paired import compare_reports
+
+    def report(declined):
+        return {"aggregates": {"decline_rate_answerable": {"higher_is_better": False}},
+                "cases": [{"id": f"q{i}", "scores": {"decline_rate_answerable": {
+                    "value": float(d), "status": "scored"}}} for i, d in enumerate(declined)]}
+
+    (change,), only = compare_reports(report([1, 1, 0, 0]), report([0, 0, 0, 1]))
+    assert (change.better, change.worse, only) == (2, 1, {"before": 0, "after": 0})
+    assert change.p_value == pytest.approx(1.0)
