@@ -36,6 +36,10 @@ dense 1.2, named 0.6 (factor 0.5) on 2026-12-02; it is opt-in, as the answers di
         --set multihop_aragog=IDX_ARAGOG \
         --questions multihop_aragog=eval/questions/multihop_dev_aragog_arxiv.jsonl
 
+`--named-factors 0.43,0.6,0.8` adds each plain dense weight (0.8-2.0) times each factor instead
+of the absolute named grid; over indexes built with `--set embed_source_titles=true` it chose
+dense 1.0 x 0.43 on 2026-12-03 (README "File names in the embedded text"; opt-in).
+
 Objective: recall@5 + 0.5 * mrr@10 (the top five are what an answer is written from; MRR
 breaks ties toward putting the evidence first). Unanswerable cases have no references and are
 not scored.
@@ -71,6 +75,8 @@ RERANK_ALPHAS = (1.0, 0.75, 0.5, 0.25)
 # --named: (plain dense weight, dense weight for a question naming something), z-score, 50 deep.
 NAMED_PLAIN = (1.0, 1.2, 1.4, 1.7, 2.0)
 NAMED_WEIGHTS = (0.4, 0.6, 0.8, 1.0, 1.2)
+# --named-factors: plain dense weights, each with every given factor (2026-12-03, titled vectors).
+FACTOR_PLAIN = (0.8, 1.0, 1.2, 1.4, 1.7, 2.0)
 # Today's defaults (rag/config.py): (fusion, dense_weight, candidate_k, rerank top n, blend[,
 # dense weight of a named question = dense_weight * named_dense_factor, where that differs]).
 CURRENT = ("zscore", 1.4, 50, 0, 0.0)
@@ -189,6 +195,12 @@ def named_grid() -> list[tuple]:
             if m != w]
 
 
+def named_factor_grid(factors: list[float]) -> list[tuple]:
+    """`--named-factors`: dense weight w for every question, w * f for a question naming something
+    (i.e. `named_dense_factor` f), z-score at 50 candidates."""
+    return [("zscore", w, 50, 0, 0.0, round(w * f, 4)) for w, f in itertools.product(FACTOR_PLAIN, factors)]
+
+
 def rerank_grid() -> list[tuple]:
     return [(f, w, d, n, a) for f, w, d, n, a in itertools.product(
         ("zscore", "rrf"), (0.8, 1.0, 1.4), (20, 50), RERANK_DEPTHS, RERANK_ALPHAS)]
@@ -245,6 +257,9 @@ def main() -> int:
                         help="take set NAME's questions from FILE (default: its normalized.jsonl)")
     parser.add_argument("--named", action="store_true",
                         help="also try a dense weight of its own for questions naming something")
+    parser.add_argument("--named-factors", metavar="F,F,...", default="",
+                        help="also try each plain dense weight with these named_dense_factor "
+                             "values (e.g. 0.43,0.6,0.8)")
     parser.add_argument("--no-fixed-grid", action="store_true",
                         help="leave out the fixed-weight grid (fusions x weights x depths) except "
                              "z-score at 50 candidates")
@@ -265,6 +280,9 @@ def main() -> int:
         settings = [s for s in settings if s[0] == "zscore" and s[2] == 50]
     if args.named:
         settings += named_grid()
+    if args.named_factors:
+        settings += [s for s in named_factor_grid([float(f) for f in args.named_factors.split(",")])
+                     if s not in settings]
     if CURRENT not in settings:
         settings.append(CURRENT)
     rerank_scores = {}
