@@ -112,8 +112,10 @@ def question_sets(name: str) -> list[tuple[str, str, object]]:
     return out
 
 
-def features(name: str, index_dir: Path, cache: Path) -> list[Row]:
-    """One row per question (see the module docstring); cached as JSON."""
+def features(name: str, index_dir: Path, cache: Path,
+             settings: dict[str, str] | None = None) -> list[Row]:
+    """One row per question (see the module docstring), retrieved with the index's settings and
+    `settings` over them (`--setting`); cached as JSON."""
     if cache.is_file():
         return json.loads(cache.read_text())
     from rag.api import RAG
@@ -121,7 +123,7 @@ def features(name: str, index_dir: Path, cache: Path) -> list[Row]:
 
     work = Path(tempfile.mkdtemp(prefix=f"decline-{name}-"))
     shutil.copytree(index_dir, work / "index")
-    rag = RAG.open(work / "index")
+    rag = RAG.open(work / "index", **(settings or {}))
     reranker = default_reranker(replace(rag.settings, rerank_model="packaged",
                                         rerank_max_tokens=RERANK_TOKENS))
     rows = []
@@ -222,10 +224,14 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--answers", action="append", default=[], metavar="NAME=REPORT_JSON",
                         help="count this eval report's model/support declines (end to end)")
+    parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="retrieve with this setting, e.g. named_dense_factor=0.43 (use a "
+                             "--cache of its own)")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     sets = dict(item.split("=", 1) for item in args.set)
-    data = {n: features(n, Path(d), args.cache / f"{n}.v2.json") for n, d in sets.items()}
+    overrides = dict(item.split("=", 1) for item in args.setting)
+    data = {n: features(n, Path(d), args.cache / f"{n}.v2.json", overrides) for n, d in sets.items()}
     for item in args.answers:
         name, report = item.split("=", 1)
         asked_and_declined = model_declined(Path(report))
