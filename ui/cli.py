@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ui.collections import check_name, shared_models_opener
     from ui.safety import UnsafeBindError, auth_from, check_bind
 
-    settings = load_settings(args.index)
+    settings = load_settings(args.index, **_settings_overrides(args))  # --set ui_host / ui_port too
     host = args.host or settings.ui_host
     port = args.port or settings.ui_port
     try:

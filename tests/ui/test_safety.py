@@ -47,6 +47,9 @@ def test_rag_ui_on_all_interfaces_without_auth_exits_2_with_one_line(tmp_path, c
     assert not (tmp_path / "root").exists()  # and before anything is created
     assert main(["ui", "--host", "0.0.0.0", "--auth", "nocolon"]) == 2
     assert "USER:PASSWORD" in capsys.readouterr().err
+    # The bind address from a setting (`--set ui_host=...`, rag.toml, RAG_UI_HOST) is checked too.
+    assert main(["ui", "--set", "ui_host=0.0.0.0", "--root", str(tmp_path / "root")]) == 2
+    assert "refusing to listen on 0.0.0.0 without a login" in capsys.readouterr().err
 
 
 def test_with_auth_an_unauthenticated_request_is_refused(tmp_path, embedder, llm, free_port):
