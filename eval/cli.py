@@ -235,11 +235,10 @@ def _judge_check(args: argparse.Namespace) -> int:
     from eval.datasets import load_dataset
     from eval.judge import judge_from_settings
     from eval.judge_check import record_verdict, run_judge_check
-    from rag.cli import _settings_overrides
-    from rag.config import load_settings
+    from rag.cli import settings_from_args
 
     dataset = load_dataset(args.dataset, split=args.split)
-    settings = load_settings(args.index, **_settings_overrides(args))
+    settings = settings_from_args(args)
     cache = _judge_cache(args)
     judge = judge_from_settings(settings, cache, args.judge_model)
     usable = [c for c in dataset.cases if c.reference_answer and c.reference_contexts]

@@ -150,7 +150,7 @@ def _finetune(args: argparse.Namespace) -> int:
     from rag.cli import _settings_overrides
     from rag.config import load_settings
 
-    overrides = _settings_overrides(args)
+    overrides = _settings_overrides(args)  # first: `--set index_dir` becomes args.index
     index_dir = Path(load_settings(args.index, **overrides).index_dir)
     record = finetune(index_dir, Path(args.out), base=args.base,
                       work=Path(args.work) if args.work else None, budget_min=args.budget_min,
@@ -179,14 +179,13 @@ def _compare(args: argparse.Namespace) -> int:
     from eval.errors import EvalError
     from eval.models_compare import DEFAULT_CANDIDATES, compare
     from eval.models_report import add_deltas, format_report, plot, recommend, usable
-    from rag.cli import _settings_overrides
-    from rag.config import load_settings
+    from rag.cli import settings_from_args
 
     if args.limit is not None and args.limit < 1:
         raise EvalError("--limit must be at least 1")
     budgets = args.budgets or list(DEFAULT_BUDGETS_MS)
     candidates = list(dict.fromkeys(args.models or DEFAULT_CANDIDATES))
-    settings = load_settings(args.index, **_settings_overrides(args))
+    settings = settings_from_args(args)
     quiet = args.json == "-"
     done: list[dict[str, Any]] = []
 

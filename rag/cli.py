@@ -185,7 +185,23 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if not sep:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         overrides[key.strip()] = value
+    # `--set index_dir=DIR` is `--index DIR`: the folder also decides which rag.toml applies,
+    # so it travels as the index argument (passed as both, settings raised a TypeError).
+    if "index_dir" in overrides:
+        given = overrides.pop("index_dir")
+        if args.index is not None and Path(args.index) != Path(given):
+            raise ConfigError(f"--index {args.index} and --set index_dir={given} name two "
+                              "indexes; give one")
+        args.index = given
     return overrides
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The settings of `--index` with `--set` over them (`--set index_dir` first, as `--index`)."""
+    from rag.config import load_settings
+
+    overrides = _settings_overrides(args)
+    return load_settings(args.index, **overrides)
 
 
 READ_ONLY = {"ask", "chat", "retrieve", "stats", "delete", "reindex", "ui", "eval", "drift"}
@@ -202,13 +218,13 @@ def open_index(args: argparse.Namespace, **extra: Any):
     from rag.errors import ConfigError
     from retrievers.index import CATALOG_FILE
 
+    overrides = _settings_overrides(args)  # first: `--set index_dir` becomes args.index
     if getattr(args, "command", None) in READ_ONLY:
         index_dir = Path(load_settings(args.index).index_dir)
         if not (index_dir / CATALOG_FILE).is_file():
             what = "does not exist" if not index_dir.exists() else f"holds no index ({CATALOG_FILE})"
             raise ConfigError(f"{index_dir}: {what}; create one with `rag ingest PATH... "
                               f"--index {index_dir}`")
-    overrides = _settings_overrides(args)
     overrides.update({k: v for k, v in extra.items() if v is not None})
     _quiet_milvus_logs()
     return (getattr(args, "open_rag", None) or RAG.open)(args.index, **overrides)
@@ -443,10 +459,9 @@ def _decline_gate(settings) -> str:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from rag.config import load_settings
     from rag.models.embedder import choose_dtype
 
-    settings = load_settings(args.index, **_settings_overrides(args))
+    settings = settings_from_args(args)
     values = settings.as_dict()
     derived = {
         "milvus_target": settings.milvus_target,
@@ -509,14 +524,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def _print_latency(args: argparse.Namespace) -> int:
     """`rag stats --latency`: read from the index's operation log alone, so it works while
     another process (the UI) holds the Milvus Lite index."""
-    from rag.config import load_settings
     from rag.errors import ConfigError
     from rag.oplog import OPLOG_FILE, OperationLog, latency_summary
     from retrievers.index import CATALOG_FILE
 
     if args.last is not None and args.last < 1:
         raise ConfigError(f"--last {args.last}: give a number of operations, 1 or more")
-    index_dir = Path(load_settings(args.index, **_settings_overrides(args)).index_dir)
+    index_dir = Path(settings_from_args(args).index_dir)
     if not (index_dir / CATALOG_FILE).is_file():
         raise ConfigError(f"{index_dir}: holds no index ({CATALOG_FILE}); create one with "
                           f"`rag ingest PATH... --index {index_dir}`")

@@ -34,12 +34,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rag.api import RAG
-    from rag.cli import EXIT_OK, EXIT_USAGE, _settings_overrides
-    from rag.config import load_settings
+    from rag.cli import EXIT_OK, EXIT_USAGE, _settings_overrides, settings_from_args
     from ui.collections import check_name, shared_models_opener
     from ui.safety import UnsafeBindError, auth_from, check_bind
 
-    settings = load_settings(args.index, **_settings_overrides(args))  # --set ui_host / ui_port too
+    settings = settings_from_args(args)  # --set ui_host / ui_port too
     host = args.host or settings.ui_host
     port = args.port or settings.ui_port
     try:

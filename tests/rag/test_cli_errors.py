@@ -27,6 +27,18 @@ def test_read_only_commands_refuse_a_folder_without_an_index(tmp_path, capsys, a
     assert list(empty.iterdir()) == []
 
 
+def test_set_index_dir_is_the_same_as_index(tmp_path, capsys):
+    typo = tmp_path / "rag_idnex"
+    assert main(["stats", "--set", f"index_dir={typo}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"rag: error: {typo}: does not exist; create one with `rag ingest PATH... " \
+                  f"--index {typo}`"
+    assert main(["stats", "--index", str(tmp_path / "a"), "--set", f"index_dir={typo}"]) == 2
+    assert "name two indexes; give one" in capsys.readouterr().err
+    assert main(["config", "--set", f"index_dir={typo}"]) == 0
+    assert str(typo) in capsys.readouterr().out and not typo.exists()
+
+
 @pytest.mark.parametrize("argv", [["ask", ""], ["ask", "   \t"], ["retrieve", " "]])
 def test_an_empty_question_is_a_usage_error(tmp_path, capsys, argv):
     assert main([*argv, "--index", str(tmp_path / "index")]) == 2
