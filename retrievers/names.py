@@ -9,10 +9,9 @@ tokenizer's (lowercase, stemmed), so the two sides agree on what "holds a name" 
 from __future__ import annotations
 
 import re
-from pathlib import PurePath
 from typing import Iterable
 
-from retrievers.text import tokenize
+from retrievers.text import source_name_terms, tokenize
 
 # Words that frame a question rather than name its subject ("according to the author, ...").
 FRAMING = frozenset(tokenize(
@@ -27,18 +26,11 @@ FRAMING = frozenset(tokenize(
 POSSESSIVE = re.compile(r"(?<=\w)['’]s\b")
 
 
-def source_title(source: str) -> str:
-    """A file's name as words, without folders or suffix: "papers/RoBERTa_v2.pdf" -> "RoBERTa v2"."""
-    stem = PurePath(str(source).replace("\\", "/")).stem
-    return re.sub(r"[_.+-]", " ", stem).strip()
-
-
 def source_terms(sources: Iterable[str]) -> set[str]:
     """Terms of the file names (without folders or suffix): "papers/RoBERTa_v2.pdf" -> roberta, v2."""
     terms: set[str] = set()
     for source in sources:
-        stem = PurePath(str(source).replace("\\", "/")).stem
-        terms.update(tokenize(re.sub(r"[_.+]", " ", stem)))
+        terms.update(source_name_terms(str(source)))
     return terms
 
 

@@ -72,7 +72,7 @@ def titled_text(text: str, source: str, titled: bool) -> str:
     the title, "What tasks is BERT pre-trained on?" finds bert.pdf's chunks that never say BERT."""
     if not titled:
         return text
-    from retrievers.names import source_title
+    from retrievers.text import source_title
 
     title = source_title(source)
     return f"{title}\n{text}" if title else text

@@ -48,11 +48,16 @@ def tokenize(text: str) -> list[str]:
     return _stemmer().stemWords(words)
 
 
+def source_title(source: str) -> str:
+    """A file's name as words, without folders or suffix: "papers/RoBERTa_v2.pdf" -> "RoBERTa v2"."""
+    stem = PurePath(str(source).replace("\\", "/")).stem if source else ""
+    return re.sub(r"[_.+-]", " ", stem).strip()
+
+
 @lru_cache(maxsize=4096)
 def source_name_terms(source: str) -> tuple[str, ...]:
     """BM25 terms of a source's file name, without its folders and extension ("roberta.pdf" ->
     "roberta"; `_`, `-` and `.` separate words). Why: a chunk seldom repeats the name of the
     paper or manual it comes from, yet questions ask by that name; llama-index's BM25Retriever
     reads each node's metadata (its file path) with the text for the same reason."""
-    stem = PurePath(source.replace("\\", "/")).stem if source else ""
-    return tuple(tokenize(re.sub(r"[_\-.]+", " ", stem)))
+    return tuple(tokenize(source_title(source)))
