@@ -4,8 +4,8 @@ calibrated").
 
 Each corpus (a `--set NAME=INDEX`) brings answerable questions in up to two sets: its long dev set
 (../shared/data/qa/NAME/normalized.jsonl) and its short-answer set
-(eval/questions/short_answers_NAME.jsonl, and its second batch short_answers_b_NAME.jsonl, each
-its own set); and unanswerable ones: the dev set's own
+(eval/questions/short_answers_NAME.jsonl, and its later batches short_answers_b_NAME.jsonl and
+short_answers_c_NAME.jsonl, each its own set; `--short-batches` picks which); and unanswerable ones: the dev set's own
 (`answerable: false`, like ARAGOG's GLM-130B questions) plus eval/questions/unanswerable_dev_NAME.jsonl.
 eval/questions/unanswerable_heldout_NAME.jsonl is never used in a choice: the rule chosen on all
 corpora is applied to it once, at the end. Every question is retrieved against the corpus's index
@@ -96,13 +96,17 @@ def model_declined(report: Path) -> set[str]:
         else (c.get("timings_ms") or {}).get("generate", 0) > 100)}
 
 
-def question_sets(name: str) -> list[tuple[str, str, object]]:
-    """(kind, set, case): kind dev|heldout; set long|short|unanswerable."""
+SHORT_BATCHES = ("", "b", "c")  # short_answers_NAME, short_answers_b_NAME, short_answers_c_NAME
+
+
+def question_sets(name: str, batches: tuple[str, ...] = SHORT_BATCHES) -> list[tuple[str, str, object]]:
+    """(kind, set, case): kind dev|heldout; set long|short|short_b|short_c|unanswerable."""
     out = []
     for case in load_dataset(QA / name / "normalized.jsonl").cases:
         out.append(("dev", "long" if case.answerable else "unanswerable", case))
-    for group, short in (("short", QUESTIONS / f"short_answers_{name}.jsonl"),
-                         ("short_b", QUESTIONS / f"short_answers_b_{name}.jsonl")):
+    for batch in batches:
+        group = f"short_{batch}" if batch else "short"
+        short = QUESTIONS / f"short_answers_{batch + '_' if batch else ''}{name}.jsonl"
         if short.is_file():
             out += [("dev", group, c) for c in load_dataset(short).cases]
     for kind in ("dev", "heldout"):
@@ -112,8 +116,8 @@ def question_sets(name: str) -> list[tuple[str, str, object]]:
     return out
 
 
-def features(name: str, index_dir: Path, cache: Path,
-             settings: dict[str, str] | None = None) -> list[Row]:
+def features(name: str, index_dir: Path, cache: Path, settings: dict[str, str] | None = None,
+             batches: tuple[str, ...] = SHORT_BATCHES) -> list[Row]:
     """One row per question (see the module docstring), retrieved with the index's settings and
     `settings` over them (`--setting`); cached as JSON."""
     if cache.is_file():
@@ -128,12 +132,15 @@ def features(name: str, index_dir: Path, cache: Path,
                                         rerank_max_tokens=RERANK_TOKENS))
     rows = []
     started = time.perf_counter()
-    for kind, group, case in question_sets(name):
+    for kind, group, case in question_sets(name, batches):
         hits = rag.retrieve(case.question)
         texts = [h.chunk.text for h in hits]
         evidence = retrieval_evidence(case.question, texts,
                                       [h.scores["dense"] for h in hits if "dense" in h.scores],
-                                      sources=[h.chunk.source for h in hits])
+                                      sources=[h.chunk.source for h in hits],
+                                      documents=(lambda: rag.index.catalog.document_terms(
+                                          [h.chunk.chunk_id for h in hits]))
+                                      if rag.settings.decline_names_in_documents else None)
         rows.append({"id": case.id, "kind": kind, "set": group, "answerable": case.answerable,
                      "dense_top": evidence.dense_top if evidence.dense_top is not None else -1.0,
                      "coverage": evidence.coverage, "missing_names": bool(evidence.missing_names),
@@ -227,11 +234,16 @@ def main() -> int:
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                         help="retrieve with this setting, e.g. named_dense_factor=0.43 (use a "
                              "--cache of its own)")
+    parser.add_argument("--short-batches", default="a,b,c",
+                        help="which short-answer batches are dev sets (a = the first, "
+                             "short_answers_NAME.jsonl); one --cache per choice")
     args = parser.parse_args()
+    batches = tuple("" if b == "a" else b for b in args.short_batches.split(",") if b)
     args.cache.mkdir(parents=True, exist_ok=True)
     sets = dict(item.split("=", 1) for item in args.set)
     overrides = dict(item.split("=", 1) for item in args.setting)
-    data = {n: features(n, Path(d), args.cache / f"{n}.v2.json", overrides) for n, d in sets.items()}
+    data = {n: features(n, Path(d), args.cache / f"{n}.v2.json", overrides, batches)
+            for n, d in sets.items()}
     for item in args.answers:
         name, report = item.split("=", 1)
         asked_and_declined = model_declined(Path(report))

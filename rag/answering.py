@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from functools import cached_property
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from rag.generation import NOT_FOUND, Answer, Citation, CitationResolver, ask_directly, is_refusal
 from rag.grounding import Evidence, answer_support, restates_question, retrieval_evidence
@@ -57,7 +57,8 @@ class AnswerStream:
     def __init__(self, question: str, query: str, hits: list, contexts: list[Citation],
                  messages: list[dict[str, str]], llm: Any, settings: Any, started: float,
                  retrieved: float, operation: Any = None,
-                 fallback_messages: list[dict[str, str]] | None = None, relevance: Any = None):
+                 fallback_messages: list[dict[str, str]] | None = None, relevance: Any = None,
+                 document_terms: Callable[[list[str]], Iterable[str]] | None = None):
         self.question, self.query = question, query
         # A cross-encoder (`.scores(query, texts)`) that may overrule a weak-evidence decline
         # (`decline_gate = "evidence+rerank"`); asked only when the evidence is weak.
@@ -76,6 +77,9 @@ class AnswerStream:
             query, [c.text for c in contexts],
             [h.scores["dense"] for h in hits if "dense" in h.scores],
             sources=[c.source for c in contexts],
+            # `decline_names_in_documents`: the contexts' whole documents vouch for names too
+            documents=None if document_terms is None else (
+                lambda: document_terms([c.chunk_id for c in contexts])),
         )
         self.support: float | None = None
         self.first_token_s: float | None = None  # seconds from the call to the first delta

@@ -439,7 +439,9 @@ class RAG:
             raise
         return AnswerStream(question, query, hits, contexts, messages, llm, self.settings,
                             started, retrieved, operation=operation, fallback_messages=fallback,
-                            relevance=relevance)
+                            relevance=relevance,
+                            document_terms=(self.index.catalog.document_terms
+                                            if self.settings.decline_names_in_documents else None))
 
     def chat(self, messages: list[dict[str, str]], top_k: int | None = None,
              filters: Any = None) -> Answer:

@@ -235,6 +235,10 @@ class Settings:
     decline_rescue_rerank: float = 2.2585  # a logit of the packaged ms-marco cross-encoder
     decline_min_coverage: float = 0.4
     decline_min_support: float = 0.5
+    # The name check also reads the served contexts' whole documents: a name the document holds
+    # but the served chunk does not (an essay's title quoted in the question) is not missing.
+    # Off until measured on a fresh batch (README "Choosing quality settings").
+    decline_names_in_documents: bool = False
     # An answer that only restates the question (no content term the question lacks) is asked
     # once more with "reply with the name, number or phrase ..." under the question; the new
     # answer replaces it when it says more and passes the support check (rag/answering.py).

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from retrievers.names import FRAMING, named_terms, source_terms
 from retrievers.text import tokenize
@@ -72,11 +72,15 @@ def content_terms(text: str) -> list[str]:
 
 
 def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterable[float],
-                       sources: Sequence[str] = ()) -> Evidence:
+                       sources: Sequence[str] = (),
+                       documents: Callable[[], Iterable[str]] | None = None) -> Evidence:
     """Coverage of the question's terms by the union of `texts`, and the best dense score.
 
     `sources` (the contexts' file paths) vouch for names only: a paper's chunks rarely repeat
-    its title's name, and its file name often is that name."""
+    its title's name, and its file name often is that name. `documents`, when given, returns
+    the terms of the contexts' whole documents, which vouch for names too (asked only when a
+    name is missing): a question that quotes an essay's title ("In 'Filters that Fight Back',
+    ...") is about that essay even where the served chunk does not repeat the title."""
     terms = content_terms(question)
     seen: set[str] = set()
     for text in texts:
@@ -86,6 +90,9 @@ def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterab
     dense_top = max((float(s) for s in dense_scores), default=None)
     named = seen | source_terms(sources)
     names = tuple(n for n in named_terms(question) if n not in named)
+    if names and documents is not None:
+        whole = set(documents())
+        names = tuple(n for n in names if n not in whole)
     return Evidence(coverage, dense_top, tuple(terms), missing, names)
 
 

@@ -362,6 +362,19 @@ class Catalog:
                 out[chunk_id] = json.loads(terms)
         return out
 
+    def document_terms(self, chunk_ids: list[str]) -> set[str]:
+        """Every term of the live chunks of the documents `chunk_ids` belong to: what a whole
+        document says, for the name check (rag/grounding.py)."""
+        out: set[str] = set()
+        for batch in _batches(chunk_ids):
+            marks = ",".join("?" * len(batch))
+            for (terms,) in self.db.execute(
+                "SELECT terms FROM chunks WHERE state = 'live' AND source_id IN "
+                f"(SELECT source_id FROM chunks WHERE chunk_id IN ({marks}))", batch
+            ):
+                out.update(json.loads(terms))
+        return out
+
     def chunks(self, chunk_ids: list[str]) -> dict[str, Chunk]:
         """Chunks by id (any state), for turning search hits into citations."""
         out = {}
