@@ -72,8 +72,10 @@ class Settings:
     # A new index embeds each chunk after a line with its file's name ("bert.pdf" -> "bert"), as
     # stock llama-index embeds the file path with a node's text: a chunk deep in a paper then
     # carries which paper it is from. Recorded when the index is made and kept for its life
-    # (switch an existing index by re-ingesting into a new one). Off: retrieval gained on the dev
-    # sets but the answers did not follow (README "File names in the embedded text").
+    # (switch an existing index by re-ingesting into a new one). Off: left-out Recall@5 rose on
+    # four of five dev sets, but the answers did not follow on fresh questions, and a title line
+    # lowers Solana's cosines under the decline gate (README "File names in the embedded text").
+    # A titled index fuses with TITLED_FUSION's weights (below), chosen for titled vectors.
     embed_source_titles: bool = False
     max_file_mb: float = 512.0
     # Plain-text files larger than this are read, embedded and staged a part at a time (memory
@@ -196,7 +198,9 @@ class Settings:
     # word not opening a sentence, a word with digits; 1.0 = one weight for every question).
     # Leave-one-dataset-out chose dense 1.2 x 0.5 and it raised Recall@5 on every left-out set,
     # but the answers did not follow (one more decline, lower containment on Paul Graham), so
-    # it is opt-in: README "Choosing quality settings".
+    # it is opt-in on untitled indexes: README "Choosing quality settings". An index with
+    # titled vectors (embed_source_titles) uses TITLED_FUSION instead while both weights are
+    # left at these defaults.
     named_dense_factor: float = 1.0
     sparse: str = "rank-bm25"  # rank-bm25 | milvus
     bm25_k1: float = 1.5
@@ -237,8 +241,9 @@ class Settings:
     decline_min_support: float = 0.5
     # The name check also reads the served contexts' whole documents: a name the document holds
     # but the served chunk does not (an essay's title quoted in the question) is not missing.
-    # Off until measured on a fresh batch (README "Choosing quality settings").
-    decline_names_in_documents: bool = False
+    # On since 2026-12-03: fewer answerable declines on a fresh batch, held-out unanswerable
+    # unchanged (README "Choosing quality settings", "Fourth and fifth short batches").
+    decline_names_in_documents: bool = True
     # An answer that only restates the question (no content term the question lacks) is asked
     # once more with "reply with the name, number or phrase ..." under the question; the new
     # answer replaces it when it says more and passes the support check (rag/answering.py).
@@ -316,6 +321,21 @@ CHOICES = {
     "preset": {"", "quality", "fast"},
     "decline_gate": {"evidence", "evidence+rerank", "off"},
 }
+
+# The fusion weights for an index whose vectors embed file titles (embed_source_titles),
+# chosen leave-one-dataset-out over the five dev sets on titled indexes (README "File names in
+# the embedded text"). Applied by `fusion_settings` while dense_weight and named_dense_factor
+# are both at their defaults (chosen for untitled vectors); set either to choose your own.
+TITLED_FUSION: dict[str, float] = {"dense_weight": 1.0, "named_dense_factor": 0.43}
+
+
+def fusion_settings(settings: "Settings", titled: bool) -> "Settings":
+    """`settings` with the fusion weights chosen for the index's form of vectors."""
+    defaults = Settings()
+    if not titled or any(getattr(settings, k) != getattr(defaults, k) for k in TITLED_FUSION):
+        return settings
+    return dataclasses.replace(settings, **TITLED_FUSION)
+
 
 # What each preset sets. Only settings still at their default take a preset's value, so
 # `--set preset=quality --set llm_model=x.gguf` keeps x.gguf. "quality": the retrieval part is

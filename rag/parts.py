@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from rag.config import PACKAGED, Settings
+from rag.config import PACKAGED, Settings, fusion_settings
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,11 @@ def default_reranker(settings: Settings):
 
 def default_retriever(settings: Settings, index: Any, embed_query: Callable[[str], np.ndarray],
                       reranker: Any = None, tracer: Any = None):
-    """BM25 (or Milvus BM25) and dense search over `index`, fused as the settings say."""
+    """BM25 (or Milvus BM25) and dense search over `index`, fused as the settings say (with
+    the weights chosen for titled vectors on an index that has them: `config.fusion_settings`)."""
     from retrievers.hybrid import HybridRetriever
 
-    s = settings
+    s = fusion_settings(settings, bool(getattr(index, "passage_titles", False)))
     return HybridRetriever.for_index(
         index, embed_query, candidate_k=s.candidate_k, fusion=s.fusion, rrf_k=s.rrf_k,
         weights={"bm25": s.bm25_weight, "dense": s.dense_weight},

@@ -58,3 +58,24 @@ def test_an_index_keeps_the_form_it_was_made_in(tmp_path, embedder):
                                               top_k=2)]
     assert abs(scores[0] - scores[1]) < 1e-3  # same text, same (untitled) vector
     later.close()
+
+
+def test_fusion_uses_the_weights_chosen_for_the_index_form(tmp_path, embedder):
+    from rag.config import TITLED_FUSION, Settings, fusion_settings
+
+    defaults = Settings()
+    titled = fusion_settings(defaults, titled=True)
+    assert (titled.dense_weight, titled.named_dense_factor) == (1.0, 0.43) == tuple(
+        TITLED_FUSION.values())
+    assert fusion_settings(defaults, titled=False) is defaults  # an old untitled index
+    mine = Settings(dense_weight=2.0)
+    assert fusion_settings(mine, titled=True) is mine  # a weight the user chose is kept
+    folder = _files(tmp_path)
+    new = RAG.open(tmp_path / "new", embedder=embedder, embed_source_titles=True)
+    new.ingest([folder / "glove_vectors.txt"])
+    assert new.retriever.weights["dense"] == 1.0 and new.retriever.named_weights["dense"] == 0.43
+    new.close()
+    old = RAG.open(tmp_path / "old", embedder=embedder)
+    old.ingest([folder / "glove_vectors.txt"])
+    assert old.retriever.weights["dense"] == 1.4 and old.retriever.named_weights["dense"] == 1.4
+    old.close()
