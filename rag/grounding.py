@@ -16,7 +16,9 @@ outside the model, twice:
 
 Terms are the BM25 tokenizer's (lowercase, stop words out, stemmed), so "boiling" and "boils"
 match. A name the question asks about counts as present when a context's text or its file's
-name holds it: a chunk of `roberta.pdf` is about RoBERTa even where it only says "we". The
+name holds it: a chunk of `roberta.pdf` is about RoBERTa even where it only says "we"; and, with
+`decline_names_in_documents` (on), when the context's whole document holds it: a question quoting
+an essay's title is about that essay though the answering paragraph does not repeat the title. The
 thresholds are settings (`decline_min_dense`, `decline_rescue_rerank`), chosen
 leave-one-dataset-out over the dev sets by `benchmarks/tune_decline.py` (README "Choosing
 quality settings").
