@@ -458,6 +458,31 @@ def _decline_gate(settings) -> str:
             else f"evidence (no cross-encoder: {missing})")
 
 
+def _fusion_weights(settings) -> str:
+    """The fusion weights queries of `index_dir` get: a titled index uses the weights chosen for
+    titled vectors while the user's are at their defaults (reads the catalog's record only)."""
+    from rag.config import fusion_settings
+    from rag.serving import INDEX_SETTINGS_KEY
+    from retrievers.catalog import Catalog
+    from retrievers.index import CATALOG_FILE
+
+    path = Path(settings.index_dir) / CATALOG_FILE
+    if path.is_file():
+        catalog = Catalog(path)
+        try:
+            recorded = catalog.get_meta(INDEX_SETTINGS_KEY) or {}
+        finally:
+            catalog.close()
+        titled = bool(recorded.get("passage_titles", settings.embed_source_titles))
+        form = "titled index" if titled else "untitled index"
+    else:
+        titled = settings.embed_source_titles
+        form = f"no index yet: a new one is {'titled' if titled else 'untitled'}"
+    s = fusion_settings(settings, titled)
+    return (f"bm25 {s.bm25_weight:g}, dense {s.dense_weight:g}, dense on named questions "
+            f"{s.dense_weight * s.named_dense_factor:g} ({form})")
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from rag.models.embedder import choose_dtype
 
@@ -470,6 +495,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         "dense_index_effective": settings.dense_index_type,
         "llm_cpu_kernels_effective": _llm_kernels(settings),
         "decline_gate_effective": _decline_gate(settings),
+        "fusion_weights_effective": _fusion_weights(settings),
     }
     if args.json:
         print(json.dumps({"settings": values, "sources": settings.sources, "derived": derived},

@@ -60,7 +60,7 @@ def test_an_index_keeps_the_form_it_was_made_in(tmp_path, embedder):
     later.close()
 
 
-def test_fusion_uses_the_weights_chosen_for_the_index_form(tmp_path, embedder):
+def test_fusion_uses_the_weights_chosen_for_the_index_form(tmp_path, embedder, capsys):
     from rag.config import TITLED_FUSION, Settings, fusion_settings
 
     defaults = Settings()
@@ -79,3 +79,15 @@ def test_fusion_uses_the_weights_chosen_for_the_index_form(tmp_path, embedder):
     old.ingest([folder / "glove_vectors.txt"])
     assert old.retriever.weights["dense"] == 1.4 and old.retriever.named_weights["dense"] == 1.4
     old.close()
+    # `rag config` says which weights an index's queries get (reads its record, loads nothing)
+    import json
+
+    from rag.cli import main
+
+    for name, expected in (("new", "dense 1, dense on named questions 0.43 (titled index)"),
+                           ("old", "dense 1.4, dense on named questions 1.4 (untitled index)"),
+                           ("none", "dense 1.4, dense on named questions 1.4 (no index yet")):
+        capsys.readouterr()
+        assert main(["config", "--index", str(tmp_path / name), "--json"]) == 0
+        assert expected in json.loads(capsys.readouterr().out)["derived"]["fusion_weights_effective"]
+    assert not (tmp_path / "none").exists()
