@@ -160,18 +160,10 @@ def check_store(index_dir: Path, settings: dict[str, Any] | None = None) -> Any:
 
 def index_model_ref(index_dir: Path) -> str | None:
     """The model the index serves from (its catalog's record), read without opening the index."""
-    from rag.serving import INDEX_SETTINGS_KEY, ref_of
-    from retrievers.index import CATALOG_FILE
+    from rag.serving import recorded_settings, ref_of
 
-    try:
-        db = sqlite3.connect(f"file:{index_dir / CATALOG_FILE}?mode=ro", uri=True)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", (INDEX_SETTINGS_KEY,)).fetchone()
-        finally:
-            db.close()
-        return ref_of(json.loads(row[0])) if row else None
-    except (sqlite3.Error, ValueError, TypeError):
-        return None
+    recorded = recorded_settings(index_dir)
+    return ref_of(recorded) if recorded else None
 
 
 def resolve_base(base: str) -> str:

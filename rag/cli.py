@@ -462,18 +462,11 @@ def _fusion_weights(settings) -> str:
     """The fusion weights queries of `index_dir` get: a titled index uses the weights chosen for
     titled vectors while the user's are at their defaults (reads the catalog's record only)."""
     from rag.config import fusion_settings
-    from rag.serving import INDEX_SETTINGS_KEY
-    from retrievers.catalog import Catalog
-    from retrievers.index import CATALOG_FILE
+    from rag.serving import recorded_settings
 
-    path = Path(settings.index_dir) / CATALOG_FILE
-    if path.is_file():
-        catalog = Catalog(path)
-        try:
-            recorded = catalog.get_meta(INDEX_SETTINGS_KEY) or {}
-        finally:
-            catalog.close()
-        titled = bool(recorded.get("passage_titles", settings.embed_source_titles))
+    recorded = recorded_settings(Path(settings.index_dir))
+    if recorded is not None:
+        titled = bool(recorded.get("passage_titles", False))
         form = "titled index" if titled else "untitled index"
     else:
         titled = settings.embed_source_titles

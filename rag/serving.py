@@ -29,6 +29,28 @@ REINDEX_KEY = "reindex"  # {"building": record | None, "previous": record | None
 MODEL_KEYS = ("embedding_model", "embedding_ref", "embedding_fingerprint", "dimension")
 
 
+def recorded_settings(index_dir: Path) -> dict[str, Any] | None:
+    """The index's `index_settings` record, read without opening the index (a read-only SQLite
+    read: no repair, no schema, nothing written); None when there is no readable record."""
+    import json
+    import sqlite3
+
+    from retrievers.index import CATALOG_FILE
+
+    path = Path(index_dir) / CATALOG_FILE
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (INDEX_SETTINGS_KEY,)).fetchone()
+        finally:
+            db.close()
+        return json.loads(row[0]) if row else None
+    except (sqlite3.Error, ValueError, TypeError):
+        return None
+
+
 def loadable_ref(name: str) -> str:
     """What to load the model from later: "packaged", an absolute folder path, or a hub id
     (a relative path would mean another folder when run from elsewhere)."""
