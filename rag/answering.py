@@ -20,6 +20,8 @@ import time
 from functools import cached_property
 from typing import Any, Callable, Iterable, Iterator
 
+from rag.config import RERANK_GATES
+from rag.context_budget import distinct_sentences
 from rag.generation import NOT_FOUND, Answer, Citation, CitationResolver, ask_directly, is_refusal
 from rag.grounding import Evidence, answer_support, restates_question, retrieval_evidence
 from rag.telemetry import FIRST_TOKEN_ATTR, STAGE_ATTR
@@ -61,9 +63,11 @@ class AnswerStream:
                  document_terms: Callable[[list[str]], Iterable[str]] | None = None):
         self.question, self.query = question, query
         # A cross-encoder (`.scores(query, texts)`) that may overrule a weak-evidence decline
-        # (`decline_gate = "evidence+rerank"`); asked only when the evidence is weak.
+        # (`decline_gate = "evidence+rerank"`, and "evidence+rerank+sentences", which also
+        # scores the contexts' single sentences); asked only when the evidence is weak.
         self.relevance = relevance
         self.rerank_top: float | None = None  # its best score over the contexts, when asked
+        self.sentence_top: float | None = None  # its best over their sentences, when asked
         self.decline_rerank_s: float | None = None  # seconds the cross-encoder took, when asked
         # The whole-chunks prompt, asked when the budgeted one (`messages`) gets a refusal.
         self.fallback_messages = fallback_messages
@@ -100,17 +104,24 @@ class AnswerStream:
         if not s.decline or s.decline_gate == "off" or not self.evidence.weak(
                 s.decline_min_coverage, s.decline_min_dense):
             return False
-        if s.decline_gate == "evidence+rerank" and self.relevance is not None:
+        if s.decline_gate in RERANK_GATES and self.relevance is not None:
             span = self._stage("decline_rerank")
             start = time.perf_counter()
             try:
-                self.rerank_top = max(self.relevance.scores(
-                    self.query, [c.text for c in self.contexts]))
+                texts = [c.text for c in self.contexts]
+                self.rerank_top = max(self.relevance.scores(self.query, texts))
+                if self.rerank_top >= s.decline_rescue_rerank:
+                    return False
+                if s.decline_gate == "evidence+rerank+sentences":
+                    # one sentence that answers, diluted in its chunk, may still score high alone
+                    self.sentence_top = max(self.relevance.scores(
+                        self.query, distinct_sentences(texts)), default=None)
+                    return self.sentence_top is None or self.sentence_top < s.decline_rescue_sentence
             finally:
                 self.decline_rerank_s = time.perf_counter() - start
                 if span is not None:
                     span.end()
-            return self.rerank_top < s.decline_rescue_rerank
+            return True
         return True
 
     def __iter__(self) -> Iterator[str]:
@@ -155,6 +166,9 @@ class AnswerStream:
             if self.rerank_top is not None:
                 why += (f"; no context scores {s.decline_rescue_rerank:g} with the cross-encoder "
                         f"(best {self.rerank_top:.2f})")
+            if self.sentence_top is not None:
+                why += (f"; no sentence scores {s.decline_rescue_sentence:g} "
+                        f"(best {self.sentence_top:.2f})")
             self._finish(NOT_FOUND, [], declined=True, reason="retrieval: " + why)
             return
         span = self._stage("generate")

@@ -447,14 +447,15 @@ def _llm_kernels(settings) -> str:
 
 def _decline_gate(settings) -> str:
     """What decides before the model is asked, as it will run here (finds files, loads nothing)."""
+    from rag.config import RERANK_GATES
     from rag.parts import decline_rerank_folder
 
     if not settings.decline:
         return "none (decline = false)"
-    if settings.decline_gate != "evidence+rerank":
+    if settings.decline_gate not in RERANK_GATES:
         return settings.decline_gate
     folder, missing = decline_rerank_folder(settings)
-    return (f"evidence+rerank (cross-encoder {folder})" if folder is not None
+    return (f"{settings.decline_gate} (cross-encoder {folder})" if folder is not None
             else f"evidence (no cross-encoder: {missing})")
 
 

@@ -226,17 +226,25 @@ class Settings:
     # contexts. decline_gate says who decides before the model is asked: "evidence" (those
     # checks); "evidence+rerank" (the same, but a question they find weak is still asked when the
     # packaged cross-encoder scores one of its contexts at decline_rescue_rerank or more: MiniLM
-    # gives a one-line question and the chunk that answers it a low cosine); "off" (always ask;
+    # gives a one-line question and the chunk that answers it a low cosine);
+    # "evidence+rerank+sentences" (as evidence+rerank, and when no whole context scores that
+    # high, the cross-encoder also reads the contexts' single sentences: one scoring
+    # decline_rescue_sentence or more lets the question through; a 256-token chunk dilutes the
+    # one sentence that answers a question phrased far from it); "off" (always ask;
     # the support check still withdraws unsupported answers). The rule and both thresholds are
     # benchmarks/tune_decline.py's leave-one-dataset-out choice over the three dev corpora, long
     # and short answerable sets (at most 5% of each declined end to end, then the most
     # unanswerable declined): README "Choosing quality settings".
     decline: bool = True
-    decline_gate: str = "evidence+rerank"
+    # evidence+rerank+sentences since 2026-12-03 (was evidence+rerank): the sentence bar chosen
+    # leave-one-dataset-out by the fewest errors, judged on a batch written after its rule
+    # (README "Choosing quality settings", "Sixth short batch: a sentence-level rescue").
+    decline_gate: str = "evidence+rerank+sentences"
     # 2026-12-03: chosen again with each corpus's second short-answer batch as one more
     # answerable set (was 0.4534 and 2.3, which declined 10-13% of those fresh questions).
     decline_min_dense: float = 0.4096
     decline_rescue_rerank: float = 2.2585  # a logit of the packaged ms-marco cross-encoder
+    decline_rescue_sentence: float = 2.0055  # its logit for one sentence (evidence+rerank+sentences)
     decline_min_coverage: float = 0.4
     decline_min_support: float = 0.5
     # The name check also reads the served contexts' whole documents: a name the document holds
@@ -319,7 +327,7 @@ CHOICES = {
     "ocr": set(OcrMode.names()),
     "ingest_engine": {"local", "ray"},
     "preset": {"", "quality", "fast"},
-    "decline_gate": {"evidence", "evidence+rerank", "off"},
+    "decline_gate": {"evidence", "evidence+rerank", "evidence+rerank+sentences", "off"},
 }
 
 # The fusion weights for an index whose vectors embed file titles (embed_source_titles),
@@ -353,6 +361,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # faster answer model").
     "fast": {"llm_weights": "ffn-q4_0"},
 }
+
+
+# The decline_gate values that ask the packaged cross-encoder about weak evidence.
+RERANK_GATES = frozenset({"evidence+rerank", "evidence+rerank+sentences"})
 
 
 # Settings that must not be negative (a typo like -1 would otherwise mean "no limit").

@@ -43,6 +43,12 @@ def split_sentences(text: str) -> list[str]:
     return [sentence for sentence, _ in _sentences_and_breaks(text)]
 
 
+def distinct_sentences(texts: Sequence[str]) -> list[str]:
+    """The sentences of all `texts` in order, each once (neighbouring chunks can overlap): what
+    the decline gate's cross-encoder reads one by one (`evidence+rerank+sentences`)."""
+    return list(dict.fromkeys(s for text in texts for s in split_sentences(text)))
+
+
 def _sentences_and_breaks(text: str) -> list[tuple[str, bool]]:
     """(sentence, whether a line break comes before it) for each of `split_sentences`."""
     out: list[tuple[str, bool]] = []

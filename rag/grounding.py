@@ -9,7 +9,9 @@ outside the model, twice:
    are weak the LLM is not called at all (fast, and nothing to hallucinate from), unless a
    cross-encoder, asked only then, scores a context high (`decline_gate = "evidence+rerank"`,
    `rag.answering`): MiniLM gives a one-line question and the chunk that answers it a low
-   cosine, which declined one short factual question in ten;
+   cosine, which declined one short factual question in ten; and when no whole context scores
+   high, its best score over the contexts' single sentences (`"evidence+rerank+sentences"`, the
+   default): a 256-token chunk dilutes the one sentence that answers a far-phrased question;
 2. after generation, from the answer itself: the share of the answer's content terms that
    appear in some context (`support`). An answer made of words the sources never use is
    replaced by the refusal.
@@ -19,7 +21,8 @@ match. A name the question asks about counts as present when a context's text or
 name holds it: a chunk of `roberta.pdf` is about RoBERTa even where it only says "we"; and, with
 `decline_names_in_documents` (on), when the context's whole document holds it: a question quoting
 an essay's title is about that essay though the answering paragraph does not repeat the title. The
-thresholds are settings (`decline_min_dense`, `decline_rescue_rerank`), chosen
+thresholds are settings (`decline_min_dense`, `decline_rescue_rerank`,
+`decline_rescue_sentence`), chosen
 leave-one-dataset-out over the dev sets by `benchmarks/tune_decline.py` (README "Choosing
 quality settings").
 """

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from rag.config import PACKAGED, Settings, fusion_settings
+from rag.config import PACKAGED, RERANK_GATES, Settings, fusion_settings
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def decline_rerank_folder(settings: Settings, locate: Callable[[], Path] | None 
                           ) -> tuple[Path | None, str]:
     """(the folder of the cross-encoder the decline gate asks, or None; why none, in words):
     finds files, loads nothing, so `rag config` can say what will run."""
-    if not settings.decline or settings.decline_gate != "evidence+rerank":
+    if not settings.decline or settings.decline_gate not in RERANK_GATES:
         return None, "decline_gate does not use a cross-encoder"
     from rag.errors import ModelFileError
     from rag.models.reranker import packaged_reranker_dir
@@ -77,9 +77,9 @@ def decline_reranker(settings: Settings, locate: Callable[[], Path] | None = Non
     that length, whatever `rerank_model` is."""
     folder, missing = decline_rerank_folder(settings, locate)
     if folder is None:
-        if missing and settings.decline and settings.decline_gate == "evidence+rerank":
+        if missing and settings.decline and settings.decline_gate in RERANK_GATES:
             # answers still work: the evidence checks alone decide
-            log.warning("decline_gate = evidence+rerank works as 'evidence': %s", missing)
+            log.warning("decline_gate = %s works as 'evidence': %s", settings.decline_gate, missing)
         return None
     from retrievers.rerank import OnnxCrossEncoderReranker
 

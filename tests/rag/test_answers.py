@@ -171,6 +171,30 @@ def test_off_topic_question_stays_declined_and_the_reason_gives_the_cross_encode
     assert reason.startswith("retrieval: no source is close") and "cross-encoder" in reason, reason
 
 
+def test_a_sentence_the_cross_encoder_finds_lets_a_question_through_when_its_chunk_does_not(
+        sample_rag, strict_cosine_settings):
+    """evidence+rerank+sentences: with a chunk bar nothing clears, one sentence scoring the
+    sentence bar still lets the question be asked; an off-topic one stays declined, and its
+    reason gives both scores."""
+    from dataclasses import replace
+
+    no_chunk_clears = replace(strict_cosine_settings, decline_rescue_rerank=99.0,
+                              decline_rescue_sentence=0.0)
+    chunks_only = _sharing(sample_rag, replace(no_chunk_clears, decline_gate="evidence+rerank"))
+    assert chunks_only.stream(GREEN_TEA).gated
+    sentences = _sharing(sample_rag, replace(no_chunk_clears,
+                                             decline_gate="evidence+rerank+sentences"))
+    stream = sentences.stream(GREEN_TEA)
+    assert not stream.gated and stream.sentence_top >= 0.0
+    answer = stream.answer
+    assert not answer.declined and "2 minutes" in answer.text, answer.text
+    assert answer.timings["decline_rerank"] > 0  # chunks and sentences: one stage
+    off_topic = sentences.stream("What is the boiling point of mercury?")
+    assert off_topic.gated and off_topic.sentence_top < 0.0
+    reason = off_topic.answer.decline_reason
+    assert "no context scores 99" in reason and "no sentence scores 0" in reason, reason
+
+
 def test_decline_gate_off_asks_the_model_even_on_weak_evidence(sample_rag, strict_cosine_settings):
     from dataclasses import replace
 

@@ -82,7 +82,8 @@ def test_rag_config_cli_shows_origin(tmp_path, monkeypatch, capsys):
     assert out["derived"]["embedding_dtype_effective"] in {"bfloat16", "float32"}
     assert out["derived"]["dense_index_effective"] == "HNSW_SQ"
     # the default decline gate asks the packaged cross-encoder, and says where it is
-    assert out["derived"]["decline_gate_effective"].startswith("evidence+rerank (cross-encoder ")
+    assert out["derived"]["decline_gate_effective"].startswith(
+        "evidence+rerank+sentences (cross-encoder ")
 
 
 def test_decline_gate_without_its_cross_encoder_falls_back_to_the_evidence_checks(caplog):
@@ -100,6 +101,7 @@ def test_decline_gate_without_its_cross_encoder_falls_back_to_the_evidence_check
     assert "works as 'evidence'" in caplog.text and "reranker's wheel" in caplog.text
     assert decline_reranker(Settings(decline_gate="evidence")) is None
     assert decline_reranker(Settings()) is not None  # the packaged model is installed here
+    assert decline_reranker(Settings(decline_gate="evidence+rerank+sentences")) is not None
 
 
 def test_ocr_as_text_is_the_setting_not_the_part(tmp_path):
