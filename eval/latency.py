@@ -12,7 +12,7 @@ import numpy as np
 
 from eval.scoring import Aggregate
 
-STAGES = ("retrieve", "decline_rerank", "first_token", "generate", "total")
+STAGES = ("retrieve", "decline_rerank", "quote", "first_token", "generate", "total")
 PERCENTILES = (50, 95)
 
 

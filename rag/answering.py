@@ -11,7 +11,9 @@ while it still reads like that refusal, so a user never sees a refusal that is t
 When instead its (already shown) answer fails the support check, the whole-chunks answer is
 worked out and replaces it as `answer.text`, as a withdrawn answer is replaced. An answer that
 only restates the question ("The palliative care nurse made a list of ... [1].") is asked once
-more for the name, number or phrase itself (`answer_retry_restated`), and replaced the same way.
+more for the name, number or phrase itself (`answer_retry_restated`), and replaced the same way;
+when the answer still restates it, the sources' sentence the cross-encoder finds most relevant is
+quoted instead (`answer_quote_restated`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from typing import Any, Callable, Iterable, Iterator
 
 from rag.config import RERANK_GATES
 from rag.context_budget import distinct_sentences
-from rag.generation import NOT_FOUND, Answer, Citation, CitationResolver, ask_directly, is_refusal
+from rag.generation import (CITATION, NOT_FOUND, Answer, Citation, CitationResolver, ask_directly,
+                            is_refusal, resolve_citations)
 from rag.grounding import Evidence, answer_support, restates_question, retrieval_evidence
 from rag.telemetry import FIRST_TOKEN_ATTR, STAGE_ATTR
 
+
+QUOTED_OPENING = "The sources say: "  # before a quoted sentence that replaces a restatement
 
 REFUSAL_OPENINGS = (NOT_FOUND.lower(), "the sources do not contain the answer",
                     "the provided sources do not contain the answer")
@@ -47,7 +52,8 @@ class AnswerStream:
     finished, the answer turns out unsupported by the contexts, `answer.text` replaces it: the
     refusal (`answer.declined` is True), or, when the model read only the best sentences first
     (`escalated` is True), the answer it gave over the whole chunks; or, when the answer only
-    restated the question, the answer asked for directly (`retried` is True). Show
+    restated the question, the answer asked for directly (`retried` is True) or the most relevant
+    source sentence, quoted (`quoted` is True). Show
     `answer.text` as the last word whenever it differs from the streamed text.
 
         stream = rag.stream("How long should green tea steep?")
@@ -73,6 +79,8 @@ class AnswerStream:
         self.fallback_messages = fallback_messages
         self.escalated = False  # True when the answer came from the fallback prompt
         self.retried = False  # True when a restatement of the question was replaced
+        self.quoted = False  # True when a restatement was replaced by a quoted source sentence
+        self.quote_s: float | None = None  # seconds the cross-encoder took to pick it
         self.hits, self.contexts, self.messages = hits, contexts, messages
         self.llm, self.settings = llm, settings
         self.started, self.retrieved = started, retrieved
@@ -205,7 +213,36 @@ class AnswerStream:
         if not declined and self.settings.answer_retry_restated \
                 and restates_question(text, self.question):
             text, cited = self._ask_directly(text, cited)
+        if not declined and self.settings.answer_quote_restated \
+                and restates_question(text, self.question):
+            text, cited = self._quote_best_sentence(text, cited)
         self._finish(text, cited, declined, reason)
+
+    def _quote_best_sentence(self, text: str, cited: list[Citation]) -> tuple[str, list[Citation]]:
+        """The sources' sentence the cross-encoder finds most relevant, quoted with its mark, in
+        place of an answer that only restates the question (kept when there is no
+        cross-encoder). The 0.5B model, asked again, mostly restates again; the sentence that
+        answers is usually among the served ones, diluted in its chunk."""
+        if self.relevance is None:
+            return text, cited
+        span = self._stage("quote")
+        start = time.perf_counter()
+        try:
+            numbered = {sentence: c.n for c in self.contexts
+                        for sentence in distinct_sentences([c.text])}
+            sentences = list(numbered)
+            scores = self.relevance.scores(self.query, sentences) if sentences else []
+        finally:
+            self.quote_s = time.perf_counter() - start
+            if span is not None:
+                span.end()
+        if not scores:
+            return text, cited
+        best = sentences[max(range(len(sentences)), key=scores.__getitem__)]
+        self.quoted = True
+        # one line, without the document's own note marks ("1964.[5]": not our citations)
+        quote = " ".join(CITATION.sub("", best).split())
+        return resolve_citations(f'{QUOTED_OPENING}"{quote}" [{numbered[best]}]', self.contexts)
 
     def _ask_directly(self, text: str, cited: list[Citation]) -> tuple[str, list[Citation]]:
         """Ask again for the answer itself; keep the first answer unless the second says more
@@ -305,11 +342,14 @@ class AnswerStream:
     def _finish(self, text: str, cited: list[Citation], declined: bool, reason: str = "") -> None:
         done = time.perf_counter()
         rerank_s = self.decline_rerank_s or 0.0
+        quote_s = self.quote_s or 0.0
         timings = {"retrieve": (self.retrieved - self.started) * 1000,
-                   "generate": (done - self.retrieved - rerank_s) * 1000,
+                   "generate": (done - self.retrieved - rerank_s - quote_s) * 1000,
                    "total": (done - self.started) * 1000}
         if self.decline_rerank_s is not None:  # the decline gate asked the cross-encoder
             timings["decline_rerank"] = rerank_s * 1000
+        if self.quote_s is not None:  # a restatement's replacement was picked
+            timings["quote"] = quote_s * 1000
         if self.first_token_s is not None and not self.gated:
             timings["first_token"] = self.first_token_s * 1000  # what a user waits for
         stages: dict[str, float] = {}

@@ -55,10 +55,11 @@ class ScriptedRestatementFirstLLM:
             yield from self.real.stream_chat(messages, max_tokens)
 
 
-def _rag(sample_rag, llm, retry: bool):
+def _rag(sample_rag, llm, retry: bool, quote: bool = False):
     from rag.api import RAG
 
-    settings = replace(sample_rag.settings, answer_retry_restated=retry)
+    settings = replace(sample_rag.settings, answer_retry_restated=retry,
+                       answer_quote_restated=quote)
     return RAG(settings, llm=llm, embedder=sample_rag.embedder, index=sample_rag.index,
                retriever=sample_rag.retriever, reranker=None)
 
@@ -89,6 +90,27 @@ def test_without_the_setting_the_model_is_asked_once(sample_rag):
     assert stream.answer.text == RESTATED and not stream.retried and len(llm.prompts) == 1
 
 
+def test_a_restatement_asking_again_cannot_fix_is_replaced_by_the_source_sentence_that_answers(
+        sample_rag):
+    """answer_quote_restated: the cross-encoder's best sentence of the served sources, quoted
+    with a mark naming the source that holds it."""
+    llm = ScriptedRestatementFirstLLM(sample_rag.llm, again="Green tea should steep.")
+    stream = _rag(sample_rag, llm, retry=True, quote=True).stream(GREEN_TEA)
+    answer = stream.answer
+    assert stream.quoted and not stream.retried and not answer.declined
+    assert answer.text.startswith('The sources say: "') and "minute" in answer.text, answer.text
+    quoted = answer.text.split('"')[1]
+    assert [c.n for c in answer.citations] == [int(answer.text.rsplit("[", 1)[1].rstrip("]"))]
+    assert quoted in " ".join(answer.citations[0].text.split())  # the cited source holds it
+    assert answer.timings["quote"] > 0 and len(llm.prompts) == 2
+
+
+def test_an_answer_that_says_something_is_never_quoted_over(sample_rag):
+    stream = _rag(sample_rag, sample_rag.llm, retry=True, quote=True).stream(GREEN_TEA)
+    assert not stream.quoted and "quote" not in stream.answer.timings
+    assert not stream.answer.text.startswith("The sources say")
+
+
 def test_the_command_line_says_why_the_answer_changed(sample_rag, capsys):
     from rag.cli import _print_stream
 
@@ -96,3 +118,7 @@ def test_the_command_line_says_why_the_answer_changed(sample_rag, capsys):
                   .stream(GREEN_TEA))
     out = capsys.readouterr().out
     assert "(asked again: that only restated the question)" in out and "minute" in out
+    _print_stream(_rag(sample_rag, ScriptedRestatementFirstLLM(sample_rag.llm, again=RESTATED),
+                       retry=True, quote=True).stream(GREEN_TEA))
+    out = capsys.readouterr().out
+    assert "(that only restated the question; from the sources instead) The sources say" in out
