@@ -205,10 +205,6 @@ def thinned(grid: dict[str, list[float]], params: tuple[str, ...], pairs: int = 
     return out
 
 
-def share(rows: list[Row], rule: Rule) -> float:
-    return sum(map(rule, rows)) / len(rows) if rows else float("nan")
-
-
 def answerable_sets(rows: list[Row]) -> dict[str, list[Row]]:
     sets: dict[str, list[Row]] = {}
     for r in rows:

@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import Any, Callable, Iterable, Iterator
 
 from rag.config import RERANK_GATES
-from rag.context_budget import distinct_sentences
+from rag.context_budget import distinct_sentences, split_sentences
 from rag.generation import (CITATION, NOT_FOUND, Answer, Citation, CitationResolver, ask_directly,
                             is_refusal, resolve_citations)
 from rag.grounding import Evidence, answer_support, restates_question, retrieval_evidence
@@ -122,8 +122,7 @@ class AnswerStream:
                     return False
                 if s.decline_gate == "evidence+rerank+sentences":
                     # one sentence that answers, diluted in its chunk, may still score high alone
-                    self.sentence_top = max(self.relevance.scores(
-                        self.query, distinct_sentences(texts)), default=None)
+                    self.sentence_top = max(self._scored_sentences[1], default=None)
                     return self.sentence_top is None or self.sentence_top < s.decline_rescue_sentence
             finally:
                 self.decline_rerank_s = time.perf_counter() - start
@@ -131,6 +130,13 @@ class AnswerStream:
                     span.end()
             return True
         return True
+
+    @cached_property
+    def _scored_sentences(self) -> tuple[list[str], list[float]]:
+        """The contexts' distinct sentences and the cross-encoder's score of each: asked once,
+        for the decline gate's sentence step and for the quote that replaces a restated answer."""
+        sentences = distinct_sentences([c.text for c in self.contexts])
+        return sentences, (self.relevance.scores(self.query, sentences) if sentences else [])
 
     def __iter__(self) -> Iterator[str]:
         return self._iterator
@@ -227,11 +233,8 @@ class AnswerStream:
             return text, cited
         span = self._stage("quote")
         start = time.perf_counter()
-        try:
-            numbered = {sentence: c.n for c in self.contexts
-                        for sentence in distinct_sentences([c.text])}
-            sentences = list(numbered)
-            scores = self.relevance.scores(self.query, sentences) if sentences else []
+        try:  # already scored when the decline gate read the sentences
+            sentences, scores = self._scored_sentences
         finally:
             self.quote_s = time.perf_counter() - start
             if span is not None:
@@ -239,10 +242,11 @@ class AnswerStream:
         if not scores:
             return text, cited
         best = sentences[max(range(len(sentences)), key=scores.__getitem__)]
+        holder = next(c.n for c in reversed(self.contexts) if best in split_sentences(c.text))
         self.quoted = True
         # one line, without the document's own note marks ("1964.[5]": not our citations)
         quote = " ".join(CITATION.sub("", best).split())
-        return resolve_citations(f'{QUOTED_OPENING}"{quote}" [{numbered[best]}]', self.contexts)
+        return resolve_citations(f'{QUOTED_OPENING}"{quote}" [{holder}]', self.contexts)
 
     def _ask_directly(self, text: str, cited: list[Citation]) -> tuple[str, list[Citation]]:
         """Ask again for the answer itself; keep the first answer unless the second says more
