@@ -218,6 +218,9 @@ class Settings:
     rerank_top_n: int = 20
     rerank_blend: float = 1.0
     rerank_max_tokens: int = 512  # a (question, chunk) pair is cut to this many tokens
+    # The cross-encoder reads each passage after a line with its file's name ("RoBERTa v2"), as
+    # titled vectors do for the dense model: a chunk deep in roberta.pdf rarely says "RoBERTa".
+    rerank_source_titles: bool = False
 
     # Declining (rag/grounding.py): skip the LLM when a name in the question is in no retrieved
     # source, when the best dense cosine is below decline_min_dense, or when under

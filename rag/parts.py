@@ -105,9 +105,11 @@ def default_reranker(settings: Settings):
     if (Path(folder).expanduser() / "model.onnx").is_file():
         return OnnxCrossEncoderReranker(folder, threads=settings.llm_threads,
                                         blend=settings.rerank_blend,
-                                        max_length=settings.rerank_max_tokens)
+                                        max_length=settings.rerank_max_tokens,
+                                        titles=settings.rerank_source_titles)
     return CrossEncoderReranker(settings.rerank_model, settings.embedding_device,
-                                blend=settings.rerank_blend, max_length=settings.rerank_max_tokens)
+                                blend=settings.rerank_blend, max_length=settings.rerank_max_tokens,
+                                titles=settings.rerank_source_titles)
 
 
 def default_retriever(settings: Settings, index: Any, embed_query: Callable[[str], np.ndarray],

@@ -14,14 +14,22 @@ from typing import Any
 
 from retrievers.errors import StoreConfigError
 from retrievers.fusion import zscores
-from retrievers.records import Hit
+from retrievers.records import Hit, titled_text
+
+
+def pair_texts(hits: list[Hit], titles: bool) -> list[str]:
+    """The passage side of each (question, passage) pair: the chunk's text, after a line with its
+    file's name when `titles` (`rerank_source_titles`): the cross-encoder then knows that a chunk
+    of llama.pdf that says "our model" is about LLaMA."""
+    return [titled_text(h.chunk.text, h.chunk.source, titles) for h in hits]
 
 
 class CrossEncoderReranker:
     """Scores (query, chunk text) pairs with a CrossEncoder and sorts the hits by that score."""
 
     def __init__(self, model_path: str | Path, device: str = "cpu", batch_size: int = 16,
-                 model: Any = None, blend: float = 1.0, max_length: int | None = None):
+                 model: Any = None, blend: float = 1.0, max_length: int | None = None,
+                 titles: bool = False):
         path = Path(model_path).expanduser()
         if model is None and not path.is_dir():
             raise StoreConfigError(f"rerank_model {model_path}: no such local CrossEncoder folder")
@@ -30,6 +38,7 @@ class CrossEncoderReranker:
         self.batch_size = batch_size
         self.blend = blend
         self.max_length = max_length  # None: the model's own limit
+        self.titles = titles
         self._model = model
 
     @property
@@ -47,7 +56,7 @@ class CrossEncoderReranker:
         return [float(s) for s in raw]
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        return reorder(hits, self.scores(query, [h.chunk.text for h in hits]), self.blend)
+        return reorder(hits, self.scores(query, pair_texts(hits, self.titles)), self.blend)
 
 
 def reorder(hits: list[Hit], scores: list[float], blend: float = 1.0) -> list[Hit]:
@@ -74,7 +83,7 @@ class OnnxCrossEncoderReranker:
     (the passage side is cut first)."""
 
     def __init__(self, model_dir: str | Path, batch_size: int = 16, max_length: int = 512,
-                 threads: int = 0, blend: float = 1.0):
+                 threads: int = 0, blend: float = 1.0, titles: bool = False):
         path = Path(model_dir).expanduser()
         if not (path / "model.onnx").is_file() or not (path / "tokenizer.json").is_file():
             raise StoreConfigError(f"rerank_model {model_dir}: no model.onnx and tokenizer.json there")
@@ -83,6 +92,7 @@ class OnnxCrossEncoderReranker:
         self.max_length = max_length
         self.threads = threads
         self.blend = blend
+        self.titles = titles
         self._session: Any = None
         self._tokenizer: Any = None
 
@@ -117,4 +127,4 @@ class OnnxCrossEncoderReranker:
         return out
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        return reorder(hits, self.scores(query, [h.chunk.text for h in hits]), self.blend)
+        return reorder(hits, self.scores(query, pair_texts(hits, self.titles)), self.blend)

