@@ -461,6 +461,24 @@ def _decline_gate(settings) -> str:
             else f"evidence (no cross-encoder: {missing})")
 
 
+def _reranker(settings) -> str:
+    """What reorders the fused candidates here (finds files, loads nothing)."""
+    if not settings.rerank_model:
+        return "none (rerank_model is empty): fused order"
+    where = settings.rerank_model
+    if where == "packaged":
+        from rag.errors import ModelFileError
+        from rag.models.reranker import packaged_reranker_dir
+
+        try:
+            where = f"packaged, {packaged_reranker_dir()}"
+        except ModelFileError as exc:
+            return f"none (packaged cross-encoder missing: {exc}): fused order"
+    titles = ", passages after their file's name" if settings.rerank_source_titles else ""
+    return (f"cross-encoder ({where}) over the fused top {settings.rerank_top_n}, blend "
+            f"{settings.rerank_blend:g}, pairs cut to {settings.rerank_max_tokens} tokens{titles}")
+
+
 def _fusion_weights(settings) -> str:
     """The fusion weights queries of `index_dir` get: a titled index uses the weights chosen for
     titled vectors while the user's are at their defaults (reads the catalog's record only)."""
@@ -492,6 +510,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         "llm_cpu_kernels_effective": _llm_kernels(settings),
         "decline_gate_effective": _decline_gate(settings),
         "fusion_weights_effective": _fusion_weights(settings),
+        "reranker_effective": _reranker(settings),
     }
     if args.json:
         print(json.dumps({"settings": values, "sources": settings.sources, "derived": derived},

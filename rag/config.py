@@ -186,22 +186,20 @@ class Settings:
     bridge_seeds: int = 0
     bridge_slots: int = 1
     bridge_new_source: bool = False  # a bridge hit must come from a file no served hit is from
-    # zscore (standardised scores, dense x1.4) kept hybrid at or above the better single
-    # retriever on R@5, R@10 and MRR@10 of both QA sets in benchmarks/retrieval_quality.py;
-    # weighted = min-max normalised scores; rrf = reciprocal rank fusion. The weights were chosen
-    # on those two sets (the middle of the dense weights 1.2-1.7 that held on both).
+    # zscore = standardised scores; weighted = min-max normalised scores; rrf = reciprocal rank
+    # fusion. Dense x0.8 (x0.8 x 0.43 on a question naming something) was chosen with the
+    # cross-encoder below by leave-one-dataset-out over five dev sets on 2026-12-03 (was x1.4
+    # without it): README "Choosing quality settings", "The cross-encoder by default".
     fusion: str = "zscore"  # zscore | weighted | rrf
     rrf_k: int = 60
     bm25_weight: float = 1.0
-    dense_weight: float = 1.4
+    dense_weight: float = 0.8
     # The dense weight is multiplied by this for a question that names something (a capitalised
     # word not opening a sentence, a word with digits; 1.0 = one weight for every question).
-    # Leave-one-dataset-out chose dense 1.2 x 0.5 and it raised Recall@5 on every left-out set,
-    # but the answers did not follow (one more decline, lower containment on Paul Graham), so
-    # it is opt-in on untitled indexes: README "Choosing quality settings". An index with
-    # titled vectors (embed_source_titles) uses TITLED_FUSION instead while both weights are
-    # left at these defaults.
-    named_dense_factor: float = 1.0
+    # 0.43 since 2026-12-03, chosen with the cross-encoder (README "Choosing quality settings").
+    # An index with titled vectors (embed_source_titles) uses TITLED_FUSION instead while both
+    # weights are left at these defaults.
+    named_dense_factor: float = 0.43
     sparse: str = "rank-bm25"  # rank-bm25 | milvus
     bm25_k1: float = 1.5
     bm25_b: float = 0.75
@@ -213,14 +211,17 @@ class Settings:
     bm25_source_terms: bool = True
     # A cross-encoder over the fused top rerank_top_n: "" (off), "packaged" (ms-marco-MiniLM-L-12-v2
     # INT8 ONNX), an ONNX folder or a CrossEncoder folder. rerank_blend 1.0 orders by its score
-    # alone; below 1, by blend * z(cross-encoder) + (1 - blend) * z(fused).
-    rerank_model: str = ""
-    rerank_top_n: int = 20
-    rerank_blend: float = 1.0
-    rerank_max_tokens: int = 512  # a (question, chunk) pair is cut to this many tokens
+    # alone; below 1, by blend * z(cross-encoder) + (1 - blend) * z(fused). On by default since
+    # 2026-12-03 (top 10, blend 0.5, 256 tokens, titles; ~0.35 s a question on 2 cores): chosen
+    # leave-one-dataset-out, judged on a fresh batch (README "The cross-encoder by default").
+    # Without the packaged model installed it is off, with a warning.
+    rerank_model: str = "packaged"
+    rerank_top_n: int = 10
+    rerank_blend: float = 0.5
+    rerank_max_tokens: int = 256  # a (question, chunk) pair is cut to this many tokens
     # The cross-encoder reads each passage after a line with its file's name ("RoBERTa v2"), as
     # titled vectors do for the dense model: a chunk deep in roberta.pdf rarely says "RoBERTa".
-    rerank_source_titles: bool = False
+    rerank_source_titles: bool = True
 
     # Declining (rag/grounding.py): skip the LLM when a name in the question is in no retrieved
     # source, when the best dense cosine is below decline_min_dense, or when under
@@ -360,7 +361,8 @@ def fusion_settings(settings: "Settings", titled: bool) -> "Settings":
 # the 1.5B model needs `pip install -e ".[judge-1_5b]"`.
 PRESETS: dict[str, dict[str, Any]] = {
     "quality": {"llm_model": "packaged-1.5b", "rerank_model": "packaged", "rerank_top_n": 30,
-                "rerank_blend": 1.0, "dense_weight": 0.8, "candidate_k": 50,
+                "rerank_blend": 1.0, "rerank_max_tokens": 512, "rerank_source_titles": False,
+                "dense_weight": 0.8, "named_dense_factor": 1.0, "candidate_k": 50,
                 # whole chunks, as the preset was measured (README "Choosing quality settings")
                 "context_budget_tokens": 0},
     # "fast": the answer model's feed-forward matrices in Q4_0. Since the default became IQ4_NL

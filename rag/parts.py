@@ -99,9 +99,17 @@ def default_reranker(settings: Settings):
 
     folder: Any = settings.rerank_model
     if folder == "packaged":
+        from rag.errors import ModelFileError
         from rag.models.reranker import packaged_reranker_dir
 
-        folder = packaged_reranker_dir()
+        try:
+            folder = packaged_reranker_dir()
+        except ModelFileError as exc:
+            if settings.sources.get("rerank_model", "default") != "default":
+                raise  # asked for by name: say why it cannot run
+            # the default: answers still work, fused order alone (`rag config` says so)
+            log.warning("rerank_model = packaged is off: %s", exc)
+            return None
     if (Path(folder).expanduser() / "model.onnx").is_file():
         return OnnxCrossEncoderReranker(folder, threads=settings.llm_threads,
                                         blend=settings.rerank_blend,

@@ -120,7 +120,7 @@ def test_the_quality_preset_fills_only_what_nobody_set(tmp_path):
     assert s.llm_model == "/models/mine.gguf" and s.sources["llm_model"] == "env"
     # a later layer that drops the preset takes its values back
     plain = load_settings(cwd=tmp_path, environ={}, preset="")
-    assert plain.rerank_model == "" and plain.sources["rerank_model"] == "default"
+    assert plain.rerank_top_n == 10 and plain.sources["rerank_top_n"] == "default"
     assert plain.llm_model == "packaged"
     with pytest.raises(ConfigError, match="preset"):
         load_settings(cwd=tmp_path, environ={}, preset="fastest")

@@ -2,6 +2,7 @@
 keeps the form it was made in."""
 
 import numpy as np
+import pytest
 
 from rag.api import RAG
 from retrievers.records import Chunk, passage_texts, titled_text
@@ -50,7 +51,8 @@ def test_an_index_keeps_the_form_it_was_made_in(tmp_path, embedder):
     first.ingest([folder / "glove_vectors.txt"])
     first.close()
     # Opened later with titles on: the index's own record wins, so its vectors stay one form.
-    later = RAG.open(index, embedder=embedder, embed_source_titles=True)
+    later = RAG.open(index, embedder=embedder, embed_source_titles=True,
+                     rerank_model="")  # dense scores as they are, not reranked
     later.ingest([folder / "bert_pretraining.txt"])
     assert later.stats()["index_settings"]["passage_titles"] is False
     assert later.index.passage_titles is False
@@ -77,7 +79,8 @@ def test_fusion_uses_the_weights_chosen_for_the_index_form(tmp_path, embedder, c
     new.close()
     old = RAG.open(tmp_path / "old", embedder=embedder)
     old.ingest([folder / "glove_vectors.txt"])
-    assert old.retriever.weights["dense"] == 1.4 and old.retriever.named_weights["dense"] == 1.4
+    assert old.retriever.weights["dense"] == 0.8
+    assert old.retriever.named_weights["dense"] == pytest.approx(0.8 * 0.43)
     old.close()
     # `rag config` says which weights an index's queries get (reads its record, loads nothing)
     import json
@@ -85,8 +88,8 @@ def test_fusion_uses_the_weights_chosen_for_the_index_form(tmp_path, embedder, c
     from rag.cli import main
 
     for name, expected in (("new", "dense 1, dense on named questions 0.43 (titled index)"),
-                           ("old", "dense 1.4, dense on named questions 1.4 (untitled index)"),
-                           ("none", "dense 1.4, dense on named questions 1.4 (no index yet")):
+                           ("old", "dense 0.8, dense on named questions 0.344 (untitled index)"),
+                           ("none", "dense 0.8, dense on named questions 0.344 (no index yet")):
         capsys.readouterr()
         assert main(["config", "--index", str(tmp_path / name), "--json"]) == 0
         assert expected in json.loads(capsys.readouterr().out)["derived"]["fusion_weights_effective"]

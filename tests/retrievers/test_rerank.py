@@ -194,8 +194,9 @@ def test_rerank_source_titles_lets_the_cross_encoder_know_which_paper_a_chunk_is
     question = "How long is RoBERTa pretrained?"
     fused = [hit("bert.pdf", 2.0), hit("roberta.pdf", 1.0)]  # the fused order puts BERT first
     titled = default_reranker(Settings(rerank_model="packaged", rerank_max_tokens=256,
-                                       rerank_source_titles=True))
-    plain = default_reranker(Settings(rerank_model="packaged", rerank_max_tokens=256))
+                                       rerank_blend=1.0, rerank_source_titles=True))
+    plain = default_reranker(Settings(rerank_model="packaged", rerank_max_tokens=256,
+                                      rerank_blend=1.0, rerank_source_titles=False))
     assert [h.chunk.chunk_id for h in titled.rerank(question, fused)] == ["roberta.pdf", "bert.pdf"]
     ties = [h.scores["rerank"] for h in plain.rerank(question, fused)]
     assert ties[0] == pytest.approx(ties[1])
