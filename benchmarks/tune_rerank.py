@@ -15,7 +15,6 @@ reference answers as references. ~15 min on 2 cores with a cold cache:
 import argparse
 import itertools
 import json
-import shutil
 import statistics
 import sys
 import tempfile
@@ -25,15 +24,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO)); sys.path.insert(0, str(REPO / "benchmarks"))
 import tune_retrieval as T  # noqa: E402
-from eval.datasets import load_dataset  # noqa: E402
-from retrievers.text import source_title  # noqa: E402
+from retrievers.records import titled_text  # noqa: E402
 
 ARGS = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ARGS.add_argument("--indexes", type=Path, required=True, help="folder with idx_<corpus> and idxt_<corpus>")
 ARGS.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "tune_rerank")
 OPTS = ARGS.parse_args() if __name__ == "__main__" else ARGS.parse_args(["--indexes", "."])
 OUT = OPTS.out; CACHE = OUT / "cache"
-QA = REPO.parent / "shared" / "data" / "qa"; Q = REPO / "eval" / "questions"
+Q = REPO / "eval" / "questions"
 SETS = {  # name: (corpus, questions file or None, answer_as_reference)
     "paul_graham": ("paul_graham", None, False),
     "blockchain_solana": ("blockchain_solana", None, False),
@@ -45,35 +43,10 @@ STOCK = {"paul_graham": 0.909, "blockchain_solana": 0.897, "aragog_arxiv": 0.357
          "multihop_pg": 0.808, "multihop_aragog": 0.389}
 
 def candidates(name, vec):
+    """tune_retrieval's candidate lists (with each chunk's source) from the plain or titled index."""
     corpus, qfile, aar = SETS[name]
-    cache = CACHE / f"{name}.{vec}.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
-    from rag.api import RAG
     index_dir = OPTS.indexes / f"{'idxt' if vec == 'titled' else 'idx'}_{corpus}"
-    dataset = load_dataset(qfile or QA / corpus / "normalized.jsonl")
-    work = Path(tempfile.mkdtemp(prefix=f"exp9-{name}-"))
-    shutil.copytree(index_dir, work / "index")
-    rag = RAG.open(work / "index")
-    out, texts, sources, questions = [], {}, {}, []
-    for case in dataset.cases:
-        refs = case.reference_contexts
-        if not refs and aar and case.answerable and case.reference_answer:
-            refs = [case.reference_answer]
-        if not refs:
-            continue
-        lists = {n: s(case.question, 50, None) for n, s in rag.retriever.retrievers.items()}
-        ids = {cid for r in lists.values() for cid, _ in r}
-        chunks = rag.index.chunks(sorted(ids - texts.keys()))
-        for cid, ch in chunks.items():
-            texts[cid] = ch.text; sources[cid] = ch.source
-        questions.append(case.question)
-        out.append({"id": case.id, "refs": refs, **{n: [[c, float(s)] for c, s in r] for n, r in lists.items()}})
-    rag.close(); shutil.rmtree(work, ignore_errors=True)
-    data = {"cases": out, "texts": texts, "sources": sources, "questions": questions}
-    cache.write_text(json.dumps(data))
-    print(f"{name} {vec}: {len(out)} cases fetched", flush=True)
-    return data
+    return T.candidates(name, index_dir, CACHE / f"{name}.{vec}.json", 50, aar, qfile)
 
 FUSED = [("zscore", w, 50, 0, 0.0, round(w * f, 4)) for w, f in itertools.product((0.8, 1.0, 1.2, 1.4), (1.0, 0.43, 0.6))]
 
@@ -93,7 +66,7 @@ def ce_scores(name, vec, data, reranker):
             miss = sorted(need - have.keys())
             if not miss:
                 continue
-            texts = [data["texts"][c] if form == "plain" else f"{source_title(data['sources'][c])}\n{data['texts'][c]}" for c in miss]
+            texts = [titled_text(data["texts"][c], data["sources"][c], form == "title") for c in miss]
             st = time.perf_counter(); vals = reranker.scores(q, texts); t.append((time.perf_counter() - st) / len(miss))
             have.update(zip(miss, vals))
     cache.write_text(json.dumps(scores))
@@ -130,7 +103,7 @@ def main():
             for r in ("bm25", "dense"):
                 ranked = [[c for c, _ in case[r][:10]] for case in data["cases"]]
                 single[(name, vec, r)] = T.score_lists(ranked, data, memo)["recall@5"]
-    obj = lambda f: f["recall@5"] + 0.5 * f["mrr@10"]
+    obj = T.objective
     report = {}
     for left in SETS:
         others = [n for n in SETS if n != left]

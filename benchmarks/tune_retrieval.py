@@ -109,7 +109,7 @@ def candidates(name: str, index_dir: Path, cache: Path, max_depth: int,
     shutil.copytree(index_dir, work / "index")
     rag = RAG.open(work / "index", **(index_settings or {}))
     retriever = rag.retriever
-    out, texts, questions = [], {}, []
+    out, texts, sources, questions = [], {}, {}, []
     started = time.perf_counter()
     for case in dataset.cases:
         refs = case.reference_contexts
@@ -121,12 +121,14 @@ def candidates(name: str, index_dir: Path, cache: Path, max_depth: int,
         ids = {cid for ranked in lists.values() for cid, _ in ranked}
         chunks = rag.index.chunks(sorted(ids - texts.keys()))
         texts.update({cid: chunk.text for cid, chunk in chunks.items()})
+        sources.update({cid: chunk.source for cid, chunk in chunks.items()})
         questions.append(case.question)
         out.append({"id": case.id, "refs": refs,
                     **{n: [[cid, float(s)] for cid, s in ranked] for n, ranked in lists.items()}})
     rag.close()
     shutil.rmtree(work, ignore_errors=True)
-    data = {"cases": out, "texts": texts, "questions": questions, "seconds": round(time.perf_counter() - started, 1)}
+    data = {"cases": out, "texts": texts, "sources": sources, "questions": questions,
+            "seconds": round(time.perf_counter() - started, 1)}
     cache.write_text(json.dumps(data))
     return data
 

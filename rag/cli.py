@@ -463,17 +463,12 @@ def _decline_gate(settings) -> str:
 
 def _reranker(settings) -> str:
     """What reorders the fused candidates here (finds files, loads nothing)."""
-    if not settings.rerank_model:
-        return "none (rerank_model is empty): fused order"
-    where = settings.rerank_model
-    if where == "packaged":
-        from rag.errors import ModelFileError
-        from rag.models.reranker import packaged_reranker_dir
+    from rag.parts import rerank_folder
 
-        try:
-            where = f"packaged, {packaged_reranker_dir()}"
-        except ModelFileError as exc:
-            return f"none (packaged cross-encoder missing: {exc}): fused order"
+    folder, missing = rerank_folder(settings)
+    if folder is None:
+        return f"none ({missing}): fused order"
+    where = f"packaged, {folder}" if settings.rerank_model == "packaged" else folder
     titles = ", passages after their file's name" if settings.rerank_source_titles else ""
     return (f"cross-encoder ({where}) over the fused top {settings.rerank_top_n}, blend "
             f"{settings.rerank_blend:g}, pairs cut to {settings.rerank_max_tokens} tokens{titles}")

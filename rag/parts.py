@@ -87,6 +87,22 @@ def decline_reranker(settings: Settings, locate: Callable[[], Path] | None = Non
                                     max_length=DECLINE_RERANK_TOKENS)
 
 
+def rerank_folder(settings: Settings) -> tuple[Any, str]:
+    """(where `rerank_model` is: a folder or a CrossEncoder's name, or None; why none, in words):
+    finds files, loads nothing, so `rag config` says what `default_reranker` will run."""
+    if not settings.rerank_model:
+        return None, "rerank_model is empty"
+    if settings.rerank_model != "packaged":
+        return settings.rerank_model, ""
+    from rag.errors import ModelFileError
+    from rag.models.reranker import packaged_reranker_dir
+
+    try:
+        return packaged_reranker_dir(), ""
+    except ModelFileError as exc:
+        return None, str(exc)
+
+
 def default_reranker(settings: Settings):
     """A cross-encoder from `rerank_model`, or None when no reranker is configured.
 
@@ -97,19 +113,15 @@ def default_reranker(settings: Settings):
         return None
     from retrievers.rerank import CrossEncoderReranker, OnnxCrossEncoderReranker
 
-    folder: Any = settings.rerank_model
-    if folder == "packaged":
-        from rag.errors import ModelFileError
-        from rag.models.reranker import packaged_reranker_dir
+    folder, missing = rerank_folder(settings)
+    if folder is None:
+        if settings.sources.get("rerank_model", "default") != "default":
+            from rag.errors import ModelFileError
 
-        try:
-            folder = packaged_reranker_dir()
-        except ModelFileError as exc:
-            if settings.sources.get("rerank_model", "default") != "default":
-                raise  # asked for by name: say why it cannot run
-            # the default: answers still work, fused order alone (`rag config` says so)
-            log.warning("rerank_model = packaged is off: %s", exc)
-            return None
+            raise ModelFileError(missing)  # asked for by name: say why it cannot run
+        # the default: answers still work, fused order alone (`rag config` says so)
+        log.warning("rerank_model = packaged is off: %s", missing)
+        return None
     if (Path(folder).expanduser() / "model.onnx").is_file():
         return OnnxCrossEncoderReranker(folder, threads=settings.llm_threads,
                                         blend=settings.rerank_blend,

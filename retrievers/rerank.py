@@ -14,14 +14,14 @@ from typing import Any
 
 from retrievers.errors import StoreConfigError
 from retrievers.fusion import zscores
-from retrievers.records import Hit, titled_text
+from retrievers.records import Hit, passage_texts
 
 
 def pair_texts(hits: list[Hit], titles: bool) -> list[str]:
     """The passage side of each (question, passage) pair: the chunk's text, after a line with its
-    file's name when `titles` (`rerank_source_titles`): the cross-encoder then knows that a chunk
-    of llama.pdf that says "our model" is about LLaMA."""
-    return [titled_text(h.chunk.text, h.chunk.source, titles) for h in hits]
+    file's name when `titles` (`rerank_source_titles`), as titled vectors embed it: the
+    cross-encoder then knows that a chunk of llama.pdf that says "our model" is about LLaMA."""
+    return passage_texts([h.chunk for h in hits], titles)
 
 
 class CrossEncoderReranker:
