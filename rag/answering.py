@@ -53,7 +53,8 @@ class AnswerStream:
     refusal (`answer.declined` is True), or, when the model read only the best sentences first
     (`escalated` is True), the answer it gave over the whole chunks; or, when the answer only
     restated the question, the answer asked for directly (`retried` is True) or the most relevant
-    source sentence, quoted (`quoted` is True). Show
+    source sentence, quoted (`quoted` is True); or, when the answer was unsupported, the answer
+    asked for directly (`withdrawn_retried` is True). Show
     `answer.text` as the last word whenever it differs from the streamed text.
 
         stream = rag.stream("How long should green tea steep?")
@@ -79,6 +80,7 @@ class AnswerStream:
         self.fallback_messages = fallback_messages
         self.escalated = False  # True when the answer came from the fallback prompt
         self.retried = False  # True when a restatement of the question was replaced
+        self.withdrawn_retried = False  # True when an unsupported answer was asked again and replaced
         self.quoted = False  # True when a restatement was replaced by a quoted source sentence
         self.quote_s: float | None = None  # seconds the cross-encoder took to pick it
         self.hits, self.contexts, self.messages = hits, contexts, messages
@@ -112,6 +114,8 @@ class AnswerStream:
         if not s.decline or s.decline_gate == "off" or not self.evidence.weak(
                 s.decline_min_coverage, s.decline_min_dense):
             return False
+        if self.evidence.missing_names and not s.decline_names_rescue:
+            return True  # a name no source holds: no score of other things speaks for it
         if s.decline_gate in RERANK_GATES and self.relevance is not None:
             span = self._stage("decline_rerank")
             start = time.perf_counter()
@@ -216,6 +220,8 @@ class AnswerStream:
             self.escalated = True
             resolver = self._write_unshown(self.fallback_messages, "rag.answer.escalated")
             text, cited, declined, reason = self._verdict(resolver)
+        if declined and reason.startswith("support") and self.settings.answer_retry_withdrawn:
+            text, cited, declined, reason = self._ask_after_withdrawal(text, cited, reason)
         if not declined and self.settings.answer_retry_restated \
                 and restates_question(text, self.question):
             text, cited = self._ask_directly(text, cited)
@@ -260,6 +266,24 @@ class AnswerStream:
             return text, cited
         self.retried = True
         return again, again_cited
+
+    def _ask_after_withdrawal(self, text: str, cited: list[Citation], reason: str
+                              ) -> tuple[str, list[Citation], bool, str]:
+        """Ask once more for the answer itself after the support check withdrew one. A near
+        restatement with one word the sources lack ("Rajat Suri took to learn how restaurants
+        worked [1]": "took") is withdrawn before the restatement retry could see it; asked
+        directly, the model names the job. The new answer counts only when it is not a
+        refusal, says more than the question and passes the same support check; otherwise the
+        decline stays, with its first reason."""
+        support = self.support
+        messages = self.fallback_messages if self.escalated else self.messages
+        resolver = self._write_unshown(ask_directly(messages), "rag.answer.retried")
+        again, again_cited, declined, _ = self._verdict(resolver)
+        if declined or restates_question(again, self.question):
+            self.support = support
+            return text, cited, True, reason
+        self.withdrawn_retried = True
+        return again, again_cited, False, ""
 
     def _write_unshown(self, messages: list[dict[str, str]], attribute: str) -> CitationResolver:
         """Write a whole answer to `messages` after the stream's text was shown (it replaces

@@ -362,6 +362,8 @@ def _print_stream(stream: Any) -> None:
     print()
     if answer.text != shown and getattr(stream, "retried", False):
         print(f"(asked again: that only restated the question) {answer.text}")
+    elif answer.text != shown and getattr(stream, "withdrawn_retried", False):
+        print(f"(withdrawn: not supported by the sources; asked again) {answer.text}")
     elif answer.text != shown and getattr(stream, "quoted", False):
         print(f"(that only restated the question; from the sources instead) {answer.text}")
     elif answer.text != shown:  # the support check replaced an answer the sources do not back

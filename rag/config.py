@@ -249,6 +249,13 @@ class Settings:
     decline_min_dense: float = 0.4096
     decline_rescue_rerank: float = 2.2585  # a logit of the packaged ms-marco cross-encoder
     decline_rescue_sentence: float = 2.0055  # its logit for one sentence (evidence+rerank+sentences)
+    # Whether the cross-encoder may also let through a question naming something no served
+    # source (text, file name or whole document) holds. True: it may (a table of LLaMA's
+    # scores then answers "what does LLaMA score on CommonsenseQA?", a benchmark the paper never
+    # ran, with one of its numbers); False: such a question is declined, and the cross-encoder
+    # rescues only weak similarity or coverage. Rule 13 of issue 16 (README "Choosing quality
+    # settings").
+    decline_names_rescue: bool = True
     decline_min_coverage: float = 0.4
     decline_min_support: float = 0.5
     # The name check also reads the served contexts' whole documents: a name the document holds
@@ -267,6 +274,11 @@ class Settings:
     # uses the cross-encoder). On since 2026-12-03: a fresh batch's containment 38 -> 44 of 60,
     # no dev file lower (README "Choosing quality settings", "Quoting the source sentence ...").
     answer_quote_restated: bool = True
+    # An answer the support check withdrew is asked once more with the same direct prompt; the
+    # new answer replaces the refusal only when it says more than the question and passes the
+    # support check (rag/answering.py). On since 2026-12-03 (rule 12 of issue 16: answerable declines
+    # 17 -> 12 over the seen files, none more anywhere; README "Choosing quality settings").
+    answer_retry_withdrawn: bool = True
     # Multi-turn: rewrite follow-ups into standalone queries with the LLM (guarded), else a
     # cheap rewrite that appends the previous question's content words.
     chat_rewrite: str = "llm"  # llm | append | off

@@ -195,6 +195,25 @@ def test_a_sentence_the_cross_encoder_finds_lets_a_question_through_when_its_chu
     assert "no context scores 99" in reason and "no sentence scores 0" in reason, reason
 
 
+def test_a_name_no_source_holds_is_rescued_by_the_cross_encoder_only_when_allowed(sample_rag):
+    """decline_names_rescue: the green-tea chunk scores high for a question about steeping
+    green tea in Kyoto, a city no sample document names; with the rescue allowed the model is
+    asked, without it the question is declined for the name, before the cross-encoder runs."""
+    from dataclasses import replace
+
+    question = "How long should green tea steep in Kyoto?"
+    lenient = _sharing(sample_rag, replace(sample_rag.settings, decline_names_rescue=True))
+    stream = lenient.stream(question)
+    assert stream.evidence.missing_names == ("kyoto",)
+    assert not stream.gated and stream.rerank_top >= sample_rag.settings.decline_rescue_rerank
+    strict = _sharing(sample_rag, replace(sample_rag.settings, decline_names_rescue=False))
+    stream = strict.stream(question)
+    assert stream.gated and stream.rerank_top is None
+    answer = stream.answer
+    assert answer.declined and answer.decline_reason == "retrieval: no source mentions kyoto"
+    assert "decline_rerank" not in answer.timings
+
+
 def test_decline_gate_off_asks_the_model_even_on_weak_evidence(sample_rag, strict_cosine_settings):
     from dataclasses import replace
 

@@ -1,5 +1,7 @@
 """Declining: weak retrieval evidence and unsupported answers are recognised (no model needed)."""
 
+import pytest
+
 from rag.grounding import answer_support, named_terms, retrieval_evidence
 
 TEA = ["Heat the water to 80 °C, not boiling. Steep green tea for 2 minutes.",
@@ -59,6 +61,17 @@ def test_answer_made_of_words_the_sources_lack_is_unsupported():
     invented = answer_support("Mercury boils at 357 degrees in a barometer.", TEA,
                               "What is the boiling point of mercury?")
     assert supported == 1.0 and invented < 0.5
+
+
+@pytest.mark.parametrize("answer, source", [
+    ("Black tea steeps for four minutes.", TEA[1]),  # digits in the source, words in the answer
+    ("Twenty separate users [1].", "A language that had 20 separate users is real."),
+    ("It had 20 users [1].", "If a language had twenty separate users, I would call it real."),
+    ("Productivity fell to about 1/13th [1].", "Their productivity fell to one thirteenth."),
+    ("The second attempt worked.", "It worked on the 2nd attempt."),
+])
+def test_a_number_counts_as_stated_in_digits_or_in_words(answer, source):
+    assert answer_support(answer, [source]) == 1.0
 
 
 def test_a_number_no_source_states_makes_the_answer_unsupported():

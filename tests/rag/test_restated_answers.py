@@ -1,7 +1,9 @@
 """An answer that only turns the question into a statement ("The palliative care nurse made a
 list of the biggest regrets of the dying [1].") tells the user nothing: it is asked once more for
 the name, number or phrase itself (`answer_retry_restated`), and the new answer replaces it only
-when it says more."""
+when it says more. An answer the support check withdraws is asked the same way
+(`answer_retry_withdrawn`): a near restatement with one word the sources lack is withdrawn before
+the restatement retry could see it."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from rag.grounding import restates_question
 
 GREEN_TEA = "How long should green tea steep?"
 RESTATED = "Green tea should steep [1]."
+# "for 9 minutes": a number no source states, so the support check withdraws it
+UNSUPPORTED = "Green tea should steep for 9 minutes [1]."
 
 
 @pytest.mark.parametrize("answer, question, restated", [
@@ -32,11 +36,12 @@ def test_a_restatement_is_told_from_an_answer(answer, question, restated):
 
 class ScriptedRestatementFirstLLM:
     """The packaged model's restatements depend on the corpus and cannot be provoked on demand
-    over the sample, so this wrapper scripts the first answer (a restatement of the question)
-    and lets the real model answer the prompt that asks again (unless `again` scripts it too)."""
+    over the sample, so this wrapper scripts the first answer (a restatement of the question,
+    or `first`) and lets the real model answer the prompt that asks again (unless `again`
+    scripts it too)."""
 
-    def __init__(self, real, again: str | None = None):
-        self.real, self.again = real, again
+    def __init__(self, real, again: str | None = None, first: str = RESTATED):
+        self.real, self.again, self.first = real, again, first
         self.prompts: list[str] = []
 
     def __getattr__(self, name):  # the real model's token counts, context window, name, ...
@@ -48,18 +53,19 @@ class ScriptedRestatementFirstLLM:
     def stream_chat(self, messages, max_tokens):
         self.prompts.append(messages[-1]["content"])
         if not messages[-1]["content"].endswith(ANSWER_DIRECTLY):
-            yield from RESTATED.split(" ")[:1] + [" " + w for w in RESTATED.split(" ")[1:]]
+            words = self.first.split(" ")
+            yield from words[:1] + [" " + w for w in words[1:]]
         elif self.again is not None:
             yield self.again
         else:
             yield from self.real.stream_chat(messages, max_tokens)
 
 
-def _rag(sample_rag, llm, retry: bool, quote: bool = False):
+def _rag(sample_rag, llm, retry: bool, quote: bool = False, withdrawn: bool = False):
     from rag.api import RAG
 
     settings = replace(sample_rag.settings, answer_retry_restated=retry,
-                       answer_quote_restated=quote)
+                       answer_quote_restated=quote, answer_retry_withdrawn=withdrawn)
     return RAG(settings, llm=llm, embedder=sample_rag.embedder, index=sample_rag.index,
                retriever=sample_rag.retriever, reranker=None)
 
@@ -122,3 +128,32 @@ def test_the_command_line_says_why_the_answer_changed(sample_rag, capsys):
                        retry=True, quote=True).stream(GREEN_TEA))
     out = capsys.readouterr().out
     assert "(that only restated the question; from the sources instead) The sources say" in out
+    _print_stream(_rag(sample_rag, ScriptedRestatementFirstLLM(sample_rag.llm, first=UNSUPPORTED),
+                       retry=True, withdrawn=True).stream(GREEN_TEA))
+    out = capsys.readouterr().out
+    assert "(withdrawn: not supported by the sources; asked again)" in out and "minute" in out
+
+
+def test_a_withdrawn_answer_is_replaced_by_the_answer_asked_for_directly(sample_rag):
+    llm = ScriptedRestatementFirstLLM(sample_rag.llm, first=UNSUPPORTED)
+    stream = _rag(sample_rag, llm, retry=True, withdrawn=True).stream(GREEN_TEA)
+    answer = stream.answer
+    assert stream.withdrawn_retried and not stream.retried and not answer.declined
+    assert "minute" in answer.text and "9" not in answer.text, answer.text
+    assert answer.citations and llm.prompts[-1].endswith(ANSWER_DIRECTLY)
+
+
+def test_a_withdrawn_answer_stays_declined_when_asking_again_is_no_better(sample_rag):
+    for again in ("Green tea should steep for 12 minutes [1].", NOT_FOUND, "Green tea should steep."):
+        llm = ScriptedRestatementFirstLLM(sample_rag.llm, again=again, first=UNSUPPORTED)
+        stream = _rag(sample_rag, llm, retry=True, withdrawn=True).stream(GREEN_TEA)
+        answer = stream.answer
+        assert answer.declined and answer.decline_reason.startswith("support"), again
+        assert not stream.withdrawn_retried and llm.prompts[-1].endswith(ANSWER_DIRECTLY)
+
+
+def test_without_the_setting_a_withdrawn_answer_is_not_asked_again(sample_rag):
+    llm = ScriptedRestatementFirstLLM(sample_rag.llm, first=UNSUPPORTED)
+    stream = _rag(sample_rag, llm, retry=True, withdrawn=False).stream(GREEN_TEA)
+    assert stream.answer.declined and not stream.withdrawn_retried
+    assert not any(p.endswith(ANSWER_DIRECTLY) for p in llm.prompts)
