@@ -253,9 +253,10 @@ class Settings:
     # source (text, file name or whole document) holds. True: it may (a table of LLaMA's
     # scores then answers "what does LLaMA score on CommonsenseQA?", a benchmark the paper never
     # ran, with one of its numbers); False: such a question is declined, and the cross-encoder
-    # rescues only weak similarity or coverage. Rule 13 of issue 16 (README "Choosing quality
-    # settings").
-    decline_names_rescue: bool = True
+    # rescues only weak similarity or coverage. False since 2026-12-03 (rule 13 of issue 16:
+    # fresh near-miss unanswerable declined 11 -> 18 of 24, errors 16 -> 9; README "Choosing
+    # quality settings").
+    decline_names_rescue: bool = False
     decline_min_coverage: float = 0.4
     decline_min_support: float = 0.5
     # The name check also reads the served contexts' whole documents: a name the document holds
