@@ -202,6 +202,23 @@ def child_query_ours(work: Path, size: int) -> dict:
     return out
 
 
+STOCK_MODULES = ("llama_index.embeddings.huggingface", "llama_index.retrievers.bm25",
+                 "llama_index.vector_stores.milvus")
+
+
+def missing_stock_modules(modules: tuple[str, ...] = STOCK_MODULES) -> list[str]:
+    """The stock pipeline's modules this environment lacks (the `bench` extra)."""
+    from importlib.util import find_spec
+
+    def absent(name: str) -> bool:
+        try:
+            return find_spec(name) is None
+        except ModuleNotFoundError:  # a parent package is missing
+            return True
+
+    return [name for name in modules if absent(name)]
+
+
 def _stock_parts():
     from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.core.llms import MockLLM
@@ -402,6 +419,11 @@ def main() -> int:
     if not ESSAYS.is_dir():
         print(f"no shared data at {ESSAYS}: nothing to measure")
         return 0
+    missing = [] if args.no_stock else missing_stock_modules()
+    if missing:  # say so before minutes of building, not in a child's traceback after them
+        print(f"retrieval_latency: the stock llama-index side needs `make bench-deps` (missing "
+              f"{', '.join(missing)}); or run with --no-stock", file=sys.stderr)
+        return 2
     report: dict = {"note": f"corpora beyond the {args.base} real chunks are SYNTHESISED: each copy "
                             "of a real chunk drops one sentence, swaps two and borrows one from "
                             "another chunk; its vector is the real chunk's vector (packaged MiniLM) "

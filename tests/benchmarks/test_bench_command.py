@@ -77,3 +77,10 @@ def test_the_default_retrieval_with_its_cross_encoder_gets_rows_of_its_own():
     by = {(r[0], r[1], r[3]): r for r in rows}
     assert by[("retrieval 10k", "hybrid + rerank (default) p95 ms", "hybrid top-10")][5] == 15.0
     assert by[("retrieval 10k", "hybrid top-10 p95 ms", "stock llama-index")][5] == 0.5
+
+
+def test_a_missing_stock_package_is_named_before_the_benchmark_starts():
+    from benchmarks.retrieval_latency import missing_stock_modules
+
+    assert missing_stock_modules(("json", "llama_index_not_installed.sub", "json.nothing")) == [
+        "llama_index_not_installed.sub", "json.nothing"]
