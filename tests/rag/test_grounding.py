@@ -67,11 +67,17 @@ def test_answer_made_of_words_the_sources_lack_is_unsupported():
     ("Black tea steeps for four minutes.", TEA[1]),  # digits in the source, words in the answer
     ("Twenty separate users [1].", "A language that had 20 separate users is real."),
     ("It had 20 users [1].", "If a language had twenty separate users, I would call it real."),
-    ("Productivity fell to about 1/13th [1].", "Their productivity fell to one thirteenth."),
-    ("The second attempt worked.", "It worked on the 2nd attempt."),
+    ("Productivity fell to a 13th [1].", "Their productivity fell to one thirteenth."),
+    ("The third attempt worked.", "It worked on the 3rd attempt."),
 ])
 def test_a_number_counts_as_stated_in_digits_or_in_words(answer, source):
     assert answer_support(answer, [source]) == 1.0
+
+
+@pytest.mark.parametrize("answer", ["The warranty is 1 year [1].", "Steep it 2 seconds."])
+def test_words_that_are_mostly_not_numbers_do_not_vouch_for_one(answer):
+    sources = ["One of the lamps ships first; a second one follows within weeks."]
+    assert answer_support(answer, sources) == 0.0
 
 
 def test_a_number_no_source_states_makes_the_answer_unsupported():
