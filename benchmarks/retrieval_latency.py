@@ -153,10 +153,9 @@ def disk_mb(path: Path) -> float:
 
 
 def child_query_ours(work: Path, size: int) -> dict:
-    from rag.api import RAG
-
     from dataclasses import replace
 
+    from rag.api import RAG
     from rag.config import Settings
     from rag.parts import default_reranker
 

@@ -257,15 +257,11 @@ class AnswerStream:
     def _ask_directly(self, text: str, cited: list[Citation]) -> tuple[str, list[Citation]]:
         """Ask again for the answer itself; keep the first answer unless the second says more
         and passes the same checks (a refusal or an unsupported answer would cost an answer)."""
-        support = self.support
-        messages = self.fallback_messages if self.escalated else self.messages
-        resolver = self._write_unshown(ask_directly(messages), "rag.answer.retried")
-        again, again_cited, declined, _ = self._verdict(resolver)
-        if declined or restates_question(again, self.question):
-            self.support = support
+        better = self._asked_again()
+        if better is None:
             return text, cited
         self.retried = True
-        return again, again_cited
+        return better
 
     def _ask_after_withdrawal(self, text: str, cited: list[Citation], reason: str
                               ) -> tuple[str, list[Citation], bool, str]:
@@ -275,15 +271,24 @@ class AnswerStream:
         directly, the model names the job. The new answer counts only when it is not a
         refusal, says more than the question and passes the same support check; otherwise the
         decline stays, with its first reason."""
+        better = self._asked_again()
+        if better is None:
+            return text, cited, True, reason
+        self.withdrawn_retried = True
+        return (*better, False, "")
+
+    def _asked_again(self) -> tuple[str, list[Citation]] | None:
+        """The answer to the direct prompt ("reply with the name, number or phrase ..."), or
+        None when it is a refusal, fails the support check or only restates the question (the
+        first answer's support figure is then kept)."""
         support = self.support
         messages = self.fallback_messages if self.escalated else self.messages
         resolver = self._write_unshown(ask_directly(messages), "rag.answer.retried")
         again, again_cited, declined, _ = self._verdict(resolver)
         if declined or restates_question(again, self.question):
             self.support = support
-            return text, cited, True, reason
-        self.withdrawn_retried = True
-        return again, again_cited, False, ""
+            return None
+        return again, again_cited
 
     def _write_unshown(self, messages: list[dict[str, str]], attribute: str) -> CitationResolver:
         """Write a whole answer to `messages` after the stream's text was shown (it replaces

@@ -136,10 +136,11 @@ def _number_words() -> dict[str, int]:
     words: dict[str, int] = {}
     for value in [*range(0, 101), 1000, 10**6, 10**9]:
         for form in ("cardinal", "ordinal"):
-            if num2words(value, to=form) in AMBIGUOUS_NUMBER_WORDS:
+            spelled = num2words(value, to=form)
+            if spelled in AMBIGUOUS_NUMBER_WORDS:
                 continue
             # "one hundred" -> "hundred": the word alone states the number in prose
-            tokens = tokenize(num2words(value, to=form).replace("one ", ""))
+            tokens = tokenize(spelled.replace("one ", ""))
             if len(tokens) == 1:
                 words.setdefault(tokens[0], value)
     return words
