@@ -26,7 +26,8 @@ from rag.config import RERANK_GATES
 from rag.context_budget import distinct_sentences, split_sentences
 from rag.generation import (CITATION, NOT_FOUND, Answer, Citation, CitationResolver, ask_directly,
                             is_refusal, resolve_citations)
-from rag.grounding import Evidence, answer_support, restates_question, retrieval_evidence
+from rag.grounding import (Evidence, answer_support, quoted_anchor, restates_question,
+                           retrieval_evidence)
 from rag.telemetry import FIRST_TOKEN_ATTR, STAGE_ATTR
 
 
@@ -67,7 +68,8 @@ class AnswerStream:
                  messages: list[dict[str, str]], llm: Any, settings: Any, started: float,
                  retrieved: float, operation: Any = None,
                  fallback_messages: list[dict[str, str]] | None = None, relevance: Any = None,
-                 document_terms: Callable[[list[str]], Iterable[str]] | None = None):
+                 document_terms: Callable[[list[str]], Iterable[str]] | None = None,
+                 document_texts: Callable[[list[str]], Iterable[str]] | None = None):
         self.question, self.query = question, query
         # A cross-encoder (`.scores(query, texts)`) that may overrule a weak-evidence decline
         # (`decline_gate = "evidence+rerank"`, and "evidence+rerank+sentences", which also
@@ -95,6 +97,9 @@ class AnswerStream:
             documents=None if document_terms is None else (
                 lambda: document_terms([c.chunk_id for c in contexts])),
         )
+        # `decline_quoted_anchor`: the chunk texts of the served contexts' whole documents
+        self._document_texts = document_texts
+        self.anchor: str | None = None  # the quoted phrase that let weak evidence through
         self.support: float | None = None
         self.first_token_s: float | None = None  # seconds from the call to the first delta
         self.tokens = 0  # streamed pieces (one per token for llama.cpp)
@@ -116,6 +121,15 @@ class AnswerStream:
             return False
         if self.evidence.missing_names and not s.decline_names_rescue:
             return True  # a name no source holds: no score of other things speaks for it
+        if (s.decline_quoted_anchor and self._document_texts is not None
+                and not self.evidence.missing_names):
+            # A phrase the question quotes (a title) that a served document holds word for
+            # word says which document it is about: the model is asked, and the support check
+            # still judges what it writes.
+            self.anchor = quoted_anchor(self.question, lambda: self._document_texts(
+                [c.chunk_id for c in self.contexts]))
+            if self.anchor is not None:
+                return False
         if s.decline_gate in RERANK_GATES and self.relevance is not None:
             span = self._stage("decline_rerank")
             start = time.perf_counter()

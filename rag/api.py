@@ -441,7 +441,9 @@ class RAG:
                             started, retrieved, operation=operation, fallback_messages=fallback,
                             relevance=relevance,
                             document_terms=(self.index.catalog.document_terms
-                                            if self.settings.decline_names_in_documents else None))
+                                            if self.settings.decline_names_in_documents else None),
+                            document_texts=(self.index.catalog.document_texts
+                                            if self.settings.decline_quoted_anchor else None))
 
     def chat(self, messages: list[dict[str, str]], top_k: int | None = None,
              filters: Any = None) -> Answer:

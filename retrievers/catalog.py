@@ -375,6 +375,18 @@ class Catalog:
                 out.update(json.loads(terms))
         return out
 
+    def document_texts(self, chunk_ids: list[str]) -> list[str]:
+        """The texts of the live chunks of the documents `chunk_ids` belong to, in document
+        order: whether a whole document holds a phrase the question quotes (rag/grounding.py)."""
+        out: list[str] = []
+        for batch in _batches(chunk_ids):
+            marks = ",".join("?" * len(batch))
+            out.extend(text for (text,) in self.db.execute(
+                "SELECT text FROM chunks WHERE state = 'live' AND source_id IN "
+                f"(SELECT source_id FROM chunks WHERE chunk_id IN ({marks})) "
+                "ORDER BY source_id, position", batch))
+        return out
+
     def chunks(self, chunk_ids: list[str]) -> dict[str, Chunk]:
         """Chunks by id (any state), for turning search hits into citations."""
         out = {}
