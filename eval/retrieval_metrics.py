@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 
 from eval.datasets import EvalCase
@@ -33,8 +34,14 @@ DEPTH = max(RANK_CUTOFFS)  # how many chunks the runner retrieves for ranking me
 RETRIEVAL_TOLERANCE = 0.02
 
 
+def _folded(text: str) -> str:
+    """NFKC and lower case: a reference copied from a PDF with its ligatures ("\ufb01ne") is
+    the same text as a chunk whose loader spelled them out ("fine")."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
 def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
+    return " ".join(_folded(text).split())
 
 
 def is_hit(chunk: str, reference: str, threshold: float = HIT_THRESHOLD) -> bool:
@@ -46,7 +53,7 @@ def is_hit(chunk: str, reference: str, threshold: float = HIT_THRESHOLD) -> bool
     """
     if _norm(reference) in _norm(chunk):
         return True
-    a, b = Counter(WORD.findall(chunk.lower())), Counter(WORD.findall(reference.lower()))
+    a, b = Counter(WORD.findall(_folded(chunk))), Counter(WORD.findall(_folded(reference)))
     shorter = min(sum(a.values()), sum(b.values()))
     return shorter > 0 and sum((a & b).values()) / shorter >= threshold
 

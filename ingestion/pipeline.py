@@ -255,7 +255,7 @@ class IngestionPipeline:
             publication = Publication(
                 pending.source_id, str(path.resolve()), pending.content_hash,
                 path.suffix.lower().lstrip("."), [c.chunk_id for c in chunks],
-                pending.size, pending.mtime)
+                pending.size, pending.mtime, pending.reader)
             return Prepared(slot, path, publication, chunks, updated=pending.updated)
         except KeyboardInterrupt:
             raise
@@ -277,7 +277,8 @@ class IngestionPipeline:
         staged. Each part is read under the file time limit."""
         path, pending = item.path, item.pending
         publication = Publication(pending.source_id, str(path.resolve()), pending.content_hash,
-                                  path.suffix.lower().lstrip("."), [], pending.size, pending.mtime)
+                                  path.suffix.lower().lstrip("."), [], pending.size, pending.mtime,
+                                  pending.reader)
         reading = getattr(self.progress, "reading", None)
         with reading(path, pending.size) if reading else nullcontext(None) as on_read:
             return self._stream_parts(item, detector, publication, on_read)

@@ -117,7 +117,8 @@ class Watcher:
     def handle(self, touched: set[Path]) -> list[Change]:
         """Bring the index in step with the current state of `touched` paths; returns what
         changed (also reported through `on_change`)."""
-        from ingestion.discovery import expand_paths, file_sha256, source_id_for
+        from ingestion.changes import content_hash_for
+        from ingestion.discovery import expand_paths, source_id_for
         from ingestion.results import one_line
         from retrievers.catalog import Publication
         from retrievers.records import chunk_id_for
@@ -141,7 +142,7 @@ class Watcher:
             new_id = source_id_for(path)
             if by_hash and catalog.source(new_id) is None:
                 try:
-                    content_hash = file_sha256(path)
+                    content_hash = content_hash_for(path)
                     stat = path.stat()
                 except OSError:
                     continue  # gone again already: the next batch sees it
@@ -149,7 +150,8 @@ class Watcher:
                 if old_id is not None:
                     old = gone.pop(old_id)
                     publication = Publication(new_id, str(path.resolve()), content_hash,
-                                              file_type, [], stat.st_size, stat.st_mtime)
+                                              file_type, [], stat.st_size, stat.st_mtime,
+                                              old.get("reader", 1))
                     try:
                         moved = self.rag.index.move_source(
                             old_id, publication,

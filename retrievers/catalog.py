@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS sources (
     n_chunks INTEGER NOT NULL,
     size INTEGER NOT NULL DEFAULT 0,
     mtime REAL NOT NULL DEFAULT 0,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    reader INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS chunks (
     chunk_id TEXT PRIMARY KEY,
@@ -80,6 +81,7 @@ class Publication:
     chunk_ids: list[str]
     size: int = 0
     mtime: float = 0.0
+    reader: int = 1  # the version of the loader that read it (ingestion.loaders.reader_version)
 
 
 class Catalog:
@@ -97,9 +99,17 @@ class Catalog:
         self._connections_lock = threading.Lock()
         try:
             self.db.executescript(SCHEMA)
+            self._add_missing_columns()
         except sqlite3.DatabaseError as exc:  # not a database, or a malformed one
             self.close()
             raise damaged_catalog(self.path, exc) from exc
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since an index was made (`CREATE TABLE IF NOT EXISTS` keeps an old
+        table as it is): `sources.reader`, 1 for every source indexed before it existed."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(sources)")}
+        if "reader" not in columns:
+            self.db.execute("ALTER TABLE sources ADD COLUMN reader INTEGER NOT NULL DEFAULT 1")
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -244,12 +254,14 @@ class Catalog:
                 )
                 self.db.execute(
                     "INSERT INTO sources (source_id, path, content_hash, file_type, n_chunks, size, "
-                    "mtime, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source_id) DO "
+                    "mtime, updated_at, reader) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(source_id) DO "
                     "UPDATE SET path = excluded.path, content_hash = excluded.content_hash, "
                     "file_type = excluded.file_type, n_chunks = excluded.n_chunks, "
-                    "size = excluded.size, mtime = excluded.mtime, updated_at = excluded.updated_at",
+                    "size = excluded.size, mtime = excluded.mtime, updated_at = excluded.updated_at, "
+                    "reader = excluded.reader",
                     (item.source_id, item.path, item.content_hash, item.file_type,
-                     len(item.chunk_ids), item.size, item.mtime, now),
+                     len(item.chunk_ids), item.size, item.mtime, now, item.reader),
                 )
                 self.db.execute("DELETE FROM failures WHERE source_id = ?", (item.source_id,))
             self.db.execute(_BUMP)

@@ -6,7 +6,7 @@ Each format lives in its own module and registers itself on import; every loader
 
 from ingestion.loaders.registry import (
     AUDIO_EXTENSIONS, LOADERS, OCR_EXTENSIONS, STREAMERS, Loader, Streamer, loader_for,
-    reads_with_ocr, register,
+    reader_version, reads_with_ocr, register,
 )
 from ingestion.loaders.text import load_markdown, load_text, read_text_file
 from ingestion.loaders import (  # noqa: F401  (imported to register their formats)
@@ -14,4 +14,4 @@ from ingestion.loaders import (  # noqa: F401  (imported to register their forma
 )
 
 __all__ = ["AUDIO_EXTENSIONS", "LOADERS", "OCR_EXTENSIONS", "STREAMERS", "Loader", "Streamer", "loader_for",
-           "reads_with_ocr", "register", "load_markdown", "load_text", "read_text_file"]
+           "reader_version", "reads_with_ocr", "register", "load_markdown", "load_text", "read_text_file"]

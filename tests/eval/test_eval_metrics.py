@@ -32,6 +32,11 @@ def test_hit_rule_is_containment_or_sixty_percent_overlap():
     assert not is_hit("", REFS[0])
 
 
+def test_a_reference_copied_with_pdf_ligatures_hits_the_chunk_that_spells_them_out():
+    reference = "e\ufb03cient \ufb01ne-tuning of \ufb01lters"  # 2 of its 5 words without ligatures
+    assert is_hit("Efficient fine-tuning of filters works.", reference)
+
+
 def test_ranking_metrics_by_hand():
     case = EvalCase("x", "q", reference_contexts=REFS)
     ranked = chunks("nothing relevant here at all", REFS[0], "x " + REFS[1], REFS[0])

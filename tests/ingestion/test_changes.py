@@ -71,3 +71,36 @@ def test_recorded_failure_is_known_until_the_file_changes(tmp_path, detector):
     assert detector.check(broken, broken.stat()) == KnownFailure("PDF is damaged")
     broken.write_bytes(b"%PDF-1.4 cut off, and then some")
     assert isinstance(detector.check(broken, broken.stat()), Pending)
+
+
+def test_a_catalog_made_before_reader_versions_opens_with_every_source_at_version_1(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "catalog.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""CREATE TABLE sources (source_id TEXT PRIMARY KEY, path TEXT NOT NULL,
+        content_hash TEXT NOT NULL, file_type TEXT NOT NULL DEFAULT '', n_chunks INTEGER NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0, mtime REAL NOT NULL DEFAULT 0, updated_at REAL NOT NULL);
+        INSERT INTO sources VALUES ('s1', '/docs/a.pdf', 'abc', 'pdf', 3, 10, 1.0, 1.0);""")
+    db.close()
+    catalog = Catalog(path)
+    try:
+        assert catalog.source("s1")["reader"] == 1
+    finally:
+        catalog.close()
+
+
+def test_a_file_its_loader_now_reads_differently_is_pending_under_a_new_hash(tmp_path, detector):
+    from ingestion.changes import content_hash_for
+    from ingestion.loaders import reader_version
+
+    paper = tmp_path / "paper.pdf"
+    paper.write_bytes(b"%PDF-1.4 not parsed here")
+    assert reader_version(paper) == 2 and reader_version(tmp_path / "n.txt") == 1
+    stat = paper.stat()
+    detector.catalog.publish_many([Publication(  # indexed by version 1: the plain hash
+        source_id_for(paper), str(paper.resolve()), file_sha256(paper), "pdf", ["p-0"],
+        stat.st_size, stat.st_mtime)])
+    decision = detector.check(paper, stat)
+    assert isinstance(decision, Pending) and decision.updated and decision.reader == 2
+    assert decision.content_hash == content_hash_for(paper) != file_sha256(paper)

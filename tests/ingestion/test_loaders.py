@@ -33,6 +33,17 @@ def test_pdf_text_per_page_with_page_numbers():
         "Heres to the crazy ones" in sections[0].text
 
 
+def test_pdf_ligatures_are_spelled_out_so_search_finds_the_words():
+    """TeX sets "Efficient" with the ffi ligature (U+FB03): kept, a search for "efficient",
+    BM25's terms and the embedding model never saw the word (1,625 ligatures in the ARAGOG
+    papers' chunks)."""
+    paper = SHARED_DOCS.parent / "qa" / "aragog_arxiv" / "papers" / "llama.pdf"
+    first = load(paper)[0]
+    assert first.page == 1
+    assert "Open and Efficient Foundation Language Models" in " ".join(first.text.split())
+    assert not any(0xFB00 <= ord(ch) <= 0xFB06 for s in load(paper) for ch in s.text)
+
+
 def test_pdf_encrypted_with_an_empty_password_opens(tmp_path):
     import pypdf
 

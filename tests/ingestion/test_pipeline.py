@@ -223,3 +223,30 @@ def test_a_file_the_model_or_the_index_rejects_fails_alone(tmp_path, embedder):
     report = rag.index.check()
     assert report.ok and report.dense == sum(r.chunks for r in added)
     rag.close()
+
+
+def test_a_pdf_read_by_an_older_loader_is_read_again_once(tmp_path, embedder, monkeypatch):
+    """An index made before the PDF loader spelled out ligatures (reader version 1) gets the
+    new reading on its next ingest although no byte changed; the old chunks stay searchable
+    until the new ones are live, and the run after that reads nothing."""
+    from ingestion.loaders.registry import READER_VERSIONS
+
+    corpus = tmp_path / "papers"
+    corpus.mkdir()
+    shutil.copy(DOCS / "crazyones.pdf", corpus / "crazyones.pdf")
+    rag, counting = open_rag(tmp_path / "index", embedder)
+    with monkeypatch.context() as past:  # the previous release: the PDF loader at version 1
+        past.setitem(READER_VERSIONS, ".pdf", 1)
+        assert [r.status for r in rag.ingest([corpus])] == ["added"]
+    catalog = rag.index.catalog
+    assert catalog.sources()[0]["reader"] == 1
+    old_ids = rag.index.live_ids()
+    seen_during_update: list[set[str]] = []
+    counting.on_encode = lambda texts: seen_during_update.append(set(rag.index.live_ids()))
+    assert [r.status for r in rag.ingest([corpus])] == ["updated"]
+    assert old_ids <= seen_during_update[0] and not (old_ids & rag.index.live_ids())
+    assert catalog.sources()[0]["reader"] == 2 and rag.index.check().ok
+    assert "crazy ones" in rag.retrieve("the crazy ones", top_k=1)[0].chunk.text
+    counting.calls.clear()
+    assert [r.status for r in rag.ingest([corpus])] == ["unchanged"] and counting.calls == []
+    rag.close()
