@@ -39,9 +39,23 @@ def normalize_answer(text: str) -> str:
 
 
 def contains(answer: str, reference: str) -> float:
-    """1.0 when the normalised reference occurs in the normalised answer (on word boundaries)."""
+    """1.0 when the normalised reference occurs in the normalised answer (on word boundaries),
+    or when the reference is one whole number the answer states in the other form ("three" /
+    "3", "twenty" / "20"): a reader counts both, and the support check already does
+    (`rag.grounding.number_value`)."""
     ref, ans = normalize_answer(reference), normalize_answer(answer)
-    return float(bool(ref) and f" {ref} " in f" {ans} ")
+    if bool(ref) and f" {ref} " in f" {ans} ":
+        return 1.0
+    return float(_same_number(answer, reference))
+
+
+def _same_number(answer: str, reference: str) -> bool:
+    from rag.grounding import number_value
+    from retrievers.text import tokenize
+
+    terms = tokenize(reference)
+    value = number_value(terms[0]) if len(terms) == 1 else None
+    return value is not None and any(number_value(t) == value for t in tokenize(answer))
 
 
 def token_f1(answer: str, reference: str) -> float:

@@ -83,6 +83,16 @@ def test_squad_normalisation_containment_and_f1():
     assert token_f1("nothing shared", "2 minutes") == 0.0
 
 
+def test_a_number_counts_as_contained_in_digits_or_words():
+    from eval.answer_metrics import contains
+
+    assert contains("Inference ran across 3 random prompt orderings [1].", "three") == 1.0
+    assert contains("He had twenty years of it.", "20") == 1.0
+    assert contains("He had 21 years of it.", "twenty") == 0.0
+    assert contains("It was one of the first.", "1") == 0.0  # "one" is mostly not a number
+    assert contains("It took 12 hours.", "12 hp") == 0.0  # only a bare number is compared
+
+
 def answer(text: str, cited: list[int], declined: bool = False) -> Answer:
     contexts = [Citation(n, f"c{n}", "doc", None, None, None, "text") for n in (1, 2, 3)]
     return Answer(text, [c for c in contexts if c.n in cited], contexts,
