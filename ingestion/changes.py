@@ -70,7 +70,7 @@ class ChangeDetector:
         source_id = source_id_for(path)
         reader = reader_version(path)
         known = self.catalog.source(source_id)
-        current = known is not None and known.get("reader", 1) == reader
+        current = known is not None and known["reader"] == reader
         if current and known["size"] == stat.st_size and known["mtime"] == stat.st_mtime:
             return Unchanged(known["n_chunks"])
         failed = self.catalog.failure(source_id)

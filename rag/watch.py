@@ -151,7 +151,7 @@ class Watcher:
                     old = gone.pop(old_id)
                     publication = Publication(new_id, str(path.resolve()), content_hash,
                                               file_type, [], stat.st_size, stat.st_mtime,
-                                              old.get("reader", 1))
+                                              old["reader"])
                     try:
                         moved = self.rag.index.move_source(
                             old_id, publication,

@@ -378,26 +378,25 @@ class Catalog:
         """Every term of the live chunks of the documents `chunk_ids` belong to: what a whole
         document says, for the name check (rag/grounding.py)."""
         out: set[str] = set()
-        for batch in _batches(chunk_ids):
-            marks = ",".join("?" * len(batch))
-            for (terms,) in self.db.execute(
-                "SELECT terms FROM chunks WHERE state = 'live' AND source_id IN "
-                f"(SELECT source_id FROM chunks WHERE chunk_id IN ({marks}))", batch
-            ):
-                out.update(json.loads(terms))
+        for terms in self._of_documents("terms", chunk_ids):
+            out.update(json.loads(terms))
         return out
 
     def document_texts(self, chunk_ids: list[str]) -> list[str]:
         """The texts of the live chunks of the documents `chunk_ids` belong to, in document
         order: whether a whole document holds a phrase the question quotes (rag/grounding.py)."""
-        out: list[str] = []
+        return list(self._of_documents("text", chunk_ids))
+
+    def _of_documents(self, column: str, chunk_ids: list[str]) -> Iterator[Any]:
+        """`column` of every live chunk of the documents `chunk_ids` belong to, in document order."""
         for batch in _batches(chunk_ids):
             marks = ",".join("?" * len(batch))
-            out.extend(text for (text,) in self.db.execute(
-                "SELECT text FROM chunks WHERE state = 'live' AND source_id IN "
+            for (value,) in self.db.execute(
+                f"SELECT {column} FROM chunks WHERE state = 'live' AND source_id IN "
                 f"(SELECT source_id FROM chunks WHERE chunk_id IN ({marks})) "
-                "ORDER BY source_id, position", batch))
-        return out
+                "ORDER BY source_id, position", batch
+            ):
+                yield value
 
     def chunks(self, chunk_ids: list[str]) -> dict[str, Chunk]:
         """Chunks by id (any state), for turning search hits into citations."""

@@ -77,6 +77,27 @@ def sample_dir(tmp_path_factory) -> Path:
     return target
 
 
+def sharing_parts(rag, settings):
+    """A RAG with other `settings` over `rag`'s models, index and retriever, without a
+    reranker: for tests of the decline gate and the answer under one setting or another."""
+    from rag.api import RAG
+
+    return RAG(settings, llm=rag.llm, embedder=rag.embedder, index=rag.index,
+               retriever=rag.retriever, reranker=None)
+
+
+def publish_documents(catalog, docs: dict[str, list[str]]) -> None:
+    """Publish each document (source id -> its chunks' texts) live in `catalog`."""
+    from retrievers.records import Chunk
+    from retrievers.text import tokenize
+
+    for sid, texts in docs.items():
+        chunks = [Chunk(chunk_id=f"{sid}-{n}", text=t, source=f"/essays/{sid}.txt", source_id=sid,
+                        content_hash="h", position=n, file_type="txt") for n, t in enumerate(texts)]
+        catalog.stage(chunks, [tokenize(t) for t in texts])
+        catalog.publish(sid, f"/essays/{sid}.txt", "h", "txt", [c.chunk_id for c in chunks])
+
+
 @pytest.fixture(scope="session")
 def sample_rag(tmp_path_factory, sample_dir, embedder, llm):
     """A RAG over the whole bundled sample, sharing the session's models."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag.generation import NOT_FOUND
+from tests.conftest import sharing_parts
 
 REPO = Path(__file__).resolve().parents[2]
 GREEN_TEA = "How long should green tea steep, and how hot should the water be?"
@@ -136,20 +137,13 @@ def strict_cosine_settings(sample_rag):
     return replace(sample_rag.settings, decline_min_dense=0.99)
 
 
-def _sharing(sample_rag, settings):
-    from rag.api import RAG
-
-    return RAG(settings, llm=sample_rag.llm, embedder=sample_rag.embedder, index=sample_rag.index,
-               retriever=sample_rag.retriever, reranker=None)
-
-
 def test_weak_cosine_evidence_is_overruled_when_the_cross_encoder_finds_the_answer(
         sample_rag, strict_cosine_settings):
     from dataclasses import replace
 
-    plain = _sharing(sample_rag, replace(strict_cosine_settings, decline_gate="evidence"))
+    plain = sharing_parts(sample_rag, replace(strict_cosine_settings, decline_gate="evidence"))
     assert plain.stream(GREEN_TEA).gated  # the cosine bar alone declines it
-    rescuing = _sharing(sample_rag, replace(strict_cosine_settings, decline_gate="evidence+rerank"))
+    rescuing = sharing_parts(sample_rag, replace(strict_cosine_settings, decline_gate="evidence+rerank"))
     stream = rescuing.stream(GREEN_TEA)
     assert not stream.gated and stream.rerank_top >= strict_cosine_settings.decline_rescue_rerank
     answer = stream.answer
@@ -164,7 +158,7 @@ def test_off_topic_question_stays_declined_and_the_reason_gives_the_cross_encode
         sample_rag, strict_cosine_settings):
     from dataclasses import replace
 
-    rescuing = _sharing(sample_rag, replace(strict_cosine_settings, decline_gate="evidence+rerank"))
+    rescuing = sharing_parts(sample_rag, replace(strict_cosine_settings, decline_gate="evidence+rerank"))
     stream = rescuing.stream("What is the boiling point of mercury?")
     assert stream.gated and stream.rerank_top < strict_cosine_settings.decline_rescue_rerank
     reason = stream.answer.decline_reason
@@ -180,9 +174,9 @@ def test_a_sentence_the_cross_encoder_finds_lets_a_question_through_when_its_chu
 
     no_chunk_clears = replace(strict_cosine_settings, decline_rescue_rerank=99.0,
                               decline_rescue_sentence=0.0)
-    chunks_only = _sharing(sample_rag, replace(no_chunk_clears, decline_gate="evidence+rerank"))
+    chunks_only = sharing_parts(sample_rag, replace(no_chunk_clears, decline_gate="evidence+rerank"))
     assert chunks_only.stream(GREEN_TEA).gated
-    sentences = _sharing(sample_rag, replace(no_chunk_clears,
+    sentences = sharing_parts(sample_rag, replace(no_chunk_clears,
                                              decline_gate="evidence+rerank+sentences"))
     stream = sentences.stream(GREEN_TEA)
     assert not stream.gated and stream.sentence_top >= 0.0
@@ -202,11 +196,11 @@ def test_a_name_no_source_holds_is_rescued_by_the_cross_encoder_only_when_allowe
     from dataclasses import replace
 
     question = "How long should green tea steep in Kyoto?"
-    lenient = _sharing(sample_rag, replace(sample_rag.settings, decline_names_rescue=True))
+    lenient = sharing_parts(sample_rag, replace(sample_rag.settings, decline_names_rescue=True))
     stream = lenient.stream(question)
     assert stream.evidence.missing_names == ("kyoto",)
     assert not stream.gated and stream.rerank_top >= sample_rag.settings.decline_rescue_rerank
-    strict = _sharing(sample_rag, replace(sample_rag.settings, decline_names_rescue=False))
+    strict = sharing_parts(sample_rag, replace(sample_rag.settings, decline_names_rescue=False))
     stream = strict.stream(question)
     assert stream.gated and stream.rerank_top is None
     answer = stream.answer
@@ -217,7 +211,7 @@ def test_a_name_no_source_holds_is_rescued_by_the_cross_encoder_only_when_allowe
 def test_decline_gate_off_asks_the_model_even_on_weak_evidence(sample_rag, strict_cosine_settings):
     from dataclasses import replace
 
-    ungated = _sharing(sample_rag, replace(strict_cosine_settings, decline_gate="off"))
+    ungated = sharing_parts(sample_rag, replace(strict_cosine_settings, decline_gate="off"))
     stream = ungated.stream(GREEN_TEA)
     assert not stream.gated and stream.rerank_top is None
     assert not stream.answer.declined and "2 minutes" in stream.answer.text

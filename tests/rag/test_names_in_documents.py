@@ -12,8 +12,8 @@ import pytest
 
 from rag.grounding import retrieval_evidence
 from retrievers.catalog import Catalog
-from retrievers.records import Chunk
 from retrievers.text import tokenize
+from tests.conftest import publish_documents, sharing_parts
 
 QUESTION = 'In "Filters that Fight Back", which lists did the first version call whitelists?'
 ANSWERING = "The original version of this article said whitelist where it now says blacklist."
@@ -45,12 +45,7 @@ def test_a_name_no_document_holds_is_still_missing_and_documents_are_read_only_t
 
 def test_document_terms_are_every_live_chunk_of_the_served_chunks_documents(tmp_path):
     catalog = Catalog(tmp_path / "catalog.sqlite")
-    docs = {"ffb": [TITLE, ANSWERING], "tea": ["Steep green tea for two minutes."]}
-    for sid, texts in docs.items():
-        chunks = [Chunk(chunk_id=f"{sid}-{n}", text=t, source=f"/essays/{sid}.txt", source_id=sid,
-                        content_hash="h", position=n, file_type="txt") for n, t in enumerate(texts)]
-        catalog.stage(chunks, [tokenize(t) for t in texts])
-        catalog.publish(sid, f"/essays/{sid}.txt", "h", "txt", [c.chunk_id for c in chunks])
+    publish_documents(catalog, {"ffb": [TITLE, ANSWERING], "tea": ["Steep green tea for two minutes."]})
     try:
         terms = catalog.document_terms(["ffb-1"])
         assert {"fight", "whitelist"} <= terms and "tea" not in terms
@@ -76,10 +71,7 @@ def essay_rag(tmp_path_factory, embedder, llm):
 
 
 def _with(rag, **changes):
-    from rag.api import RAG
-
-    return RAG(replace(rag.settings, **changes), llm=rag.llm, embedder=rag.embedder,
-               index=rag.index, retriever=rag.retriever, reranker=None)
+    return sharing_parts(rag, replace(rag.settings, **changes))
 
 
 def test_the_setting_lets_a_title_quoting_question_through_to_the_model(essay_rag):

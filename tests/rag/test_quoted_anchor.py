@@ -14,8 +14,8 @@ import pytest
 
 from rag.grounding import quoted_anchor, quoted_phrases
 from retrievers.catalog import Catalog
-from retrievers.records import Chunk
 from retrievers.text import tokenize
+from tests.conftest import publish_documents, sharing_parts
 
 TITLE = "Filters that Fight Back"
 OPENING = f"{TITLE}\n\nAugust 2003\n\nSpam filters could crawl the sites that spam points to."
@@ -42,12 +42,7 @@ def test_the_anchor_is_a_quoted_phrase_a_document_holds_on_word_boundaries():
 
 def test_document_texts_are_the_live_chunks_of_the_served_chunks_documents(tmp_path):
     catalog = Catalog(tmp_path / "catalog.sqlite")
-    docs = {"ffb": [OPENING, ANSWERING], "tea": ["Steep green tea for two minutes."]}
-    for sid, texts in docs.items():
-        chunks = [Chunk(chunk_id=f"{sid}-{n}", text=t, source=f"/essays/{sid}.txt", source_id=sid,
-                        content_hash="h", position=n, file_type="txt") for n, t in enumerate(texts)]
-        catalog.stage(chunks, [tokenize(t) for t in texts])
-        catalog.publish(sid, f"/essays/{sid}.txt", "h", "txt", [c.chunk_id for c in chunks])
+    publish_documents(catalog, {"ffb": [OPENING, ANSWERING], "tea": ["Steep green tea for two minutes."]})
     try:
         assert catalog.document_texts(["ffb-1"]) == [OPENING, ANSWERING]
         assert len(catalog.document_texts(["tea-0", "ffb-1"])) == 3
@@ -73,10 +68,7 @@ def essay_rag(tmp_path_factory, embedder, llm):
 
 
 def _stream(rag, question: str, **changes):
-    from rag.api import RAG
-
-    return RAG(replace(rag.settings, **changes), llm=rag.llm, embedder=rag.embedder,
-               index=rag.index, retriever=rag.retriever, reranker=None).stream(question, top_k=1)
+    return sharing_parts(rag, replace(rag.settings, **changes)).stream(question, top_k=1)
 
 
 def test_a_question_quoting_its_documents_title_reaches_the_model(essay_rag):
