@@ -13,14 +13,14 @@ worked out and replaces it as `answer.text`, as a withdrawn answer is replaced. 
 only restates the question ("The palliative care nurse made a list of ... [1].") is asked once
 more for the name, number or phrase itself (`answer_retry_restated`), and replaced the same way;
 when the answer still restates it, the sources' sentence the cross-encoder finds most relevant is
-quoted instead (`answer_quote_restated`).
+quoted instead (`answer_quote_restated`), passing over sentences that restate it too.
 """
 
 from __future__ import annotations
 
 import time
 from functools import cached_property
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from rag.config import RERANK_GATES
 from rag.context_budget import distinct_sentences, split_sentences
@@ -45,6 +45,18 @@ def _refusal_opening(text: str) -> str:
         return "refusal"
     return "maybe" if any(o.startswith(start) for o in REFUSAL_OPENINGS) else "other"
 
+
+
+def best_quotable(sentences: Sequence[str], scores: Sequence[float], question: str,
+                  skip_restatements: bool = True) -> str | None:
+    """The best-scored sentence to quote in place of a restatement, or None. With
+    `skip_restatements`, one that itself restates the question is passed over: an essay's byline
+    ("Written by Paul Graham") or title line shares the question's words, so the cross-encoder
+    scores it high, and quoting it answers nothing (`answer_quote_skips_restatements`)."""
+    for i in sorted(range(len(sentences)), key=lambda i: -scores[i]):
+        if not (skip_restatements and restates_question(sentences[i], question)):
+            return sentences[i]
+    return None
 
 class AnswerStream:
     """Iterate for text deltas as the model writes them; `.answer` is the final `Answer`.
@@ -259,9 +271,10 @@ class AnswerStream:
             self.quote_s = time.perf_counter() - start
             if span is not None:
                 span.end()
-        if not scores:
+        best = best_quotable(sentences, scores, self.question,
+                             self.settings.answer_quote_skips_restatements)
+        if best is None:
             return text, cited
-        best = sentences[max(range(len(sentences)), key=scores.__getitem__)]
         holder = next(c.n for c in reversed(self.contexts) if best in split_sentences(c.text))
         self.quoted = True
         # one line, without the document's own note marks ("1964.[5]": not our citations)

@@ -283,6 +283,12 @@ class Settings:
     # uses the cross-encoder). On since 2026-12-03: a fresh batch's containment 38 -> 44 of 60,
     # no dev file lower (README "Choosing quality settings", "Quoting the source sentence ...").
     answer_quote_restated: bool = True
+    # The sentence quoted in place of a restatement is the best-scored one that does not itself
+    # restate the question (the same test): an essay's byline or title line shares the
+    # question's words, so the cross-encoder scores it high, and quoting it answers nothing.
+    # When every served sentence restates it, the answer stays. On since 2026-12-04 (rule 15 of
+    # issue 16; README "Choosing quality settings").
+    answer_quote_skips_restatements: bool = True
     # An answer the support check withdrew is asked once more with the same direct prompt; the
     # new answer replaces the refusal only when it says more than the question and passes the
     # support check (rag/answering.py). On since 2026-12-03 (rule 12 of issue 16: answerable declines

@@ -163,8 +163,8 @@ class MilvusDenseStore:
                  full_text: bool = False, properties: Mapping[str, str] | None = None,
                  lite_segment_rows: int = DEFAULT_SEGMENT_ROWS):
         """`properties` are written on the collection when this creates it (an index records
-        its embedding model there, so the collection says which model made its vectors)."""
-        """`index` is the vector index a collection this creates gets (HNSW or HNSW_SQ); an
+        its embedding model there, so the collection says which model made its vectors).
+        `index` is the vector index a collection this creates gets (HNSW or HNSW_SQ); an
         existing collection keeps the one it was built with. `lite_segment_rows` bounds embedded
         Milvus Lite's merges (`retrievers.lite_merges`; process-wide, 0 = Lite's own)."""
         if index not in HNSW_FAMILY:

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import pytest
 
+from rag.answering import best_quotable
 from rag.generation import ANSWER_DIRECTLY, NOT_FOUND
 from rag.grounding import restates_question
 
@@ -32,6 +33,27 @@ UNSUPPORTED = "Green tea should steep for 9 minutes [1]."
 ])
 def test_a_restatement_is_told_from_an_answer(answer, question, restated):
     assert restates_question(answer, question) is restated
+
+
+# A real batch-k question and served sentences, best cross-encoder score first: the essay's title
+# line shares the question's words; only the second says anything the question does not.
+LISP = ('In "If Lisp is So Great", Graham likens less popular languages to Jane Austen and '
+        "wonders why John Grisham outsells her; which Grisham novel does he quote a sales rank "
+        "for, next to Pride and Prejudice?")
+LISP_SENTENCES = ["If Lisp is So Great", "Why does John Grisham (King of Torts sales rank, 44) "
+                  "outsell Jane Austen (Pride and Prejudice sales rank, 6191)?"]
+
+
+def test_the_quoted_sentence_is_the_best_one_that_does_not_restate_the_question_too():
+    scores = [4.1, 1.2]
+    assert best_quotable(LISP_SENTENCES, scores, LISP) == LISP_SENTENCES[1]
+    assert best_quotable(LISP_SENTENCES, scores, LISP, skip_restatements=False) == LISP_SENTENCES[0]
+    assert best_quotable(LISP_SENTENCES[:1], scores[:1], LISP) is None  # nothing to quote: kept
+    assert best_quotable([], [], LISP) is None
+    # an essay's byline, for a question that names the author
+    byline = ["Written by Paul Graham", "He calls it a potboiler."]
+    question = "In Paul Graham's essay on judgements, what kind of novel is written to sell?"
+    assert best_quotable(byline, [2.0, 1.0], question) == "He calls it a potboiler."
 
 
 class ScriptedRestatementFirstLLM:
