@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -56,23 +59,20 @@ def main() -> None:
         tracked = len(gc.get_objects())
         gc.callbacks.append(record)
         latencies = []
-        for question in (questions * (calls // max(len(questions), 1) + 1))[:calls]:
+        for question in itertools.islice(itertools.cycle(questions), calls):
             start = time.perf_counter()
             call(question)
             latencies.append(time.perf_counter() - start)
         gc.callbacks.remove(record)
-    latencies.sort()
 
     def ms(seconds: float) -> float:
         return round(1000 * seconds, 1)
 
-    def at(share: float) -> float:
-        return ms(latencies[min(len(latencies) - 1, int(share * len(latencies)))])
-
     full = [d for generation, d in pauses if generation == 2]
     print(f"{'ask' if args.ask else 'retrieve'} x{calls}, freeze={args.freeze}, "
           f"{tracked} objects tracked, {gc.get_freeze_count()} frozen")
-    print(f"latency ms p50 {at(0.5)} p95 {at(0.95)} p99 {at(0.99)} max {ms(latencies[-1])}")
+    p50, p95, p99 = (ms(float(np.percentile(latencies, q))) for q in (50, 95, 99))
+    print(f"latency ms p50 {p50} p95 {p95} p99 {p99} max {ms(max(latencies))}")
     print(f"collections {len(pauses)} ({ms(sum(d for _, d in pauses))} ms); "
           f"full {len(full)} ({ms(sum(full))} ms, longest {ms(max(full, default=0.0))} ms)")
 
