@@ -13,6 +13,7 @@ a server. Milvus's analyzer does not stem, so its BM25 ranks differ a little fro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -178,6 +179,12 @@ class MilvusDenseStore:
         self._direct: LiteDirectSearch | None = None
         self._released = False  # vector indexes let go while a large file is written
         self._load_lock = threading.Lock()
+        # Held by every write that can flush (a flush; an upsert or delete near Lite's byte
+        # limits) and by embedded Lite's searches while they read its memtable and segments: a
+        # flush empties the memtable before it takes Lite's own lock to add the segment, and a
+        # search reading both in that gap missed the rows in flight (Lite's own search too: a
+        # test found rows written before a query missing from it in one run of four).
+        self._writing = threading.Lock()
         try:
             self._ensure_collection()
         except (StoreConfigError, IndexLockedError):
@@ -190,7 +197,7 @@ class MilvusDenseStore:
             raise damaged_lite_data(uri, exc) from exc
         # Embedded Lite: unfiltered searches skip Lite's per-call scan of every row (issue 17).
         if is_lite(uri) and self.index_type in HNSW_FAMILY:
-            self._direct = LiteDirectSearch(uri, collection)
+            self._direct = LiteDirectSearch(uri, collection, consistent=self._writing)
 
     def _ensure_collection(self) -> None:
         from pymilvus import DataType, MilvusClient
@@ -295,15 +302,26 @@ class MilvusDenseStore:
         for start in range(0, len(chunks), batch):
             rows = [_row(c, v, self._stores_text)
                     for c, v in zip(chunks[start : start + batch], vectors[start : start + batch])]
-            self.client.upsert(self.collection, rows)
+            with self._writes_that_may_flush():
+                self.client.upsert(self.collection, rows)
 
     def delete(self, chunk_ids: Iterable[str], batch: int = 512) -> None:
         ids = list(chunk_ids)
         for start in range(0, len(ids), batch):
-            self.client.delete(self.collection, ids=ids[start : start + batch])
+            with self._writes_that_may_flush():
+                self.client.delete(self.collection, ids=ids[start : start + batch])
+
+    def _writes_that_may_flush(self) -> Any:
+        """The lock for a write, where it may make embedded Lite flush by itself."""
+        if self._direct is None or self._direct.flush_may_follow():
+            return self._writing
+        return contextlib.nullcontext()
 
     def flush(self) -> None:
-        self.client.flush(self.collection)
+        with self._writing:
+            self.client.flush(self.collection)
+            if self._direct is not None:
+                self._direct.remember()
 
     def write_index_files(self) -> None:
         """A collection released while writing (`defer_vector_index`): flush, and write the
@@ -314,7 +332,7 @@ class MilvusDenseStore:
         with self._load_lock:  # a search meanwhile waits, rather than load what is half built
             if not self._released:
                 return
-            self.client.flush(self.collection)
+            self.flush()
             try:
                 if build_missing_indexes(self.uri, self.collection):
                     return
@@ -334,11 +352,12 @@ class MilvusDenseStore:
             hits = self._direct.search(vector, k, ef)
             if hits is not None:
                 return hits
-        result = self.client.search(
-            self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], limit=k,
-            filter=_expr(filters), search_params=self._dense_params(k, ef), output_fields=[],
-            anns_field="vector",
-        )
+        with self._writing if is_lite(self.uri) else contextlib.nullcontext():
+            result = self.client.search(
+                self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], limit=k,
+                filter=_expr(filters), search_params=self._dense_params(k, ef),
+                output_fields=[], anns_field="vector",
+            )
         return [(hit["id"], float(hit["distance"])) for hit in result[0]]
 
     def _dense_params(self, k: int, ef: int = 64) -> dict[str, Any]:

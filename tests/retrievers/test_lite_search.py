@@ -71,14 +71,125 @@ def test_direct_search_agrees_with_milvus_lite_after_upserts_and_deletes(store):
     assert store.search(moved[0], 1) == [("id-00000", pytest.approx(1.0, abs=1e-4))]
 
 
-def test_unflushed_rows_and_filters_go_through_milvus(store):
-    vectors = _vectors(50, seed=4)
+def test_unflushed_rows_are_searched_on_the_direct_path_as_milvus_lite_would(store):
+    """While an ingest runs, Lite's memtable holds up to 4,096 unflushed rows. The direct path
+    searches them itself (before, any unflushed row sent the query to Lite's per-row walk):
+    new rows, newer versions of flushed ids, deletes of flushed ids and of unflushed ones."""
+    vectors = _vectors(400, seed=4)
+    for start in (0, 150):  # two flushed segments
+        store.upsert([_chunk(n) for n in range(start, start + 150)], vectors[start:start + 150])
+        store.flush()
+    _settle(store)
+    store.upsert([_chunk(n) for n in range(300, 360)], vectors[300:360])  # new, unflushed
+    moved = _vectors(30, seed=5)
+    store.upsert([_chunk(n) for n in range(0, 60, 2)], moved)  # newer versions of flushed ids
+    store.delete([f"id-{n:05d}" for n in range(100, 130)])  # flushed ids deleted, unflushed
+    store.delete([f"id-{n:05d}" for n in range(340, 350)])  # unflushed ids deleted
+    coll = engine_collection(store.uri, store.collection)
+    assert coll._memtable.size() > 0, "nothing unflushed: the test would prove nothing"
+    gone = {f"id-{n:05d}" for n in (*range(100, 130), *range(340, 350))}
+    queries = np.vstack([_vectors(15, seed=6), moved[:5], vectors[[0, 2, 4]], vectors[100:105],
+                         vectors[300:305], vectors[340:345]])
+    for query in queries:
+        direct = store._direct.search(query, 10)
+        assert direct is not None, "the direct path stepped aside"
+        public = _public(store, query, 10)
+        assert [cid for cid, _ in direct] == [cid for cid, _ in public]
+        assert [s for _, s in direct] == pytest.approx([s for _, s in public], abs=1e-4)
+        assert not {cid for cid, _ in direct} & gone
+    assert store.search(vectors[310], 1) == [("id-00310", pytest.approx(1.0, abs=1e-4))]
+    assert store.search(moved[1], 1) == [("id-00002", pytest.approx(1.0, abs=1e-4))]
+    assert store.search(vectors[2], 1)[0][0] != "id-00002"  # its old version no longer answers
+
+
+def test_rows_written_before_a_query_are_found_while_flushes_run_beside_it(store):
+    """A writer thread upserts and flushes while queries run: a flush moves rows from the
+    memtable into a segment, and a query reading the two in between must find each row in
+    one of them (or both), never in neither."""
+    import threading
+
+    vectors = _vectors(3000, seed=13)
+    written: list[int] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        for start in range(0, 3000, 50):
+            if stop.is_set():
+                return
+            store.upsert([_chunk(n) for n in range(start, start + 50)], vectors[start:start + 50])
+            written.extend(range(start, start + 50))
+            if start % 200 == 150:
+                store.flush()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    taken, checked = 0, 0
+    try:
+        while thread.is_alive() or checked == 0:
+            if not written:
+                continue
+            n = written[-1 - (checked % len(written))]
+            hits = store.search(vectors[n], 1)
+            taken += store._direct.search(vectors[n], 1) is not None
+            assert hits and hits[0][0] == f"id-{n:05d}", f"row {n} was not found"
+            checked += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert checked >= 20 and taken >= checked // 2, (checked, taken)
+
+
+def test_a_search_does_not_wait_for_lites_background_merge(store):
+    """Lite merges segments in a background thread holding its lock (up to ~1 s for 64k rows);
+    searches answer meanwhile from their last reading (a merge changes how rows are stored,
+    not which are visible), and find rows written during the merge. After a flush that
+    reading is stale: the search then waits for the lock."""
+    import threading
+    import time
+
+    vectors = _vectors(400, seed=14)
+    for start in (0, 150):
+        store.upsert([_chunk(n) for n in range(start, start + 150)], vectors[start:start + 150])
+        store.flush()
+    _settle(store)
+    store.upsert([_chunk(n) for n in range(300, 340)], vectors[300:340])  # unflushed
+    queries = _vectors(10, seed=15)
+    before = [store.search(q, 10) for q in queries]
+    coll = engine_collection(store.uri, store.collection)
+    held, release = threading.Event(), threading.Event()
+
+    def merge_stand_in() -> None:  # holds Lite's lock as its background merge does
+        with coll._maintenance_lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=merge_stand_in)
+    holder.start()
+    # an ingest's upsert meanwhile waits for the lock inside Lite (it reads each id's old row)
+    writer = threading.Thread(target=store.upsert,
+                              args=([_chunk(n) for n in range(340, 360)], vectors[340:360]))
+    try:
+        held.wait(10)
+        writer.start()
+        started = time.perf_counter()
+        assert [store.search(q, 10) for q in queries] == before
+        assert store.search(vectors[320], 1) == [("id-00320", pytest.approx(1.0, abs=1e-4))]
+        assert time.perf_counter() - started < 5  # did not wait for the 30 s hold
+    finally:
+        release.set()
+        holder.join()
+        writer.join()
+    assert store.search(vectors[350], 1) == [("id-00350", pytest.approx(1.0, abs=1e-4))]
+    store.flush()  # a new WAL: the next search reads Lite's segments again
+    assert store.search(vectors[355], 1) == [("id-00355", pytest.approx(1.0, abs=1e-4))]
+    segments, _ = coll._read_snapshot()
+    assert store._direct._last[2] == segments
+
+
+def test_filters_go_through_milvus(store):
+    vectors = _vectors(40, seed=4)
     store.upsert([_chunk(n) for n in range(40)], vectors[:40])
     _settle(store)
-    assert store._direct.search(vectors[3], 5) is not None
-    store.upsert([_chunk(n) for n in range(40, 50)], vectors[40:])  # in Lite's memtable
-    assert store._direct.search(vectors[45], 5) is None
-    assert store.search(vectors[45], 1)[0][0] == "id-00045"
     only = Filters(sources=["/d/f1.txt"])
     hits = store.search(vectors[3], 5, filters=only)
     assert hits and all(int(cid[3:]) % 3 == 1 for cid, _ in hits)
