@@ -146,6 +146,13 @@ def read_quality(ctx: dict) -> dict:
                                 "metrics": d["metrics"]} for name, d in data["datasets"].items()}}
 
 
+def during_ingest_rows(r: dict) -> list[Row]:
+    b = f"queries during an ingest ({r['chunks']} chunks)"
+    return [(b, f"retrieve {q} ms", r[f"during_{q}_ms"], "idle", r["idle_p50_ms"],
+             _ratio(r[f"during_{q}_ms"], r["idle_p50_ms"])) for q in ("p50", "p95", "p99")] + [
+            (b, "longest wait for Milvus Lite's lock ms", r["lite_lock_wait_max_ms"], "", None, None)]
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "ingest": Benchmark(
         "ingest_throughput", "text chunks/s and MB/s vs raw encode and stock llama-index; audio RTF",
@@ -165,6 +172,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     "huge-inputs": Benchmark("huge_inputs", "a 500 MB text file: ingest time and peak RSS"),
     "prompt-injection": Benchmark("prompt_injection", "planted instructions obeyed, with and without the guard"),
     "ui-load": Benchmark("ui_load", "the UI's /retrieve under 20 concurrent clients"),
+    "queries-during-ingest": Benchmark(
+        "queries_during_ingest", "retrieve p50/p95/p99 in one process during an ingest vs idle",
+        lambda ctx: ["--files", "20", "--mb", "1"], during_ingest_rows, 900),
 }
 DEFAULT = ("quality", "retrieval", "ingest", "answers")
 

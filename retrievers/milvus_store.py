@@ -185,6 +185,9 @@ class MilvusDenseStore:
         # search reading both in that gap missed the rows in flight (Lite's own search too: a
         # test found rows written before a query missing from it in one run of four).
         self._writing = threading.Lock()
+        # Held for a whole flush (and a write that may flush by itself): Lite's own search reads
+        # the memtable and segments itself, so a filtered search waits for a flush to end.
+        self._flushing = threading.Lock()
         try:
             self._ensure_collection()
         except (StoreConfigError, IndexLockedError):
@@ -312,16 +315,24 @@ class MilvusDenseStore:
                 self.client.delete(self.collection, ids=ids[start : start + batch])
 
     def _writes_that_may_flush(self) -> Any:
-        """The lock for a write, where it may make embedded Lite flush by itself."""
+        """The locks for a write, where it may make embedded Lite flush by itself."""
         if self._direct is None or self._direct.flush_may_follow():
-            return self._writing
+            stack = contextlib.ExitStack()
+            stack.enter_context(self._flushing)
+            stack.enter_context(self._writing)
+            return stack
         return contextlib.nullcontext()
 
     def flush(self) -> None:
-        with self._writing:
-            self.client.flush(self.collection)
-            if self._direct is not None:
-                self._direct.remember()
+        if self._direct is not None:
+            self._direct.wait_for_merge()  # before the lock: queries answer while a merge runs
+        with self._flushing:
+            if self._direct is None:
+                with self._writing:
+                    self.client.flush(self.collection)
+                return
+            with self._direct.flushing():  # searches meanwhile read what it is writing
+                self.client.flush(self.collection)
 
     def write_index_files(self) -> None:
         """A collection released while writing (`defer_vector_index`): flush, and write the
@@ -352,7 +363,7 @@ class MilvusDenseStore:
             hits = self._direct.search(vector, k, ef)
             if hits is not None:
                 return hits
-        with self._writing if is_lite(self.uri) else contextlib.nullcontext():
+        with self._flushing if is_lite(self.uri) else contextlib.nullcontext():
             result = self.client.search(
                 self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], limit=k,
                 filter=_expr(filters), search_params=self._dense_params(k, ef),

@@ -84,3 +84,15 @@ def test_a_missing_stock_package_is_named_before_the_benchmark_starts():
 
     assert missing_stock_modules(("json", "llama_index_not_installed.sub", "json.nothing")) == [
         "llama_index_not_installed.sub", "json.nothing"]
+
+
+def test_queries_during_an_ingest_are_compared_with_idle_queries():
+    from benchmarks.suite import BENCHMARKS, during_ingest_rows
+
+    assert BENCHMARKS["queries-during-ingest"].script == "queries_during_ingest"
+    rows = during_ingest_rows({"chunks": 20149, "idle_p50_ms": 5.0, "during_p50_ms": 30.0,
+                               "during_p95_ms": 175.0, "during_p99_ms": 557.0,
+                               "lite_lock_wait_max_ms": 626.0})
+    assert [(r[1], r[5]) for r in rows[:3]] == [
+        ("retrieve p50 ms", 6.0), ("retrieve p95 ms", 35.0), ("retrieve p99 ms", 111.4)]
+    assert rows[3][2] == 626.0

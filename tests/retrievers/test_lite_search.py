@@ -186,6 +186,23 @@ def test_a_search_does_not_wait_for_lites_background_merge(store):
     assert store._direct._last[2] == segments
 
 
+def test_rows_of_a_flush_in_flight_combine_with_newer_ones_by_lites_rules():
+    """While a flush runs, searches read the memtable it froze and the one after it: for each
+    id the newest insert wins, and a newer delete hides an older row."""
+    from retrievers.lite_search import UnflushedRows
+
+    v = _vectors(5, seed=16)
+    older = UnflushedRows(["a", "b", "c"], np.array([1, 2, 3], dtype=np.uint64), v[:3],
+                          {"z": 4})
+    newer = UnflushedRows(["b", "d"], np.array([7, 8], dtype=np.uint64), v[3:5], {"c": 6})
+    both = UnflushedRows.combined(older, newer)
+    assert both.pks == ["a", "b", "d"]
+    assert both.seqs.tolist() == [1, 7, 8]
+    assert np.array_equal(both.vectors, np.vstack([v[0], v[3], v[4]]))
+    assert both.deletes == {"z": 4, "c": 6}
+    assert both.hides("c", 3) and not both.hides("a", 1)
+
+
 def test_filters_go_through_milvus(store):
     vectors = _vectors(40, seed=4)
     store.upsert([_chunk(n) for n in range(40)], vectors[:40])
