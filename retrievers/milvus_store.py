@@ -179,11 +179,12 @@ class MilvusDenseStore:
         self._direct: LiteDirectSearch | None = None
         self._released = False  # vector indexes let go while a large file is written
         self._load_lock = threading.Lock()
-        # Held by every write that can flush (a flush; an upsert or delete near Lite's byte
-        # limits) and by embedded Lite's searches while they read its memtable and segments: a
-        # flush empties the memtable before it takes Lite's own lock to add the segment, and a
-        # search reading both in that gap missed the rows in flight (Lite's own search too: a
-        # test found rows written before a query missing from it in one run of four).
+        # A flush swaps in an empty memtable before it takes Lite's own lock to add the segment,
+        # and a search reading both in that gap missed the rows in flight (Lite's own search
+        # too: a test found rows written before a query missing in 2 runs of 11). Held by the
+        # direct search while it reads the memtable and segments, by a flush while it hands the
+        # search its readings (`LiteDirectSearch.flushing`), and by a write that may flush by
+        # itself (an upsert or delete near Lite's byte limits), throughout.
         self._writing = threading.Lock()
         # Held for a whole flush (and a write that may flush by itself): Lite's own search reads
         # the memtable and segments itself, so a filtered search waits for a flush to end.
