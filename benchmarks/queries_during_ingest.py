@@ -101,7 +101,9 @@ def main() -> int:
         for thread in threads:
             thread.join()
         rag.close()
-        ms = lambda values, q: round(float(np.percentile(np.asarray(values) * 1000, q)), 1)  # noqa: E731
+        def ms(values: list[float], q: float) -> float:
+            return round(float(np.percentile(np.asarray(values) * 1000, q)), 1)
+
         report = {
             "embedder": "stand-in (hashes after the first batch)",
             "files": len(results), "chunks": sum(r.chunks or 0 for r in results),

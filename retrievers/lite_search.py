@@ -144,7 +144,8 @@ class LiteDirectSearch:
         for seg in segments:
             index = seg.indexes.get(self.vector_field)
             if index is None:  # its index is still being built in the background
-                found = self._brute_force(seg, query[0], k, deltas, segments, fresh)
+                found = self._exact_top(seg, seg.vector_data(self.vector_field)[0], query[0], k,
+                                        deltas, segments, fresh)
                 lids = np.array([lid for lid, _ in found], dtype=np.int64)
                 sims = np.array([score for _, score in found], dtype=np.float64)
                 complete.append(len(found) < k)  # fewer than k live rows: it has no more
@@ -160,7 +161,7 @@ class LiteDirectSearch:
             sizes.append(len(lids))
         sources: list[Any] = list(segments)
         if len(fresh.pks):  # the unflushed rows: one more source, searched exactly here
-            found = self._unflushed_top(fresh, query[0], k, deltas, segments)
+            found = self._exact_top(fresh, fresh.vectors, query[0], k, deltas, segments, fresh)
             local_ids.append(np.array([row for row, _ in found], dtype=np.int64))
             scores.append(np.array([score for _, score in found], dtype=np.float64))
             checked.append(True)
@@ -306,34 +307,22 @@ class LiteDirectSearch:
         order = np.argsort(-scores, kind="stable")
         return lids[order].astype(np.int64), scores[order]
 
-    def _brute_force(self, seg: Any, query: np.ndarray, k: int, deltas: Any,
-                     segments: list[Any], fresh: "UnflushedRows") -> list[tuple[int, float]]:
-        """The exact top-k live rows of a segment that has no vector index attached yet.
+    def _exact_top(self, source: Any, vectors: np.ndarray, query: np.ndarray, k: int,
+                   deltas: Any, segments: list[Any], fresh: "UnflushedRows"
+                   ) -> list[tuple[int, float]]:
+        """The exact top-k live rows (row number, cosine) of a source Lite searches by brute
+        force too: a segment with no vector index attached yet, or the unflushed rows.
 
-        Lite searches such a segment by brute force too, so the answer is the same; doing it here
-        (rather than handing the whole search to Lite) avoids a race: Lite's background thread can
-        attach the 8-bit index between this path's check and Lite's own search, and the caller
-        would get quantised similarities from a store that promises exact ones."""
-        sims = _cosines(seg.vector_data(self.vector_field)[0], query)
-        live: list[tuple[int, float]] = []
-        for lid in np.argsort(-sims, kind="stable").tolist():
-            if self._hidden(seg.pks[lid], int(seg.seqs[lid]), seg, deltas, segments, fresh):
-                continue
-            live.append((lid, float(sims[lid])))
-            if len(live) == k:
-                break
-        return live
-
-    def _unflushed_top(self, fresh: "UnflushedRows", query: np.ndarray, k: int, deltas: Any,
-                       segments: list[Any]) -> list[tuple[int, float]]:
-        """The exact top-k live rows among the unflushed ones (Lite searches them by brute
-        force too). The memtable keeps one version per id, its newest; a flushed segment can
-        still hold a newer one when a flush ran between the two readings."""
-        sims = _cosines(fresh.vectors, query)
+        Doing a segment here rather than handing the whole search to Lite avoids a race: Lite's
+        background thread can attach the 8-bit index between this path's check and Lite's own
+        search, and the caller would get quantised similarities from a store that promises exact
+        ones. The unflushed rows hold one version per id, their newest (no row of theirs is
+        hidden by `fresh` itself); a flushed segment can still hold a newer one."""
+        sims = _cosines(vectors, query)
         live: list[tuple[int, float]] = []
         for row in np.argsort(-sims, kind="stable").tolist():
-            pk, seq = fresh.pks[row], int(fresh.seqs[row])
-            if deltas.is_deleted(pk, seq) or self._newer_elsewhere(pk, seq, None, segments):
+            if self._hidden(source.pks[row], int(source.seqs[row]), source, deltas, segments,
+                            fresh):
                 continue
             live.append((row, float(sims[row])))
             if len(live) == k:
@@ -342,7 +331,7 @@ class LiteDirectSearch:
 
     def _hidden(self, pk: Any, seq: int, seg: Any, deltas: Any, segments: list[Any],
                 fresh: "UnflushedRows") -> bool:
-        """Whether a flushed row is not Lite's answer for its id: deleted (flushed or unflushed
+        """Whether a row is not Lite's answer for its id: deleted (flushed or unflushed
         tombstone), or a newer version in another segment or among the unflushed rows."""
         return (deltas.is_deleted(pk, seq) or fresh.hides(pk, seq)
                 or self._newer_elsewhere(pk, seq, seg, segments))

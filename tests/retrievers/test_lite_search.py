@@ -37,6 +37,18 @@ def _public(store: MilvusDenseStore, vector: np.ndarray, k: int) -> list[tuple[s
         store._direct = direct
 
 
+def _assert_direct_agrees(store: MilvusDenseStore, queries: np.ndarray, gone: set[str],
+                          k: int = 10) -> None:
+    """The direct path answers each query, with Milvus Lite's own hits, none of them `gone`."""
+    for query in queries:
+        direct = store._direct.search(query, k)
+        assert direct is not None, "the direct path was not taken"
+        public = _public(store, query, k)
+        assert [cid for cid, _ in direct] == [cid for cid, _ in public]
+        assert [s for _, s in direct] == pytest.approx([s for _, s in public], abs=1e-4)
+        assert not {cid for cid, _ in direct} & gone
+
+
 @pytest.fixture()
 def store(tmp_path):
     s = MilvusDenseStore(str(tmp_path / "milvus.db"), "chunks", DIM)
@@ -59,13 +71,7 @@ def test_direct_search_agrees_with_milvus_lite_after_upserts_and_deletes(store):
     store.delete([f"id-{n:05d}" for n in range(150, 190)])
     _settle(store)
     queries = np.vstack([_vectors(20, seed=3), moved[:5], vectors[150:155]])
-    for query in queries:
-        direct = store._direct.search(query, 10)
-        assert direct is not None, "the direct path was not taken"
-        public = _public(store, query, 10)
-        assert [cid for cid, _ in direct] == [cid for cid, _ in public]
-        assert [s for _, s in direct] == pytest.approx([s for _, s in public], abs=1e-4)
-        assert not {cid for cid, _ in direct} & {f"id-{n:05d}" for n in range(150, 190)}
+    _assert_direct_agrees(store, queries, {f"id-{n:05d}" for n in range(150, 190)})
     # a shadowed (older) version never answers: the query equal to a moved id's new vector
     # finds it with similarity 1, not its old one
     assert store.search(moved[0], 1) == [("id-00000", pytest.approx(1.0, abs=1e-4))]
@@ -90,13 +96,7 @@ def test_unflushed_rows_are_searched_on_the_direct_path_as_milvus_lite_would(sto
     gone = {f"id-{n:05d}" for n in (*range(100, 130), *range(340, 350))}
     queries = np.vstack([_vectors(15, seed=6), moved[:5], vectors[[0, 2, 4]], vectors[100:105],
                          vectors[300:305], vectors[340:345]])
-    for query in queries:
-        direct = store._direct.search(query, 10)
-        assert direct is not None, "the direct path stepped aside"
-        public = _public(store, query, 10)
-        assert [cid for cid, _ in direct] == [cid for cid, _ in public]
-        assert [s for _, s in direct] == pytest.approx([s for _, s in public], abs=1e-4)
-        assert not {cid for cid, _ in direct} & gone
+    _assert_direct_agrees(store, queries, gone)
     assert store.search(vectors[310], 1) == [("id-00310", pytest.approx(1.0, abs=1e-4))]
     assert store.search(moved[1], 1) == [("id-00002", pytest.approx(1.0, abs=1e-4))]
     assert store.search(vectors[2], 1)[0][0] != "id-00002"  # its old version no longer answers
