@@ -43,6 +43,8 @@ sys.path.insert(0, str(REPO))
 ESSAYS = REPO.parent / "shared" / "data" / "qa" / "paul_graham"
 N_QUERIES = 200
 TOP_K = 10
+FILTERED_QUERIES = 60  # queries filtered to one source: latency and dense recall
+FILTERED_SOURCE, FILTERED_DEPTH = 3, 50  # the source they keep; the dense top-k checked (candidate_k)
 RERANKED_QUERIES = 60  # the cross-encoder's ~0.3 s a query: fewer queries time it well enough
 NOISE = 0.0128  # per-dimension sigma: |noise| ~ 0.25 for 384-d, cosine to the base ~0.97
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -186,6 +188,7 @@ def child_query_ours(work: Path, size: int) -> dict:
     out = {"open_s": round(open_s, 2), "floor": _percentiles(floor),
            "hybrid": _percentiles(hybrid), "bm25_side": _percentiles(bm25_only),
            "memory_after_open": memory_open, "memory_after_queries": rss_mb()}
+    out["filtered"] = filtered_figures(rag, work, size, queries[:FILTERED_QUERIES], embed)
     defaults = replace(rag.settings, rerank_model=Settings().rerank_model)  # as shipped
     reranker = default_reranker(defaults)
     if reranker is not None:  # the default retrieval: fused top rerank_top_n, then the cross-encoder
@@ -199,6 +202,47 @@ def child_query_ours(work: Path, size: int) -> dict:
         out["hybrid_reranked"] = _percentiles(reranked)
     rag.close()
     return out
+
+
+def filtered_figures(rag, work: Path, size: int, queries: list[str], embed) -> dict:
+    """Queries filtered to one source (1,000 chunks: 10% of 10k, 1% of 100k): hybrid latency, and
+    the dense top-50 among that source against the exact one (numpy over the source's vectors),
+    on this index's path and on Milvus Lite's own filtered search (pymilvus, the same ef)."""
+    from retrievers.filters import Filters
+    from retrievers.records import chunk_id_for
+
+    per_source, s = 1000, FILTERED_SOURCE
+    if size < (s + 1) * per_source:
+        return {}
+    only = Filters(sources=[f"/synthetic/source_{s:04d}.txt"])
+    _, vectors = load_corpus(work, size)
+    rows = vectors[s * per_source:(s + 1) * per_source]
+    ids = [chunk_id_for(f"{s:016x}", f"{n:016x}", n - s * per_source)
+           for n in range(s * per_source, (s + 1) * per_source)]
+    dense, k = rag.index.dense, FILTERED_DEPTH
+    for q in queries[:5]:
+        rag.retrieve(q, top_k=TOP_K, mode="hybrid", filters=only)
+    hybrid, ours, lite, ours_recall, lite_recall = [], [], [], [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        rag.retrieve(q, top_k=TOP_K, mode="hybrid", filters=only)
+        hybrid.append((time.perf_counter() - t0) * 1000)
+        vector = embed(q)
+        exact = {ids[i] for i in np.argsort(-(rows @ (vector / np.linalg.norm(vector))))[:k]}
+        t0 = time.perf_counter()
+        found = dense.search(vector, k, filters=only)
+        ours.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        theirs = dense.client.search(dense.collection, data=[vector.tolist()], limit=k,
+                                     filter=only.milvus_expr(), anns_field="vector",
+                                     search_params=dense._dense_params(k), output_fields=[])
+        lite.append((time.perf_counter() - t0) * 1000)
+        ours_recall.append(len(exact & {c for c, _ in found}) / k)
+        lite_recall.append(len(exact & {hit["id"] for hit in theirs[0]}) / k)
+    return {"share": round(per_source / size, 4), "hybrid": _percentiles(hybrid),
+            "dense": _percentiles(ours), "dense_recall": round(float(np.mean(ours_recall)), 3),
+            "lite_dense": _percentiles(lite),
+            "lite_dense_recall": round(float(np.mean(lite_recall)), 3)}
 
 
 STOCK_MODULES = ("llama_index.embeddings.huggingface", "llama_index.retrievers.bm25",
@@ -389,6 +433,11 @@ def print_table(report: dict) -> None:
         line(size, "  of which bm25 side", ours["bm25_side"])
         if "hybrid_reranked" in ours:
             line(size, "ours hybrid + rerank (default)", ours["hybrid_reranked"])
+        if ours.get("filtered"):
+            f = ours["filtered"]
+            line(size, "ours hybrid, one source", f["hybrid"])
+            line(size, f"  dense top-{FILTERED_DEPTH}, R {f['dense_recall']}", f["dense"])
+            line(size, f"  Lite's own, R {f['lite_dense_recall']}", f["lite_dense"])
         if "stock" in row:
             line(size, "stock floor (embed + Milvus)", row["stock"]["floor"])
             line(size, "stock llama-index fusion", row["stock"]["hybrid"], row["stock_build"],

@@ -187,7 +187,8 @@ class MilvusDenseStore:
         # itself (an upsert or delete near Lite's byte limits), throughout.
         self._writing = threading.Lock()
         # Held for a whole flush (and a write that may flush by itself): Lite's own search reads
-        # the memtable and segments itself, so a filtered search waits for a flush to end.
+        # the memtable and segments itself, so a search the direct path hands back to it waits
+        # for a flush to end.
         self._flushing = threading.Lock()
         try:
             self._ensure_collection()
@@ -199,7 +200,7 @@ class MilvusDenseStore:
             if not is_lite(uri):
                 raise
             raise damaged_lite_data(uri, exc) from exc
-        # Embedded Lite: unfiltered searches skip Lite's per-call scan of every row (issue 17).
+        # Embedded Lite: searches, filtered or not, skip Lite's per-call scan of every row.
         if is_lite(uri) and self.index_type in HNSW_FAMILY:
             self._direct = LiteDirectSearch(uri, collection, consistent=self._writing)
 
@@ -360,8 +361,8 @@ class MilvusDenseStore:
     ) -> list[tuple[str, float]]:
         """Top-k (id, cosine similarity) among rows matching `filters`."""
         self._loaded()
-        if self._direct is not None and (filters is None or filters.empty):
-            hits = self._direct.search(vector, k, ef)
+        if self._direct is not None:
+            hits = self._direct.search(vector, k, ef, _expr(filters))
             if hits is not None:
                 return hits
         with self._flushing if is_lite(self.uri) else contextlib.nullcontext():

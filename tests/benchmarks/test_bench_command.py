@@ -96,3 +96,17 @@ def test_queries_during_an_ingest_are_compared_with_idle_queries():
     assert [(r[1], r[5]) for r in rows[:3]] == [
         ("retrieve p50 ms", 6.0), ("retrieve p95 ms", 35.0), ("retrieve p99 ms", 111.4)]
     assert rows[3][2] == 626.0
+
+
+def test_filtered_queries_are_reported_against_milvus_lites_own_filtered_search():
+    tier = _tier(30, 20, 60, 800, 1000)
+    lat = lambda p: {"p50_ms": p / 2, "p95_ms": p, "p99_ms": p * 1.2}  # noqa: E731
+    tier["ours"]["filtered"] = {"share": 0.01, "hybrid": lat(24.0), "dense": lat(10.0),
+                                "dense_recall": 1.0, "lite_dense": lat(200.0),
+                                "lite_dense_recall": 0.29}
+    rows = retrieval_rows({"sizes": {"100000": tier}})
+    by = {(r[0], r[1], r[3]): r for r in rows}
+    assert by[("retrieval 100k", "hybrid filtered to one source p95 ms", "hybrid top-10")][5] == 0.8
+    assert by[("retrieval 100k", "dense filtered p95 ms", "Milvus Lite's own")][5] == 0.05
+    assert by[("retrieval 100k", "dense filtered recall@50", "Milvus Lite's own")][2:5] == (
+        1.0, "Milvus Lite's own", 0.29)
