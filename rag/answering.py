@@ -81,8 +81,11 @@ class AnswerStream:
                  retrieved: float, operation: Any = None,
                  fallback_messages: list[dict[str, str]] | None = None, relevance: Any = None,
                  document_terms: Callable[[list[str]], Iterable[str]] | None = None,
-                 document_texts: Callable[[list[str]], Iterable[str]] | None = None):
+                 document_texts: Callable[[list[str]], Iterable[str]] | None = None,
+                 nothing_because: str | None = None):
+        """`nothing_because`: why nothing was retrieved, when filters left nothing to search."""
         self.question, self.query = question, query
+        self.nothing_because = nothing_because
         # A cross-encoder (`.scores(query, texts)`) that may overrule a weak-evidence decline
         # (`decline_gate = "evidence+rerank"`, and "evidence+rerank+sentences", which also
         # scores the contexts' single sentences); asked only when the evidence is weak.
@@ -206,7 +209,7 @@ class AnswerStream:
             yield NOT_FOUND
             s = self.settings
             why = (self.evidence.why_weak(s.decline_min_coverage, s.decline_min_dense)
-                   if self.contexts else "nothing was retrieved")
+                   if self.contexts else self.nothing_because or "nothing was retrieved")
             if self.rerank_top is not None:
                 why += (f"; no context scores {s.decline_rescue_rerank:g} with the cross-encoder "
                         f"(best {self.rerank_top:.2f})")

@@ -384,6 +384,17 @@ class RAG:
         finally:
             operation.finish()
 
+    def unmatched_filters(self, filters: Any) -> str | None:
+        """Why `filters` leave nothing to search ("no indexed file is /x.pdf or lies under
+        it"), for a retrieval that came back empty; None without filters."""
+        from retrievers.filters import as_filters
+
+        filters = as_filters(filters)
+        if filters is None or filters.empty:
+            return None
+        indexed = [(row["path"], row["file_type"]) for row in self.index.catalog.sources()]
+        return "nothing matches the filters: " + filters.unmatched(indexed)
+
     def _retrieve(self, query: str, top_k: int | None, mode: str | None, filters: Any) -> list:
         """Retrieval under the current operation; logs the query when query logging is on."""
         self._follow_switch()  # another process may have switched the embedding model
@@ -440,6 +451,7 @@ class RAG:
         return AnswerStream(question, query, hits, contexts, messages, llm, self.settings,
                             started, retrieved, operation=operation, fallback_messages=fallback,
                             relevance=relevance,
+                            nothing_because=None if hits else self.unmatched_filters(filters),
                             document_terms=(self.index.catalog.document_terms
                                             if self.settings.decline_names_in_documents else None),
                             document_texts=(self.index.catalog.document_texts

@@ -408,8 +408,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_retrieve(args: argparse.Namespace) -> int:
     _text(args.query, "query")
     rag = open_index(args)
-    hits = rag.retrieve(args.query, top_k=args.top_k, mode=args.mode, filters=_filters(args))
+    filters = _filters(args)
+    hits = rag.retrieve(args.query, top_k=args.top_k, mode=args.mode, filters=filters)
+    why = None if hits else rag.unmatched_filters(filters)
     rag.close()
+    if why:
+        print(f"rag: {why}", file=sys.stderr)
     if args.json:
         print(json.dumps({"results": [h.to_json() for h in hits]}, indent=2, ensure_ascii=False))
         return EXIT_OK

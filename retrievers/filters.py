@@ -65,6 +65,40 @@ class Filters:
                 return False
         return True
 
+    # --- for a user who got nothing back -----------------------------------------------
+    def describe(self) -> str:
+        """The filter in a user's words: "source /a/b.pdf, type pdf, pages 2-4, since ..."."""
+        parts = []
+        if self.sources:
+            parts.append("source " + " or ".join(self.sources))
+        if self.file_types:
+            parts.append("type " + " or ".join(self.file_types))
+        if self.page_min is not None or self.page_max is not None:
+            low, high = self.page_min, self.page_max
+            parts.append(f"page {low}" if low == high else
+                         f"pages {low if low is not None else ''}-{high if high is not None else ''}")
+        for word, when in (("since", self.since), ("until", self.until)):
+            if when is not None:
+                parts.append(f"{word} {dt.datetime.fromtimestamp(when).isoformat(sep=' ', timespec='minutes')}")
+        return ", ".join(parts) or "no filter"
+
+    def unmatched(self, indexed: Iterable[tuple[str, str]]) -> str:
+        """Why nothing passes, given the indexed files as (path, file type): the part of the
+        filter no indexed file meets, where there is one (a mistyped path, a type not indexed)."""
+        indexed = list(indexed)
+        if not indexed:
+            return "the index is empty"
+        if self.sources and not any(self.source_matches(path) for path, _ in indexed):
+            return f"no indexed file is {' or '.join(self.sources)} or lies under it"
+        if self.file_types and not any(kind in self.file_types for _, kind in indexed):
+            kinds = sorted({kind for _, kind in indexed if kind})
+            return (f"no indexed file has type {' or '.join(self.file_types)} (indexed types: "
+                    f"{', '.join(kinds[:10]) or 'none'})")
+        if self.sources and self.file_types and not any(
+                self.source_matches(path) and kind in self.file_types for path, kind in indexed):
+            return f"no indexed file matches both {self.describe()}"
+        return f"no indexed chunk matches {self.describe()}"
+
     # --- Milvus ------------------------------------------------------------------------
     def milvus_expr(self) -> str:
         """The same filter as a Milvus boolean expression ('' when nothing restricts)."""

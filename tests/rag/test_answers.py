@@ -59,6 +59,14 @@ def test_question_the_documents_cannot_answer_is_declined_without_the_model(samp
     assert answer.decline_reason.startswith("retrieval: no source is close to the question")
 
 
+def test_a_filter_that_leaves_nothing_is_named_as_the_reason_for_declining(sample_rag):
+    answer = sample_rag.ask("What does the Harbor L-200 warranty cover?",
+                            filters={"file_type": "docx"})
+    assert answer.declined and answer.citations == []
+    assert answer.decline_reason.startswith(
+        "retrieval: nothing matches the filters: no indexed file has type docx (indexed types: ")
+
+
 def test_answerable_question_is_not_declined(sample_rag):
     answer = sample_rag.ask("What does the Harbor L-200 warranty cover?")
     assert not answer.declined and answer.citations and answer.decline_reason == ""

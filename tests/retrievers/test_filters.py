@@ -120,3 +120,28 @@ def test_cli_filters_reach_the_retriever(sample_dir, embedder, tmp_path, capsys)
     assert main(["retrieve", "lamp", "--index", str(tmp_path / "idx"), "--page", "9-2"],
                 open_rag=shared) == 2
     assert "page range" in capsys.readouterr().err
+    # a filter that leaves nothing says which part of it no indexed file meets
+    assert main(["retrieve", "lamp", "--index", str(tmp_path / "idx"), "--source",
+                 str(sample_dir / "no_such_manual.txt")], open_rag=shared) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == (f"rag: nothing matches the filters: no indexed file is "
+                                    f"{sample_dir.resolve() / 'no_such_manual.txt'} or lies under it")
+    assert main(["retrieve", "lamp", "--index", str(tmp_path / "idx"), "--type", "pdf"],
+                open_rag=shared) == 0
+    assert capsys.readouterr().err.strip() == (
+        "rag: nothing matches the filters: no indexed file has type pdf (indexed types: md, txt)")
+
+
+def test_a_filter_that_leaves_nothing_names_the_part_no_indexed_file_meets():
+    indexed = [("/docs/a.pdf", "pdf"), ("/docs/b.md", "md")]
+    assert Filters().unmatched([]) == "the index is empty"
+    assert Filters(sources=("/docs/c.pdf",)).unmatched(indexed) == (
+        "no indexed file is /docs/c.pdf or lies under it")
+    assert Filters(file_types=("docx",)).unmatched(indexed) == (
+        "no indexed file has type docx (indexed types: md, pdf)")
+    assert Filters(sources=("/docs/b.md",), file_types=("pdf",)).unmatched(indexed) == (
+        "no indexed file matches both source /docs/b.md, type pdf")
+    assert Filters(sources=("/docs",), page_min=9, page_max=9).unmatched(indexed) == (
+        "no indexed chunk matches source /docs, page 9")
+    assert Filters(page_min=4).describe() == "pages 4-"
