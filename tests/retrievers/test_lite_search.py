@@ -192,7 +192,7 @@ def test_a_search_does_not_wait_for_lites_background_merge(store):
 def test_rows_of_a_flush_in_flight_combine_with_newer_ones_by_lites_rules():
     """While a flush runs, searches read the memtable it froze and the one after it: for each
     id the newest insert wins, and a newer delete hides an older row."""
-    from retrievers.lite_search import UnflushedRows
+    from retrievers.lite_memtable import UnflushedRows
 
     v = _vectors(5, seed=16)
     older = UnflushedRows(["a", "b", "c"], np.array([1, 2, 3], dtype=np.uint64), v[:3],
@@ -210,7 +210,7 @@ def test_a_filter_reads_the_scalar_columns_of_the_rows_a_flush_in_flight_keeps()
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from retrievers.lite_search import UnflushedRows
+    from retrievers.lite_memtable import UnflushedRows
 
     v = _vectors(5, seed=17)
     frozen = (pa.RecordBatch.from_pydict({"source": ["x", "q"]}),
