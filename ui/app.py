@@ -63,6 +63,9 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
                     send = gr.Button("Ask", variant="primary", elem_id="ask", scale=1)
                     stop = gr.Button("Stop", elem_id="stop", scale=1)
                     clear = gr.Button("New chat", elem_id="new-chat", scale=1)
+                search_in = gr.Dropdown(library.choices(service.rag(first)), value=[],
+                                        multiselect=True, interactive=True, elem_id="search-in",
+                                        label="Search only in (empty: every file)")
             with gr.Tab("Upload", id="upload"):
                 files = gr.File(file_count="multiple", type="filepath", elem_id="upload-files",
                                 label=f"Documents and recordings (up to {max_upload_mb:.0f} MB each)")
@@ -122,10 +125,17 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
                 eval_plots = gr.HTML(elem_id="eval-plots")
 
         # --- chat ---------------------------------------------------------------------------
-        def chat(message_: str, shown: list, said_: list, collection_: str, prefs_: dict):
-            yield from respond(service, message_, shown, said_, collection_, prefs_)
+        def chat(message_: str, shown: list, said_: list, collection_: str, prefs_: dict,
+                 search_in_: list[str] | None):
+            yield from respond(service, message_, shown, said_, collection_, prefs_, search_in_)
 
-        chat_io = dict(fn=chat, inputs=[message, chatbot, said, collection, prefs],
+        def sources_to_pick(collection_: str, picked: list[str] | None):
+            """The picker's files after the library changed (kept picks that are still there)."""
+            options = library.choices(service.rag(collection_))
+            held = {path for _, path in options}
+            return gr.update(choices=options, value=[p for p in picked or [] if p in held])
+
+        chat_io = dict(fn=chat, inputs=[message, chatbot, said, collection, prefs, search_in],
                        outputs=[chatbot, said, message], api_visibility="private")
         asked = [message.submit(**chat_io), send.click(**chat_io)]
         stop.click(None, cancels=asked)
@@ -209,6 +219,8 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
                        api_visibility="private")
         refresh.click(show_library, collection, table, api_visibility="private")
         ingesting.then(show_library, collection, table, api_visibility="private")
+        # the chat's "search only in" picker follows the library
+        table.change(sources_to_pick, [collection, search_in], search_in, api_visibility="private")
 
         # --- collections ----------------------------------------------------------------------
         def create_collection(name: str):
@@ -275,13 +287,16 @@ def build_app(open_rag: Callable[..., Any], root: str | Path, *,
                               [eval_summary, eval_plots], api_visibility="private")
 
         # --- headless API (the CLI's JSON) ----------------------------------------------------
-        def ask(question: str, collection: str = first, top_k: int = 0) -> dict:
-            """`rag ask --json`: the answer, its citations and contexts, timings."""
-            return service.ask_json(question, collection, top_k or None)
+        def ask(question: str, collection: str = first, top_k: int = 0, source: str = "") -> dict:
+            """`rag ask --json`: the answer, its citations and contexts, timings. `source`:
+            search only these files (names or paths, comma-separated; empty: every file)."""
+            return service.ask_json(question, collection, top_k or None, source)
 
-        def retrieve(query: str, collection: str = first, mode: str = "", top_k: int = 0) -> dict:
-            """`rag retrieve --json`: the fused top-k with each retriever's rank and score."""
-            return service.retrieve_json(query, collection, mode or None, top_k or None)
+        def retrieve(query: str, collection: str = first, mode: str = "", top_k: int = 0,
+                     source: str = "") -> dict:
+            """`rag retrieve --json`: the fused top-k with each retriever's rank and score.
+            `source`: as for ask."""
+            return service.retrieve_json(query, collection, mode or None, top_k or None, source)
 
         def delete_api(source: str, collection: str = first) -> dict:
             """`rag delete --json`: {"source", "chunks"}."""

@@ -17,12 +17,14 @@ EMPTY = "Ask a question about the documents in this collection."
 
 
 def respond(service: Service, message: str, shown: list[dict[str, Any]],
-            said: list[dict[str, str]], collection: str, prefs: dict[str, Any]
+            said: list[dict[str, str]], collection: str, prefs: dict[str, Any],
+            search_in: list[str] | None = None
             ) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, str]], str]]:
     """Stream one answer: yields (chatbot messages, plain conversation, input box value).
 
     The partial text shows as it is written; when it is done the final text (which may be the
-    plain "not found" if the sources do not back it) and its cards replace it."""
+    plain "not found" if the sources do not back it) and its cards replace it. `search_in`:
+    the sources (indexed paths or names) the answer may come from; empty: every one."""
     message = (message or "").strip()
     shown = list(shown or [])
     said = list(said or [])
@@ -36,7 +38,8 @@ def respond(service: Service, message: str, shown: list[dict[str, Any]],
         rag = service.view(collection, prefs)
         conversation = said + [{"role": "user", "content": message}]
         top_k = (prefs or {}).get("top_k") or None
-        stream = rag.stream_chat(conversation, top_k=top_k)
+        stream = rag.stream_chat(conversation, top_k=top_k,
+                                 filters=service.search_in(collection, search_in))
         text = ""
         try:
             for delta in stream:

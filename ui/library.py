@@ -19,6 +19,15 @@ def rows(rag: Any) -> list[list[Any]]:
     return out
 
 
+def choices(rag: Any) -> list[tuple[str, str]]:
+    """(label, path) of every indexed source, for a "search only in" picker: the file name, with
+    its folder where two sources share a name."""
+    paths = [s["path"] for s in rag.index.catalog.sources()]
+    names = [Path(p).name for p in paths]
+    return [(name if names.count(name) == 1 else f"{name} ({Path(p).parent})", p)
+            for name, p in zip(names, paths)]
+
+
 def resolve(rag: Any, source: str, area: Path | None = None) -> str | None:
     """The indexed path a user named: a full path as listed, or a bare file name (unique in
     the collection). None when the collection has no such source."""

@@ -122,18 +122,35 @@ class Service:
             return view
 
     # --- the headless API's documents -------------------------------------------------
-    def ask_json(self, question: str, collection: str, top_k: int | None = None) -> dict[str, Any]:
-        """`rag ask --json`."""
+    def search_in(self, collection: str, sources: Iterable[str] | str | None
+                  ) -> dict[str, list[str]] | None:
+        """The filter that keeps `sources` (names as the library lists them, or paths; a
+        comma-separated string too), each resolved to its indexed path; None for every file.
+        A name the collection does not hold stays as given, so the answer says it is not
+        indexed rather than searching everything."""
+        names = [sources] if isinstance(sources, str) else list(sources or [])
+        names = [n.strip() for item in names for n in str(item).split(",") if n.strip()]
+        if not names:
+            return None
+        rag, area = self.rag(collection), self.area(collection)
+        return {"source": [library.resolve(rag, n, area) or n for n in names]}
+
+    def ask_json(self, question: str, collection: str, top_k: int | None = None,
+                 sources: Iterable[str] | str | None = None) -> dict[str, Any]:
+        """`rag ask --json [--source ...]`."""
         _require(question, "question")
-        return self.rag(collection).ask(question, top_k=top_k or None).to_json()
+        filters = self.search_in(collection, sources)
+        return self.rag(collection).ask(question, top_k=top_k or None, filters=filters).to_json()
 
     def retrieve_json(self, query: str, collection: str, mode: str | None = None,
-                      top_k: int | None = None) -> dict[str, Any]:
-        """`rag retrieve --json`."""
+                      top_k: int | None = None, sources: Iterable[str] | str | None = None
+                      ) -> dict[str, Any]:
+        """`rag retrieve --json [--source ...]`."""
         _require(query, "query")
         if mode and mode not in RetrievalMode.names():
             raise ConfigError(f"mode {mode!r}: one of {RetrievalMode.names()}")
-        hits = self.rag(collection).retrieve(query, top_k=top_k or None, mode=mode or None)
+        hits = self.rag(collection).retrieve(query, top_k=top_k or None, mode=mode or None,
+                                             filters=self.search_in(collection, sources))
         return {"results": [h.to_json() for h in hits]}
 
     def ingest_json(self, files: Iterable[tuple[str, str | Path]], collection: str) -> dict[str, Any]:

@@ -78,6 +78,13 @@ def test_every_endpoint_returns_the_cli_json(ui, client, ingested):
         assert api == cli_json(ui, "alpha", "retrieve", "green tea steeping time", "--mode", mode,
                                "--top-k", "3")
         assert len(api["results"]) == 3 and set(api["results"][0]) >= {"ranks", "scores", "page"}
+    # search only in one file, named as the library lists it: the CLI's --source with its path
+    lamp_path = next(p for p in stored if p.endswith("harbor_lamp_manual.txt"))
+    api = client.predict("green tea steeping time", "alpha", "hybrid", 3, "harbor_lamp_manual.txt",
+                         api_name="/retrieve")
+    assert api == cli_json(ui, "alpha", "retrieve", "green tea steeping time", "--top-k", "3",
+                           "--source", lamp_path)
+    assert api["results"] and {r["source"] for r in api["results"]} == {lamp_path}
 
     api = client.predict(QUESTION, "alpha", 0, api_name="/ask")
     cli = cli_json(ui, "alpha", "ask", QUESTION)
@@ -173,6 +180,29 @@ def test_chat_streams_follow_ups_with_source_cards(ui, ingested):
     shown, said, _ = list(respond(ui.service, "What is the population of the largest city on Mars?",
                                   [], [], "alpha", {}))[-1]
     assert "Not found" in shown[-1]["content"]
+
+
+def test_the_chat_searches_only_in_the_files_picked(ui, ingested):
+    """The chat's "search only in" picker: the answer's cards come from the picked file alone;
+    a pick the collection no longer holds says so instead of searching everything."""
+    from ui import library
+    from ui.chat import respond
+
+    ui.service.ingest_json([("harbor_lamp_manual.txt", SAMPLE / "harbor_lamp_manual.txt")],
+                           "alpha")  # an earlier test may have deleted it
+    picks = dict(library.choices(ui.service.rag("alpha")))
+    assert set(picks) >= {"tea_brewing_guide.md", "harbor_lamp_manual.txt"}
+    lamp, tea = picks["harbor_lamp_manual.txt"], picks["tea_brewing_guide.md"]
+    warranty = "What does the Harbor L-200 warranty cover?"
+    shown, _, _ = list(respond(ui.service, warranty, [], [], "alpha", {}, [lamp]))[-1]
+    final = shown[-1]["content"]
+    assert "harbor_lamp_manual.txt" in final and "tea_brewing_guide.md" not in final, final
+    shown, _, _ = list(respond(ui.service, warranty, [], [], "alpha", {}, [tea]))[-1]
+    assert "Not found" in shown[-1]["content"]  # the tea guide alone does not answer it
+    shown, _, _ = list(respond(ui.service, QUESTION, [], [], "alpha", {},
+                               [str(Path(lamp).with_name("gone.txt"))]))[-1]
+    assert "Not found" in shown[-1]["content"]
+    assert "nothing matches the filters: no indexed file is" in shown[-1]["content"]
 
 
 def test_stop_mid_answer_frees_the_model_for_the_next_one(ui, ingested, llm):

@@ -1,7 +1,8 @@
 """The whole app in a real browser (Debian's Chromium driven by Playwright, loopback only):
 upload a PDF and recordings with progress, a streamed answer with source cards, the PDF opened
-at its page, a recording played from its cited second, a deleted source gone from the library
-and from answers, and a second collection that shows none of the first one's chunks.
+at its page, an answer searched only in one picked file, a recording played from its cited
+second, a deleted source gone from the library and from answers, and a second collection that
+shows none of the first one's chunks.
 
 Screenshots go to tests/ui/artifacts/ (git-ignored). Slow: three uploads (Whisper) and about
 six answers from the 0.5B model on the CPU.
@@ -177,6 +178,25 @@ def test_upload_ask_open_play_delete_and_switch_collection(tmp_path, embedder, l
             except Exception:  # noqa: BLE001 - a headless PDF viewer may render nothing to capture
                 pass
             pdf_tab.close()
+
+            # --- "search only in": the chat's picker lists the uploads; with only the talk
+            # picked, the telescope question is not answered from the PDF, and cleared again it is
+            s.tab("Chat")
+            page.click("#search-in input")
+            page.keyboard.type("talk.wav")
+            page.keyboard.press("Enter")
+            page.wait_for_function(
+                "document.querySelector('#search-in .token') &&"
+                " document.querySelector('#search-in .token').innerText.includes('talk.wav')",
+                timeout=30_000)
+            page.click("#chatbot")  # close the options list
+            answer, _ = s.ask("Who built the observatory telescope?")
+            assert "rag-declined" in answer and "Voss" not in answer, answer
+            s.shot("searched_only_in_talk")
+            page.click("#search-in .token-remove.remove-all")
+            page.wait_for_function("!document.querySelector('#search-in .token')", timeout=30_000)
+            answer, _ = s.ask("Who built the observatory telescope?")
+            assert "Voss" in answer, answer
 
             # --- recordings play from the cited second
             for question, name, least in [
