@@ -89,7 +89,10 @@ class Filters:
         if not indexed:
             return "the index is empty"
         if self.sources and not any(self.source_matches(path) for path, _ in indexed):
-            return f"no indexed file is {' or '.join(self.sources)} or lies under it"
+            wanted = {Path(source).name for source in self.sources}
+            same_name = sorted(path for path, _ in indexed if Path(path).name in wanted)
+            hint = f"; indexed under that name: {', '.join(same_name[:3])}" if same_name else ""
+            return f"no indexed file is {' or '.join(self.sources)} or lies under it{hint}"
         if self.file_types and not any(kind in self.file_types for _, kind in indexed):
             kinds = sorted({kind for _, kind in indexed if kind})
             return (f"no indexed file has type {' or '.join(self.file_types)} (indexed types: "

@@ -138,6 +138,8 @@ def test_a_filter_that_leaves_nothing_names_the_part_no_indexed_file_meets():
     assert Filters().unmatched([]) == "the index is empty"
     assert Filters(sources=("/docs/c.pdf",)).unmatched(indexed) == (
         "no indexed file is /docs/c.pdf or lies under it")
+    assert Filters(sources=("/elsewhere/a.pdf",)).unmatched(indexed) == (
+        "no indexed file is /elsewhere/a.pdf or lies under it; indexed under that name: /docs/a.pdf")
     assert Filters(file_types=("docx",)).unmatched(indexed) == (
         "no indexed file has type docx (indexed types: md, pdf)")
     assert Filters(sources=("/docs/b.md",), file_types=("pdf",)).unmatched(indexed) == (
