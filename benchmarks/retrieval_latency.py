@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 ESSAYS = REPO.parent / "shared" / "data" / "qa" / "paul_graham"
 N_QUERIES = 200
 TOP_K = 10
+PER_SOURCE = 1000  # synthetic chunks per source file
 FILTERED_QUERIES = 60  # queries filtered to one source: latency and dense recall
 FILTERED_SOURCE, FILTERED_DEPTH = 3, 50  # the source they keep; the dense top-k checked (candidate_k)
 RERANKED_QUERIES = 60  # the cross-encoder's ~0.3 s a query: fewer queries time it well enough
@@ -122,22 +123,33 @@ def load_corpus(work: Path, size: int) -> tuple[list[str], np.ndarray]:
     return texts, np.load(work / f"vectors_{size}.npy")
 
 
+def synthetic_source(number: int) -> tuple[str, str]:
+    """(source id, path) of the synthetic corpus's source `number` (PER_SOURCE chunks each)."""
+    return f"{number:016x}", f"/synthetic/source_{number:04d}.txt"
+
+
+def synthetic_chunk_id(n: int) -> str:
+    """The id of the synthetic corpus's chunk `n`, as its build writes it."""
+    from retrievers.records import chunk_id_for
+
+    start = n - n % PER_SOURCE
+    return chunk_id_for(synthetic_source(n // PER_SOURCE)[0], f"{n:016x}", n - start)
+
+
 def child_build_ours(work: Path, size: int) -> dict:
     from rag.api import RAG
-    from retrievers.records import Chunk, chunk_id_for
+    from retrievers.records import Chunk
 
     texts, vectors = load_corpus(work, size)
     rag = RAG.open(work / f"ours_{size}")
     index = rag.index
     started = time.perf_counter()
-    per_source = 1000
-    for s in range(0, size, per_source):
-        source_id = f"{s // per_source:016x}"
-        path = f"/synthetic/source_{s // per_source:04d}.txt"
-        chunks = [Chunk(chunk_id=chunk_id_for(source_id, f"{n:016x}", n - s), text=texts[n],
+    for s in range(0, size, PER_SOURCE):
+        source_id, path = synthetic_source(s // PER_SOURCE)
+        chunks = [Chunk(chunk_id=synthetic_chunk_id(n), text=texts[n],
                         source=path, source_id=source_id, content_hash="0" * 16,
                         position=n - s, file_type="txt", ingested_at=time.time())
-                  for n in range(s, min(size, s + per_source))]
+                  for n in range(s, min(size, s + PER_SOURCE))]
         index.write_source(chunks, vectors[s : s + len(chunks)], source_id=source_id, path=path,
                            content_hash="0" * 16, file_type="txt")
     rag.close()
@@ -209,16 +221,15 @@ def filtered_figures(rag, work: Path, size: int, queries: list[str], embed) -> d
     the dense top-50 among that source against the exact one (numpy over the source's vectors),
     on this index's path and on Milvus Lite's own filtered search (pymilvus, the same ef)."""
     from retrievers.filters import Filters
-    from retrievers.records import chunk_id_for
 
-    per_source, s = 1000, FILTERED_SOURCE
-    if size < (s + 1) * per_source:
+    s = FILTERED_SOURCE
+    if size < (s + 1) * PER_SOURCE:
         return {}
-    only = Filters(sources=[f"/synthetic/source_{s:04d}.txt"])
+    only = Filters(sources=[synthetic_source(s)[1]])
     _, vectors = load_corpus(work, size)
-    rows = vectors[s * per_source:(s + 1) * per_source]
-    ids = [chunk_id_for(f"{s:016x}", f"{n:016x}", n - s * per_source)
-           for n in range(s * per_source, (s + 1) * per_source)]
+    kept = range(s * PER_SOURCE, (s + 1) * PER_SOURCE)
+    rows = vectors[kept.start:kept.stop]
+    ids = [synthetic_chunk_id(n) for n in kept]
     dense, k = rag.index.dense, FILTERED_DEPTH
     for q in queries[:5]:
         rag.retrieve(q, top_k=TOP_K, mode="hybrid", filters=only)
@@ -239,7 +250,7 @@ def filtered_figures(rag, work: Path, size: int, queries: list[str], embed) -> d
         lite.append((time.perf_counter() - t0) * 1000)
         ours_recall.append(len(exact & {c for c, _ in found}) / k)
         lite_recall.append(len(exact & {hit["id"] for hit in theirs[0]}) / k)
-    return {"share": round(per_source / size, 4), "hybrid": _percentiles(hybrid),
+    return {"share": round(PER_SOURCE / size, 4), "hybrid": _percentiles(hybrid),
             "dense": _percentiles(ours), "dense_recall": round(float(np.mean(ours_recall)), 3),
             "lite_dense": _percentiles(lite),
             "lite_dense_recall": round(float(np.mean(lite_recall)), 3)}

@@ -134,7 +134,7 @@ class Filters:
         """From CLI/API style values: `page="3-7"`, `since="2026-11-01"`, `file_type="pdf,md"`."""
         page_min, page_max = parse_page_range(page)
         return cls(
-            sources=tuple(_split(source)), file_types=tuple(_split(file_type)),
+            sources=tuple(split_values(source)), file_types=tuple(split_values(file_type)),
             since=parse_time(since), until=parse_time(until, end_of_day=True),
             page_min=page_min, page_max=page_max,
         )
@@ -200,7 +200,8 @@ def parse_time(value: Any, end_of_day: bool = False) -> float | None:
         ) from None
 
 
-def _split(value: Iterable[str] | str | None) -> list[str]:
+def split_values(value: Iterable[str] | str | None) -> list[str]:
+    """Values given one by one, comma-separated, or both ("a.pdf,b.md"), stripped, none empty."""
     if value is None:
         return []
     items = [value] if isinstance(value, str) else list(value)

@@ -376,20 +376,16 @@ class LiteDirectSearch:
         search, and the caller would get quantised similarities from a store that promises exact
         ones. The unflushed rows hold one version per id, their newest (no row of theirs is
         hidden by `fresh` itself); a flushed segment can still hold a newer one."""
-        if rows is None:
-            sims = _cosines(vectors, query)
-            order = np.argsort(-sims, kind="stable")
-        else:
-            rows = np.asarray(rows, dtype=np.int64)
-            sims = np.zeros(len(vectors))
-            sims[rows] = _cosines(vectors[rows], query)
-            order = rows[np.argsort(-sims[rows], kind="stable")]
+        sims = _cosines(vectors if rows is None else vectors[rows], query)
+        order = np.argsort(-sims, kind="stable")
+        ranked_rows = order if rows is None else np.asarray(rows, dtype=np.int64)[order]
+        ranked_sims = sims[order]
         live: list[tuple[int, float]] = []
-        for row in order.tolist():
+        for i, row in enumerate(ranked_rows.tolist()):
             if self._hidden(source.pks[row], int(source.seqs[row]), source, deltas, segments,
                             fresh):
                 continue
-            live.append((row, float(sims[row])))
+            live.append((row, float(ranked_sims[i])))
             if len(live) == k:
                 break
         return live

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from rag.cli import ingest_report
 from rag.errors import ConfigError
+from retrievers.filters import split_values
 from retrievers.strategies import Fusion, RetrievalMode
 from ui import library, upload
 from ui.collections import Collections
@@ -128,8 +129,7 @@ class Service:
         comma-separated string too), each resolved to its indexed path; None for every file.
         A name the collection does not hold stays as given, so the answer says it is not
         indexed rather than searching everything."""
-        names = [sources] if isinstance(sources, str) else list(sources or [])
-        names = [n.strip() for item in names for n in str(item).split(",") if n.strip()]
+        names = split_values(sources)
         if not names:
             return None
         rag, area = self.rag(collection), self.area(collection)
