@@ -186,6 +186,14 @@ class Settings:
     bridge_seeds: int = 0
     bridge_slots: int = 1
     bridge_new_source: bool = False  # a bridge hit must come from a file no served hit is from
+    # A question quoting a phrase (two words or more in double quotes: a title, a heading, a
+    # reference) raises the candidates holding it word for word by phrase_boost and those of a
+    # file holding it by phrase_document_boost, on the fused z-score scale, before the
+    # cross-encoder; holders neither retriever ranked join the candidates (retrievers/phrases.py).
+    # Chosen by leave-one-dataset-out over eight dev sets (README "Choosing quality settings",
+    # rule 17). 0 and 0: off.
+    phrase_boost: float = 0.0
+    phrase_document_boost: float = 0.0
     # zscore = standardised scores; weighted = min-max normalised scores; rrf = reciprocal rank
     # fusion. Dense x0.8 (x0.8 x 0.43 on a question naming something) was chosen with the
     # cross-encoder below by leave-one-dataset-out over five dev sets on 2026-12-03 (was x1.4
@@ -405,7 +413,7 @@ RERANK_GATES = frozenset({"evidence+rerank", "evidence+rerank+sentences"})
 
 
 # Settings that must not be negative (a typo like -1 would otherwise mean "no limit").
-NON_NEGATIVE = {"named_dense_factor", "embedding_batch_size", "context_budget_tokens", "max_per_source", "bridge_seeds", "bridge_slots", "file_timeout_s", "recording_timeout_factor", "max_file_mb",
+NON_NEGATIVE = {"named_dense_factor", "phrase_boost", "phrase_document_boost", "embedding_batch_size", "context_budget_tokens", "max_per_source", "bridge_seeds", "bridge_slots", "file_timeout_s", "recording_timeout_factor", "max_file_mb",
                 "stream_file_mb", "lite_segment_rows", "ray_parsers", "ray_transcribers", "ray_encoders",
                 "ray_actor_cpus", "ray_model_threads", "ray_object_store_mb"}
 FRACTIONS = {"rerank_blend"}

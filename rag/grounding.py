@@ -37,6 +37,7 @@ from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
 from retrievers.names import FRAMING, named_terms, source_terms
+from retrievers.phrases import folded, phrase_patterns, quoted_phrases
 from retrievers.text import tokenize
 
 @dataclass(frozen=True)
@@ -104,37 +105,18 @@ def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterab
     return Evidence(coverage, dense_top, tuple(terms), missing, names)
 
 
-# A phrase the question quotes: straight or curly double quotes, two words or more.
-_QUOTED = re.compile(r'"([^"]{3,200})"|\u201c([^\u201d]{3,200})\u201d')
-
-
-def quoted_phrases(question: str) -> list[str]:
-    """The phrases of two words or more the question puts in double quotes (a title, most
-    often: 'In "Keep Your Identity Small", ...')."""
-    found = (a or b for a, b in _QUOTED.findall(question))
-    return [p for p in (" ".join(f.split()) for f in found) if len(p.split()) >= 2]
-
-
-def _folded(text: str) -> str:
-    """Lowercase, curly quotes straightened, whitespace folded: a PDF breaks a title's line."""
-    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
-    return " ".join(text.split())
-
-
 def quoted_anchor(question: str, documents: Callable[[], Iterable[str]]) -> str | None:
     """The first phrase the question quotes that one of `documents` (texts, e.g. the chunks of
     the served contexts' documents) holds word for word, else None. Such a phrase says which
     document the question is about, which MiniLM's cosine of a long, detailed question to the
     passage that answers it does not (`decline_quoted_anchor`, rag.answering)."""
-    phrases = [_folded(p) for p in quoted_phrases(question)]
+    phrases = quoted_phrases(question)
     if not phrases:
         return None
-    texts = [_folded(t) for t in documents()]
-    # The phrase must start and end on word boundaries ("Great Hackers" not in "great hackersX").
-    for phrase in phrases:
-        pattern = re.compile(r"(?<!\w)" + re.escape(phrase.rstrip(".,;:!?")) + r"(?!\w)")
+    texts = [folded(t) for t in documents()]
+    for phrase, pattern in zip(phrases, phrase_patterns(phrases)):
         if any(pattern.search(t) for t in texts):
-            return phrase
+            return folded(phrase)
     return None
 
 

@@ -27,6 +27,7 @@ from retrievers.fusion import Fused, fuse, weights_for
 from retrievers.live import top_live
 from retrievers.name_coverage import cover_names
 from retrievers.names import named_terms
+from retrievers.phrases import boost_quoted, chunks_holding, quoted_phrases
 from retrievers.protocols import KeywordIndex, Ranked, RankedSearch, Reranker
 from retrievers.records import Chunk, Hit
 from retrievers.strategies import Fusion, RetrievalMode
@@ -107,6 +108,8 @@ class HybridRetriever:
         tracer: Any = None, cover_names: bool = False, max_per_source: int = 0,
         bridge_seeds: int = 0, bridge_slots: int = 1, bridge_new_source: bool = False,
         named_weights: dict[str, float] | None = None,
+        phrase_boost: float = 0.0, phrase_document_boost: float = 0.0,
+        phrase_search: RankedSearch | None = None,
     ):
         """`named_weights` (default: `weights`) fuse a question that names something (a
         capitalised word not opening a sentence, a word with digits: `names.name_words`). Names
@@ -116,7 +119,10 @@ class HybridRetriever:
         that the served top-k lacks (retrievers/name_coverage.py), `max_per_source` > 0
         caps one file's share of the top-k (retrievers/diversity.py), and `bridge_seeds` > 0
         searches again from the names in that many top hits, serving up to `bridge_slots`
-        bridge hits in place of the lowest (retrievers/bridge.py)."""
+        bridge hits in place of the lowest (retrievers/bridge.py). In hybrid mode, a question
+        quoting a phrase raises the candidates holding it by `phrase_boost` and those of a
+        document holding it by `phrase_document_boost`, on the fused scale; `phrase_search`
+        (a keyword search) finds holders the candidates lack (retrievers/phrases.py)."""
         if not retrievers:
             raise ValueError("HybridRetriever needs at least one retriever")
         if HYBRID in retrievers:
@@ -137,13 +143,17 @@ class HybridRetriever:
         self.bridge_seeds = bridge_seeds
         self.bridge_slots = bridge_slots
         self.bridge_new_source = bridge_new_source
+        self.phrase_boost = phrase_boost
+        self.phrase_document_boost = phrase_document_boost
+        self.phrase_search = phrase_search
 
     @classmethod
     def for_index(cls, index: "ChunkIndex", embed_query: Callable[[str], np.ndarray],
                   tracer: Any = None, **options: Any) -> "HybridRetriever":
         """Keyword + dense search over a `ChunkIndex`, consistent under concurrent writes."""
-        return cls(keyword_and_dense(index, embed_query, tracer), index.chunks,
-                   consistent=index.reading, tracer=tracer, **options)
+        searches = keyword_and_dense(index, embed_query, tracer)
+        options.setdefault("phrase_search", searches["bm25"])
+        return cls(searches, index.chunks, consistent=index.reading, tracer=tracer, **options)
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -195,6 +205,7 @@ class HybridRetriever:
             with stage(self.tracer, "fusion"):  # fusing, and reading the hits' text
                 if len(rankings) > 1:
                     fused = fuse(self.fusion, rankings, self.weights_for(query), self.rrf_k)
+                    fused = self._boost_quoted(query, fused, filters)
                 else:
                     (name, ranked), = rankings.items()
                     fused = [Fused(cid, score, {name: r}, {name: score})
@@ -204,3 +215,27 @@ class HybridRetriever:
                 hits = [Hit(chunks[f.chunk_id], f.score, f.ranks, f.scores)
                         for f in wanted if f.chunk_id in chunks]
         return hits[:keep], hits[keep:]
+
+    def _boost_quoted(self, query: str, fused: list[Fused], filters: Filters | None) -> list[Fused]:
+        """`fused` with the candidates holding a phrase the question quotes raised (and holders
+        the candidates lack added); unchanged when it quotes none or the boosts are 0."""
+        if not (self.phrase_boost or self.phrase_document_boost) or self.phrase_search is None:
+            return fused
+        phrases = quoted_phrases(query)
+        if not phrases:
+            return fused
+        search = self.phrase_search
+        texts: dict[str, Chunk] = {}
+
+        def text_of(ids: list[str]) -> dict[str, str]:
+            texts.update(self.chunks([i for i in ids if i not in texts]))
+            return {i: texts[i].text for i in ids if i in texts}
+
+        holding = chunks_holding(phrases, lambda p: [c for c, _ in search(p, self.candidate_k, filters)],
+                                 text_of)
+        if not holding:
+            return fused
+        if self.phrase_document_boost:
+            text_of([f.chunk_id for f in fused])
+        sources = {cid: chunk.source for cid, chunk in texts.items()}
+        return boost_quoted(fused, holding, sources, self.phrase_boost, self.phrase_document_boost)
