@@ -225,11 +225,11 @@ class HybridRetriever:
         if not phrases:
             return fused
         search = self.phrase_search
-        texts: dict[str, Chunk] = {}
+        read: dict[str, Chunk] = {}
 
         def text_of(ids: list[str]) -> dict[str, str]:
-            texts.update(self.chunks([i for i in ids if i not in texts]))
-            return {i: texts[i].text for i in ids if i in texts}
+            read.update(self.chunks([i for i in ids if i not in read]))
+            return {i: read[i].text for i in ids if i in read}
 
         holding = chunks_holding(phrases, lambda p: [c for c, _ in search(p, self.candidate_k, filters)],
                                  text_of)
@@ -237,5 +237,5 @@ class HybridRetriever:
             return fused
         if self.phrase_document_boost:
             text_of([f.chunk_id for f in fused])
-        sources = {cid: chunk.source for cid, chunk in texts.items()}
+        sources = {cid: chunk.source for cid, chunk in read.items()}
         return boost_quoted(fused, holding, sources, self.phrase_boost, self.phrase_document_boost)
