@@ -369,6 +369,8 @@ class AnswerStream:
                 self._attempt_tokens += 1
                 self.tokens += 1
                 out = resolver.feed(piece)
+                if resolver.looped:  # it repeated a sentence: the rest would be the loop
+                    break
                 if not holding:
                     if out:
                         self._mark_first()

@@ -196,6 +196,7 @@ class CitationResolver:
         self.shown = ""
         self.text = ""
         self.diverged = False
+        self.looped = False  # a sentence repeated an earlier one: the rest is dropped
 
     def feed(self, delta: str) -> str:
         self.raw += delta
@@ -228,10 +229,19 @@ class CitationResolver:
         cleaned = cleaned.rstrip() if not final else cleaned.strip()
         parts = split_sentences(cleaned)  # sentence, separator, sentence, ...
         complete = parts if final else parts[:-1]
-        out = []
+        out, seen = [], set()
         for i, part in enumerate(complete):
+            if i % 2 == 0 and (key := repeat_key(part)):
+                if key in seen:  # a loop: the model repeats itself until max_tokens
+                    self.looped = True
+                    return "".join(out[:-1]).rstrip()  # without the separator before it
+                seen.add(key)
             out.append(part if i % 2 else self._attribute(drop_source_preamble(part)))
         if not final:
+            # A sentence that may still turn out to repeat an earlier one is held back.
+            if (opening := repeat_key(parts[-1], partial=True)) and \
+                    any(k.startswith(opening) for k in seen):
+                return "".join(out[:-1]).rstrip() if out else ""
             # Hold back what a later split may put a `[n]` before: end punctuation, or a new
             # line that may start a list item; and a sentence opening that may yet turn out to
             # be a "According to Source 2," preamble.
@@ -252,6 +262,18 @@ class CitationResolver:
 
 
 OPEN_CITATION = re.compile(r"\s*\[[\d\s,]*$")
+REPEAT_MIN_WORDS = 4  # a shorter sentence ("Yes.", a list heading) may repeat on purpose
+
+
+def repeat_key(sentence: str, partial: bool = False) -> str:
+    """What two sentences share when one repeats the other: the words, lowercased, without
+    citation marks, list markers or end punctuation; "" for a sentence too short to count.
+    `partial`: a sentence still being written (any length counts, trailing space kept off)."""
+    text = re.sub(r"\[[\d\s,]*\]?|^\s*(?:\d{1,2}[.)]|[-*\u2022])\s+", " ", sentence)
+    words = re.sub(r"[.!?]+\s*$", "", text).lower().split()
+    if partial:
+        return " ".join(words)
+    return " ".join(words) if len(words) >= REPEAT_MIN_WORDS else ""
 
 # "According to Source 2 (real.txt), ...", "Based on the information provided in Source 1, ...":
 # the 0.5B model names the prompt's source labels (~15% of answers on Paul Graham), but the

@@ -1,4 +1,4 @@
-from rag.generation import NOT_FOUND, Citation, build_messages, resolve_citations
+from rag.generation import NOT_FOUND, Citation, CitationResolver, build_messages, resolve_citations
 
 
 def ctx(n, text):
@@ -116,3 +116,34 @@ def test_other_openings_with_according_to_are_kept():
     text, _ = resolve_citations("According to the tea guide, green tea steeps 2 minutes.",
                                 CONTEXTS)
     assert text.startswith("According to the tea guide, green tea")
+
+
+LOOP = ("Green tea steeps for 2 minutes [1]. It wants water at 80 degrees [1]. "
+        "Green tea steeps for 2 minutes [1]. It wants water at 80 degrees [1]. Green tea")
+
+
+def test_an_answer_that_repeats_a_sentence_ends_before_the_repeat():
+    """The 0.5B model at temperature 0 can loop on one sentence until max_tokens (4 of 15
+    Solana answers, 2026-12-04): the loop is dropped, every sentence before it kept."""
+    text, _ = resolve_citations(LOOP, CONTEXTS)
+    assert text == "Green tea steeps for 2 minutes [1]. It wants water at 80 degrees [1]."
+
+
+def test_a_repeat_is_never_shown_mid_stream_and_stops_the_stream():
+    for step in (1, 2, 5, 9):
+        resolver, shown = CitationResolver(CONTEXTS), ""
+        for i in range(0, len(LOOP), step):
+            shown += resolver.feed(LOOP[i:i + step])
+            assert shown.count("Green tea steeps") <= 1
+            if resolver.looped:
+                break
+        assert resolver.looped and LOOP.index("Green tea", 10) < i + step <= LOOP.rindex("Green tea")
+        shown += resolver.finish()
+        assert shown == resolver.text and not resolver.diverged
+
+
+def test_a_sentence_that_only_begins_like_an_earlier_one_is_kept():
+    answer = ("Green tea steeps for 2 minutes [1]. Green tea steeps for longer when cold [1]. "
+              "Yes. Yes.")
+    text, _ = resolve_citations(answer, CONTEXTS)
+    assert text == answer  # a new sentence, and short ones ("Yes.") may repeat
