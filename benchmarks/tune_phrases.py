@@ -29,19 +29,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO)); sys.path.insert(0, str(REPO / "benchmarks"))
+import tune_rerank  # noqa: E402  (its five dev sets)
 import tune_retrieval as T  # noqa: E402
 from retrievers.fusion import Fused  # noqa: E402
 from retrievers.phrases import boost_quoted, chunks_holding, quoted_phrases  # noqa: E402
 from retrievers.records import titled_text  # noqa: E402
 
-Q = REPO / "eval" / "questions"
+Q = tune_rerank.Q
 CORPORA = ("paul_graham", "blockchain_solana", "aragog_arxiv")
 SETS = {  # name: (corpus, questions file or None, answer_as_reference)
-    "paul_graham": ("paul_graham", None, False),
-    "blockchain_solana": ("blockchain_solana", None, False),
-    "aragog_arxiv": ("aragog_arxiv", None, True),
-    "multihop_pg": ("paul_graham", Q / "multihop_dev_paul_graham.jsonl", False),
-    "multihop_aragog": ("aragog_arxiv", Q / "multihop_dev_aragog_arxiv.jsonl", False),
+    **tune_rerank.SETS,
     **{f"short_{c}": (c, f"short:{c}", False) for c in CORPORA},
 }
 CHUNK_BOOSTS = (0.0, 0.5, 1.0, 2.0, 4.0)
