@@ -1,10 +1,8 @@
 """The bridge round: a question whose second half names nothing the question says is served the
 chunk about the bridge the first round's best sentence names (retrievers/bridge.py), through the
-hybrid retriever over a real BM25 index."""
+hybrid retriever over a real BM25 index; with the packaged cross-encoder, only past its gate."""
 
 from __future__ import annotations
-
-import pytest
 
 from retrievers.bm25 import BM25Index
 from retrievers.bridge import bridge_names, bridge_round, outscoring
@@ -88,14 +86,6 @@ def test_a_gated_bridge_hit_must_outscore_the_hit_whose_place_it_takes():
     assert _ids(outscoring(served, found, rescored([0.5, -3.0]))) == _ids(served)
     # both beat their places; the best takes the lowest place first, as the replay measured it
     assert _ids(outscoring(served, found, rescored([9.0, 8.0]))) == ["rtml", "yahoo", "rtm"]
-
-
-@pytest.fixture(scope="module")
-def packaged_reranker():
-    from rag.config import Settings
-    from rag.parts import default_reranker
-
-    return default_reranker(Settings(rerank_model="packaged"))
 
 
 def test_the_packaged_cross_encoder_lets_a_bridge_hit_pass_only_above_the_hit_it_replaces(
