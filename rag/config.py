@@ -186,6 +186,9 @@ class Settings:
     bridge_seeds: int = 0
     bridge_slots: int = 1
     bridge_new_source: bool = False  # a bridge hit must come from a file no served hit is from
+    # With a reranker, a bridge hit is served only if the cross-encoder scores it above the hit
+    # it would replace (ungated, it displaced relevant hits of single-hop questions: rule 19).
+    bridge_rerank_gate: bool = True
     # A question quoting a phrase (two words or more in double quotes: a title, a heading, a
     # reference) raises the candidates holding it word for word by phrase_boost and those of a
     # file holding it by phrase_document_boost, on the fused z-score scale, before the

@@ -146,7 +146,7 @@ def default_retriever(settings: Settings, index: Any, embed_query: Callable[[str
         reranker=reranker, rerank_top_n=s.rerank_top_n, tracer=tracer,
         cover_names=s.cover_names, max_per_source=s.max_per_source,
         bridge_seeds=s.bridge_seeds, bridge_slots=s.bridge_slots,
-        bridge_new_source=s.bridge_new_source,
+        bridge_new_source=s.bridge_new_source, bridge_rerank_gate=s.bridge_rerank_gate,
         phrase_boost=s.phrase_boost, phrase_document_boost=s.phrase_document_boost,
     )
 

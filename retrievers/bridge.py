@@ -13,11 +13,16 @@ hold the names next to the question's words, and a split after an initial costs 
 (rag/sentences.py is the careful splitter, for answers). A bridge hit must hold a bridge name,
 so a second round that drifted returns nothing. A bridge hit keeps its second-round scores
 (against the question plus the names), which is what the decline checks then read for it.
+
+With a cross-encoder (`rerank`), a bridge hit takes the lowest served place only if the
+cross-encoder scores it above the hit it would replace: ungated, the bridge hit displaced a
+relevant fifth hit of single-hop questions (README "Choosing quality settings", rule 19).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Callable
 
 from retrievers.name_coverage import names_held
@@ -41,11 +46,13 @@ def bridge_names(question: str, seed: Hit) -> list[str]:
 
 
 def bridge_round(question: str, served: list[Hit], search: Callable[[str], list[Hit]],
-                 seeds: int, slots: int, new_source: bool = False) -> list[Hit]:
+                 seeds: int, slots: int, new_source: bool = False,
+                 rerank: Callable[[list[Hit]], list[Hit]] | None = None) -> list[Hit]:
     """`served` with up to `slots` of its lowest hits replaced by bridge hits: for each of the
     top `seeds` hits, the best hit of `search(question + its bridge names)` that is not served
     and holds one of those names (and, with `new_source`, comes from a file no served hit
-    comes from: the second document)."""
+    comes from: the second document). With `rerank` (the cross-encoder that ordered `served`,
+    setting `scores["rerank"]`), a bridge hit must outscore the served hit it replaces."""
     if seeds <= 0 or slots <= 0 or len(served) < 2:
         return served
     slots = min(slots, len(served) - 1)  # the top hit always stays
@@ -68,4 +75,21 @@ def bridge_round(question: str, served: list[Hit], search: Callable[[str], list[
                 break
     if not found:
         return served
-    return served[: len(served) - len(found)] + found
+    if rerank is None:
+        return served[: len(served) - len(found)] + found
+    return outscoring(served, found, rerank(found))
+
+
+def outscoring(served: list[Hit], found: list[Hit], reranked: list[Hit]) -> list[Hit]:
+    """`served` with its lowest places taken, from the bottom up, by the bridge hits whose
+    cross-encoder score (`reranked`: `found` rescored) beats the served hit in that place; a
+    bridge hit keeps its own fused score and ranks, and carries the cross-encoder's score."""
+    score = {h.chunk.chunk_id: h.scores["rerank"] for h in reranked}
+    out, place = list(served), len(served) - 1
+    for hit in sorted(found, key=lambda h: -score[h.chunk.chunk_id]):
+        ce, low = score[hit.chunk.chunk_id], out[place].scores.get("rerank")
+        if low is None or ce <= low or place == 0:
+            break
+        out[place] = replace(hit, scores={**hit.scores, "rerank": ce})
+        place -= 1
+    return out

