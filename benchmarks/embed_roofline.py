@@ -2,9 +2,9 @@
 
 Why: issue 17 asks for 2x the AVX2-only ingest throughput with Recall@10 within 0.005, i.e. with
 (nearly) unchanged vectors. A float32 path cannot run faster than the CPU multiplies float32
-matrices, so this counts the default model's FLOPs per chunk (MiniLM-L6: 6 layers, 384 wide,
-1536 feed-forward; longest-first batches, padding included), times torch and the float32 ONNX
-export on real Paul Graham chunks, and divides by the best `torch.mm` rate on the model's own
+matrices, so this counts the default model's FLOPs per chunk (its shape read from its
+config.json: MiniLM-L6 has 6 layers, 384 wide, 1536 feed-forward; longest-first batches, padding
+included), times torch and the float32 ONNX export on real Paul Graham chunks, and divides by the best `torch.mm` rate on the model's own
 matrix shapes. `--mask` runs it as on an AVX2-only CPU (benchmarks/cpu_mask.py).
 
 2026-12-05, 2-core AMD EPYC, masked, two runs: torch.mm peak 199-203 GFLOP/s; torch 19.6-20.1
@@ -36,8 +36,12 @@ from rag.models.embedder import embedder_for  # noqa: E402
 print('torch capability', torch.backends.cpu.get_cpu_capability(), 'threads', torch.get_num_threads(), flush=True)
 db = sqlite3.connect(f'file:{opts.index / "catalog.sqlite"}?mode=ro', uri=True)
 texts = [t for (t,) in db.execute("select text from chunks where state='live' order by chunk_id limit ?", (opts.chunks,))]
-H, I, LAYERS = 384, 1536, 6
-def flops(lengths, batch):
+def shape(model_dir: str) -> tuple[int, int, int]:
+    """Hidden width, feed-forward width and layers, from the model's own config.json."""
+    import json
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    return config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+def flops(lengths, batch, H, I, LAYERS):
     """FLOPs of the encoder over `lengths` (tokens per text), batched longest first, padded."""
     lengths = sorted(lengths, reverse=True); total = 0
     for i in range(0, len(lengths), batch):
@@ -67,9 +71,9 @@ for backend in ('torch', 'onnx'):
     best = 1e9
     for _ in range(2):
         st = time.perf_counter(); e.encode(texts); best = min(best, time.perf_counter() - st)
-    lengths = [min(256, e.count_tokens(t) + 2) for t in texts]
+    lengths = [min(e.max_tokens, e.count_tokens(t) + 2) for t in texts]  # + [CLS] and [SEP]
     batch = e._passages.batch_size
-    f = flops(lengths, batch)
+    f = flops(lengths, batch, *shape(e.path))
     print(f'{backend}: batch {batch}, mean tokens {statistics.mean(lengths):.0f}, {len(texts)/best:.1f} chunks/s, '
           f'{f/len(texts)/1e9:.2f} GFLOP/chunk, {f/best/1e9:.1f} GFLOP/s = {f/best/1e9/peak:.2f} of the best torch.mm '
           f'({peak:.1f}); ceiling at that peak {peak/(f/best/1e9):.2f}x', flush=True)

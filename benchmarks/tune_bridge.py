@@ -2,8 +2,9 @@
 retrievers/bridge.py) under today's defaults, chosen by leave-one-dataset-out over eight dev sets
 (issue 16; README "Choosing quality settings", rule 19).
 
-Sets: the five of benchmarks/tune_rerank.py (Paul Graham, Solana, ARAGOG with its answers as
-references, multi-hop Paul Graham and ARAGOG) and each corpus's short-answer files pooled. For
+Sets: benchmarks/tune_phrases.py's eight (the five of tune_rerank.py: Paul Graham, Solana, ARAGOG
+with its answers as references, multi-hop Paul Graham and ARAGOG; and each corpus's short-answer
+files pooled). For
 each question today's served top 5 (fusion, then the packaged cross-encoder) is computed once
 with `RAG.retrieve`; then each setting's `bridge_round` runs on it with the retriever's own
 second-round search (`HybridRetriever._candidates`, as `HybridRetriever.retrieve` calls it),
@@ -26,7 +27,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO)); sys.path.insert(0, str(REPO / "benchmarks"))
+import tune_phrases  # noqa: E402  (its eight dev sets)
 from eval.datasets import load_dataset  # noqa: E402
 from eval.retrieval_metrics import is_hit, recall_at  # noqa: E402
 from rag.api import RAG  # noqa: E402
@@ -34,15 +36,7 @@ from retrievers.bridge import bridge_round  # noqa: E402
 from retrievers.hybrid import HYBRID  # noqa: E402
 
 QA = REPO.parent / "shared" / "data" / "qa"
-Q = REPO / "eval" / "questions"
-CORPORA = ("paul_graham", "blockchain_solana", "aragog_arxiv")
-SETS = {  # name: (corpus, question files)
-    **{c: (c, [QA / c / "normalized.jsonl"]) for c in CORPORA},
-    "multihop_pg": ("paul_graham", [Q / "multihop_dev_paul_graham.jsonl"]),
-    "multihop_aragog": ("aragog_arxiv", [Q / "multihop_dev_aragog_arxiv.jsonl"]),
-    **{f"short_{c}": (c, sorted(Q.glob(f"short_answers*_{c}.jsonl"))) for c in CORPORA},
-}
-ANSWERS_AS_REFERENCES = {"aragog_arxiv"}  # its rows carry no contexts (tune_retrieval.py)
+SETS = tune_phrases.SETS  # name: (corpus, questions file, None or "short:<corpus>", answers as references)
 TODAY = "off"
 GRID = [(s, l, n) for s in (1, 2, 3) for l in (1, 2) for n in (False, True)]
 TOP_K = 5
@@ -52,12 +46,22 @@ def name_of(seeds: int, slots: int, new_source: bool, gate: bool) -> str:
     return f"{'gated' if gate else 'plain'} {seeds}-{slots}{' new' if new_source else ''}"
 
 
+def question_files(corpus: str, questions) -> list[Path]:
+    if questions is None:
+        return [QA / corpus / "normalized.jsonl"]
+    if isinstance(questions, str):  # "short:<corpus>": every short-answer batch
+        return sorted(tune_phrases.Q.glob(f"short_answers*_{corpus}.jsonl"))
+    return [questions]
+
+
 def cases_of(name: str) -> list:
-    """The set's questions that have references to score served hits against."""
-    cases = [c for f in SETS[name][1] for c in load_dataset(f).cases]
+    """The set's questions that have references to score served hits against (ARAGOG's
+    answers stand in for the contexts its rows lack, as benchmarks/tune_retrieval.py scores it)."""
+    corpus, questions, answers_as_references = SETS[name]
+    cases = [c for f in question_files(corpus, questions) for c in load_dataset(f).cases]
     for c in cases:
-        if name in ANSWERS_AS_REFERENCES and not c.reference_contexts and c.answerable:
-            c.reference_contexts = [c.reference_answer] if c.reference_answer else []
+        if answers_as_references and not c.reference_contexts and c.answerable and c.reference_answer:
+            c.reference_contexts = [c.reference_answer]
     return [c for c in cases if c.reference_contexts]
 
 
@@ -115,7 +119,7 @@ def main() -> None:
     opts = args.parse_args()
     opts.out.mkdir(parents=True, exist_ok=True)
     rows = {}
-    for name, (corpus, _) in SETS.items():
+    for name, (corpus, _, _) in SETS.items():
         cache = opts.out / f"{name}.json"
         if not cache.is_file():
             started = time.time()
