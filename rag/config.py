@@ -54,8 +54,10 @@ class Settings:
     embedding_query_backend: str = "auto"  # auto | onnx | torch
     # What embeds passages at ingest: torch (in embedding_dtype) or onnx = the same float32
     # export as queries, so an ingest never loads torch (~440 MB less; slower than bfloat16);
-    # auto = onnx on a CPU with AVX2 and no AVX-512 (1.2-1.3x torch float32 there), else torch.
-    embedding_passage_backend: str = "auto"  # auto | torch | onnx
+    # auto = onnx on a CPU with AVX2 and no AVX-512 (1.2-1.3x torch float32 there), else torch;
+    # onnx-int8 = an int8 copy of that export (per-channel weights) for passages only, queries
+    # staying float32: ~2x torch float32 on AVX2 (README "Embedding on AVX2-only CPUs").
+    embedding_passage_backend: str = "auto"  # auto | torch | onnx | onnx-int8
 
     # Re-indexing into another embedding model (`rag reindex`, rag/reindex.py): chunks embedded
     # per write, and the smoke evaluation that must pass before the switch (probe passages from
@@ -361,7 +363,7 @@ class Settings:
 CHOICES = {
     "embedding_dtype": {"auto", "bfloat16", "float32"},
     "embedding_query_backend": {"auto", "onnx", "torch"},
-    "embedding_passage_backend": {"auto", "torch", "onnx"},
+    "embedding_passage_backend": {"auto", "torch", "onnx", "onnx-int8"},
     "dense_index": {"auto", "HNSW", "HNSW_SQ"},
     "llm_backend": {"llama-cpp", "openai"},
     "llm_cpu_kernels": {"auto", "avx2"},

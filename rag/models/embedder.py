@@ -5,13 +5,13 @@ a mean cosine of 0.99998 to float32 vectors; elsewhere float32 is used. Batch 16
 
 Queries are embedded by an ONNX float32 export of the same model where one can be made
 (rag/models/onnx_export.py), so a process that only retrieves and answers never imports torch
-(~550 MB less resident memory). Passages (ingest) run on torch in its dtype, or on the same export ("onnx": an ingest without
-torch, for machines where memory is short). "auto" picks per CPU at run time: torch where the CPU
-has AVX-512 (bfloat16, or float32 AVX-512 kernels, which beat onnxruntime's), the export on a CPU
-with AVX2 and no AVX-512, where onnxruntime's float32 kernels embedded 1.2-1.3x torch float32's
-chunks/s with the same vectors (measured with AVX-512 masked from CPUID, README "Embedding on
-AVX2-only CPUs"). Int8 exports were faster still (1.7-1.9x) but each lost a dev-set question from
-the hybrid top 10, so they are not picked.
+(~550 MB less resident memory). Passages (ingest) run on torch in its dtype, on the same export
+("onnx": an ingest without torch, for machines where memory is short), or on an int8 copy of it
+("onnx-int8", rag/models/onnx_int8.py; queries stay float32). "auto" picks per CPU at run time:
+torch where the CPU has AVX-512 (bfloat16, or float32 AVX-512 kernels, which beat onnxruntime's
+on the Intel VM measured), the int8 copy on a CPU with AVX2 and no AVX-512: ~2x torch float32's
+chunks/s there with every dev set's Recall@10 unchanged (README "Embedding on AVX2-only CPUs",
+rule 21; int8 on both sides, queries too, had lost questions, so queries stay float32).
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from rag.models.embedding import embedding_fingerprint, is_static_folder, resolv
 
 logger = logging.getLogger(__name__)
 QUERY_BACKENDS = ("auto", "onnx", "torch")
-PASSAGE_BACKENDS = ("auto", "torch", "onnx")
+PASSAGE_BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 # Texts per forward pass when none is asked for. Torch: 16 was fastest (MODELS.md). The float32
 # ONNX export is for ingesting in less memory, so it takes 8: encoding 400 Paul Graham chunks
 # alone peaked at 302 MB against 442 MB at 16 (669 at 32), and a 10 MB text ingest at 863 MB
 # against 995 MB, in 429 s against 390 s (2-core Intel VM, 2026-12-01).
-DEFAULT_BATCH = {"torch": 16, "onnx": 8}
+DEFAULT_BATCH = {"torch": 16, "onnx": 8, "onnx-int8": 8}
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -55,7 +55,7 @@ def choose_passage_backend(requested: str, device: str,
                             flags: frozenset[str] | None = None) -> tuple[str, str]:
     """(backend, why) for passages: `requested` unless it is "auto", which picks per CPU (`flags`
     defaults to this CPU's, from /proc/cpuinfo). An unknown CPU keeps torch, the long-standing
-    path; the export is taken only where it was measured faster."""
+    path; an export is taken only where it was measured faster."""
     if requested != "auto":
         return requested, f"embedding_passage_backend = {requested}"
     if not device.startswith("cpu"):
@@ -66,7 +66,8 @@ def choose_passage_backend(requested: str, device: str,
     if "avx512f" in flags:
         return "torch", "auto: AVX-512 without bfloat16, where torch float32 beat onnxruntime"
     if "avx2" in flags:
-        return "onnx", "auto: AVX2 without AVX-512, where onnxruntime float32 beat torch 1.2-1.3x"
+        return "onnx-int8", ("auto: AVX2 without AVX-512, where int8 passages (queries float32) "
+                             "embedded ~2x torch float32 with the same Recall@10")
     return "torch", "auto: CPU extensions unknown"
 
 
@@ -193,7 +194,8 @@ class Embedder:
     def passage_runtime(self) -> str:
         """What embeds passages and why, in words (for `rag config`)."""
         if (onnx := self._onnx_passages) is not None:
-            return f"onnxruntime float32 ({onnx.path}; {self.passage_backend_reason})"
+            kind = "int8, per-channel weights" if self.passage_backend == "onnx-int8" else "float32"
+            return f"onnxruntime {kind} ({onnx.path}; {self.passage_backend_reason})"
         return f"torch {self.dtype} ({self.passage_backend_reason})"
 
     def encode_query(self, text: str) -> np.ndarray:
@@ -213,7 +215,8 @@ class Embedder:
 
     @property
     def passage_backend(self) -> str:
-        """"torch" or "onnx": what embeds passages, once "auto" and a missing export are settled."""
+        """"torch", "onnx" or "onnx-int8": what embeds passages, once "auto" and a missing export
+        are settled."""
         return self._passages.backend
 
     @property
@@ -235,7 +238,7 @@ class Embedder:
     @cached_property
     def _export(self) -> tuple[dict | None, str]:
         """(the sidecar of this model's finished ONNX export, or None; why there is none)."""
-        if self.query_backend == "torch" and self._passage_choice[0] != "onnx":
+        if self.query_backend == "torch" and not self._passage_choice[0].startswith("onnx"):
             return None, ""  # nothing runs on the export
         if not self.device.startswith("cpu") or is_static_folder(self.path):
             reason = "only a transformer model on the CPU is exported"
@@ -262,10 +265,19 @@ class Embedder:
 
     @cached_property
     def _passages(self) -> "_PassagePlan":
-        """What embeds passages, settled once: the export when chosen and present; torch when
-        "auto" chose the export but this model has none; an error when "onnx" was asked for."""
+        """What embeds passages, settled once: the chosen export when present; when "auto" chose
+        one this model lacks, the next one down (int8 copy, float32 export, torch); an error when
+        the missing one was asked for by name."""
         backend, reason = self._passage_choice
         encoder = None
+        if backend == "onnx-int8":
+            encoder, why_not = self._int8_encoder
+            if encoder is None and self._passage_asked == "auto":
+                backend, reason = "onnx", f"auto: no int8 copy ({why_not}), the float32 export"
+            elif encoder is None:
+                raise ModelFileError(f"{self.path}: embedding_passage_backend = onnx-int8 needs an "
+                                     f"int8 copy of the model's ONNX export ({why_not}); "
+                                     "set embedding_passage_backend = onnx or torch")
         if backend == "onnx":
             encoder = self._onnx_encoder
             if encoder is None and self._passage_asked == "auto":
@@ -279,6 +291,24 @@ class Embedder:
     def _batch_for(self, backend: str) -> int:
         """Texts per forward pass on `backend`: the asked size, else that backend's default."""
         return self._batch_size_asked or DEFAULT_BATCH[backend]
+
+    @cached_property
+    def _int8_encoder(self):
+        """(the OnnxEmbedder over the int8 copy of the export, or None; why there is none)."""
+        if (meta := self._export_meta) is None:
+            return None, self._export[1] or "no ONNX export"
+        from rag.models.onnx_embedder import OnnxEmbedder
+        from rag.models.onnx_export import NotExportable, export_folder
+        from rag.models.onnx_int8 import make_int8
+
+        try:
+            folder = make_int8(export_folder(self.fingerprint), meta, self.fingerprint, self.path)
+        except NotExportable as exc:
+            return None, str(exc)
+        return OnnxEmbedder(self.name, folder, pooling=meta["pooling"],
+                            max_tokens=meta["max_seq_length"],
+                            batch_size=self._batch_for("onnx-int8"),
+                            dtype="int8 (onnx, per-channel weights)"), ""
 
     @property
     def _onnx_passages(self):

@@ -1,0 +1,68 @@
+"""Passages on an int8 copy of the ONNX export (`embedding_passage_backend = onnx-int8`), queries
+staying on the float32 export: faster on AVX2-only CPUs, and it must still find what float32
+finds, keep queries exactly as they were, and rebuild a damaged copy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.errors import ModelFileError
+from rag.models import onnx_int8
+from rag.models.embedder import Embedder
+
+PASSAGES = ["Green tea steeps for two to three minutes in water at 80 degrees.",
+            "The Merkle tree lets a light client check one transaction without the whole block.",
+            "Viaweb's template language RTML was named after Robert Morris.",
+            "Sourdough needs a starter fed with flour and water for several days."]
+QUESTIONS = ["How long should green tea steep?", "What does a Merkle tree let a client verify?",
+             "Who was RTML named after?", "What does sourdough bread need?"]
+
+
+@pytest.fixture(scope="module")
+def int8():
+    return Embedder("packaged", passage_backend="onnx-int8")
+
+
+@pytest.fixture(scope="module")
+def float32():
+    return Embedder("packaged", passage_backend="onnx")
+
+
+def test_int8_passages_are_close_to_float32_and_rank_alike(int8, float32):
+    ours, reference = int8.encode(PASSAGES), float32.encode(PASSAGES)
+    cosines = (ours * reference).sum(axis=1)
+    assert cosines.min() > 0.98  # close ...
+    assert np.abs(ours - reference).max() > 1e-4  # ... but really int8, not the float32 export
+    queries = np.stack([int8.encode_query(q) for q in QUESTIONS])
+    assert list((queries @ ours.T).argmax(axis=1)) == [0, 1, 2, 3]
+
+
+def test_queries_stay_on_the_float32_export(int8, float32):
+    assert np.abs(int8.encode_query(QUESTIONS[0]) - float32.encode_query(QUESTIONS[0])).max() < 1e-6
+    assert int8.passage_runtime.startswith("onnxruntime int8")
+    assert int8.query_runtime.startswith("onnxruntime float32")
+    assert int8.batch_size == 8
+
+
+def test_a_damaged_int8_copy_is_made_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    first = Embedder("packaged", passage_backend="onnx-int8")
+    vector = first.encode(PASSAGES[:1])
+    folder = onnx_int8.int8_folder(first.fingerprint)
+    with open(folder / "model.onnx", "r+b") as handle:  # a torn write
+        handle.truncate(1000)
+    assert onnx_int8.cached_int8(first.fingerprint) is None
+    again = Embedder("packaged", passage_backend="onnx-int8")
+    assert np.abs(again.encode(PASSAGES[:1]) - vector).max() < 1e-6
+    assert not list((tmp_path / "cache").glob("*.tmp-*"))
+
+
+def test_int8_passages_for_a_model_without_an_export_say_what_to_set(static_model):
+    with pytest.raises(ModelFileError, match="embedding_passage_backend = onnx or torch"):
+        Embedder(str(static_model), passage_backend="onnx-int8").encode(["tea"])
+
+
+def test_an_unknown_passage_backend_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="onnx-int8"):
+        Embedder("packaged", passage_backend="int4")
