@@ -112,6 +112,7 @@ AVX512 = AVX2_ONLY | {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}
 
 @pytest.mark.parametrize("flags, expected", [
     (AVX2_ONLY, "onnx-int8"),                      # ~2x torch there, Recall@10 held (rule 21)
+    (AVX2_ONLY | {"avx_vnni"}, "onnx"),            # VNNI int8 rounding lost recall (rule 22)
     (AVX512, "torch"),                             # torch float32's AVX-512 kernels win
     (AVX512 | {"avx512_bf16"}, "torch"),           # bfloat16
     (AVX2_ONLY | {"amx_bf16", "amx_tile"}, "torch"),
