@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -108,3 +110,14 @@ def write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
+
+
+def staging_folder(final: Path) -> Path:
+    """A new empty folder beside `final` to build a cached model in before renaming it into
+    place (so a half-built one is never read); folders that killed runs left, over an hour
+    old, are removed first."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(final.name + ".tmp-*"):
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=final.parent, prefix=final.name + ".tmp-"))

@@ -277,22 +277,17 @@ class Embedder:
         the missing one was asked for by name."""
         backend, reason = self._passage_choice
         encoder = None
-        if backend == "onnx-int8":
-            encoder, why_not = self._int8_encoder
-            if encoder is None and self._passage_asked == "auto":
-                backend, reason = "onnx", f"auto: no int8 copy ({why_not}), the float32 export"
-            elif encoder is None:
-                raise ModelFileError(f"{self.path}: embedding_passage_backend = onnx-int8 needs an "
-                                     f"int8 copy of the model's ONNX export ({why_not}); "
-                                     "set embedding_passage_backend = onnx or torch")
-        if backend == "onnx":
-            encoder = self._onnx_encoder
-            if encoder is None and self._passage_asked == "auto":
-                backend, reason = "torch", f"auto: no ONNX export ({self._export[1]})"
-            elif encoder is None:
-                raise ModelFileError(f"{self.path}: embedding_passage_backend = onnx needs an ONNX "
-                                     f"export of the model ({self._export[1]}); "
-                                     "set embedding_passage_backend = torch")
+        while backend in _ONNX_FALLBACK:
+            needs, fallen_back, instead, settings = _ONNX_FALLBACK[backend]
+            encoder, why_not = self._int8_encoder if backend == "onnx-int8" else (
+                self._onnx_encoder, self._export[1])
+            if encoder is not None:
+                break
+            if self._passage_asked != "auto":
+                raise ModelFileError(f"{self.path}: embedding_passage_backend = {backend} needs "
+                                     f"{needs} ({why_not}); set embedding_passage_backend = "
+                                     f"{settings}")
+            backend, reason = instead, fallen_back.format(why_not)
         return _PassagePlan(backend, reason, self._batch_for(backend), encoder)
 
     def _batch_for(self, backend: str) -> int:
@@ -304,7 +299,6 @@ class Embedder:
         """(the OnnxEmbedder over the int8 copy of the export, or None; why there is none)."""
         if (meta := self._export_meta) is None:
             return None, self._export[1] or "no ONNX export"
-        from rag.models.onnx_embedder import OnnxEmbedder
         from rag.models.onnx_export import NotExportable, export_folder
         from rag.models.onnx_int8 import make_int8
 
@@ -312,10 +306,7 @@ class Embedder:
             folder = make_int8(export_folder(self.fingerprint), meta, self.fingerprint, self.path)
         except NotExportable as exc:
             return None, str(exc)
-        return OnnxEmbedder(self.name, folder, pooling=meta["pooling"],
-                            max_tokens=meta["max_seq_length"],
-                            batch_size=self._batch_for("onnx-int8"),
-                            dtype="int8 (onnx, per-channel weights)"), ""
+        return self._onnx_over(folder, meta, "onnx-int8", "int8 (onnx, per-channel weights)"), ""
 
     @property
     def _onnx_passages(self):
@@ -331,13 +322,28 @@ class Embedder:
         """The OnnxEmbedder over this model's float32 export (queries and, if asked, passages)."""
         if (meta := self._export_meta) is None:
             return None
-        from rag.models.onnx_embedder import OnnxEmbedder
         from rag.models.onnx_export import export_folder
 
-        return OnnxEmbedder(self.name, export_folder(self.fingerprint), pooling=meta["pooling"],
-                            max_tokens=meta["max_seq_length"],
-                            batch_size=self._batch_for(self._passage_choice[0]),
-                            dtype="float32 (onnx)")
+        return self._onnx_over(export_folder(self.fingerprint), meta, self._passage_choice[0],
+                               "float32 (onnx)")
+
+    def _onnx_over(self, folder, meta: dict, backend: str, dtype: str):
+        """An OnnxEmbedder over `folder`, shaped as the export's sidecar `meta` says, batched as
+        `backend` is."""
+        from rag.models.onnx_embedder import OnnxEmbedder
+
+        return OnnxEmbedder(self.name, folder, pooling=meta["pooling"],
+                            max_tokens=meta["max_seq_length"], batch_size=self._batch_for(backend),
+                            dtype=dtype)
+
+
+# Each ONNX passage backend: (what it needs, in words; the reason "auto" gives when it falls
+# back, "{}" the cause; what "auto" falls back to; what to set instead when it was asked by name).
+_ONNX_FALLBACK = {
+    "onnx-int8": ("an int8 copy of the model's ONNX export",
+                  "auto: no int8 copy ({}), the float32 export", "onnx", "onnx or torch"),
+    "onnx": ("an ONNX export of the model", "auto: no ONNX export ({})", "torch", "torch"),
+}
 
 
 @dataclass(frozen=True)

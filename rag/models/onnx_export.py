@@ -23,13 +23,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from rag.models.cache import cache_dir, sha256_of
+from rag.models.cache import cache_dir, sha256_of, staging_folder
 
 SIDECAR = "export.json"
 DATA = "model.onnx.data"  # the weights, beside the graph: onnxruntime maps them from the file
@@ -104,11 +102,7 @@ def export(source: str | Path, fingerprint: str) -> tuple[Path, dict]:
     except ImportError as exc:
         raise NotExportable(f"cannot export to ONNX: {exc}") from exc
     final = export_folder(fingerprint)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(final.name + ".tmp-*"):  # left by a killed export
-        if time.time() - stale.stat().st_mtime > 3600:
-            shutil.rmtree(stale, ignore_errors=True)
-    work = Path(tempfile.mkdtemp(dir=final.parent, prefix=final.name + ".tmp-"))
+    work = staging_folder(final)
     try:
         # Eager attention, and an example batch with padding: traced with an all-ones mask,
         # transformers skips building the attention mask and the export ignores padding.

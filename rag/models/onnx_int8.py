@@ -23,13 +23,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from rag.models.cache import cache_dir
+from rag.models.cache import cache_dir, staging_folder
 from rag.models.onnx_export import PROBES, NotExportable
 
 SIDECAR = "int8.json"
@@ -70,10 +68,7 @@ def make_int8(export: Path, plan: dict, fingerprint: str, source: str | Path) ->
     except ImportError as exc:
         raise NotExportable(f"cannot quantise to int8: {exc}") from exc
     final = int8_folder(fingerprint)
-    for stale in final.parent.glob(final.name + ".tmp-*"):  # left by a killed run
-        if time.time() - stale.stat().st_mtime > 3600:
-            shutil.rmtree(stale, ignore_errors=True)
-    work = Path(tempfile.mkdtemp(dir=final.parent, prefix=final.name + ".tmp-"))
+    work = staging_folder(final)
     try:
         model_folder, source, fused = Path(source), export / "model.onnx", work / "fused.onnx"
         if not _fuse(source, fused, _shape(model_folder)):
