@@ -19,13 +19,17 @@ Raw is always torch in the embedding dtype (the model's ceiling before onnxrunti
 existed); when passages run on the ONNX export (`embedding_passage_backend`, `--set`), the
 export's own raw encode is printed beside it, and ingest/raw is then the gain over torch.
 
+`--vs-torch` adds a torch-passage ingest to every round, right after the others: with an ONNX
+passage backend, `ingest / torch-passage ingest` per round is the gain a user sees, measured in
+one process on the same files (runs a minute apart drift less than runs in separate processes).
+
 `--emulate-avx2` re-runs the benchmark with AVX-512, VNNI and AMX masked from CPUID
 (benchmarks/cpu_mask.py), in float32 unless `--set embedding_dtype=...` says otherwise: the
 figures of an AVX2-only CPU on this silicon (a real one differs in caches and clocks; compare
 ratios). Its own CPU report still lists AVX-512, so name the passage backend to measure.
 
     flock /tmp/rag-heavy.lock .venv/bin/python benchmarks/ingest_throughput.py [CORPUS] [--limit N]
-    ... --emulate-avx2 --no-stock --no-audio --set embedding_passage_backend=onnx
+    ... --emulate-avx2 --no-stock --no-audio --set embedding_passage_backend=onnx-int8 --vs-torch
 """
 
 from __future__ import annotations
@@ -61,6 +65,9 @@ def main() -> int:
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting for the index and the embedder (repeatable)")
+    parser.add_argument("--vs-torch", action="store_true",
+                        help="also ingest with torch passages in every round, beside each run "
+                             "(the same-run ratio when --set picks an ONNX passage backend)")
     parser.add_argument("--emulate-avx2", action="store_true",
                         help="mask AVX-512/VNNI/AMX from CPUID and run in float32 (cpu_mask.py)")
     args = parser.parse_args()
@@ -119,7 +126,10 @@ def main() -> int:
         return len(texts) / (time.perf_counter() - started)
 
     def ingest(name: str, **settings) -> tuple[float, float, int]:
-        rag_ = RAG.open(work / name, **{**overrides, **settings}, embedder=embedder)
+        own = embedder
+        if settings.get("embedding_passage_backend") == "torch":
+            own = torch_embedder
+        rag_ = RAG.open(work / name, **{**overrides, **settings}, embedder=own)
         opened = time.perf_counter()
         rag_.index  # creating the Milvus collection is set-up, once per index, not per chunk
         open_s = time.perf_counter() - opened
@@ -137,6 +147,9 @@ def main() -> int:
     variants = [("rag ingest (read-ahead)", "index", {})]
     if args.compare_read_ahead:
         variants.append(("rag ingest (no read-ahead)", "index-seq", {"ingest_read_ahead": 0}))
+    torch_label = "rag ingest, torch passages"
+    if args.vs_torch and embedder.passage_backend != "torch":
+        variants.append((torch_label, "index-torch", {"embedding_passage_backend": "torch"}))
     raws = [raw()]
     ratios: dict[str, list[float]] = {label: [] for label, _, _ in variants}
     rates: dict[str, list[float]] = {label: [] for label, _, _ in variants}
@@ -171,6 +184,15 @@ def main() -> int:
                     "ingest_chunks_per_s": round(ingest_rate, 2),
                     "ingest_mb_per_s": round(ingest_rate * megabytes / len(texts), 4),
                     "ingest_over_raw": round(statistics.median(ratios[variants[0][0]]), 3)}
+    if torch_label in rates:
+        # Same round, neighbouring runs: the drift between them is small beside the gain.
+        for label, _, _ in variants[:-1]:
+            each = [own / torch for own, torch in zip(rates[label], rates[torch_label])]
+            print(f"{label} / torch-passage ingest, same round: median "
+                  f"{statistics.median(each):.3f} (each: {', '.join(f'{r:.3f}' for r in each)})")
+            if label == variants[0][0]:
+                result["ingest_over_torch_ingest"] = round(statistics.median(each), 3)
+        result["torch_ingest_chunks_per_s"] = round(statistics.median(rates[torch_label]), 2)
     if not args.no_stock:
         stock_rate, stock_chunks = stock_llama_index(corpus, model, settings, batch)
         print(f"stock llama-index ingest       : {stock_rate:7.1f} chunks/s ({stock_chunks} chunks); "

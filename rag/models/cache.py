@@ -14,9 +14,11 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
 
 from rag.errors import ModelFileError
+
+T = TypeVar("T")
 
 CHUNK = 1 << 20
 
@@ -121,3 +123,21 @@ def staging_folder(final: Path) -> Path:
         if time.time() - stale.stat().st_mtime > 3600:
             shutil.rmtree(stale, ignore_errors=True)
     return Path(tempfile.mkdtemp(dir=final.parent, prefix=final.name + ".tmp-"))
+
+
+def move_into_place(work: Path, final: Path, finished: Callable[[], T | None],
+                    failure: type[Exception] = ModelFileError) -> T | None:
+    """Rename the folder built in `work` (see `staging_folder`) to `final`. None when ours is in
+    place. A `final` that `finished()` does not accept (stale, altered) is replaced; when another
+    process renamed its finished copy there first, `work` is dropped and `finished()` of theirs
+    is returned; a `final` that is neither raises `failure` saying to delete it."""
+    if final.exists() and finished() is None:
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        os.replace(work, final)
+        return None
+    except OSError:  # another process finished first: use its copy
+        shutil.rmtree(work, ignore_errors=True)
+        if (found := finished()) is None:
+            raise failure(f"{final}: exists and is not a finished copy; delete it") from None
+        return found

@@ -21,13 +21,12 @@ import against transformers 5.x here (MODELS.md); torch's own exporter does the 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from rag.models.cache import cache_dir, sha256_of, staging_folder
+from rag.models.cache import cache_dir, move_into_place, sha256_of, staging_folder
 
 SIDECAR = "export.json"
 DATA = "model.onnx.data"  # the weights, beside the graph: onnxruntime maps them from the file
@@ -142,16 +141,8 @@ def export(source: str | Path, fingerprint: str) -> tuple[Path, dict]:
                 "files": {name: [st.st_size, st.st_mtime_ns] for name, st in stats.items()},
                 "largest_difference": difference}
         (work / SIDECAR).write_text(json.dumps(meta, indent=2))
-        if final.exists() and cached_export(fingerprint) is None:
-            shutil.rmtree(final, ignore_errors=True)  # a stale or altered export: replace it
-        try:
-            os.replace(work, final)
-        except OSError:  # another process finished its export first: use that one
-            shutil.rmtree(work, ignore_errors=True)
-            if (found := cached_export(fingerprint)) is None:
-                raise NotExportable(f"{final}: exists and is not a finished export; delete it")
-            return found
-        return final, meta
+        return move_into_place(work, final, lambda: cached_export(fingerprint), NotExportable) \
+            or (final, meta)
     except Exception:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.models.cache import cache_dir, staging_folder
+from rag.models.cache import cache_dir, move_into_place, staging_folder
 from rag.models.onnx_export import PROBES, NotExportable
 
 SIDECAR = "int8.json"
@@ -89,16 +89,8 @@ def make_int8(export: Path, plan: dict, fingerprint: str, source: str | Path) ->
                 "fused": fused != source, "file": [stat.st_size, stat.st_mtime_ns],
                 "lowest_probe_cosine": cosine}
         (work / SIDECAR).write_text(json.dumps(meta, indent=2))
-        if final.exists():
-            shutil.rmtree(final, ignore_errors=True)  # stale or altered: replace it
-        try:
-            os.replace(work, final)
-        except OSError:  # another process finished first: use its copy
-            shutil.rmtree(work, ignore_errors=True)
-            if (found := cached_int8(fingerprint)) is None:
-                raise NotExportable(f"{final}: exists and is not a finished int8 copy; delete it")
-            return found
-        return final
+        return move_into_place(work, final, lambda: cached_int8(fingerprint), NotExportable) \
+            or final
     except NotExportable:
         shutil.rmtree(work, ignore_errors=True)
         raise

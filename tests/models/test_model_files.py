@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from rag.errors import ModelFileError
-from rag.models.cache import verified_assembly
+from rag.models.cache import move_into_place, staging_folder, verified_assembly
 
 
 def make_parts(tmp_path, contents):
@@ -93,3 +93,48 @@ def test_packaged_models_resolve_to_verified_files():
     gguf = packaged_gguf()
     assert gguf.read_bytes()[:4] == b"GGUF"
     assert resolve_embedding_model("packaged").endswith("model")
+
+
+def _built(final, text):
+    work = staging_folder(final)
+    (work / "model.onnx").write_text(text)
+    return work
+
+
+def _finished(final):
+    """A cache check that accepts a folder holding a model file."""
+    return lambda: final if (final / "model.onnx").is_file() else None
+
+
+def test_a_built_cache_folder_is_renamed_into_place_replacing_an_unfinished_one(tmp_path):
+    final = tmp_path / "onnx-x"
+    final.mkdir()
+    (final / "leftover").write_text("a killed run's half-copy")
+    work = _built(final, "ours")
+    assert move_into_place(work, final, _finished(final)) is None
+    assert (final / "model.onnx").read_text() == "ours"
+    assert not (final / "leftover").exists() and not work.exists()
+
+
+def test_when_another_process_finished_first_its_copy_is_used_and_ours_dropped(tmp_path):
+    final = tmp_path / "onnx-x"
+    final.mkdir()
+    (final / "model.onnx").write_text("theirs")
+    work = _built(final, "ours")
+    assert move_into_place(work, final, _finished(final)) == final
+    assert (final / "model.onnx").read_text() == "theirs" and not work.exists()
+
+
+def test_a_folder_in_the_way_that_is_not_a_finished_copy_says_to_delete_it(tmp_path):
+    final = tmp_path / "onnx-x"
+    work = _built(final, "ours")
+    seen = iter([final, None])  # finished when first asked, gone bad by the time of the rename
+
+    def flaky():
+        return next(seen)
+
+    final.mkdir()
+    (final / "other").write_text("x")
+    with pytest.raises(ModelFileError, match="delete it"):
+        move_into_place(work, final, flaky)
+    assert not work.exists()
