@@ -9,11 +9,12 @@ Queries are embedded by an ONNX float32 export of the same model where one can b
 ("onnx": an ingest without torch, for machines where memory is short), or on an int8 copy of it
 ("onnx-int8", rag/models/onnx_int8.py; queries stay float32). "auto" picks per CPU at run time:
 torch where the CPU has AVX-512 (bfloat16, or float32 AVX-512 kernels, which beat onnxruntime's
-on the Intel VM measured), the int8 copy on a CPU with AVX2 and no AVX-512: ~2x torch float32's
-chunks/s there with every dev set's Recall@10 unchanged (README "Embedding on AVX2-only CPUs",
-rule 21; int8 on both sides, queries too, had lost questions, so queries stay float32). With
-VNNI the int8 kernels round differently and lost a question (rule 22), so an AVX2 CPU with
-AVX-VNNI keeps the float32 export.
+on the Intel VM measured), the float32 export on a CPU with AVX2 and no AVX-512 (1.35x torch
+float32's ingest there, the same vectors). The int8 copy ingests ~2x torch float32 there but is
+not picked: its vectors depend on which texts share an onnxruntime call (one activation scale
+per call), and of two groupings of the same corpora one kept every dev set's Recall@10 (rule 21)
+and the other lost an ARAGOG question from the top 10 (rule 24; README "Embedding on AVX2-only
+CPUs"). By name it is there for whoever accepts that.
 """
 
 from __future__ import annotations
@@ -67,14 +68,11 @@ def choose_passage_backend(requested: str, device: str,
         return "torch", "auto: this CPU has bfloat16, torch's fastest path"
     if "avx512f" in flags:
         return "torch", "auto: AVX-512 without bfloat16, where torch float32 beat onnxruntime"
-    if "avx2" in flags and "avx_vnni" in flags:
-        # VNNI int8 kernels round otherwise than AVX2's: on AVX-512 VNNI they lost a Paul Graham
-        # question from the top 10 (rule 22), so only the float32 export is sure here.
-        return "onnx", ("auto: AVX2 with AVX-VNNI, no AVX-512: the float32 export (1.2-1.3x "
-                        "torch float32); int8 with VNNI kernels lost recall")
     if "avx2" in flags:
-        return "onnx-int8", ("auto: AVX2 without AVX-512, where int8 passages (queries float32) "
-                             "embedded ~2x torch float32 with the same Recall@10")
+        # int8 passages (onnx-int8) ingest ~2x here, but one of two groupings of the dev corpora
+        # lost an ARAGOG question from the top 10 (rule 24): float32 keeps torch's vectors.
+        return "onnx", ("auto: AVX2 without AVX-512, where the float32 export embeds ~1.35x "
+                        "torch float32 with the same vectors")
     return "torch", "auto: CPU extensions unknown"
 
 
@@ -272,22 +270,21 @@ class Embedder:
 
     @cached_property
     def _passages(self) -> "_PassagePlan":
-        """What embeds passages, settled once: the chosen export when present; when "auto" chose
-        one this model lacks, the next one down (int8 copy, float32 export, torch); an error when
-        the missing one was asked for by name."""
+        """What embeds passages, settled once: the chosen export when present; torch when "auto"
+        chose the float32 export and this model has none; an error when the missing one was
+        asked for by name."""
         backend, reason = self._passage_choice
-        encoder = None
-        while backend in _ONNX_FALLBACK:
-            needs, fallen_back, instead, settings = _ONNX_FALLBACK[backend]
-            encoder, why_not = self._int8_encoder if backend == "onnx-int8" else (
-                self._onnx_encoder, self._export[1])
-            if encoder is not None:
-                break
+        if backend == "torch":
+            return _PassagePlan(backend, reason, self._batch_for(backend), None)
+        encoder, why_not = self._int8_encoder if backend == "onnx-int8" else (
+            self._onnx_encoder, self._export[1])
+        if encoder is None:
             if self._passage_asked != "auto":
+                needs, instead = _ONNX_NEEDS[backend]
                 raise ModelFileError(f"{self.path}: embedding_passage_backend = {backend} needs "
                                      f"{needs} ({why_not}); set embedding_passage_backend = "
-                                     f"{settings}")
-            backend, reason = instead, fallen_back.format(why_not)
+                                     f"{instead}")
+            backend, reason = "torch", f"auto: no ONNX export ({why_not})"
         return _PassagePlan(backend, reason, self._batch_for(backend), encoder)
 
     def _batch_for(self, backend: str) -> int:
@@ -337,12 +334,10 @@ class Embedder:
                             dtype=dtype)
 
 
-# Each ONNX passage backend: (what it needs, in words; the reason "auto" gives when it falls
-# back, "{}" the cause; what "auto" falls back to; what to set instead when it was asked by name).
-_ONNX_FALLBACK = {
-    "onnx-int8": ("an int8 copy of the model's ONNX export",
-                  "auto: no int8 copy ({}), the float32 export", "onnx", "onnx or torch"),
-    "onnx": ("an ONNX export of the model", "auto: no ONNX export ({})", "torch", "torch"),
+# Each ONNX passage backend: (what it needs, in words; what to set instead when it is missing).
+_ONNX_NEEDS = {
+    "onnx-int8": ("an int8 copy of the model's ONNX export", "onnx or torch"),
+    "onnx": ("an ONNX export of the model", "torch"),
 }
 
 

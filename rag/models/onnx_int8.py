@@ -4,7 +4,10 @@ Why: on a CPU with AVX2 and no AVX-512 the float32 export embeds ~1.4x torch flo
 and cannot go much further (README "Why 2x is out of reach in float32"); int8 matrix products
 run at about twice float32's rate there. Only passages use it: queries stay on the float32
 export, so a passage vector moves a little (cosine ~0.99 to float32) and a query vector not at
-all, which is what "Rule 21" (README "Embedding on AVX2-only CPUs") measured for recall.
+all. Chosen by name only (`embedding_passage_backend = onnx-int8`), never by `auto`: the move
+depends on which texts share an onnxruntime call (one activation scale per call), and one of two
+batchings of the dev corpora lost a question from the top 10 (README "Embedding on AVX2-only
+CPUs", rules 21 and 24).
 
 The recipe is onnxruntime's own tools, not hand-written kernels: the BERT graph fusions
 (`onnxruntime.transformers.optimizer`, so attention runs as one quantised operator), then

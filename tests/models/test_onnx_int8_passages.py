@@ -66,3 +66,13 @@ def test_int8_passages_for_a_model_without_an_export_say_what_to_set(static_mode
 def test_an_unknown_passage_backend_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="onnx-int8"):
         Embedder("packaged", passage_backend="int4")
+
+
+def test_int8_vectors_depend_on_the_texts_batched_with_them_and_float32_ones_do_not(int8, float32):
+    """Why `auto` never picks int8 (README rule 24): one activation scale per onnxruntime call,
+    so a passage embedded beside other texts gets another vector than alone; float32 does not."""
+    alone = np.vstack([int8.encode([text]) for text in PASSAGES])
+    together = int8.encode(PASSAGES)
+    assert (alone * together).sum(axis=1).min() < 0.9999
+    float32_alone = np.vstack([float32.encode([text]) for text in PASSAGES])
+    assert np.abs(float32_alone - float32.encode(PASSAGES)).max() < 1e-5
