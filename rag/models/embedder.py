@@ -59,6 +59,9 @@ def choose_passage_backend(requested: str, device: str,
     """(backend, why) for passages: `requested` unless it is "auto", which picks per CPU (`flags`
     defaults to this CPU's, from /proc/cpuinfo). An unknown CPU keeps torch, the long-standing
     path; an export is taken only where it was measured faster."""
+    if requested == "onnx-int8":
+        return requested, ("embedding_passage_backend = onnx-int8; int8 vectors vary with the "
+                           "texts embedded beside them (README rule 24)")
     if requested != "auto":
         return requested, f"embedding_passage_backend = {requested}"
     if not device.startswith("cpu"):

@@ -41,6 +41,7 @@ def test_int8_passages_are_close_to_float32_and_rank_alike(int8, float32):
 def test_queries_stay_on_the_float32_export(int8, float32):
     assert np.abs(int8.encode_query(QUESTIONS[0]) - float32.encode_query(QUESTIONS[0])).max() < 1e-6
     assert int8.passage_runtime.startswith("onnxruntime int8")
+    assert "vary with the texts embedded beside them" in int8.passage_runtime  # `rag config` warns
     assert int8.query_runtime.startswith("onnxruntime float32")
     assert int8.batch_size == 8
 
