@@ -21,7 +21,7 @@ import numpy as np
 
 from retrievers.bm25 import BM25Index, Facets
 from retrievers.catalog import Catalog
-from retrievers.text import TOKENIZER_VERSION
+from retrievers.text import TOKENIZER_VERSION, tokenize
 
 log = logging.getLogger(__name__)
 SNAPSHOT_FILE = "bm25.npz"
@@ -41,7 +41,11 @@ def open_bm25(catalog: Catalog, directory: Path, k1: float = 1.5, b: float = 0.7
         index.remove(stale)
     missing = live - index.ids()
     if missing:
-        for chunk_id, terms, meta in _live_rows(catalog, missing, everything=not len(index)):
+        # Terms another tokenizer stored (a catalog its writer has not migrated yet,
+        # `ChunkIndex`) are derived again from the texts: queries are tokenized by this one.
+        fresh = None if catalog.tokenizer_current(TOKENIZER_VERSION) else tokenize
+        for chunk_id, terms, meta in _live_rows(catalog, missing, everything=not len(index),
+                                                terms_from=fresh):
             index.add(chunk_id, terms, facets_from_meta(meta))
     if stale or missing:
         log.info("bm25: %d chunks added, %d removed since the snapshot", len(missing), len(stale))
@@ -108,11 +112,11 @@ def _load_snapshot(path: Path, k1: float, b: float, epsilon: float,
     return BM25Index(k1, b, epsilon, source_terms)
 
 
-def _live_rows(catalog: Catalog, wanted: set[str], everything: bool):
+def _live_rows(catalog: Catalog, wanted: set[str], everything: bool, terms_from=None):
     """(chunk_id, term counts, meta) of live chunks: one scan when rebuilding from nothing."""
     if everything:
-        return (row for row in catalog.bm25_rows() if row[0] in wanted)
-    return catalog.bm25_rows(wanted)
+        return (row for row in catalog.bm25_rows(terms_from=terms_from) if row[0] in wanted)
+    return catalog.bm25_rows(wanted, terms_from=terms_from)
 
 
 def facets_from_meta(meta: dict) -> Facets:

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from retrievers.errors import damaged_catalog
 from retrievers.records import Chunk
@@ -63,6 +63,9 @@ CREATE INDEX IF NOT EXISTS chunks_by_state ON chunks (state);
 """
 
 LIVE, PENDING, RETIRED = "live", "pending", "retired"
+# The BM25 tokenizer that made the stored `terms` (retrievers.text.TOKENIZER_VERSION); absent in
+# catalogs written before it was recorded.
+TOKENIZER_KEY = "tokenizer"
 # A counter in `meta`, raised by every transaction that changes which chunks are live, so a
 # process serving the index sees another process's publish with one cheap read per query.
 GENERATION_KEY = "live_generation"
@@ -348,21 +351,59 @@ class Catalog:
     def ids_in_state(self, state: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT chunk_id FROM chunks WHERE state = ?", (state,))]
 
-    def bm25_rows(self, chunk_ids: Iterable[str] | None = None
+    def bm25_rows(self, chunk_ids: Iterable[str] | None = None,
+                  terms_from: Callable[[str], list[str]] | None = None,
                   ) -> Iterator[tuple[str, dict[str, int], dict[str, Any]]]:
         """(chunk_id, term counts, meta) of all live chunks, or of `chunk_ids`: what the BM25
-        index is rebuilt from (one table scan for all, batched lookups for some)."""
+        index is rebuilt from (one table scan for all, batched lookups for some). With
+        `terms_from` (a tokenizer) the counts are taken from the stored texts instead of the
+        stored terms: for a process that reads a catalog another tokenizer wrote."""
+        column = "terms" if terms_from is None else "text"
+
+        def counts(value: str) -> dict[str, int]:
+            return json.loads(value) if terms_from is None else dict(Counter(terms_from(value)))
+
         if chunk_ids is None:
-            rows = self.db.execute("SELECT chunk_id, terms, meta FROM chunks WHERE state = 'live'")
-            for chunk_id, terms, meta in rows:
-                yield chunk_id, json.loads(terms), json.loads(meta)
+            rows = self.db.execute(f"SELECT chunk_id, {column}, meta FROM chunks WHERE state = 'live'")
+            for chunk_id, value, meta in rows:
+                yield chunk_id, counts(value), json.loads(meta)
             return
         for batch in _batches(sorted(chunk_ids)):
             marks = ",".join("?" * len(batch))
-            for chunk_id, terms, meta in self.db.execute(
-                f"SELECT chunk_id, terms, meta FROM chunks WHERE chunk_id IN ({marks})", batch
+            for chunk_id, value, meta in self.db.execute(
+                f"SELECT chunk_id, {column}, meta FROM chunks WHERE chunk_id IN ({marks})", batch
             ):
-                yield chunk_id, json.loads(terms), json.loads(meta)
+                yield chunk_id, counts(value), json.loads(meta)
+
+    def tokenizer_current(self, version: str) -> bool:
+        """Whether the stored terms were made by tokenizer `version`. A catalog with no chunks
+        is current whatever it records: there is nothing to derive again."""
+        return self.get_meta(TOKENIZER_KEY) == version or self.db.execute(
+            "SELECT 1 FROM chunks LIMIT 1").fetchone() is None
+
+    def retokenize(self, tokenize: Callable[[str], list[str]], version: str,
+                   batch: int = 2000) -> int:
+        """Derive every chunk's stored terms again from its stored text with `tokenize`, then
+        record `version`; how many rows changed. The writer's job (hold the writer lock). Each
+        batch commits on its own: terms are derived data, and an interrupted run leaves the old
+        version recorded, so the next writer starts over; no other column changes."""
+        changed = 0
+        rowids = [r[0] for r in self.db.execute("SELECT rowid FROM chunks ORDER BY rowid")]
+        for start in range(0, len(rowids), batch):
+            first, last = rowids[start], rowids[min(start + batch, len(rowids)) - 1]
+            rows = self.db.execute("SELECT rowid, text, terms FROM chunks WHERE rowid BETWEEN ? "
+                                   "AND ?", (first, last)).fetchall()
+            updates = []
+            for rowid, text, terms in rows:
+                fresh = dict(Counter(tokenize(text)))
+                if fresh != json.loads(terms):
+                    updates.append((json.dumps(fresh), rowid))
+            if updates:
+                with self.transaction():
+                    self.db.executemany("UPDATE chunks SET terms = ? WHERE rowid = ?", updates)
+                changed += len(updates)
+        self.set_meta(TOKENIZER_KEY, version)
+        return changed
 
     def terms_of(self, chunk_ids: list[str]) -> dict[str, dict[str, int]]:
         out = {}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Sequence
@@ -44,7 +45,7 @@ from retrievers.milvus_keywords import MilvusKeywordIndex
 from retrievers.protocols import DenseStore, KeywordIndex
 from retrievers.records import Chunk, passage_texts
 from retrievers.strategies import SparseBackend
-from retrievers.text import tokenize
+from retrievers.text import TOKENIZER_VERSION, tokenize
 
 log = logging.getLogger(__name__)
 CATALOG_FILE = "catalog.sqlite"
@@ -106,6 +107,7 @@ class ChunkIndex:
             if self.writer.acquire(wait=False):
                 try:
                     self.repair()
+                    self._retokenize_if_stale()
                 finally:
                     self.writer.release()
             else:  # its pending rows are an ingest in flight; that process repairs its own
@@ -169,7 +171,8 @@ class ChunkIndex:
             stale, missing = have - live, live - have
             if stale:
                 self.keywords.remove(stale)
-            for chunk_id, terms, meta in self.catalog.bm25_rows(missing):
+            fresh = None if self.catalog.tokenizer_current(TOKENIZER_VERSION) else tokenize
+            for chunk_id, terms, meta in self.catalog.bm25_rows(missing, terms_from=fresh):
                 self.keywords.add(chunk_id, terms, facets_from_meta(meta))
             self._generation = generation
         if stale or missing:
@@ -330,6 +333,7 @@ class ChunkIndex:
                 "%s: waiting for the ingest of another process (pid %s) to finish",
                 self.directory, pid))
             self.refresh()
+            self._retokenize_if_stale()
         if not self._unclean:
             self.catalog.set_meta(UNCLEAN_KEY, True)
             self._unclean = True
@@ -393,6 +397,21 @@ class ChunkIndex:
             self.dense.flush()
             self._dirty = False
         self._unflushed = 0
+
+    def _retokenize_if_stale(self) -> None:
+        """Under the writer lock: when the catalog's terms were stored by another BM25 tokenizer
+        (an index made before `retrievers.text.TOKENIZER_VERSION` changed), derive them again
+        from the stored texts, once, so that new and old chunks are counted alike. The BM25
+        snapshot records its tokenizer too and is rebuilt from these terms."""
+        if self.catalog.tokenizer_current(TOKENIZER_VERSION):
+            return
+        started = time.perf_counter()
+        log.warning("%s: the BM25 tokenizer changed (%s); deriving the terms of %d chunks again "
+                    "from their texts, once", self.directory, TOKENIZER_VERSION,
+                    self.catalog.count())
+        changed = self.catalog.retokenize(tokenize, TOKENIZER_VERSION)
+        log.info("%s: %d chunks' terms changed (%.1f s)", self.directory, changed,
+                 time.perf_counter() - started)
 
     def repair(self) -> int:
         """Undo interrupted writes: drop pending and retired chunks from Milvus and the catalog.

@@ -1,7 +1,10 @@
 """BM25 tokenisation: lowercase, strip punctuation, drop English stop words, Snowball-stem.
 
 Stemming uses PyStemmer (the C Snowball stemmers); the stop list is the classic English list
-used by scikit-learn and Lucene, inlined so the sparse side needs no NLTK download.
+used by scikit-learn and Lucene, inlined so the sparse side needs no NLTK download. An acronym's
+plural is read as the acronym first ("LLMs" -> llm, "VCs" -> vc, "GPUs" -> gpu): Snowball English
+leaves a word without a vowel, or ending in "-us", as it is, so "VC" and "VCs" were two terms to
+BM25 and two names to the decline check ("CNN-based" in a question, "CNNs" in the paper).
 """
 
 from __future__ import annotations
@@ -12,8 +15,13 @@ from pathlib import PurePath
 
 import Stemmer
 
-# Bump when tokenize() changes: BM25 snapshots made with another version are rebuilt.
-TOKENIZER_VERSION = "1:snowball-english:pystemmer3"
+# Bump when tokenize() changes: BM25 snapshots made with another version are rebuilt, and a
+# catalog's stored terms are derived again from its texts (retrievers.catalog.TOKENIZER_KEY).
+TOKENIZER_VERSION = "2:snowball-english:pystemmer3:acronym-plurals"
+
+# An uppercase run of two or more letters or digits, then a lowercase plural "s": "LLMs",
+# "RTX3090s". Not "Ms", "As" (one capital), nor "BUS" (the s is part of the word).
+ACRONYM_PLURAL = re.compile(r"\b([A-Z][A-Z0-9]+)s\b")
 
 TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*", re.UNICODE)
 
@@ -41,6 +49,7 @@ def _stemmer() -> "Stemmer.Stemmer":
 
 def tokenize(text: str) -> list[str]:
     """Terms for BM25, in order (duplicates kept: BM25 counts them)."""
+    text = ACRONYM_PLURAL.sub(r"\1", text)
     words = [
         w.replace("'", "") for w in TOKEN.findall(text.lower().replace("\u2019", "'"))
         if w not in STOP_WORDS

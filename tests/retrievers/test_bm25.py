@@ -70,6 +70,14 @@ def test_tokenizer_stems_and_drops_stop_words():
     assert tokenize("don't") == []
 
 
+def test_an_acronym_plural_is_the_acronym():
+    # Snowball leaves words without a vowel, and "-us" endings, unstemmed: "VCs" stayed "vcs"
+    assert tokenize("VCs LLMs GPUs CNN-based RTX3090s") == tokenize("VC LLM GPU CNNs-based RTX3090")
+    assert tokenize("VCs LLMs GPUs") == ["vc", "llm", "gpu"]
+    # one capital, an uppercase S, or a word that is not an acronym: as before
+    assert tokenize("Ms Smith, BUS, TEAS, PhDs") == ["ms", "smith", "bus", "tea", "phds"]
+
+
 def test_empty_index_returns_nothing():
     assert BM25Index().top_k(["tea"], 5) == []
 

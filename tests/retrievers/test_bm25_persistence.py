@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,9 @@ from rank_bm25 import BM25Okapi
 
 from retrievers.bm25 import BM25Index, Facets
 from retrievers.bm25_store import SNAPSHOT_FILE, open_bm25, save_bm25
-from retrievers.catalog import Catalog
+from retrievers.catalog import TOKENIZER_KEY, Catalog
 from retrievers.records import Chunk
-from retrievers.text import tokenize
+from retrievers.text import TOKENIZER_VERSION, tokenize
 
 REPO = Path(__file__).resolve().parents[2]
 ESSAYS = REPO.parent / "shared" / "data" / "qa" / "paul_graham"
@@ -167,3 +168,62 @@ def test_unreadable_snapshot_is_rebuilt_from_the_catalog(tmp_path, caplog):
         index = open_bm25(catalog, tmp_path)
     assert len(index) == 10 and "unreadable BM25 snapshot" in caplog.text
     catalog.close()
+
+
+ACRONYM_TEXTS = ["Most VCs meet founders twice before they invest.",
+                 "Training LLMs on GPUs takes weeks.", "Green tea steeps for two minutes."]
+
+
+def _as_an_older_tokenizer_stored_it(catalog: Catalog) -> None:
+    """The catalog as the tokenizer before acronym plurals wrote it: lowercase first, so "VCs"
+    stayed "vcs"; and the version it recorded (none)."""
+    for chunk_id, text in catalog.db.execute("SELECT chunk_id, text FROM chunks").fetchall():
+        catalog.db.execute("UPDATE chunks SET terms = ? WHERE chunk_id = ?",
+                           (json.dumps(dict(Counter(tokenize(text.lower())))), chunk_id))
+    catalog.db.execute("DELETE FROM meta WHERE key = ?", (TOKENIZER_KEY,))
+
+
+def test_a_reader_derives_terms_another_tokenizer_stored_from_the_texts(tmp_path):
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    _publish(catalog, "a", ACRONYM_TEXTS)
+    _as_an_older_tokenizer_stored_it(catalog)
+    assert not catalog.tokenizer_current(TOKENIZER_VERSION)
+    index = open_bm25(catalog, tmp_path)  # no writer lock here: nothing is rewritten
+    assert [i for i, _ in index.top_k(tokenize("Which VC?"), 3)] == ["a-000"]
+    assert [i for i, _ in index.top_k(tokenize("an LLM on one GPU"), 3)] == ["a-001"]
+    assert json.loads(catalog.db.execute("SELECT terms FROM chunks WHERE chunk_id = 'a-000'")
+                      .fetchone()[0]).get("vcs") == 1
+    catalog.close()
+
+
+def test_the_writer_derives_a_stale_catalogs_terms_again_once(tmp_path, embedder, caplog):
+    from retrievers.index import ChunkIndex
+    from retrievers.milvus_store import MilvusDenseStore
+
+    def opened() -> ChunkIndex:
+        dense = MilvusDenseStore(str(tmp_path / "milvus.db"), "chunks", embedder.dimension)
+        return ChunkIndex(tmp_path, dense)
+
+    index = opened()
+    chunks = [_chunk("a", n, t) for n, t in enumerate(ACRONYM_TEXTS)]
+    index.write_source(chunks, embedder.encode(ACRONYM_TEXTS), source_id="a", path="/docs/a.txt",
+                       content_hash="h", file_type="txt")
+    index.close()
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    _as_an_older_tokenizer_stored_it(catalog)
+    catalog.close()
+    (tmp_path / SNAPSHOT_FILE).unlink()  # an older snapshot: rebuilt from the catalog either way
+    with caplog.at_level(logging.INFO, logger="retrievers.index"):
+        index = opened()
+    assert "deriving the terms of 3 chunks again" in caplog.text
+    assert "2 chunks' terms changed" in caplog.text  # the tea sentence has no acronym
+    assert index.catalog.get_meta(TOKENIZER_KEY) == TOKENIZER_VERSION
+    assert [i for i, _ in index.bm25.top_k(tokenize("Which VC?"), 3)] == [chunks[0].chunk_id]
+    assert dict(index.catalog.terms_of([chunks[1].chunk_id])[chunks[1].chunk_id]) == dict(
+        Counter(tokenize(ACRONYM_TEXTS[1])))
+    index.close()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="retrievers.index"):
+        index = opened()  # once: the catalog records the version now
+    assert "deriving" not in caplog.text
+    index.close()
