@@ -1,0 +1,124 @@
+"""Every question file through retrieval and the decline gate, with no answer written.
+
+Why: a change to retrieval or to the BM25 tokenizer moves two things a user notices, the contexts
+served and the questions declined before the model is asked, and both can be read off one
+`rag.stream` call per question without generating (~0.5 s a question on 2 cores: the dev and
+batch files, 1,312 questions, in ~10 min, where writing the answers takes hours). For each
+question it records the served chunks, Recall@5 of the served top 5 against the reference
+contexts (the evaluation suite's own `is_hit`; the suite's recall@5 equals its served_recall),
+whether the gate declines, and the names no served context or document holds.
+
+Run once per side (each corpus's index by name), then compare the two JSON files:
+    flock /tmp/rag-heavy.lock .venv/bin/python benchmarks/gate_probe.py run --out BEFORE.json \\
+        --index paul_graham=IDX_PG --index blockchain_solana=IDX_SOLANA --index aragog_arxiv=IDX_ARAGOG
+    .venv/bin/python benchmarks/gate_probe.py compare BEFORE.json AFTER.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+QA = REPO.parent / "shared" / "data" / "qa"
+CORPORA = ("paul_graham", "blockchain_solana", "aragog_arxiv")
+
+
+def question_files(corpus: str) -> list[Path]:
+    """The committed question files about `corpus`, and its shared long set."""
+    files = sorted((REPO / "eval" / "questions").glob(f"*_{corpus}.jsonl"))
+    return files + [QA / corpus / "normalized.jsonl"]
+
+
+def file_key(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}" if path.name == "normalized.jsonl" else path.name
+
+
+def run(indexes: dict[str, str], out: Path) -> None:
+    from eval.retrieval_metrics import is_hit
+    from rag.api import RAG
+
+    results: dict[str, list[dict]] = {}
+    started = time.perf_counter()
+    for corpus, index in indexes.items():
+        with RAG.open(index) as rag:
+            for path in question_files(corpus):
+                rows = []
+                for line in path.read_text().splitlines():
+                    if not line.strip():
+                        continue
+                    case = json.loads(line)
+                    stream = rag.stream(case["question"])
+                    texts = [h.chunk.text for h in stream.hits[:5]]
+                    refs = case.get("reference_contexts") or []
+                    recall = (sum(any(is_hit(t, r) for t in texts) for r in refs) / len(refs)
+                              if refs else None)
+                    rows.append({"id": case["id"], "corpus": corpus,
+                                 "answerable": case.get("answerable", True) is not False,
+                                 "declined": bool(stream.gated),
+                                 "missing_names": list(stream.evidence.missing_names),
+                                 "recall@5": recall, "served": [h.chunk.chunk_id for h in stream.hits]})
+                results[file_key(path)] = rows
+                print(f"{file_key(path)}: {len(rows)} questions, {sum(r['declined'] for r in rows)} "
+                      f"declined ({time.perf_counter() - started:.0f} s)", flush=True)
+    out.write_text(json.dumps(results))
+
+
+def compare(before: Path, after: Path) -> None:
+    b_all, a_all = json.loads(before.read_text()), json.loads(after.read_text())
+    pooled = defaultdict(lambda: [0.0, 0.0, 0])  # corpus -> before, after, questions (short batches)
+    declined = {True: [0, 0], False: [0, 0]}  # answerable -> before, after
+    changed = []
+    for key in sorted(set(b_all) & set(a_all)):
+        after_rows = {r["id"]: r for r in a_all[key]}
+        for b in b_all[key]:
+            a = after_rows.get(b["id"])
+            if a is None:
+                continue
+            if key.startswith("short_answers") and b["recall@5"] is not None:
+                sums = pooled[b["corpus"]]
+                sums[0] += b["recall@5"]
+                sums[1] += a["recall@5"]
+                sums[2] += 1
+            declined[b["answerable"]][0] += b["declined"]
+            declined[b["answerable"]][1] += a["declined"]
+            if (b["declined"], b["missing_names"], b["recall@5"]) != (
+                    a["declined"], a["missing_names"], a["recall@5"]):
+                changed.append(f"{key} {b['id']}: declined {b['declined']} -> {a['declined']}, "
+                               f"names {b['missing_names']} -> {a['missing_names']}, "
+                               f"recall@5 {b['recall@5']} -> {a['recall@5']}")
+    for corpus, (x, y, n) in pooled.items():
+        print(f"short batches, pooled recall@5, {corpus} ({n}): {x / n:.4f} -> {y / n:.4f}")
+    print(f"declined before generation: answerable {declined[True][0]} -> {declined[True][1]}, "
+          f"unanswerable {declined[False][0]} -> {declined[False][1]}")
+    print(f"{len(changed)} questions changed:", *changed, sep="\n  ")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    go = sub.add_parser("run", help="probe every question file of the corpora given")
+    go.add_argument("--index", action="append", default=[], metavar="CORPUS=DIR",
+                    help=f"a corpus ({', '.join(CORPORA)}) and its index (repeatable)")
+    go.add_argument("--out", type=Path, required=True)
+    both = sub.add_parser("compare", help="what changed between two runs")
+    both.add_argument("before", type=Path)
+    both.add_argument("after", type=Path)
+    args = parser.parse_args()
+    if args.command == "compare":
+        compare(args.before, args.after)
+        return
+    indexes = dict(item.split("=", 1) for item in args.index)
+    unknown = set(indexes) - set(CORPORA)
+    if unknown or not indexes:
+        parser.error(f"--index CORPUS=DIR with CORPUS one of {', '.join(CORPORA)}")
+    run(indexes, args.out)
+
+
+if __name__ == "__main__":
+    main()
