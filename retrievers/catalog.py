@@ -376,10 +376,8 @@ class Catalog:
                 yield chunk_id, counts(value), json.loads(meta)
 
     def tokenizer_current(self, version: str) -> bool:
-        """Whether the stored terms were made by tokenizer `version`. A catalog with no chunks
-        is current whatever it records: there is nothing to derive again."""
-        return self.get_meta(TOKENIZER_KEY) == version or self.db.execute(
-            "SELECT 1 FROM chunks LIMIT 1").fetchone() is None
+        """Whether the stored terms were made by tokenizer `version` (as `retokenize` records)."""
+        return self.get_meta(TOKENIZER_KEY) == version
 
     def retokenize(self, tokenize: Callable[[str], list[str]], version: str,
                    batch: int = 2000) -> int:
@@ -387,7 +385,7 @@ class Catalog:
         record `version`; how many rows changed. The writer's job (hold the writer lock). Each
         batch commits on its own: terms are derived data, and an interrupted run leaves the old
         version recorded, so the next writer starts over; no other column changes."""
-        changed = 0
+        changed = 0  # a new, empty catalog only records the version
         rowids = [r[0] for r in self.db.execute("SELECT rowid FROM chunks ORDER BY rowid")]
         for start in range(0, len(rowids), batch):
             first, last = rowids[start], rowids[min(start + batch, len(rowids)) - 1]
@@ -460,6 +458,10 @@ class Catalog:
 
     def count(self, state: str = LIVE) -> int:
         return self.db.execute("SELECT COUNT(*) FROM chunks WHERE state = ?", (state,)).fetchone()[0]
+
+    def count_all(self) -> int:
+        """Chunks in every state (live, pending, retired)."""
+        return self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 
     def transaction(self) -> "_Transaction":
         return _Transaction(self.db)

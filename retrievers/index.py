@@ -405,10 +405,13 @@ class ChunkIndex:
         snapshot records its tokenizer too and is rebuilt from these terms."""
         if self.catalog.tokenizer_current(TOKENIZER_VERSION):
             return
+        if not self.catalog.count_all():  # a new index: nothing stored yet, nothing to say
+            self.catalog.retokenize(tokenize, TOKENIZER_VERSION)
+            return
         started = time.perf_counter()
         log.warning("%s: the BM25 tokenizer changed (%s); deriving the terms of %d chunks again "
                     "from their texts, once", self.directory, TOKENIZER_VERSION,
-                    self.catalog.count())
+                    self.catalog.count_all())
         changed = self.catalog.retokenize(tokenize, TOKENIZER_VERSION)
         log.info("%s: %d chunks' terms changed (%.1f s)", self.directory, changed,
                  time.perf_counter() - started)

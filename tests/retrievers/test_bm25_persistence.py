@@ -209,6 +209,9 @@ def test_the_writer_derives_a_stale_catalogs_terms_again_once(tmp_path, embedder
     index.write_source(chunks, embedder.encode(ACRONYM_TEXTS), source_id="a", path="/docs/a.txt",
                        content_hash="h", file_type="txt")
     index.close()
+    with caplog.at_level(logging.INFO, logger="retrievers.index"):
+        opened().close()  # a new index records its tokenizer: reopened, nothing to derive
+    assert "deriving" not in caplog.text
     catalog = Catalog(tmp_path / "catalog.sqlite")
     _as_an_older_tokenizer_stored_it(catalog)
     catalog.close()
