@@ -178,7 +178,8 @@ def main() -> int:
     megabytes = sum(f.stat().st_size for f in corpus.iterdir()) / 1e6
     result: dict = {"files": len(files), "megabytes": round(megabytes, 3), "chunks": len(texts),
                     "dtype": str(torch_embedder.dtype), "batch": batch,
-                    "passages": embedder.passage_runtime, "avx2_emulated": bool(args.emulate_avx2),
+                    "passages": embedder.passage_runtime, "passage_backend": embedder.passage_backend,
+                    "avx2_emulated": bool(args.emulate_avx2),
                     "raw_passage_backend_chunks_per_s": own_raw and round(own_raw, 2),
                     "raw_chunks_per_s": round(raw_rate, 2),
                     "ingest_chunks_per_s": round(ingest_rate, 2),

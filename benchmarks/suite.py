@@ -48,6 +48,10 @@ def _ratio(a: Any, b: Any) -> float | None:
 
 
 # --- rows per benchmark -------------------------------------------------------------------------
+# `embedding_passage_backend` as the ingest benchmark records it -> the runtime, in words
+PASSAGE_RUNTIMES = {"torch": "torch", "onnx": "onnxruntime float32", "onnx-int8": "onnxruntime int8"}
+
+
 def ingest_rows(r: dict) -> list[Row]:
     b = "ingest"
     rows: list[Row] = [
@@ -55,7 +59,9 @@ def ingest_rows(r: dict) -> list[Row]:
          r["ingest_chunks_per_s"], "raw encode", r["raw_chunks_per_s"], r["ingest_over_raw"]),
     ]
     if "torch_ingest_chunks_per_s" in r:  # passages on onnxruntime (AVX2-only CPUs): the gain
-        rows.append((b, f"text chunks/s ({r['passages'].split(' (')[0]} passages)",
+        # reports written before `passage_backend` was recorded name it in their `passages` text
+        runtime = PASSAGE_RUNTIMES.get(r.get("passage_backend"), r["passages"].split(" (")[0])
+        rows.append((b, f"text chunks/s ({runtime} passages)",
                      r["ingest_chunks_per_s"], "torch passages, same run",
                      r["torch_ingest_chunks_per_s"], r["ingest_over_torch_ingest"]))
     if "stock_chunks_per_s" in r:

@@ -123,3 +123,15 @@ def test_ingest_on_onnx_passages_is_compared_with_torch_passages_of_the_same_run
     assert vs_torch == [("ingest", "text chunks/s (onnxruntime float32 passages)", 27.0,
                          "torch passages, same run", 20.0, 1.35)]
     assert not [r for r in ingest_rows(base) if r[3] == "torch passages, same run"]
+
+
+def test_the_onnx_row_is_named_by_the_recorded_backend_not_by_cutting_its_description():
+    """`passage_backend` names the runtime, whatever the `passages` text says (an int8 copy's
+    description has a comma before its bracket)."""
+    report = {"files": 40, "chunks": 498, "dtype": "torch.float32", "ingest_chunks_per_s": 38.7,
+              "raw_chunks_per_s": 20.0, "ingest_over_raw": 1.9, "ingest_mb_per_s": 0.04,
+              "passages": "onnxruntime int8, per-channel weights (/cache/onnx-int8; named)",
+              "passage_backend": "onnx-int8",
+              "torch_ingest_chunks_per_s": 19.4, "ingest_over_torch_ingest": 1.99}
+    labels = [r[1] for r in ingest_rows(report) if r[3] == "torch passages, same run"]
+    assert labels == ["text chunks/s (onnxruntime int8 passages)"]
