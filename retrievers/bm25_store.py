@@ -41,11 +41,7 @@ def open_bm25(catalog: Catalog, directory: Path, k1: float = 1.5, b: float = 0.7
         index.remove(stale)
     missing = live - index.ids()
     if missing:
-        # Terms another tokenizer stored (a catalog its writer has not migrated yet,
-        # `ChunkIndex`) are derived again from the texts: queries are tokenized by this one.
-        fresh = None if catalog.tokenizer_current(TOKENIZER_VERSION) else tokenize
-        for chunk_id, terms, meta in _live_rows(catalog, missing, everything=not len(index),
-                                                terms_from=fresh):
+        for chunk_id, terms, meta in _live_rows(catalog, missing, everything=not len(index)):
             index.add(chunk_id, terms, facets_from_meta(meta))
     if stale or missing:
         log.info("bm25: %d chunks added, %d removed since the snapshot", len(missing), len(stale))
@@ -112,11 +108,19 @@ def _load_snapshot(path: Path, k1: float, b: float, epsilon: float,
     return BM25Index(k1, b, epsilon, source_terms)
 
 
-def _live_rows(catalog: Catalog, wanted: set[str], everything: bool, terms_from=None):
+def current_rows(catalog: Catalog, chunk_ids: Iterable[str] | None = None):
+    """`catalog.bm25_rows`, with the terms of this tokenizer: a catalog another one stored (its
+    writer has not migrated it yet, `ChunkIndex`) has them derived again from its texts, since
+    queries are tokenized by this one."""
+    fresh = None if catalog.tokenizer_current(TOKENIZER_VERSION) else tokenize
+    return catalog.bm25_rows(chunk_ids, terms_from=fresh)
+
+
+def _live_rows(catalog: Catalog, wanted: set[str], everything: bool):
     """(chunk_id, term counts, meta) of live chunks: one scan when rebuilding from nothing."""
     if everything:
-        return (row for row in catalog.bm25_rows(terms_from=terms_from) if row[0] in wanted)
-    return catalog.bm25_rows(wanted, terms_from=terms_from)
+        return (row for row in current_rows(catalog) if row[0] in wanted)
+    return current_rows(catalog, wanted)
 
 
 def facets_from_meta(meta: dict) -> Facets:

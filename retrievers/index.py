@@ -37,7 +37,7 @@ from typing import Any, Callable, ContextManager, Sequence
 import numpy as np
 
 from retrievers.bm25 import BM25Index, facets_of
-from retrievers.bm25_store import facets_from_meta, open_bm25, save_bm25
+from retrievers.bm25_store import current_rows, facets_from_meta, open_bm25, save_bm25
 from retrievers.catalog import LIVE, PENDING, RETIRED, Catalog, Publication
 from retrievers.errors import is_disk_full
 from retrievers.locks import ReadWriteLock, WriterLock
@@ -171,8 +171,7 @@ class ChunkIndex:
             stale, missing = have - live, live - have
             if stale:
                 self.keywords.remove(stale)
-            fresh = None if self.catalog.tokenizer_current(TOKENIZER_VERSION) else tokenize
-            for chunk_id, terms, meta in self.catalog.bm25_rows(missing, terms_from=fresh):
+            for chunk_id, terms, meta in current_rows(self.catalog, missing):
                 self.keywords.add(chunk_id, terms, facets_from_meta(meta))
             self._generation = generation
         if stale or missing:
@@ -405,13 +404,13 @@ class ChunkIndex:
         snapshot records its tokenizer too and is rebuilt from these terms."""
         if self.catalog.tokenizer_current(TOKENIZER_VERSION):
             return
-        if not self.catalog.count_all():  # a new index: nothing stored yet, nothing to say
+        stored = self.catalog.count_all()
+        if not stored:  # a new index: nothing stored yet, nothing to say
             self.catalog.retokenize(tokenize, TOKENIZER_VERSION)
             return
         started = time.perf_counter()
         log.warning("%s: the BM25 tokenizer changed (%s); deriving the terms of %d chunks again "
-                    "from their texts, once", self.directory, TOKENIZER_VERSION,
-                    self.catalog.count_all())
+                    "from their texts, once", self.directory, TOKENIZER_VERSION, stored)
         changed = self.catalog.retokenize(tokenize, TOKENIZER_VERSION)
         log.info("%s: %d chunks' terms changed (%.1f s)", self.directory, changed,
                  time.perf_counter() - started)
