@@ -40,7 +40,7 @@ def file_key(path: Path) -> str:
 
 
 def run(indexes: dict[str, str], out: Path) -> None:
-    from eval.retrieval_metrics import is_hit
+    from eval.retrieval_metrics import is_hit, recall_at
     from rag.api import RAG
 
     results: dict[str, list[dict]] = {}
@@ -54,10 +54,9 @@ def run(indexes: dict[str, str], out: Path) -> None:
                         continue
                     case = json.loads(line)
                     stream = rag.stream(case["question"])
-                    texts = [h.chunk.text for h in stream.hits[:5]]
                     refs = case.get("reference_contexts") or []
-                    recall = (sum(any(is_hit(t, r) for t in texts) for r in refs) / len(refs)
-                              if refs else None)
+                    hits = [[is_hit(h.chunk.text, ref) for ref in refs] for h in stream.hits]
+                    recall = recall_at(hits, 5, len(refs)) if refs else None
                     rows.append({"id": case["id"], "corpus": corpus,
                                  "answerable": case.get("answerable", True) is not False,
                                  "declined": bool(stream.gated),
