@@ -160,3 +160,42 @@ def test_removals_stay_exact_past_65535_terms_and_from_a_format_1_snapshot():
         restored.remove([gone])
         del docs[gone]
     assert_same_as_okapi(restored, docs)
+
+
+def test_top_k_ranks_every_chunk_when_common_terms_touch_most_chunks():
+    """Large enough for `top_k` to rank only the chunks at or above the k-th score of the rare
+    terms' holders (`_kth_floor`): its answer must be that of ranking every scored chunk (the
+    order to the last bit, the ties among copied chunks broken by id, removed and filtered-out
+    chunks left out), and its scores Okapi's."""
+    from retrievers.bm25 import FLOOR_POOL, Facets
+    from retrievers.filters import Filters
+
+    rng = np.random.default_rng(7)
+    vocabulary = [f"w{n}" for n in range(400)]
+    weights = 1.0 / np.arange(1, len(vocabulary) + 1)  # Zipf: a few terms in most chunks
+    weights /= weights.sum()
+    texts = [" ".join(rng.choice(vocabulary, size=rng.integers(5, 60), p=weights))
+             for _ in range(1500)]
+    texts += texts[:300]  # identical copies: ties at every rank, broken by id
+    docs = {f"c{n:05d}": text for n, text in enumerate(texts)}
+    index = BM25Index()
+    for n, (chunk_id, text) in enumerate(docs.items()):
+        index.add_tokens(chunk_id, tokenize(text), Facets(source=f"/d/{n % 3}.txt"))
+    gone = list(docs)[5::7]
+    index.remove(gone)
+    for chunk_id in gone:
+        del docs[chunk_id]
+    okapi_scores = BM25Okapi([tokenize(t) for t in docs.values()])
+    for q in range(60):
+        query = list(rng.choice(vocabulary[:3], size=2)) + list(rng.choice(vocabulary, size=4))
+        every = index.scores(query)  # each scored chunk, no cut
+        expected = dict(zip(docs, okapi_scores.get_scores(query)))
+        for k, only in ((10, None), (50, None), (10, Filters(sources=("/d/1.txt",)))):
+            want = sorted(((i, s) for i, s in every.items()
+                           if only is None or int(i[1:]) % 3 == 1),
+                          key=lambda x: (-x[1], x[0]))[:k]
+            got = index.top_k(query, k, filters=only)
+            assert got == want, (query, k, only)
+            np.testing.assert_allclose([s for _, s in got], [expected[i] for i, _ in got],
+                                       rtol=1e-9)
+    assert len(index) > FLOOR_POOL * 50  # the floor took part
