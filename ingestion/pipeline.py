@@ -192,6 +192,7 @@ class IngestionPipeline:
             self.executor, lambda entry: self._prepare(*entry, detector), enumerate(files),
             self.read_ahead)
         batch = _Batch()
+        whole_run = True  # nothing embedded yet: the last batch may then be the run's only one
         ahead.fill()
         while (entry := ahead.pop()) is not None:
             (slot, path), handle = entry
@@ -202,7 +203,7 @@ class IngestionPipeline:
                 emit(slot, prepared)
             elif isinstance(prepared, Streamed):
                 self._embed(batch.items, emit, writer)  # in file order: earlier files first
-                batch = _Batch()
+                batch, whole_run = _Batch(), False
                 writer.drain()
                 emit(slot, self._stream(prepared, detector))
             else:
@@ -215,9 +216,9 @@ class IngestionPipeline:
                     if self.read_ahead:
                         ahead.fill(min(len(batch.items), _MAX_BATCH_READ_AHEAD))
                     self._embed(batch.items, emit, writer)
-                    batch = _Batch()
+                    batch, whole_run = _Batch(), False
             self.progress.file_done()
-        self._embed(batch.items, emit, writer)
+        self._embed(batch.items, emit, writer, whole_run=whole_run)
         writer.drain()
 
     # --- per file: decide, then load and chunk ----------------------------------------------
@@ -335,14 +336,20 @@ class IngestionPipeline:
 
     # --- per batch: embed, then hand over to the writer ------------------------------------
     def _embed(self, items: list[Prepared], emit: Callable[[int, FileResult], None],
-               writer: BatchWriter) -> None:
+               writer: BatchWriter, whole_run: bool = False) -> None:
+        """Embed and hand over a batch; `whole_run`: it holds every chunk the run embeds, so an
+        embedder may serve it from a lighter model (`Embedder.small_ingest_encoder`)."""
         if not items:
             return
+        encoder: EmbedderLike = self.embedder
+        if whole_run:
+            small = getattr(self.embedder, "small_ingest_encoder", None)
+            encoder = (small() if small is not None else None) or self.embedder
 
         def attempt(span: slice) -> np.ndarray:
             texts = self.index.passage_texts([c for item in items[span] for c in item.chunks])
             with self._timed("embed", **{"rag.tokens.embedded_texts": len(texts)}):
-                return self.embedder.encode(texts, progress=self.progress.embedding(len(texts)))
+                return encoder.encode(texts, progress=self.progress.embedding(len(texts)))
 
         for outcome in isolate_failures(items, attempt):
             if outcome.error is None:

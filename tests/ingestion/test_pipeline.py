@@ -16,27 +16,10 @@ import pytest
 from rag.api import RAG
 from rag.config import load_settings
 from rag.parts import default_dense_store
+from tests.support.embedders import CountingEmbedder
 
 DOCS = Path(__file__).resolve().parents[1] / "data" / "documents"
 SAMPLE = Path(__file__).resolve().parents[2] / "rag" / "sample"
-
-
-class CountingEmbedder:
-    """The session's real embedder, counting the texts it is asked to embed."""
-
-    def __init__(self, real, on_encode=None):
-        self._real = real
-        self.calls: list[int] = []
-        self.on_encode = on_encode
-
-    def encode(self, texts, progress=None):
-        self.calls.append(len(texts))
-        if self.on_encode:
-            self.on_encode(texts)
-        return self._real.encode(texts, progress=progress)
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
 
 
 class RefusingDenseStore:
@@ -250,3 +233,36 @@ def test_a_pdf_read_by_an_older_loader_is_read_again_once(tmp_path, embedder, mo
     counting.calls.clear()
     assert [r.status for r in rag.ingest([corpus])] == ["unchanged"] and counting.calls == []
     rag.close()
+
+
+def test_an_ingest_of_one_batch_embeds_without_loading_torch(tmp_path):
+    """A one-note `rag ingest` must not wait for torch and sentence-transformers to load (~6 s
+    of its ~7 s on 2 cores): where `auto` chose torch, a run whose chunks all fit in one batch
+    is embedded by the float32 export that queries use; a larger run loads torch as before, and
+    torch asked by name embeds every run."""
+    from rag.models.embedder import Embedder
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "lamp.txt").write_text("The lighthouse keeper polished the brass lamp on Tuesdays.")
+    fresh = Embedder("packaged")  # nothing loaded yet
+    rag = RAG.open(tmp_path / "index", embedder=fresh, ingest_batch_chunks=4, rerank_model="")
+    try:
+        assert [r.status for r in rag.ingest([notes])] == ["added"]
+        assert "model" not in fresh.__dict__  # the torch model was never loaded
+        hits = rag.retrieve("who polishes the brass lamp?", top_k=1, mode="dense")
+        assert hits and hits[0].chunk.source.endswith("lamp.txt")
+        assert hits[0].scores["dense"] > 0.5  # a real vector of the note, not a stand-in
+
+        many = tmp_path / "many"
+        many.mkdir()
+        for n in range(9):  # nine one-chunk files: three batches of at most four
+            (many / f"note{n}.txt").write_text(f"Note {n}: the kettle boiled at {90 + n} degrees.")
+        assert all(r.status == "added" for r in rag.ingest([many]))
+        # torch embeds a run of several batches wherever `auto` chose it for passages
+        assert ("model" in fresh.__dict__) == (fresh.passage_backend == "torch")
+    finally:
+        rag.close()
+
+    # torch asked by name keeps every vector on torch, small runs too
+    assert Embedder("packaged", passage_backend="torch").small_ingest_encoder() is None

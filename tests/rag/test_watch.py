@@ -14,25 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.embedders import CountingEmbedder
+
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_S = 5.0
-
-
-class CountingEmbedder:
-    """The session's real embedder, counting the calls that embed chunks (not queries)."""
-
-    def __init__(self, embedder):
-        self.embedder = embedder
-        self.calls = 0
-        self.texts = 0
-
-    def encode(self, texts, progress=None):
-        self.calls += 1
-        self.texts += len(texts)
-        return self.embedder.encode(texts, progress=progress)
-
-    def __getattr__(self, name):
-        return getattr(self.embedder, name)
 
 
 @pytest.fixture
@@ -98,11 +83,11 @@ def test_create_edit_rename_delete_reach_retrieval(watched):
                              and not _sources(rag, "zanzibarite"), "the edit replaced the old text")
     _no_duplicates(rag)
 
-    calls_before = counting.calls
+    calls_before = len(counting.calls)
     note.rename(folder / "lamps.md")
     seconds["rename"] = _until(lambda: _sources(rag, "quokkalite") == ["lamps.md"],
                                "the renamed file is found")
-    assert counting.calls == calls_before, "the rename re-embedded the file"
+    assert len(counting.calls) == calls_before, "the rename re-embedded the file"
     assert [s["path"] for s in rag.index.catalog.sources()] == [str(folder / "lamps.md")]
     _no_duplicates(rag)
     # Dense search finds the moved vectors under the new path too.
@@ -131,7 +116,7 @@ def test_a_burst_of_saves_is_one_ingest(watched):
     _until(lambda: "Draft number 5" in " ".join(
         h.chunk.text for h in rag.retrieve("wombatine", top_k=3, mode="bm25")), "the last save")
     time.sleep(1.0)  # any second ingest would have started by now
-    assert counting.calls == 1, f"{counting.calls} embedding calls for one burst"
+    assert len(counting.calls) == 1, f"{len(counting.calls)} embedding calls for one burst"
     assert watcher.batches == 1
     assert [c.kind for c in changes] == ["added"]
     _no_duplicates(rag)
