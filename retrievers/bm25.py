@@ -260,6 +260,12 @@ class BM25Index:
             buffer = self._buffers[name] = np.empty(max(size, 1024), dtype=dtype)
         return buffer[:size]
 
+    def _present_terms(self, query_tokens: list[str]) -> list[int]:
+        """The ids of the query's terms that some live chunk holds, in query order (repeats
+        kept: rank-bm25 adds a repeated query term once per occurrence)."""
+        return [tid for tid in map(self._vocab.get, query_tokens)
+                if tid is not None and self._df[tid] > 0]
+
     def _score_arrays(self, query_tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(scores per slot, mask of live slots that contain a query term), in scratch buffers
         valid until the next query.
@@ -277,8 +283,7 @@ class BM25Index:
         idf = self._idf_table()
         norms = self._length_norms()
         k1_plus_1 = self.k1 + 1
-        tids = [tid for tid in map(self._vocab.get, query_tokens)
-                if tid is not None and self._df[tid] > 0]
+        tids = self._present_terms(query_tokens)
         # With every idf > 0, a slot holds a query term iff it scored > 0: `touched` is read off
         # the scores at the end instead of being set per posting.
         mark = any(idf[tid] <= 0 for tid in tids)
@@ -342,8 +347,7 @@ class BM25Index:
         time than scoring them; the rare terms' holders score highest, so few slots pass it."""
         if k <= 0 or len(touched) <= FLOOR_POOL * k:
             return None
-        tids = sorted({tid for tid in map(self._vocab.get, query_tokens)
-                       if tid is not None and self._df[tid] > 0},
+        tids = sorted(set(self._present_terms(query_tokens)),
                       key=lambda tid: len(self._post_slots[tid]))
         parts: list[np.ndarray] = []
         held = 0

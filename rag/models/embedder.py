@@ -222,11 +222,10 @@ class Embedder:
         return self._onnx_encoder
 
     def _may_embed_small_ingests_on_export(self) -> bool:
-        if self._passage_asked != "auto" or self.passage_backend != "torch":
-            return False  # torch asked by name (the way to keep every vector on it), or an export
-        if self._passage_choice[0] != "torch" or not self.device.startswith("cpu"):
-            return False  # auto chose the export but there is none: torch stands in
-        return self._export_meta is not None
+        """`auto` settled on torch (torch by name keeps every vector on it), on the CPU, and the
+        model has an export (none where `auto` wanted one for passages and found none)."""
+        return (self._passage_asked == "auto" and self.passage_backend == "torch"
+                and self.device.startswith("cpu") and self._export_meta is not None)
 
     def encode_query(self, text: str) -> np.ndarray:
         """One query's vector: from the ONNX float32 export when there is one (no torch in a

@@ -6,18 +6,14 @@ from typing import Any, Callable
 
 
 class CountingEmbedder:
-    """The real embedder, counting the calls that embed chunks (not queries) and their texts,
-    whichever of its paths embeds them: its own `encode`, or the encoder it gives a run that
+    """The real embedder, counting the calls that embed chunks (not queries), as the number of
+    texts of each call in `calls`, whichever of its paths embeds them: its own `encode`, or the encoder it gives a run that
     fits in one batch (`small_ingest_encoder`). `on_encode(texts)` is told of every call."""
 
     def __init__(self, real: Any, on_encode: Callable[[list[str]], None] | None = None):
         self._real = real
         self.calls: list[int] = []  # texts per call
         self.on_encode = on_encode
-
-    @property
-    def texts(self) -> int:
-        return sum(self.calls)
 
     def encode(self, texts, progress=None, *, through: Any = None):
         self.calls.append(len(texts))
