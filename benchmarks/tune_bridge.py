@@ -36,7 +36,10 @@ from retrievers.bridge import bridge_round  # noqa: E402
 from retrievers.hybrid import HYBRID  # noqa: E402
 
 QA = REPO.parent / "shared" / "data" / "qa"
-SETS = tune_phrases.SETS  # name: (corpus, questions file, None or "short:<corpus>", answers as references)
+SETS = {  # name: (corpus, questions file or "short:<corpus>" or None, answers as references)
+    **tune_phrases.SETS,
+    "multihop_musique": ("musique", tune_phrases.Q / "multihop_dev_musique.jsonl", False),
+}
 TODAY = "off"
 GRID = [(s, l, n) for s in (1, 2, 3) for l in (1, 2) for n in (False, True)]
 TOP_K = 5
@@ -130,14 +133,14 @@ def main() -> None:
     means = {(n, k): statistics.mean(r["recall"][k] for r in rs) for n, rs in rows.items() for k in keys}
     for gate in ("plain", "gated"):
         pool = [TODAY] + [k for k in keys if k.startswith(gate)]
-        print(f"\n{gate}: left out | chosen on the other seven | served Recall@5 left out / today")
+        print(f"\n{gate}: left out | chosen on the other {len(rows) - 1} | served Recall@5 left out / today")
         left_sum = today_sum = 0.0
         for left in rows:
             chosen = choose(means, [n for n in rows if n != left], pool)
             left_sum += means[(left, chosen)]
             today_sum += means[(left, TODAY)]
             print(f"  {left:24s} {chosen:16s} {means[(left, chosen)]:.3f} / {means[(left, TODAY)]:.3f}")
-        print(f"  sum {left_sum:.3f} / {today_sum:.3f}; chosen on all eight: {choose(means, list(rows), pool)}")
+        print(f"  sum {left_sum:.3f} / {today_sum:.3f}; chosen on all {len(rows)}: {choose(means, list(rows), pool)}")
     extra = {k: statistics.median(r["ms"][k] for r in rows["paul_graham"]) for k in keys}
     retrieve = statistics.median(r["retrieve_ms"] for r in rows["paul_graham"])
     print(f"\nPaul Graham: retrieve p50 {retrieve:.0f} ms; bridge round p50 ms: "

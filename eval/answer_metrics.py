@@ -3,7 +3,8 @@
 Containment and token F1 follow the SQuAD v1.1 evaluation script (lower case, drop punctuation
 and the articles a/an/the, split on whitespace). That script is a dozen lines and not packaged
 on its own (`evaluate` would bring datasets and a hub client for it), so it is written here.
-`[n]` citation marks are removed from the answer first. Both are meant for short reference answers: containment of a reference sentence in a
+`[n]` citation marks are removed from the answer first; a case's `answer_aliases` count as
+reference answers too (the best one scores). Both are meant for short reference answers: containment of a reference sentence in a
 paraphrase is almost never literal, and F1 against a paragraph mostly measures length, so
 longer references are not scored (counted and shown in the report).
 
@@ -96,8 +97,18 @@ def _against_reference(case: EvalCase, result: CaseResult, limit: int,
     if why:
         return Score.skip(why)
     answer = result.answer
-    return Score.of(0.0 if answer.declined else compare(answer_words(answer.text),
-                                                         case.reference_answer))
+    if answer.declined:
+        return Score.of(0.0)
+    words = answer_words(answer.text)
+    return Score.of(max(compare(words, reference) for reference in references(case)))
+
+
+def references(case: EvalCase) -> list[str]:
+    """The reference answer and the aliases a dataset lists for it (MuSiQue's `answer_aliases`:
+    "Stanley Hall" for "G. Stanley Hall"); an answer is scored against the best of them, as
+    SQuAD's and MuSiQue's own scripts do."""
+    aliases = case.extra.get("answer_aliases") or []
+    return [case.reference_answer, *(a for a in aliases if isinstance(a, str) and a.strip())]
 
 
 @metric("answer_containment", "answer", needs_answer=True, tolerance=ANSWER_TOLERANCE)

@@ -131,6 +131,19 @@ def test_answer_metrics_by_hand():
     assert reason("decline_rate_answerable", unanswerable, declined) == "unanswerable question"
 
 
+def test_an_answer_naming_an_alias_of_the_reference_is_contained():
+    case = EvalCase("m", "Who was the first president?", reference_answer="G. Stanley Hall",
+                    extra={"answer_aliases": ["Stanley Hall"]})
+    alias = CaseResult([], [], answer("Its first president was Stanley Hall [1].", [1]))
+    neither = CaseResult([], [], answer("Its first president was William James [1].", [1]))
+    assert value("answer_containment", case, alias) == 1.0
+    # 6 answer tokens: against the alias P 1/3, R 1 (F1 0.5); against "g stanley hall" 0.44
+    assert value("token_f1", case, alias) == pytest.approx(0.5)
+    assert value("answer_containment", case, neither) == 0.0
+    no_aliases = EvalCase("n", case.question, reference_answer="G. Stanley Hall")
+    assert value("answer_containment", no_aliases, alias) == 0.0
+
+
 def test_retrieval_only_leaves_out_answer_metrics():
     names = {m.name for m in default_metrics(answers=False)}
     assert {"recall@5", "recall@10", "mrr@10", "ndcg@10", "hit_rate@10", "served_recall"} <= names
