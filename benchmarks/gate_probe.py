@@ -8,7 +8,8 @@ question it records the served chunks, Recall@5 of the served top 5 against the 
 contexts (the evaluation suite's own `is_hit`; the suite's recall@5 equals its served_recall),
 whether the gate declines, and the names no served context or document holds.
 
-Run once per side (each corpus's index by name), then compare the two JSON files:
+Run once per side (each corpus's index by name; `--set KEY=VALUE` for a side's setting), then
+compare the two JSON files:
     flock /tmp/rag-heavy.lock .venv/bin/python benchmarks/gate_probe.py run --out BEFORE.json \\
         --index paul_graham=IDX_PG --index blockchain_solana=IDX_SOLANA --index aragog_arxiv=IDX_ARAGOG
     .venv/bin/python benchmarks/gate_probe.py compare BEFORE.json AFTER.json
@@ -26,27 +27,29 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 QA = REPO.parent / "shared" / "data" / "qa"
-CORPORA = ("paul_graham", "blockchain_solana", "aragog_arxiv")
+CORPORA = ("paul_graham", "blockchain_solana", "aragog_arxiv", "musique")
 
 
 def question_files(corpus: str) -> list[Path]:
-    """The committed question files about `corpus`, and its shared long set."""
+    """The committed question files about `corpus`, and its shared long set where it has one
+    (MuSiQue's corpus is in the repository: eval/corpora/README.md)."""
     files = sorted((REPO / "eval" / "questions").glob(f"*_{corpus}.jsonl"))
-    return files + [QA / corpus / "normalized.jsonl"]
+    shared = QA / corpus / "normalized.jsonl"
+    return files + [shared] if shared.is_file() else files
 
 
 def file_key(path: Path) -> str:
     return f"{path.parent.name}/{path.name}" if path.name == "normalized.jsonl" else path.name
 
 
-def run(indexes: dict[str, str], out: Path) -> None:
+def run(indexes: dict[str, str], out: Path, overrides: dict[str, str] | None = None) -> None:
     from eval.retrieval_metrics import is_hit, recall_at
     from rag.api import RAG
 
     results: dict[str, list[dict]] = {}
     started = time.perf_counter()
     for corpus, index in indexes.items():
-        with RAG.open(index) as rag:
+        with RAG.open(index, **(overrides or {})) as rag:
             for path in question_files(corpus):
                 rows = []
                 for line in path.read_text().splitlines():
@@ -105,6 +108,8 @@ def main() -> None:
     go.add_argument("--index", action="append", default=[], metavar="CORPUS=DIR",
                     help=f"a corpus ({', '.join(CORPORA)}) and its index (repeatable)")
     go.add_argument("--out", type=Path, required=True)
+    go.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting, as `rag --set` (repeatable)")
     both = sub.add_parser("compare", help="what changed between two runs")
     both.add_argument("before", type=Path)
     both.add_argument("after", type=Path)
@@ -116,7 +121,7 @@ def main() -> None:
     unknown = set(indexes) - set(CORPORA)
     if unknown or not indexes:
         parser.error(f"--index CORPUS=DIR with CORPUS one of {', '.join(CORPORA)}")
-    run(indexes, args.out)
+    run(indexes, args.out, dict(item.split("=", 1) for item in args.set))
 
 
 if __name__ == "__main__":

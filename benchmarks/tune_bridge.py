@@ -1,19 +1,21 @@
 """The bridge round (`bridge_seeds`, `bridge_slots`, `bridge_new_source`, `bridge_rerank_gate`;
-retrievers/bridge.py) under today's defaults, chosen by leave-one-dataset-out over eight dev sets
-(issue 16; README "Choosing quality settings", rule 19).
+retrievers/bridge.py) under today's defaults, chosen by leave-one-dataset-out over nine dev sets
+(issue 16; README "Choosing quality settings", rules 19 and 27).
 
 Sets: benchmarks/tune_phrases.py's eight (the five of tune_rerank.py: Paul Graham, Solana, ARAGOG
 with its answers as references, multi-hop Paul Graham and ARAGOG; and each corpus's short-answer
-files pooled). For
+files pooled) and multi-hop MuSiQue (eval/corpora/README.md; its index DIR/idx_musique). For
 each question today's served top 5 (fusion, then the packaged cross-encoder) is computed once
 with `RAG.retrieve`; then each setting's `bridge_round` runs on it with the retriever's own
 second-round search (`HybridRetriever._candidates`, as `HybridRetriever.retrieve` calls it),
 ungated and gated by the cross-encoder. The metric is served Recall@5 (eval's `is_hit`), the
-choice the best mean over the other seven sets (ties: off, then fewer seeds, fewer slots, no
+choice the best mean over the other eight sets (ties: off, then fewer seeds, fewer slots, no
 new-source rule). Per-set results are cached as JSON in --out; delete them to measure again.
 
 2026-12-05 (AMD EPYC, 2 cores, 26 min): left-out sums 6.485 ungated and 6.525 gated against
-today's 6.550, so the bridge stays off (README, rule 19).
+today's 6.550, so the bridge stays off (README, rule 19). Again with MuSiQue as a ninth set (36
+min): gated, the left-out sum 7.250 against 7.235, but multi-hop ARAGOG left out 0.506 against
+0.528, so it stays off (rule 27).
 
     flock /tmp/rag-heavy.lock .venv/bin/python benchmarks/tune_bridge.py --indexes DIR \
         --out /tmp/tune_bridge   # reads DIR/idx_<corpus>

@@ -82,6 +82,7 @@ class AnswerStream:
                  fallback_messages: list[dict[str, str]] | None = None, relevance: Any = None,
                  document_terms: Callable[[list[str]], Iterable[str]] | None = None,
                  document_texts: Callable[[list[str]], Iterable[str]] | None = None,
+                 corpus_terms: Callable[[Sequence[str]], set[str]] | None = None,
                  nothing_because: str | None = None):
         """`nothing_because`: why nothing was retrieved, when filters left nothing to search."""
         self.question, self.query = question, query
@@ -111,6 +112,7 @@ class AnswerStream:
             # `decline_names_in_documents`: the contexts' whole documents vouch for names too
             documents=None if document_terms is None else (
                 lambda: document_terms([c.chunk_id for c in contexts])),
+            corpus=corpus_terms,  # `decline_names_in_corpus`: the whole index vouches too
         )
         # `decline_quoted_anchor`: the chunk texts of the served contexts' whole documents
         self._document_texts = document_texts

@@ -395,6 +395,14 @@ class RAG:
         indexed = [(row["path"], row["file_type"]) for row in self.index.catalog.sources()]
         return "nothing matches the filters: " + filters.unmatched(indexed)
 
+    def _corpus_terms(self) -> Any:
+        """Which of some terms the whole index holds, for the name check, when
+        `decline_names_in_corpus` is on and the keyword index can say (the local BM25 index;
+        Milvus's BM25 keeps no vocabulary to ask); else None."""
+        if not self.settings.decline_names_in_corpus:
+            return None
+        return getattr(self.index.keywords, "holding", None)
+
     def _retrieve(self, query: str, top_k: int | None, mode: str | None, filters: Any) -> list:
         """Retrieval under the current operation; logs the query when query logging is on."""
         self._follow_switch()  # another process may have switched the embedding model
@@ -455,7 +463,8 @@ class RAG:
                             document_terms=(self.index.catalog.document_terms
                                             if self.settings.decline_names_in_documents else None),
                             document_texts=(self.index.catalog.document_texts
-                                            if self.settings.decline_quoted_anchor else None))
+                                            if self.settings.decline_quoted_anchor else None),
+                            corpus_terms=self._corpus_terms())
 
     def chat(self, messages: list[dict[str, str]], top_k: int | None = None,
              filters: Any = None) -> Answer:

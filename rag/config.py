@@ -278,6 +278,11 @@ class Settings:
     # On since 2026-12-03: fewer answerable declines on a fresh batch, held-out unanswerable
     # unchanged (README "Choosing quality settings", "Fourth and fifth short batches").
     decline_names_in_documents: bool = True
+    # ... and any chunk of the whole index: a name the corpus holds anywhere is not missing, so
+    # "no source mentions X" means the corpus lacks X. For corpora of one short file per entity,
+    # where a multi-hop question names a hop's entity whose file was not served (README
+    # "Choosing quality settings", rule 28). Needs the local BM25 index (`sparse = "bm25"`).
+    decline_names_in_corpus: bool = False
     # A question quoting a phrase (two words or more, in double quotes: a title, most often)
     # that a served context's whole document holds word for word is not declined for weak
     # similarity or coverage: MiniLM's cosine of a long, detailed question to the passage that

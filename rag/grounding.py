@@ -22,7 +22,10 @@ Terms are the BM25 tokenizer's (lowercase, stop words out, stemmed), so "boiling
 match. A name the question asks about counts as present when a context's text or its file's
 name holds it: a chunk of `roberta.pdf` is about RoBERTa even where it only says "we"; and, with
 `decline_names_in_documents` (on), when the context's whole document holds it: a question quoting
-an essay's title is about that essay though the answering paragraph does not repeat the title. The
+an essay's title is about that essay though the answering paragraph does not repeat the title;
+and, with `decline_names_in_corpus` (off), when any chunk of the index holds it: in a corpus of
+one short file per entity (Wikipedia paragraphs) a multi-hop question names the entity of a hop
+whose file was not served. The
 thresholds are settings (`decline_min_dense`, `decline_rescue_rerank`,
 `decline_rescue_sentence`), chosen
 leave-one-dataset-out over the dev sets by `benchmarks/tune_decline.py` (README "Choosing
@@ -82,14 +85,16 @@ def content_terms(text: str) -> list[str]:
 
 def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterable[float],
                        sources: Sequence[str] = (),
-                       documents: Callable[[], Iterable[str]] | None = None) -> Evidence:
+                       documents: Callable[[], Iterable[str]] | None = None,
+                       corpus: Callable[[Sequence[str]], set[str]] | None = None) -> Evidence:
     """Coverage of the question's terms by the union of `texts`, and the best dense score.
 
     `sources` (the contexts' file paths) vouch for names only: a paper's chunks rarely repeat
     its title's name, and its file name often is that name. `documents`, when given, returns
     the terms of the contexts' whole documents, which vouch for names too (asked only when a
     name is missing): a question that quotes an essay's title ("In 'Filters that Fight Back',
-    ...") is about that essay even where the served chunk does not repeat the title."""
+    ...") is about that essay even where the served chunk does not repeat the title. `corpus`,
+    when given, says which of the names still missing some chunk of the whole index holds."""
     terms = content_terms(question)
     seen: set[str] = set()
     for text in texts:
@@ -102,6 +107,9 @@ def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterab
     if names and documents is not None:
         whole = set(documents())
         names = tuple(n for n in names if n not in whole)
+    if names and corpus is not None:
+        held = corpus(names)
+        names = tuple(n for n in names if n not in held)
     return Evidence(coverage, dense_top, tuple(terms), missing, names)
 
 

@@ -260,6 +260,12 @@ class BM25Index:
             buffer = self._buffers[name] = np.empty(max(size, 1024), dtype=dtype)
         return buffer[:size]
 
+    @_locked
+    def holding(self, terms: Iterable[str]) -> set[str]:
+        """Which of `terms` some live chunk holds (its text, or its file name where chunks count
+        theirs): whether the corpus mentions a name at all (`decline_names_in_corpus`)."""
+        return {t for t in terms if (tid := self._vocab.get(t)) is not None and self._df[tid] > 0}
+
     def _present_terms(self, query_tokens: list[str]) -> list[int]:
         """The ids of the query's terms that some live chunk holds, in query order (repeats
         kept: rank-bm25 adds a repeated query term once per occurrence)."""
