@@ -4,12 +4,16 @@ Stemming uses PyStemmer (the C Snowball stemmers); the stop list is the classic 
 used by scikit-learn and Lucene, inlined so the sparse side needs no NLTK download. An acronym's
 plural is read as the acronym first ("LLMs" -> llm, "VCs" -> vc, "GPUs" -> gpu): Snowball English
 leaves a word without a vowel, or ending in "-us", as it is, so "VC" and "VCs" were two terms to
-BM25 and two names to the decline check ("CNN-based" in a question, "CNNs" in the paper).
+BM25 and two names to the decline check ("CNN-based" in a question, "CNNs" in the paper). And a
+Latin letter's accents are dropped ("Aschenbrödel" -> aschenbrodel, "Tekezé" -> tekez): a question
+typed without them named nothing the corpus held (README "Choosing quality settings", rule 29);
+other scripts keep theirs.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from pathlib import PurePath
 
@@ -17,11 +21,14 @@ import Stemmer
 
 # Bump when tokenize() changes: BM25 snapshots made with another version are rebuilt, and a
 # catalog's stored terms are derived again from its texts (retrievers.catalog.TOKENIZER_KEY).
-TOKENIZER_VERSION = "2:snowball-english:pystemmer3:acronym-plurals"
+TOKENIZER_VERSION = "3:snowball-english:pystemmer3:acronym-plurals:latin-accents-folded"
 
 # An uppercase run of two or more letters or digits, then a lowercase plural "s": "LLMs",
 # "RTX3090s". Not "Ms", "As" (one capital), nor "BUS" (the s is part of the word).
 ACRONYM_PLURAL = re.compile(r"\b([A-Z][A-Z0-9]+)s\b")
+
+# Combining accents after a Latin letter, once the text is decomposed (NFKD): "é" is "e" + U+0301.
+LATIN_ACCENTS = re.compile(r"(?<=[A-Za-z])[\u0300-\u036f]+")
 
 TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*", re.UNICODE)
 
@@ -47,9 +54,17 @@ def _stemmer() -> "Stemmer.Stemmer":
     return stemmer
 
 
+def fold_accents(text: str) -> str:
+    """`text` with the accents of Latin letters dropped ("Akinoshū" -> "Akinoshu") and
+    compatibility forms spelled out ("ﬁ" -> "fi"); other scripts' marks are kept (NFC again)."""
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFC", LATIN_ACCENTS.sub("", unicodedata.normalize("NFKD", text)))
+
+
 def tokenize(text: str) -> list[str]:
     """Terms for BM25, in order (duplicates kept: BM25 counts them)."""
-    text = ACRONYM_PLURAL.sub(r"\1", text)
+    text = fold_accents(ACRONYM_PLURAL.sub(r"\1", text))
     words = [
         w.replace("'", "") for w in TOKEN.findall(text.lower().replace("\u2019", "'"))
         if w not in STOP_WORDS

@@ -46,6 +46,12 @@ def test_an_acronym_in_the_question_is_held_by_its_plural_in_a_context():
     assert ev.missing_names == ()
 
 
+def test_a_name_typed_without_its_accents_is_held_by_the_accented_one():
+    ev = retrieval_evidence("Who was in charge of the country where the composer of Aschenbrodel lived?",
+                            ["Aschenbrödel (\"Cinderella\") is a ballet written by Johann Strauss II."], [0.6])
+    assert ev.missing_names == ()
+
+
 def test_a_name_in_a_contexts_file_name_counts_as_present_but_only_for_names():
     text = ["We pretrain with dynamic masking and drop next sentence prediction."]
     asked = "How does RoBERTa's dynamic masking differ?"

@@ -78,6 +78,13 @@ def test_an_acronym_plural_is_the_acronym():
     assert tokenize("Ms Smith, BUS, TEAS, PhDs") == ["ms", "smith", "bus", "tea", "phds"]
 
 
+def test_a_latin_letters_accents_are_dropped_and_other_scripts_kept():
+    # MuSiQue questions typed "Aschenbrodel", "Akinoshu", "Tekeze"; the paragraphs accent them
+    assert tokenize("Aschenbrödel by Akinoshū on the Tekezé") == tokenize("Aschenbrodel by Akinoshu on the Tekeze")
+    assert tokenize("naïve café ﬁnance Łódź") == ["naiv", "cafe", "financ", "łodz"]
+    assert tokenize("Москва й がっこう 한국 Ελλάδα") == ["москва", "й", "がっこう", "한국", "ελλάδα"]
+
+
 def test_empty_index_returns_nothing():
     assert BM25Index().top_k(["tea"], 5) == []
 
