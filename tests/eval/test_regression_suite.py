@@ -2,7 +2,8 @@
 
     pytest -m slow tests/eval/test_regression_suite.py
 
-For each shared dev set with a committed baseline (`eval/baselines/dev_sets.json`) its
+For each dev set with a committed baseline (`eval/baselines/dev_sets.json`): the shared ones and
+multi-hop MuSiQue, whose folder `eval.corpus_files` writes from the repository; its
 documents are indexed once per session (or `RAG_EVAL_INDEX_<NAME>` names a ready index, e.g.
 `RAG_EVAL_INDEX_PAUL_GRAHAM=/tmp/pg_index`), the suite runs, and the test fails naming every
 metric that fell below its baseline by more than its tolerance: the check `rag eval
@@ -27,9 +28,11 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 QA = ROOT.parent / "shared" / "data" / "qa"
 BASELINE = ROOT / "eval" / "baselines" / "dev_sets.json"
-DEV_SETS = {  # name -> the documents its questions are about
-    "paul_graham": "essays/*.txt",
-    "blockchain_solana": "source_files/*.pdf",
+MUSIQUE = ROOT / "eval" / "corpora" / "musique_dev.jsonl"
+DEV_SETS = {  # name -> (its questions, the documents they are about: a glob under QA/name or a JSONL corpus)
+    "paul_graham": (QA / "paul_graham" / "normalized.jsonl", "essays/*.txt"),
+    "blockchain_solana": (QA / "blockchain_solana" / "normalized.jsonl", "source_files/*.pdf"),
+    "multihop_dev_musique": (ROOT / "eval" / "questions" / "multihop_dev_musique.jsonl", MUSIQUE),
 }
 GATED = [name for name in DEV_SETS
          if name in json.loads(BASELINE.read_text())["datasets"]]
@@ -42,6 +45,16 @@ def dev_index(tmp_path_factory, embedder):
 
     built: dict[str, Path] = {}
 
+    def documents(name: str) -> list[Path]:
+        from eval.corpus_files import write_corpus
+
+        source = DEV_SETS[name][1]
+        if isinstance(source, Path):  # a corpus kept as JSONL: write its folder first
+            folder = tmp_path_factory.mktemp(f"docs_{name}")
+            write_corpus(source, folder)
+            return [folder]
+        return sorted((QA / name).glob(source))
+
     def index_of(name: str) -> Path:
         ready = os.environ.get(f"RAG_EVAL_INDEX_{name.upper()}")
         if ready:
@@ -49,7 +62,7 @@ def dev_index(tmp_path_factory, embedder):
         if name not in built:
             folder = tmp_path_factory.mktemp(f"index_{name}")
             with RAG.open(folder, embedder=embedder) as rag:
-                results = rag.ingest(sorted((QA / name).glob(DEV_SETS[name])))
+                results = rag.ingest(documents(name))
             assert not [r for r in results if r.error], "a dev-set document failed to ingest"
             built[name] = folder
         return built[name]
@@ -64,7 +77,7 @@ def test_the_dev_set_holds_its_committed_baseline(name, dev_index, embedder):
     from eval.runner import run_eval
     from rag.api import RAG
 
-    dataset = load_dataset(QA / name / "normalized.jsonl")
+    dataset = load_dataset(DEV_SETS[name][0])
     entry = read_baseline(BASELINE)["datasets"][name]
     with RAG.open(dev_index(name), embedder=embedder) as rag:
         run = run_eval(rag, dataset, answers=entry["options"]["answers"], progress=False)
@@ -76,7 +89,7 @@ def test_the_dev_set_holds_its_committed_baseline(name, dev_index, embedder):
 def _first_cases(name: str) -> list:
     from eval.datasets import load_dataset
 
-    cases = [c for c in load_dataset(QA / name / "normalized.jsonl").cases if c.answerable]
+    cases = [c for c in load_dataset(DEV_SETS[name][0]).cases if c.answerable]
     return cases[: int(os.environ.get("RAG_EVAL_CASES", "2"))]
 
 
