@@ -264,13 +264,17 @@ class BM25Index:
     def holding(self, terms: Iterable[str]) -> set[str]:
         """Which of `terms` some live chunk holds (its text, or its file name where chunks count
         theirs): whether the corpus mentions a name at all (`decline_names_in_corpus`)."""
-        return {t for t in terms if (tid := self._vocab.get(t)) is not None and self._df[tid] > 0}
+        return {t for t in terms if self._live_term_id(t) is not None}
+
+    def _live_term_id(self, term: str) -> int | None:
+        """The term's id when some live chunk holds it, else None (removals leave df at 0)."""
+        tid = self._vocab.get(term)
+        return tid if tid is not None and self._df[tid] > 0 else None
 
     def _present_terms(self, query_tokens: list[str]) -> list[int]:
         """The ids of the query's terms that some live chunk holds, in query order (repeats
         kept: rank-bm25 adds a repeated query term once per occurrence)."""
-        return [tid for tid in map(self._vocab.get, query_tokens)
-                if tid is not None and self._df[tid] > 0]
+        return [tid for tid in map(self._live_term_id, query_tokens) if tid is not None]
 
     def _score_arrays(self, query_tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(scores per slot, mask of live slots that contain a query term), in scratch buffers

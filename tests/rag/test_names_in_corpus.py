@@ -7,8 +7,6 @@ asked about something the corpus lacks (12 of MuSiQue's 13 answerable declines).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from rag.grounding import retrieval_evidence
@@ -59,23 +57,19 @@ def wiki_rag(tmp_path_factory, embedder, llm):
     rag.close()
 
 
-def _with(rag, **changes):
-    return sharing_parts(rag, replace(rag.settings, **changes))
-
-
 def test_the_setting_lets_a_question_naming_an_unserved_hop_through(wiki_rag):
-    off = _with(wiki_rag, decline_names_in_corpus=False).stream(QUESTION, top_k=1)
+    off = sharing_parts(wiki_rag, decline_names_in_corpus=False).stream(QUESTION, top_k=1)
     try:
         assert off.contexts[0].source.endswith("Humboldt Peak.txt")  # the town is not served
         assert off.gated and off.evidence.missing_names == ("silverton",)
     finally:
         off.close()
-    on = _with(wiki_rag, decline_names_in_corpus=True).stream(QUESTION, top_k=1)
+    on = sharing_parts(wiki_rag, decline_names_in_corpus=True).stream(QUESTION, top_k=1)
     try:
         assert on.evidence.missing_names == () and not on.gated
     finally:
         on.close()
-    absent = _with(wiki_rag, decline_names_in_corpus=True).stream(
+    absent = sharing_parts(wiki_rag, decline_names_in_corpus=True).stream(
         "Humboldt Peak, near Ouray, is part of what range?", top_k=1)
     try:
         assert absent.gated and absent.evidence.missing_names == ("ouray",)

@@ -6,8 +6,6 @@ the served chunks, such questions were declined as if they asked about something
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from rag.grounding import retrieval_evidence
@@ -70,25 +68,21 @@ def essay_rag(tmp_path_factory, embedder, llm):
     rag.close()
 
 
-def _with(rag, **changes):
-    return sharing_parts(rag, replace(rag.settings, **changes))
-
-
 def test_the_setting_lets_a_title_quoting_question_through_to_the_model(essay_rag):
-    off = _with(essay_rag, decline_names_in_documents=False).stream(QUESTION, top_k=1)
+    off = sharing_parts(essay_rag, decline_names_in_documents=False).stream(QUESTION, top_k=1)
     try:
         assert ANSWERING.split()[0] in off.contexts[0].text or "whitelist" in off.contexts[0].text
         assert "fight" not in tokenize(off.contexts[0].text)  # the title chunk is not served
         assert off.gated and "no source mentions" in off.evidence.why_weak(0.4, 0.0)
     finally:
         off.close()
-    on = _with(essay_rag, decline_names_in_documents=True).stream(QUESTION, top_k=1)
+    on = sharing_parts(essay_rag, decline_names_in_documents=True).stream(QUESTION, top_k=1)
     try:
         assert on.evidence.missing_names == () and not on.gated
     finally:
         on.close()
     # a name the essay never holds is still declined with the setting on
-    absent = _with(essay_rag, decline_names_in_documents=True).stream(
+    absent = sharing_parts(essay_rag, decline_names_in_documents=True).stream(
         'In "Filters that Fight Back", what did Kubernetes change?', top_k=1)
     try:
         assert absent.gated and absent.evidence.missing_names == ("kubernet",)

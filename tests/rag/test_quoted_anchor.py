@@ -8,8 +8,6 @@ about a document the user named exactly."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from rag.grounding import quoted_anchor, quoted_phrases
@@ -68,7 +66,7 @@ def essay_rag(tmp_path_factory, embedder, llm):
 
 
 def _stream(rag, question: str, **changes):
-    return sharing_parts(rag, replace(rag.settings, **changes)).stream(question, top_k=1)
+    return sharing_parts(rag, **changes).stream(question, top_k=1)
 
 
 def test_a_question_quoting_its_documents_title_reaches_the_model(essay_rag):
