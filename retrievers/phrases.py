@@ -12,7 +12,8 @@ needs a phrase index. The boosts were chosen by leave-one-dataset-out (README "C
 settings", rule 17).
 
 Matching is on folded text (lowercase, curly quotes straightened, whitespace collapsed, a PDF
-breaking a title's line), on word boundaries, with the phrase's trailing punctuation dropped.
+breaking a title's line, Latin accents dropped as the BM25 tokenizer drops them: "Aschenbrodel"
+quoted finds "Aschenbrödel"), on word boundaries, with the phrase's trailing punctuation dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import replace
 from typing import Callable, Iterable, Mapping
 
 from retrievers.fusion import Fused
+from retrievers.text import fold_accents
 
 # A phrase the question quotes: straight or curly double quotes, two words or more.
 _QUOTED = re.compile(r'"([^"]{3,200})"|\u201c([^\u201d]{3,200})\u201d')
@@ -37,8 +39,9 @@ def quoted_phrases(question: str) -> list[str]:
 
 
 def folded(text: str) -> str:
-    """Lowercase, curly quotes straightened, whitespace folded: a PDF breaks a title's line."""
-    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    """Lowercase, curly quotes straightened, whitespace folded (a PDF breaks a title's line),
+    Latin accents dropped (a question typed on an English keyboard drops them)."""
+    text = fold_accents(text.lower().replace("\u2019", "'").replace("\u2018", "'"))
     return " ".join(text.split())
 
 

@@ -61,6 +61,10 @@ def test_quoted_phrases_and_folded_matching():
     patterns = phrase_patterns(["Cities and Ambition."])
     assert holds_phrase("Cities and\nAMBITION", patterns)  # a title broken over lines, any case
     assert not holds_phrase("Cities and Ambitions", patterns)  # word boundaries
+    # accents as the BM25 tokenizer reads them, either way round
+    assert holds_phrase("the film Drei Haselnüsse für Aschenbrödel (1973)",
+                        phrase_patterns(["Drei Haselnusse fur Aschenbrodel"]))
+    assert holds_phrase("Ecole Normale Superieure", phrase_patterns(["École normale supérieure"]))
 
 
 def test_a_chunk_holding_the_quoted_phrase_rises_above_better_fused_ones():
