@@ -176,8 +176,10 @@ class Settings:
     # Serve a candidate holding each name of the question (capitalised word, word with digits)
     # that the fused top_k lacks, in place of the lowest hits, at most top_k // 2
     # (retrievers/name_coverage.py): "RoBERTa vs BERT" otherwise served BERT chunks only.
-    # Off: leave-one-dataset-out tied (README "Choosing quality settings"): it saves answerable
-    # questions and loses unanswerable ones whose name other documents merely mention.
+    # Off: leave-one-dataset-out tied over three corpora, and over four (rule 30, with MuSiQue)
+    # every fold chose it but two held-out unanswerable questions got through (README "Choosing
+    # quality settings"): it saves answerable questions and loses unanswerable ones whose name
+    # other documents merely mention.
     cover_names: bool = False
     # At most this many of the top_k from one file (0 = no cap; retrievers/diversity.py).
     # Measured on the multi-hop dev sets with no gain, so no cap.
