@@ -27,7 +27,7 @@ from rag.context_budget import distinct_sentences, split_sentences
 from rag.generation import (CITATION, NOT_FOUND, Answer, Citation, CitationResolver, ask_directly,
                             is_refusal, resolve_citations)
 from rag.grounding import (Evidence, answer_support, quoted_anchor, restates_question,
-                           retrieval_evidence)
+                           retrieval_evidence, uncited_names)
 from rag.telemetry import FIRST_TOKEN_ATTR, STAGE_ATTR
 
 
@@ -350,6 +350,12 @@ class AnswerStream:
                 declined = True
                 reason = (f"support: {self.support:.0%} of the answer's terms are in the sources "
                           f"(under {self.settings.decline_min_support:.0%})")
+            elif self.settings.decline_uncited_names:
+                names = uncited_names(self.query, [(c.text, c.source) for c in self.contexts],
+                                      [(c.text, c.source) for c in cited])
+                if names:
+                    declined = True
+                    reason = f"support: no source it cites mentions {', '.join(names)}"
         if declined:
             text, cited = NOT_FOUND, []
         return text, cited, declined, reason

@@ -285,6 +285,11 @@ class Settings:
     # where a multi-hop question names a hop's entity whose file was not served (README
     # "Choosing quality settings", rule 28). Needs the local BM25 index (`sparse = "bm25"`).
     decline_names_in_corpus: bool = False
+    # After generation, an answer whose cited contexts hold none of the question's names, while
+    # a served context holds one, is withdrawn like an unsupported answer (and asked again with
+    # answer_retry_withdrawn): the 0.5B model answers "Who was X's first wife?" from a paragraph
+    # about someone else's wife. Off until measured (README "Choosing quality settings", rule 31).
+    decline_uncited_names: bool = False
     # A question quoting a phrase (two words or more, in double quotes: a title, most often)
     # that a served context's whole document holds word for word is not declined for weak
     # similarity or coverage: MiniLM's cosine of a long, detailed question to the passage that

@@ -13,7 +13,8 @@ outside the model, twice:
    high, its best score over the contexts' single sentences (`"evidence+rerank+sentences"`, the
    default): a 256-token chunk dilutes the one sentence that answers a far-phrased question;
 2. after generation, from the answer itself: the share of the answer's content terms that
-   appear in some context (`support`). An answer made of words the sources never use is
+   appear in some context (`support`), and, with `decline_uncited_names`, whether the contexts
+   it cites mention any of the question's names (`uncited_names`). An answer made of words the sources never use is
    replaced by the refusal (asked once more first: `answer_retry_withdrawn`, rag.answering). A
    number counts as stated in digits or in words ("20" / "twenty"): the word forms come from
    num2words rather than a table typed in here.
@@ -126,6 +127,29 @@ def quoted_anchor(question: str, documents: Callable[[], Iterable[str]]) -> str 
         if any(pattern.search(t) for t in texts):
             return folded(phrase)
     return None
+
+
+def uncited_names(question: str, served: Sequence[tuple[str, str]],
+                  cited: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """The question's names some served context holds, when no cited context holds any of
+    them; () otherwise (also when nothing is cited or the question names nothing).
+
+    `served` and `cited` are (text, file path) pairs; a context holds a name when its text or
+    its file's name does, as the name check before generation counts it. An answer drawn from a
+    paragraph about something else ("Peter Appleyard's first wife was Olga Havlová [2]", [2]
+    being about another man) cites no context that mentions what was asked about
+    (`decline_uncited_names`)."""
+    names = set(named_terms(question))
+    if not names or not cited:
+        return ()
+
+    def held(text: str, source: str) -> set[str]:
+        return names & (set(tokenize(text)) | source_terms([source]))
+
+    if any(held(text, source) for text, source in cited):
+        return ()
+    in_served = set().union(*(held(text, source) for text, source in served))
+    return tuple(n for n in named_terms(question) if n in in_served)
 
 
 def _prose(answer: str) -> str:

@@ -77,16 +77,16 @@ def sample_dir(tmp_path_factory) -> Path:
     return target
 
 
-def sharing_parts(rag, settings=None, **changes):
-    """A RAG with other `settings` (default `rag`'s) and `changes` to them over `rag`'s models,
-    index and retriever, without a reranker: for tests of the decline gate and the answer
-    under one setting or another."""
+def sharing_parts(rag, settings=None, llm=None, **changes):
+    """A RAG with other `settings` (default `rag`'s) and `changes` to them over `rag`'s models
+    (or another `llm`), index and retriever, without a reranker: for tests of the decline gate
+    and the answer under one setting or another."""
     from dataclasses import replace
 
     from rag.api import RAG
 
     settings = replace(rag.settings if settings is None else settings, **changes)
-    return RAG(settings, llm=rag.llm, embedder=rag.embedder, index=rag.index,
+    return RAG(settings, llm=rag.llm if llm is None else llm, embedder=rag.embedder, index=rag.index,
                retriever=rag.retriever, reranker=None)
 
 
