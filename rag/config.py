@@ -288,7 +288,9 @@ class Settings:
     # After generation, an answer whose cited contexts hold none of the question's names, while
     # a served context holds one, is withdrawn like an unsupported answer (and asked again with
     # answer_retry_withdrawn): the 0.5B model answers "Who was X's first wife?" from a paragraph
-    # about someone else's wife. Off until measured (README "Choosing quality settings", rule 31).
+    # about someone else's wife. Off: leave-one-corpus-out chose off in every fold (errors 27 ->
+    # 38: it also withdraws answers whose chunk says "the model" where the question says "LLaMA";
+    # README "Choosing quality settings", rule 31).
     decline_uncited_names: bool = False
     # A question quoting a phrase (two words or more, in double quotes: a title, most often)
     # that a served context's whole document holds word for word is not declined for weak
