@@ -90,6 +90,15 @@ def sharing_parts(rag, settings=None, llm=None, **changes):
                retriever=rag.retriever, reranker=None)
 
 
+def streamed(rag, question: str, **changes):
+    """`question`'s answer stream over one served context (`sharing_parts(rag, **changes)`),
+    closed when the `with` block ends: for asserting the decline gate's verdict before any word
+    is written."""
+    from contextlib import closing
+
+    return closing(sharing_parts(rag, **changes).stream(question, top_k=1))
+
+
 def publish_documents(catalog, docs: dict[str, list[str]]) -> None:
     """Publish each document (source id -> its chunks' texts) live in `catalog`."""
     from retrievers.records import Chunk

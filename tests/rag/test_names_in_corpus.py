@@ -12,7 +12,7 @@ import pytest
 from rag.grounding import retrieval_evidence
 from retrievers.bm25 import BM25Index
 from retrievers.text import tokenize
-from tests.conftest import sharing_parts
+from tests.conftest import streamed
 
 QUESTION = "Humboldt Peak, in the state where Silverton is located, is part of what range?"
 PEAK = "Humboldt Peak is a high mountain summit in the Sangre de Cristo Range of Colorado."
@@ -58,20 +58,11 @@ def wiki_rag(tmp_path_factory, embedder, llm):
 
 
 def test_the_setting_lets_a_question_naming_an_unserved_hop_through(wiki_rag):
-    off = sharing_parts(wiki_rag, decline_names_in_corpus=False).stream(QUESTION, top_k=1)
-    try:
+    with streamed(wiki_rag, QUESTION, decline_names_in_corpus=False) as off:
         assert off.contexts[0].source.endswith("Humboldt Peak.txt")  # the town is not served
         assert off.gated and off.evidence.missing_names == ("silverton",)
-    finally:
-        off.close()
-    on = sharing_parts(wiki_rag, decline_names_in_corpus=True).stream(QUESTION, top_k=1)
-    try:
+    with streamed(wiki_rag, QUESTION, decline_names_in_corpus=True) as on:
         assert on.evidence.missing_names == () and not on.gated
-    finally:
-        on.close()
-    absent = sharing_parts(wiki_rag, decline_names_in_corpus=True).stream(
-        "Humboldt Peak, near Ouray, is part of what range?", top_k=1)
-    try:
+    with streamed(wiki_rag, "Humboldt Peak, near Ouray, is part of what range?",
+                  decline_names_in_corpus=True) as absent:
         assert absent.gated and absent.evidence.missing_names == ("ouray",)
-    finally:
-        absent.close()

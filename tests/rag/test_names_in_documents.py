@@ -11,7 +11,7 @@ import pytest
 from rag.grounding import retrieval_evidence
 from retrievers.catalog import Catalog
 from retrievers.text import tokenize
-from tests.conftest import publish_documents, sharing_parts
+from tests.conftest import publish_documents, streamed
 
 QUESTION = 'In "Filters that Fight Back", which lists did the first version call whitelists?'
 ANSWERING = "The original version of this article said whitelist where it now says blacklist."
@@ -69,22 +69,13 @@ def essay_rag(tmp_path_factory, embedder, llm):
 
 
 def test_the_setting_lets_a_title_quoting_question_through_to_the_model(essay_rag):
-    off = sharing_parts(essay_rag, decline_names_in_documents=False).stream(QUESTION, top_k=1)
-    try:
+    with streamed(essay_rag, QUESTION, decline_names_in_documents=False) as off:
         assert ANSWERING.split()[0] in off.contexts[0].text or "whitelist" in off.contexts[0].text
         assert "fight" not in tokenize(off.contexts[0].text)  # the title chunk is not served
         assert off.gated and "no source mentions" in off.evidence.why_weak(0.4, 0.0)
-    finally:
-        off.close()
-    on = sharing_parts(essay_rag, decline_names_in_documents=True).stream(QUESTION, top_k=1)
-    try:
+    with streamed(essay_rag, QUESTION, decline_names_in_documents=True) as on:
         assert on.evidence.missing_names == () and not on.gated
-    finally:
-        on.close()
     # a name the essay never holds is still declined with the setting on
-    absent = sharing_parts(essay_rag, decline_names_in_documents=True).stream(
-        'In "Filters that Fight Back", what did Kubernetes change?', top_k=1)
-    try:
+    with streamed(essay_rag, 'In "Filters that Fight Back", what did Kubernetes change?',
+                  decline_names_in_documents=True) as absent:
         assert absent.gated and absent.evidence.missing_names == ("kubernet",)
-    finally:
-        absent.close()

@@ -13,7 +13,7 @@ import pytest
 from rag.grounding import quoted_anchor, quoted_phrases
 from retrievers.catalog import Catalog
 from retrievers.text import tokenize
-from tests.conftest import publish_documents, sharing_parts
+from tests.conftest import publish_documents, streamed
 
 TITLE = "Filters that Fight Back"
 OPENING = f"{TITLE}\n\nAugust 2003\n\nSpam filters could crawl the sites that spam points to."
@@ -65,34 +65,18 @@ def essay_rag(tmp_path_factory, embedder, llm):
     rag.close()
 
 
-def _stream(rag, question: str, **changes):
-    return sharing_parts(rag, **changes).stream(question, top_k=1)
-
-
 def test_a_question_quoting_its_documents_title_reaches_the_model(essay_rag):
-    off = _stream(essay_rag, QUESTION, decline_quoted_anchor=False)
-    try:
+    with streamed(essay_rag, QUESTION, decline_quoted_anchor=False) as off:
         assert "fight" not in tokenize(off.contexts[0].text)  # the title chunk is not served
         assert off.gated and off.anchor is None
-    finally:
-        off.close()
-    on = _stream(essay_rag, QUESTION, decline_quoted_anchor=True)
-    try:
+    with streamed(essay_rag, QUESTION, decline_quoted_anchor=True) as on:
         assert not on.gated and on.anchor == TITLE.lower()
-    finally:
-        on.close()
 
 
 def test_a_quote_no_document_holds_or_a_missing_name_still_declines(essay_rag):
-    elsewhere = _stream(essay_rag, QUESTION.replace(TITLE, "Filters that Crawl Back"),
-                        decline_quoted_anchor=True)
-    try:
+    with streamed(essay_rag, QUESTION.replace(TITLE, "Filters that Crawl Back"),
+                  decline_quoted_anchor=True) as elsewhere:
         assert elsewhere.gated and elsewhere.anchor is None
-    finally:
-        elsewhere.close()
-    named = _stream(essay_rag, f'In "{TITLE}", what did Kubernetes change about blacklists?',
-                    decline_quoted_anchor=True)
-    try:
+    with streamed(essay_rag, f'In "{TITLE}", what did Kubernetes change about blacklists?',
+                  decline_quoted_anchor=True) as named:
         assert named.gated and named.evidence.missing_names == ("kubernet",)
-    finally:
-        named.close()
