@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
-from retrievers.names import FRAMING, named_terms, source_terms
+from retrievers.names import FRAMING, named_terms, names_held_by, source_terms
 from retrievers.phrases import folded, phrase_patterns, quoted_phrases
 from retrievers.text import tokenize
 
@@ -139,17 +139,11 @@ def uncited_names(question: str, served: Sequence[tuple[str, str]],
     paragraph about something else ("Peter Appleyard's first wife was Olga Havlová [2]", [2]
     being about another man) cites no context that mentions what was asked about
     (`decline_uncited_names`)."""
-    names = set(named_terms(question))
-    if not names or not cited:
+    names = named_terms(question)
+    if not names or not cited or any(names_held_by(*context, names) for context in cited):
         return ()
-
-    def held(text: str, source: str) -> set[str]:
-        return names & (set(tokenize(text)) | source_terms([source]))
-
-    if any(held(text, source) for text, source in cited):
-        return ()
-    in_served = set().union(*(held(text, source) for text, source in served))
-    return tuple(n for n in named_terms(question) if n in in_served)
+    in_served = set().union(*(names_held_by(*context, names) for context in served))
+    return tuple(n for n in names if n in in_served)
 
 
 def _prose(answer: str) -> str:

@@ -19,22 +19,13 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from retrievers.names import named_terms, source_terms
+from retrievers.names import named_terms, names_held_by
 from retrievers.records import Hit
-from retrievers.text import tokenize
 
 
 def names_held(hit: Hit, names: Iterable[str]) -> set[str]:
     """Which of `names` the hit's text or file name holds."""
-    names = [n for n in names]
-    if not names:
-        return set()
-    lowered = hit.chunk.text.lower()
-    # A stem shares its word's first letters; tokenising (stemming) a chunk is the slow part,
-    # so only texts that might hold a name are tokenised.
-    maybe = [n for n in names if n[:4] in lowered]
-    held = set(maybe) & set(tokenize(hit.chunk.text)) if maybe else set()
-    return held | (set(names) & source_terms([hit.chunk.source]))
+    return names_held_by(hit.chunk.text, hit.chunk.source, names)
 
 
 def cover_names(question: str, served: list[Hit], pool: Iterator[Hit],

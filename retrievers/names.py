@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from retrievers.text import source_name_terms, tokenize
+from retrievers.text import fold_accents, source_name_terms, tokenize
 
 # Words that frame a question rather than name its subject ("according to the author, ...").
 FRAMING = frozenset(tokenize(
@@ -32,6 +32,20 @@ def source_terms(sources: Iterable[str]) -> set[str]:
     for source in sources:
         terms.update(source_name_terms(str(source)))
     return terms
+
+
+def names_held_by(text: str, source: str, names: Iterable[str]) -> set[str]:
+    """Which of `names` (stemmed terms) a context holds: its text or its file's name."""
+    names = set(names)
+    if not names:
+        return set()
+    # A stem shares its word's first letters once accents and apostrophes go as the tokenizer
+    # drops them ("Åland" -> aland, "O'Brien" -> obrien); tokenising (stemming) a text is the
+    # slow part, so only texts that might hold a name are tokenised.
+    lowered = fold_accents(text).lower().replace("'", "").replace("\u2019", "")
+    maybe = {n for n in names if n[:4] in lowered}
+    held = maybe & set(tokenize(text)) if maybe else set()
+    return held | (names & source_terms([source]))
 
 
 def name_words(text: str) -> list[str]:

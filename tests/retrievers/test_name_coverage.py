@@ -84,3 +84,13 @@ def test_the_hybrid_retriever_serves_each_name_only_when_asked_to():
     assert len(covered) == 3 and "rob-1" in _ids(covered)
     assert _ids(_retriever(True).retrieve(QUESTION, top_k=3, mode="dense")) == [
         "bert-1", "glue-1", "bert-2"]  # a single retriever's ranking is left as it is
+
+
+def test_a_name_spelled_with_an_accent_or_an_apostrophe_is_held_as_the_tokenizer_reads_it():
+    from retrievers.names import names_held_by, named_terms
+
+    names = named_terms("How far is Mariehamn in the Åland Islands from O'Brien's Tower?")
+    assert {"aland", "obrien"} <= set(names)
+    text = "Mariehamn, capital of Åland, lies far from O'Brien's Tower in County Clare."
+    assert names_held_by(text, "notes.txt", names) >= {"aland", "obrien", "mariehamn"}
+    assert names_held_by("Steep green tea for two minutes.", "Åland.txt", names) == {"aland"}
