@@ -14,8 +14,9 @@ outside the model, twice:
    default): a 256-token chunk dilutes the one sentence that answers a far-phrased question;
 2. after generation, from the answer itself: the share of the answer's content terms that
    appear in some context (`support`), and, with `decline_uncited_names`, whether the contexts
-   it cites mention any of the question's names (`uncited_names`). An answer made of words the sources never use is
-   replaced by the refusal (asked once more first: `answer_retry_withdrawn`, rag.answering). A
+   it cites mention any of the question's names (`uncited_names`). An answer made of words the
+   sources never use is replaced by the refusal (asked once more first:
+   `answer_retry_withdrawn`, rag.answering). A
    number counts as stated in digits or in words ("20" / "twenty"): the word forms come from
    num2words rather than a table typed in here.
 
