@@ -83,6 +83,7 @@ class AnswerStream:
                  document_terms: Callable[[list[str]], Iterable[str]] | None = None,
                  document_texts: Callable[[list[str]], Iterable[str]] | None = None,
                  corpus_terms: Callable[[Sequence[str]], set[str]] | None = None,
+                 corpus_phrases: Callable[[Sequence[str]], set[str]] | None = None,
                  nothing_because: str | None = None):
         """`nothing_because`: why nothing was retrieved, when filters left nothing to search."""
         self.question, self.query = question, query
@@ -113,6 +114,7 @@ class AnswerStream:
             documents=None if document_terms is None else (
                 lambda: document_terms([c.chunk_id for c in contexts])),
             corpus=corpus_terms,  # `decline_names_in_corpus`: the whole index vouches too
+            corpus_phrases=corpus_phrases,  # ... a multi-word name only as a whole
         )
         # `decline_quoted_anchor`: the chunk texts of the served contexts' whole documents
         self._document_texts = document_texts

@@ -403,6 +403,17 @@ class RAG:
             return None
         return getattr(self.index.keywords, "holding", None)
 
+    def _corpus_phrases(self) -> Any:
+        """Which of some names of two words or more a chunk of the index holds word for word,
+        for `decline_names_in_corpus` (with `_corpus_terms`); else None."""
+        if self._corpus_terms() is None:
+            return None
+        from retrievers.phrases import phrases_held
+
+        keywords, depth = self.index.keywords, self.settings.candidate_k
+        return lambda phrases: phrases_held(
+            phrases, lambda phrase: [cid for cid, _ in keywords.search(phrase, depth)], self.index.chunks)
+
     def _retrieve(self, query: str, top_k: int | None, mode: str | None, filters: Any) -> list:
         """Retrieval under the current operation; logs the query when query logging is on."""
         self._follow_switch()  # another process may have switched the embedding model
@@ -464,7 +475,7 @@ class RAG:
                                             if self.settings.decline_names_in_documents else None),
                             document_texts=(self.index.catalog.document_texts
                                             if self.settings.decline_quoted_anchor else None),
-                            corpus_terms=self._corpus_terms())
+                            corpus_terms=self._corpus_terms(), corpus_phrases=self._corpus_phrases())
 
     def chat(self, messages: list[dict[str, str]], top_k: int | None = None,
              filters: Any = None) -> Answer:

@@ -284,6 +284,10 @@ class Settings:
     # "no source mentions X" means the corpus lacks X. For corpora of one short file per entity,
     # where a multi-hop question names a hop's entity whose file was not served (README
     # "Choosing quality settings", rule 28). Needs the local BM25 index (`sparse = "bm25"`).
+    # A word of a name of two words or more ("Progressive Labour Party") is vouched for only by
+    # a chunk (text or file name) holding the whole name: each word alone is often a common word
+    # the corpus holds without naming the thing. Still off: end to end it declined fewer fresh
+    # held-out unanswerable questions (README "Choosing quality settings", rules 28 and 34).
     decline_names_in_corpus: bool = False
     # After generation, an answer whose cited contexts hold none of the question's names, while
     # a served context holds one, is withdrawn like an unsupported answer (and asked again with

@@ -27,7 +27,8 @@ name holds it: a chunk of `roberta.pdf` is about RoBERTa even where it only says
 an essay's title is about that essay though the answering paragraph does not repeat the title;
 and, with `decline_names_in_corpus` (off), when any chunk of the index holds it: in a corpus of
 one short file per entity (Wikipedia paragraphs) a multi-hop question names the entity of a hop
-whose file was not served. The
+whose file was not served; a name of two words or more only as a whole there ("Progressive Labour
+Party", whose words the corpus holds apart). The
 thresholds are settings (`decline_min_dense`, `decline_rescue_rerank`,
 `decline_rescue_sentence`), chosen
 leave-one-dataset-out over the dev sets by `benchmarks/tune_decline.py` (README "Choosing
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
-from retrievers.names import FRAMING, named_terms, names_held_by, source_terms
+from retrievers.names import FRAMING, name_runs, named_terms, names_held_by, source_terms
 from retrievers.phrases import folded, phrase_patterns, quoted_phrases
 from retrievers.text import tokenize
 
@@ -88,7 +89,9 @@ def content_terms(text: str) -> list[str]:
 def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterable[float],
                        sources: Sequence[str] = (),
                        documents: Callable[[], Iterable[str]] | None = None,
-                       corpus: Callable[[Sequence[str]], set[str]] | None = None) -> Evidence:
+                       corpus: Callable[[Sequence[str]], set[str]] | None = None,
+                       corpus_phrases: Callable[[Sequence[str]], set[str]] | None = None
+                       ) -> Evidence:
     """Coverage of the question's terms by the union of `texts`, and the best dense score.
 
     `sources` (the contexts' file paths) vouch for names only: a paper's chunks rarely repeat
@@ -96,7 +99,9 @@ def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterab
     the terms of the contexts' whole documents, which vouch for names too (asked only when a
     name is missing): a question that quotes an essay's title ("In 'Filters that Fight Back',
     ...") is about that essay even where the served chunk does not repeat the title. `corpus`,
-    when given, says which of the names still missing some chunk of the whole index holds."""
+    when given, says which of the names still missing some chunk of the whole index holds; with
+    `corpus_phrases` (which of some phrases a chunk holds word for word), a word of a name of
+    two words or more (`name_runs`) is vouched for only by the whole name."""
     terms = content_terms(question)
     seen: set[str] = set()
     for text in texts:
@@ -111,8 +116,22 @@ def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterab
         names = tuple(n for n in names if n not in whole)
     if names and corpus is not None:
         held = corpus(names)
+        if corpus_phrases is not None:
+            held = _held_as_whole_names(question, names, held, corpus_phrases)
         names = tuple(n for n in names if n not in held)
     return Evidence(coverage, dense_top, tuple(terms), missing, names)
+
+
+def _held_as_whole_names(question: str, names: Sequence[str], held: set[str],
+                         corpus_phrases: Callable[[Sequence[str]], set[str]]) -> set[str]:
+    """`held` (the names some chunk holds as a term) with the words of the question's
+    multi-word names replaced by whether the corpus holds the whole name: "Progressive Labour
+    Party" is not vouched for by "progressive" in some other chunk."""
+    runs = {run: {t for t in tokenize(run) if t not in FRAMING} for run in name_runs(question)}
+    in_runs = set().union(*runs.values()) if runs else set()
+    asked = [run for run, terms in runs.items() if terms & set(names)]
+    whole = corpus_phrases(asked) if asked else set()
+    return {n for n in held if n not in in_runs} | {n for run in whole for n in runs[run]}
 
 
 def quoted_anchor(question: str, documents: Callable[[], Iterable[str]]) -> str | None:

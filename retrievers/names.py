@@ -48,18 +48,37 @@ def names_held_by(text: str, source: str, names: Iterable[str]) -> set[str]:
     return held | (names & source_terms([source]))
 
 
-def name_words(text: str) -> list[str]:
-    """Names and numbers in `text` as written: capitalised words not opening a sentence, and
-    words with digits, each once, in order. A possessive is not part of the name."""
-    words = []
-    text = POSSESSIVE.sub("", text)
+def _name_matches(text: str) -> list[re.Match[str]]:
+    """The words of `text` (possessives already dropped) that `name_words` counts as names."""
+    matches = []
     for match in re.finditer(r"[\w'’-]+", text):
         word = match.group(0)
         before = text[: match.start()].rstrip()
         opens = not before or before[-1] in ".!?:\"'(“"
         if (word[0].isupper() and not opens and not word.isupper()) or any(ch.isdigit() for ch in word):
-            words.append(word)
-    return list(dict.fromkeys(words))
+            matches.append(match)
+    return matches
+
+
+def name_words(text: str) -> list[str]:
+    """Names and numbers in `text` as written: capitalised words not opening a sentence, and
+    words with digits, each once, in order. A possessive is not part of the name."""
+    return list(dict.fromkeys(m.group(0) for m in _name_matches(POSSESSIVE.sub("", text))))
+
+
+def name_runs(text: str) -> list[str]:
+    """Names of two words or more as written: runs of `name_words` with only spaces between
+    them ("Progressive Labour Party", "41st Chess Olympiad"), each once, in order. Why: each
+    word of such a name is often a common word ("progressive", "party") that a corpus holds
+    without ever naming the thing (`decline_names_in_corpus`)."""
+    text = POSSESSIVE.sub("", text)
+    runs: list[list[re.Match[str]]] = []
+    for match in _name_matches(text):
+        if runs and not text[runs[-1][-1].end(): match.start()].strip(" "):
+            runs[-1].append(match)
+        else:
+            runs.append([match])
+    return list(dict.fromkeys(" ".join(m.group(0) for m in run) for run in runs if len(run) > 1))
 
 
 def named_terms(question: str) -> list[str]:

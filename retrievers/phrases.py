@@ -23,7 +23,8 @@ from dataclasses import replace
 from typing import Callable, Iterable, Mapping
 
 from retrievers.fusion import Fused
-from retrievers.text import fold_accents
+from retrievers.records import Chunk
+from retrievers.text import fold_accents, source_title
 
 # A phrase the question quotes: straight or curly double quotes, two words or more.
 _QUOTED = re.compile(r'"([^"]{3,200})"|\u201c([^\u201d]{3,200})\u201d')
@@ -95,3 +96,16 @@ def chunks_holding(phrases: list[str], search: Callable[[str], Iterable[str]],
         texts = text_of(ids)
         found.update(cid for cid in ids if cid in texts and holds_phrase(texts[cid], [pattern]))
     return found
+
+
+def phrases_held(phrases: Iterable[str], search: Callable[[str], Iterable[str]],
+                 chunks: Callable[[list[str]], Mapping[str, Chunk]]) -> set[str]:
+    """Which of `phrases` some chunk holds word for word, in its text or its file's name (a
+    paragraph file named "Meet Me in St. Louis.txt" names the film its text calls "the film"):
+    a keyword search for each phrase (`search`: phrase -> chunk ids, best first), its hits'
+    text checked (`chunks`: ids -> Chunk)."""
+    def text_of(ids: list[str]) -> dict[str, str]:
+        return {cid: f"{chunk.text}\n{source_title(chunk.source)}" for cid, chunk in chunks(ids).items()}
+
+    return {phrase for phrase in dict.fromkeys(phrases) if chunks_holding([phrase], search, text_of)}
+

@@ -11,7 +11,10 @@ import pytest
 
 from rag.grounding import retrieval_evidence
 from retrievers.bm25 import BM25Index
-from retrievers.text import tokenize
+from retrievers.names import name_runs
+from retrievers.phrases import phrases_held
+from retrievers.records import Chunk
+from retrievers.text import source_name_terms, tokenize
 from tests.conftest import streamed
 
 QUESTION = "Humboldt Peak, in the state where Silverton is located, is part of what range?"
@@ -30,6 +33,44 @@ def test_the_index_vouches_for_a_name_no_served_context_holds():
     absent = retrieval_evidence("Humboldt Peak, near Ouray, is part of what range?", [PEAK], [0.6],
                                 corpus=index.holding)
     assert absent.missing_names == ("ouray",)
+
+
+PARTY = "Who founded the Progressive Labour Party of Bermuda?"
+CLUB = "The club is run by a progressive board; its labour costs are paid by the party's members."
+
+
+def test_multi_word_names_are_runs_of_name_words():
+    assert name_runs(PARTY) == ["Progressive Labour Party"]
+    assert name_runs("Which team won at the 41st Chess Olympiad in Baku?") == ["41st Chess Olympiad"]
+    assert name_runs("Who was Peter Appleyard's first wife?") == ["Peter Appleyard"]
+    assert name_runs("Where is Bermuda, near Florida?") == []  # a comma parts two names
+
+
+def _corpus(texts: dict[str, tuple[str, str]]):
+    """BM25 over `texts` (id -> (text, file)), and the two name checks that read it."""
+    index = BM25Index()
+    for cid, (text, source) in texts.items():
+        index.add_tokens(cid, tokenize(text) + list(source_name_terms(source)))  # as ingest counts
+    chunks = {cid: Chunk(chunk_id=cid, text=text, source=source, source_id=source, content_hash="",
+                         position=0) for cid, (text, source) in texts.items()}
+
+    def held(phrases):
+        return phrases_held(phrases, lambda p: [c for c, _ in index.search(p, 10)],
+                            lambda ids: {i: chunks[i] for i in ids if i in chunks})
+    return index.holding, held
+
+
+def test_a_multi_word_name_is_vouched_for_only_by_a_chunk_holding_it_whole():
+    terms, phrases = _corpus({"club-0": (CLUB, "docs/Club.txt"),
+                              "bermuda-0": ("Bermuda is an island territory.", "docs/Bermuda.txt")})
+    by_words = retrieval_evidence(PARTY, ["Tea is a drink."], [0.6], corpus=terms)
+    assert by_words.missing_names == ()  # each word is somewhere in the corpus
+    whole = retrieval_evidence(PARTY, ["Tea is a drink."], [0.6], corpus=terms, corpus_phrases=phrases)
+    assert whole.missing_names == ("progress", "labour", "parti")  # the party itself is not
+    terms, phrases = _corpus({"plp-0": ("It won the 1998 election by a wide margin.",
+                                        "docs/Progressive Labour Party.txt")})  # named by its file
+    assert retrieval_evidence(PARTY, ["Tea is a drink."], [0.6], corpus=terms,
+                              corpus_phrases=phrases).missing_names == ("bermuda",)
 
 
 def test_holding_forgets_the_terms_of_removed_chunks():
@@ -66,3 +107,11 @@ def test_the_setting_lets_a_question_naming_an_unserved_hop_through(wiki_rag):
     with streamed(wiki_rag, "Humboldt Peak, near Ouray, is part of what range?",
                   decline_names_in_corpus=True) as absent:
         assert absent.gated and absent.evidence.missing_names == ("ouray",)
+
+
+def test_the_index_vouches_for_a_multi_word_name_only_as_a_whole(wiki_rag):
+    question = "Humboldt Peak, near Juan Silverton, is part of what range?"  # no such place
+    with streamed(wiki_rag, question, decline_names_in_corpus=True) as whole:
+        assert whole.contexts[0].source.endswith("Humboldt Peak.txt")
+        # "juan" and "silverton" are each in the town's file, "Juan Silverton" nowhere
+        assert whole.gated and whole.evidence.missing_names == ("juan", "silverton")
