@@ -13,7 +13,14 @@ Run once per side (each corpus's index by name; `--set KEY=VALUE` for a side's s
 compare the two JSON files:
     flock /tmp/rag-heavy.lock .venv/bin/python benchmarks/gate_probe.py run --out BEFORE.json \\
         --index paul_graham=IDX_PG --index blockchain_solana=IDX_SOLANA --index aragog_arxiv=IDX_ARAGOG
-    .venv/bin/python benchmarks/gate_probe.py compare BEFORE.json AFTER.json
+    .venv/bin/python benchmarks/gate_probe.py compare BEFORE.json AFTER.json [--write DIR]
+
+`--write DIR` puts the questions whose gate decision or served contexts changed in one question
+file per corpus (DIR/changed_CORPUS.jsonl), to answer end to end on both sides with `rag eval`.
+For a setting that acts before generation this measures its whole end-to-end effect in minutes
+where every file takes hours: a question whose gate and served chunks are the same on both sides
+gets the same prompt, so the same answer (generation is greedy). Not for settings that change
+the prompt or the generation itself.
 """
 
 from __future__ import annotations
@@ -72,7 +79,33 @@ def run(indexes: dict[str, str], out: Path, overrides: dict[str, str] | None = N
     out.write_text(json.dumps(results))
 
 
-def compare(before: Path, after: Path) -> None:
+def changed_questions(b_all: dict, a_all: dict) -> dict[str, set[str]]:
+    """File key -> ids of the questions whose gate decision or served chunks differ."""
+    changed: dict[str, set[str]] = defaultdict(set)
+    for key in set(b_all) & set(a_all):
+        after_rows = {r["id"]: r for r in a_all[key]}
+        for b in b_all[key]:
+            a = after_rows.get(b["id"])
+            if a is not None and (b["declined"], b["served"]) != (a["declined"], a["served"]):
+                changed[key].add(b["id"])
+    return changed
+
+
+def write_changed(b_all: dict, a_all: dict, out: Path) -> dict[str, int]:
+    """DIR/changed_CORPUS.jsonl: the changed questions as their files hold them; corpus -> count."""
+    changed = changed_questions(b_all, a_all)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for corpus in CORPORA:
+        rows = [line for path in question_files(corpus) for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["id"] in changed.get(file_key(path), ())]
+        if rows:
+            (out / f"changed_{corpus}.jsonl").write_text("\n".join(rows) + "\n")
+            written[corpus] = len(rows)
+    return written
+
+
+def compare(before: Path, after: Path, write: Path | None = None) -> None:
     b_all, a_all = json.loads(before.read_text()), json.loads(after.read_text())
     pooled = defaultdict(lambda: [0.0, 0.0, 0])  # corpus -> before, after, questions (short batches)
     declined = {True: [0, 0], False: [0, 0]}  # answerable -> before, after
@@ -100,6 +133,10 @@ def compare(before: Path, after: Path) -> None:
     print(f"declined before generation: answerable {declined[True][0]} -> {declined[True][1]}, "
           f"unanswerable {declined[False][0]} -> {declined[False][1]}")
     print(f"{len(changed)} questions changed:", *changed, sep="\n  ")
+    if write is not None:
+        for corpus, count in write_changed(b_all, a_all, write).items():
+            print(f"{write / f'changed_{corpus}.jsonl'}: {count} questions whose gate or served "
+                  f"contexts changed (answer both sides: rag eval FILE --index IDX --no-judge [--set ...])")
 
 
 def main() -> None:
@@ -114,9 +151,11 @@ def main() -> None:
     both = sub.add_parser("compare", help="what changed between two runs")
     both.add_argument("before", type=Path)
     both.add_argument("after", type=Path)
+    both.add_argument("--write", type=Path, metavar="DIR",
+                      help="write the questions whose gate or served contexts changed, per corpus")
     args = parser.parse_args()
     if args.command == "compare":
-        compare(args.before, args.after)
+        compare(args.before, args.after, args.write)
         return
     indexes = dict(item.split("=", 1) for item in args.index)
     unknown = set(indexes) - set(CORPORA)
