@@ -47,6 +47,6 @@ def test_every_musique_question_names_files_that_hold_its_supporting_paragraphs(
         files = [(tmp_path / doc).read_text() for doc in case.source_docs]
         for context in case.reference_contexts:
             assert any(is_hit(text, context) for text in files), (case.id, context[:60])
-    for kind in ("heldout", "heldout_b", "dev"):
+    for kind in ("heldout", "heldout_b", "heldout_c", "dev"):
         unanswerable = load_dataset(REPO / "eval" / "questions" / f"unanswerable_{kind}_musique.jsonl")
         assert len(unanswerable.cases) == 10 and not any(c.answerable for c in unanswerable.cases)
