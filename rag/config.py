@@ -281,14 +281,15 @@ class Settings:
     # unchanged (README "Choosing quality settings", "Fourth and fifth short batches").
     decline_names_in_documents: bool = True
     # ... and any chunk of the whole index: a name the corpus holds anywhere is not missing, so
-    # "no source mentions X" means the corpus lacks X. For corpora of one short file per entity,
-    # where a multi-hop question names a hop's entity whose file was not served (README
-    # "Choosing quality settings", rule 28). Needs the local BM25 index (`sparse = "bm25"`).
-    # A word of a name of two words or more ("Progressive Labour Party") is vouched for only by
-    # a chunk (text or file name) holding the whole name: each word alone is often a common word
-    # the corpus holds without naming the thing. Still off: end to end it declined fewer fresh
-    # held-out unanswerable questions (README "Choosing quality settings", rules 28 and 34).
-    decline_names_in_corpus: bool = False
+    # "no source mentions X" means the corpus lacks X: in a corpus of one short file per entity,
+    # a multi-hop question names a hop's entity whose file was not served. A name that only
+    # counts whole (a run of name words with the capitals beside them, "Progressive Labour
+    # Party", "TPU v4", or a word of several terms, "MT-Bench") is vouched for only by a chunk
+    # (text or file name) holding it whole: its parts alone are often common words. On since
+    # 2026-12-05 (rule 35: MuSiQue's answerable declined 10 -> 3 of 100, fresh held-out
+    # unanswerable declined as often; README "Choosing quality settings", rules 28, 34, 35).
+    # Needs the local BM25 index (`sparse = "bm25"`; Milvus's BM25 has no vocabulary to ask).
+    decline_names_in_corpus: bool = True
     # After generation, an answer whose cited contexts hold none of the question's names, while
     # a served context holds one, is withdrawn like an unsupported answer (and asked again with
     # answer_retry_withdrawn): the 0.5B model answers "Who was X's first wife?" from a paragraph

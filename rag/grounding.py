@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
-from retrievers.names import FRAMING, name_runs, named_terms, names_held_by, source_terms
+from retrievers.names import FRAMING, named_terms, names_held_by, source_terms, whole_names
 from retrievers.phrases import folded, phrase_patterns, quoted_phrases
 from retrievers.text import tokenize
 
@@ -100,8 +100,8 @@ def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterab
     name is missing): a question that quotes an essay's title ("In 'Filters that Fight Back',
     ...") is about that essay even where the served chunk does not repeat the title. `corpus`,
     when given, says which of the names still missing some chunk of the whole index holds; with
-    `corpus_phrases` (which of some phrases a chunk holds word for word), a word of a name of
-    two words or more (`name_runs`) is vouched for only by the whole name."""
+    `corpus_phrases` (which of some phrases a chunk holds word for word), a term of a name that
+    only counts whole (`whole_names`) is vouched for only by the whole name."""
     terms = content_terms(question)
     seen: set[str] = set()
     for text in texts:
@@ -124,10 +124,10 @@ def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterab
 
 def _held_as_whole_names(question: str, names: Sequence[str], held: set[str],
                          corpus_phrases: Callable[[Sequence[str]], set[str]]) -> set[str]:
-    """`held` (the names some chunk holds as a term) with the words of the question's
-    multi-word names replaced by whether the corpus holds the whole name: "Progressive Labour
-    Party" is not vouched for by "progressive" in some other chunk."""
-    runs = {run: {t for t in tokenize(run) if t not in FRAMING} for run in name_runs(question)}
+    """`held` (the names some chunk holds as a term) with the terms of the question's
+    `whole_names` replaced by whether the corpus holds the whole name: "Progressive Labour Party"
+    is not vouched for by "progressive" in some other chunk, nor "MT-Bench" by "bench"."""
+    runs = {run: {t for t in tokenize(run) if t not in FRAMING} for run in whole_names(question)}
     in_runs = set().union(*runs.values()) if runs else set()
     asked = [run for run, terms in runs.items() if terms & set(names)]
     whole = corpus_phrases(asked) if asked else set()

@@ -66,19 +66,35 @@ def name_words(text: str) -> list[str]:
     return list(dict.fromkeys(m.group(0) for m in _name_matches(POSSESSIVE.sub("", text))))
 
 
-def name_runs(text: str) -> list[str]:
-    """Names of two words or more as written: runs of `name_words` with only spaces between
-    them ("Progressive Labour Party", "41st Chess Olympiad"), each once, in order. Why: each
-    word of such a name is often a common word ("progressive", "party") that a corpus holds
-    without ever naming the thing (`decline_names_in_corpus`)."""
+def whole_names(text: str) -> list[str]:
+    """Names that only count whole, as written, each once, in order: runs of adjacent
+    `name_words` (only spaces between them), with the all-capital words beside them ("Progressive
+    Labour Party", "TPU v4"), and single name words the tokenizer splits into several terms
+    ("MT-Bench", "GPT-4"). Why: each part of such a name is often a common word or number
+    ("party", "bench", "v4") that a corpus holds without ever naming the thing
+    (`decline_names_in_corpus`)."""
     text = POSSESSIVE.sub("", text)
+    named = {m.start() for m in _name_matches(text)}
     runs: list[list[re.Match[str]]] = []
-    for match in _name_matches(text):
-        if runs and not text[runs[-1][-1].end(): match.start()].strip(" "):
+    joinable = False  # whether the next name or capitals word extends the last run
+    for match in re.finditer(r"[\w'’-]+", text):
+        word = match.group(0)
+        if match.start() not in named and not (len(word) > 1 and word.isupper()):
+            joinable = False
+            continue
+        if joinable and not text[runs[-1][-1].end(): match.start()].strip(" "):
             runs[-1].append(match)
         else:
             runs.append([match])
-    return list(dict.fromkeys(" ".join(m.group(0) for m in run) for run in runs if len(run) > 1))
+        joinable = True
+    names = []
+    for run in runs:
+        if not any(m.start() in named for m in run):
+            continue  # capitals alone ("NASA") are not names to the check
+        name = " ".join(m.group(0) for m in run)
+        if len(run) > 1 or len([t for t in tokenize(name) if t not in FRAMING]) > 1:
+            names.append(name)
+    return list(dict.fromkeys(names))
 
 
 def named_terms(question: str) -> list[str]:

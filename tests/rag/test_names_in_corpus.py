@@ -11,7 +11,7 @@ import pytest
 
 from rag.grounding import retrieval_evidence
 from retrievers.bm25 import BM25Index
-from retrievers.names import name_runs
+from retrievers.names import whole_names
 from retrievers.phrases import phrases_held
 from retrievers.records import Chunk
 from retrievers.text import source_name_terms, tokenize
@@ -39,11 +39,15 @@ PARTY = "Who founded the Progressive Labour Party of Bermuda?"
 CLUB = "The club is run by a progressive board; its labour costs are paid by the party's members."
 
 
-def test_multi_word_names_are_runs_of_name_words():
-    assert name_runs(PARTY) == ["Progressive Labour Party"]
-    assert name_runs("Which team won at the 41st Chess Olympiad in Baku?") == ["41st Chess Olympiad"]
-    assert name_runs("Who was Peter Appleyard's first wife?") == ["Peter Appleyard"]
-    assert name_runs("Where is Bermuda, near Florida?") == []  # a comma parts two names
+def test_whole_names_are_runs_of_name_words_and_words_of_several_terms():
+    assert whole_names(PARTY) == ["Progressive Labour Party"]
+    assert whole_names("Which team won at the 41st Chess Olympiad in Baku?") == ["41st Chess Olympiad"]
+    assert whole_names("Who was Peter Appleyard's first wife?") == ["Peter Appleyard"]
+    assert whole_names("Where is Bermuda, near Florida?") == []  # a comma parts two names
+    # capitals beside a name join it; a word the tokenizer splits is a name of its own
+    assert whole_names("How many TPU v4 chips trained it?") == ["TPU v4"]
+    assert whole_names("What score does GPT-4 get on MT-Bench?") == ["GPT-4", "MT-Bench"]
+    assert whole_names("What did NASA launch in the US in 1969?") == []  # capitals alone are not
 
 
 def _corpus(texts: dict[str, tuple[str, str]]):
@@ -71,6 +75,11 @@ def test_a_multi_word_name_is_vouched_for_only_by_a_chunk_holding_it_whole():
                                         "docs/Progressive Labour Party.txt")})  # named by its file
     assert retrieval_evidence(PARTY, ["Tea is a drink."], [0.6], corpus=terms,
                               corpus_phrases=phrases).missing_names == ("bermuda",)
+    terms, phrases = _corpus({"b-0": ("A bench of judges; version v4 of the kernel.", "docs/B.txt")})
+    bench = "What score does GPT-4 get on MT-Bench?"
+    assert retrieval_evidence(bench, ["Tea is a drink."], [0.6], corpus=terms).missing_names == ("gpt", "4", "mt")
+    assert retrieval_evidence(bench, ["Tea is a drink."], [0.6], corpus=terms,
+                              corpus_phrases=phrases).missing_names == ("gpt", "4", "mt", "bench")
 
 
 def test_holding_forgets_the_terms_of_removed_chunks():

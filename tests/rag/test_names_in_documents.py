@@ -69,7 +69,8 @@ def essay_rag(tmp_path_factory, embedder, llm):
 
 
 def test_the_setting_lets_a_title_quoting_question_through_to_the_model(essay_rag):
-    with streamed(essay_rag, QUESTION, decline_names_in_documents=False) as off:
+    with streamed(essay_rag, QUESTION, decline_names_in_documents=False,
+                  decline_names_in_corpus=False) as off:  # the whole index would vouch too
         assert ANSWERING.split()[0] in off.contexts[0].text or "whitelist" in off.contexts[0].text
         assert "fight" not in tokenize(off.contexts[0].text)  # the title chunk is not served
         assert off.gated and "no source mentions" in off.evidence.why_weak(0.4, 0.0)
