@@ -3,7 +3,7 @@
 Why: a change to retrieval or to the BM25 tokenizer moves two things a user notices, the contexts
 served and the questions declined before the model is asked, and both can be read off one
 `rag.stream` call per question without generating (~0.5 s a question on 2 cores: the dev and
-batch files of the four corpora, 1,452 questions, in ~10 min, where writing the answers takes
+batch files of the four corpora, 1,472 questions, in ~10 min, where writing the answers takes
 hours). For each question it records the served chunks, Recall@5 of the served top 5 against
 the reference contexts (the evaluation suite's own `is_hit`; the suite's recall@5 equals its
 served_recall unless a setting swaps hits at serve time, as `cover_names` does), whether the
