@@ -114,7 +114,7 @@ class AnswerStream:
             documents=None if document_terms is None else (
                 lambda: document_terms([c.chunk_id for c in contexts])),
             corpus=corpus_terms,  # `decline_names_in_corpus`: the whole index vouches too
-            corpus_phrases=corpus_phrases,  # ... a multi-word name only as a whole
+            corpus_phrases=corpus_phrases,  # ... a name that only counts whole, whole
         )
         # `decline_quoted_anchor`: the chunk texts of the served contexts' whole documents
         self._document_texts = document_texts

@@ -404,8 +404,9 @@ class RAG:
         return getattr(self.index.keywords, "holding", None)
 
     def _corpus_phrases(self) -> Any:
-        """Which of some names of two words or more a chunk of the index holds word for word,
-        for `decline_names_in_corpus` (with `_corpus_terms`); else None."""
+        """Which of some names that only count whole (`retrievers.names.whole_names`) a chunk
+        of the index holds word for word, for `decline_names_in_corpus` (with `_corpus_terms`);
+        else None."""
         if self._corpus_terms() is None:
             return None
         from retrievers.phrases import phrases_held

@@ -25,10 +25,10 @@ match. A name the question asks about counts as present when a context's text or
 name holds it: a chunk of `roberta.pdf` is about RoBERTa even where it only says "we"; and, with
 `decline_names_in_documents` (on), when the context's whole document holds it: a question quoting
 an essay's title is about that essay though the answering paragraph does not repeat the title;
-and, with `decline_names_in_corpus` (off), when any chunk of the index holds it: in a corpus of
+and, with `decline_names_in_corpus` (on), when any chunk of the index holds it: in a corpus of
 one short file per entity (Wikipedia paragraphs) a multi-hop question names the entity of a hop
-whose file was not served; a name of two words or more only as a whole there ("Progressive Labour
-Party", whose words the corpus holds apart). The
+whose file was not served; a name that only counts whole only as a whole there ("Progressive
+Labour Party", "MT-Bench", whose parts the corpus holds apart). The
 thresholds are settings (`decline_min_dense`, `decline_rescue_rerank`,
 `decline_rescue_sentence`), chosen
 leave-one-dataset-out over the dev sets by `benchmarks/tune_decline.py` (README "Choosing
