@@ -31,6 +31,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -79,15 +80,21 @@ def run(indexes: dict[str, str], out: Path, overrides: dict[str, str] | None = N
     out.write_text(json.dumps(results))
 
 
+def paired(b_all: dict, a_all: dict) -> Iterator[tuple[str, dict, dict]]:
+    """(file key, before row, after row) for each question both runs probed, files in order."""
+    for key in sorted(set(b_all) & set(a_all)):
+        after_rows = {r["id"]: r for r in a_all[key]}
+        for b in b_all[key]:
+            if b["id"] in after_rows:
+                yield key, b, after_rows[b["id"]]
+
+
 def changed_questions(b_all: dict, a_all: dict) -> dict[str, set[str]]:
     """File key -> ids of the questions whose gate decision or served chunks differ."""
     changed: dict[str, set[str]] = defaultdict(set)
-    for key in set(b_all) & set(a_all):
-        after_rows = {r["id"]: r for r in a_all[key]}
-        for b in b_all[key]:
-            a = after_rows.get(b["id"])
-            if a is not None and (b["declined"], b["served"]) != (a["declined"], a["served"]):
-                changed[key].add(b["id"])
+    for key, b, a in paired(b_all, a_all):
+        if (b["declined"], b["served"]) != (a["declined"], a["served"]):
+            changed[key].add(b["id"])
     return changed
 
 
@@ -110,24 +117,19 @@ def compare(before: Path, after: Path, write: Path | None = None) -> None:
     pooled = defaultdict(lambda: [0.0, 0.0, 0])  # corpus -> before, after, questions (short batches)
     declined = {True: [0, 0], False: [0, 0]}  # answerable -> before, after
     changed = []
-    for key in sorted(set(b_all) & set(a_all)):
-        after_rows = {r["id"]: r for r in a_all[key]}
-        for b in b_all[key]:
-            a = after_rows.get(b["id"])
-            if a is None:
-                continue
-            if key.startswith("short_answers") and b["recall@5"] is not None:
-                sums = pooled[b["corpus"]]
-                sums[0] += b["recall@5"]
-                sums[1] += a["recall@5"]
-                sums[2] += 1
-            declined[b["answerable"]][0] += b["declined"]
-            declined[b["answerable"]][1] += a["declined"]
-            if (b["declined"], b["missing_names"], b["recall@5"]) != (
-                    a["declined"], a["missing_names"], a["recall@5"]):
-                changed.append(f"{key} {b['id']}: declined {b['declined']} -> {a['declined']}, "
-                               f"names {b['missing_names']} -> {a['missing_names']}, "
-                               f"recall@5 {b['recall@5']} -> {a['recall@5']}")
+    for key, b, a in paired(b_all, a_all):
+        if key.startswith("short_answers") and b["recall@5"] is not None:
+            sums = pooled[b["corpus"]]
+            sums[0] += b["recall@5"]
+            sums[1] += a["recall@5"]
+            sums[2] += 1
+        declined[b["answerable"]][0] += b["declined"]
+        declined[b["answerable"]][1] += a["declined"]
+        if (b["declined"], b["missing_names"], b["recall@5"]) != (
+                a["declined"], a["missing_names"], a["recall@5"]):
+            changed.append(f"{key} {b['id']}: declined {b['declined']} -> {a['declined']}, "
+                           f"names {b['missing_names']} -> {a['missing_names']}, "
+                           f"recall@5 {b['recall@5']} -> {a['recall@5']}")
     for corpus, (x, y, n) in pooled.items():
         print(f"short batches, pooled recall@5, {corpus} ({n}): {x / n:.4f} -> {y / n:.4f}")
     print(f"declined before generation: answerable {declined[True][0]} -> {declined[True][1]}, "
