@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from retrievers.text import fold_accents, source_name_terms, tokenize
+from retrievers.text import STOP_WORDS, fold_accents, source_name_terms, tokenize
 
 # Words that frame a question rather than name its subject ("according to the author, ...").
 FRAMING = frozenset(tokenize(
@@ -23,7 +23,8 @@ FRAMING = frozenset(tokenize(
     "provided use used make makes made get got one two also like much many"
 ))
 
-POSSESSIVE = re.compile(r"(?<=\w)['’]s\b")
+POSSESSIVE = re.compile(r"(?<=\w)['’][sS]\b")
+WORD = re.compile(r"[\w'’-]+")
 
 
 def source_terms(sources: Iterable[str]) -> set[str]:
@@ -48,14 +49,35 @@ def names_held_by(text: str, source: str, names: Iterable[str]) -> set[str]:
     return held | (names & source_terms([source]))
 
 
+def casing_says_nothing(text: str) -> bool:
+    """Whether `text` is written in capitals or in Title Case, where a capital letter marks
+    every word rather than a name: "WHAT IS THE CAPITAL OF FRANCE?", "What Did Paul Graham Work
+    On Before College?". Title Case is told from names by its capitalised stop words ("Did",
+    "On") with no lowercase word of four letters or more beside them, so a title inside a
+    sentence ("the Attention Is All You Need paper") and a question of names ("What is Proof
+    of History in Solana?") keep their names."""
+    words = [w for w in WORD.findall(text) if w[0].isalpha()]
+    if len(words) < 3:
+        return False
+    if all(w.isupper() for w in words if len(w) > 1):
+        return True
+    later = words[1:]
+    capital_stop = any(w[0].isupper() and w.lower() in STOP_WORDS for w in later)
+    return capital_stop and not any(w[0].islower() and len(w) >= 4 for w in later)
+
+
 def _name_matches(text: str) -> list[re.Match[str]]:
-    """The words of `text` (possessives already dropped) that `name_words` counts as names."""
+    """The words of `text` (possessives already dropped) that `name_words` counts as names.
+    Where capitals say nothing (`casing_says_nothing`) only words with digits do, as in the
+    same question written in lower case."""
     matches = []
-    for match in re.finditer(r"[\w'’-]+", text):
+    capitals_mark_names = not casing_says_nothing(text)
+    for match in WORD.finditer(text):
         word = match.group(0)
         before = text[: match.start()].rstrip()
         opens = not before or before[-1] in ".!?:\"'(“"
-        if (word[0].isupper() and not opens and not word.isupper()) or any(ch.isdigit() for ch in word):
+        capitalised = capitals_mark_names and word[0].isupper() and not opens and not word.isupper()
+        if capitalised or any(ch.isdigit() for ch in word):
             matches.append(match)
     return matches
 
@@ -75,11 +97,12 @@ def whole_names(text: str) -> list[str]:
     (`decline_names_in_corpus`)."""
     text = POSSESSIVE.sub("", text)
     named = {m.start() for m in _name_matches(text)}
+    acronyms_possible = not casing_says_nothing(text)  # in a text all in capitals none is one
     runs: list[list[re.Match[str]]] = []
     joinable = False  # whether the next name or capitals word extends the last run
-    for match in re.finditer(r"[\w'’-]+", text):
+    for match in WORD.finditer(text):
         word = match.group(0)
-        if match.start() not in named and not (len(word) > 1 and word.isupper()):
+        if match.start() not in named and not (acronyms_possible and len(word) > 1 and word.isupper()):
             joinable = False
             continue
         if joinable and not text[runs[-1][-1].end(): match.start()].strip(" "):

@@ -1,0 +1,73 @@
+"""A question in Title Case or in capitals is read like the same question in lower case.
+
+The name check (rag/grounding.py) and the fusion weights treat a capitalised word that does not
+open a sentence as a name. In "How Long Should Green Tea Steep For Best Flavour?" every word is
+capitalised, so "Best" and "Flavour" became names that no served context holds, and the question
+was declined: 122 of 405 answerable dev questions retyped in Title Case were declined before
+generation, against 6 as written (2026-12-06)."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrievers.names import casing_says_nothing, name_words, whole_names
+from tests.conftest import streamed
+
+
+@pytest.mark.parametrize("question", [
+    "WHAT IS THE CAPITAL OF FRANCE?",
+    "What Is The Capital Of France?",
+    "What Did Paul Graham Work On Before College?",
+    "What Is Proof of History in Solana?",  # small words left in lower case, as titles do
+])
+def test_capitals_on_every_word_mark_no_names(question):
+    assert casing_says_nothing(question)
+    assert name_words(question) == [] and whole_names(question) == []
+
+
+@pytest.mark.parametrize("question, names", [
+    ("What is Proof of History in Solana?", ["Proof", "History", "Solana"]),
+    ("What does the Attention Is All You Need paper propose?", ["Attention", "Is", "All", "You", "Need"]),
+    ("Who is Paul Graham?", ["Paul", "Graham"]),
+    ("How many TPU v4 chips trained PaLM?", ["v4", "PaLM"]),
+])
+def test_names_in_a_sentence_stay_names(question, names):
+    assert not casing_says_nothing(question)
+    assert name_words(question) == names
+
+
+def test_in_capitals_words_with_digits_stay_names_and_no_word_is_an_acronym():
+    question = "IS GPT-4 BETTER THAN LLAMA ON MMLU?"
+    assert name_words(question) == ["GPT-4"]
+    assert whole_names(question) == ["GPT-4"]  # not the whole question joined to it
+    assert name_words("WHAT ARE GRAHAM'S VIEWS ON 2005?") == ["2005"]  # possessive dropped
+
+
+@pytest.fixture(scope="module")
+def tea_rag(tmp_path_factory, embedder, llm):
+    from rag.api import RAG
+
+    docs = tmp_path_factory.mktemp("tea")
+    (docs / "tea.txt").write_text("Steep green tea for two minutes in water at 80 degrees.\n")
+    (docs / "lamp.txt").write_text("The desk lamp takes a 40 watt bulb.\n")
+    rag = RAG.open(tmp_path_factory.mktemp("index"), llm=llm, embedder=embedder,
+                   decline_gate="evidence", decline_min_dense=0.0, rerank_model="")
+    assert all(r.status == "added" for r in rag.ingest([docs]))
+    yield rag
+    rag.close()
+
+
+@pytest.mark.parametrize("question", [
+    "How long should green tea steep for best flavour?",
+    "How Long Should Green Tea Steep For Best Flavour?",
+    "HOW LONG SHOULD GREEN TEA STEEP FOR BEST FLAVOUR?",
+])
+def test_the_same_question_in_any_casing_reaches_the_model(tea_rag, question):
+    with streamed(tea_rag, question) as stream:
+        assert stream.contexts[0].source.endswith("tea.txt")
+        assert stream.evidence.missing_names == () and not stream.gated
+
+
+def test_a_name_the_sources_lack_still_declines_a_question_in_sentence_case(tea_rag):
+    with streamed(tea_rag, "How long should Darjeeling tea steep?") as stream:
+        assert stream.gated and stream.evidence.missing_names == ("darjeel",)
