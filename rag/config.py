@@ -194,6 +194,9 @@ class Settings:
     # With a reranker, a bridge hit is served only if the cross-encoder scores it above the hit
     # it would replace (ungated, it displaced relevant hits of single-hop questions: rule 19).
     bridge_rerank_gate: bool = True
+    # Bridge hits served after the top-k (one or two more contexts) instead of in place of its
+    # lowest hits: a question that needed no bridge keeps its contexts (rule 38; off).
+    bridge_append: bool = False
     # A question quoting a phrase (two words or more in double quotes: a title, a heading, a
     # reference) raises the candidates holding it word for word by phrase_boost and those of a
     # file holding it by phrase_document_boost, on the fused z-score scale, before the

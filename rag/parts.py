@@ -147,6 +147,7 @@ def default_retriever(settings: Settings, index: Any, embed_query: Callable[[str
         cover_names=s.cover_names, max_per_source=s.max_per_source,
         bridge_seeds=s.bridge_seeds, bridge_slots=s.bridge_slots,
         bridge_new_source=s.bridge_new_source, bridge_rerank_gate=s.bridge_rerank_gate,
+        bridge_append=s.bridge_append,
         phrase_boost=s.phrase_boost, phrase_document_boost=s.phrase_document_boost,
     )
 

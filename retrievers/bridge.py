@@ -17,6 +17,8 @@ so a second round that drifted returns nothing. A bridge hit keeps its second-ro
 With a cross-encoder (`rerank`), a bridge hit takes the lowest served place only if the
 cross-encoder scores it above the hit it would replace: ungated, the bridge hit displaced a
 relevant fifth hit of single-hop questions (README "Choosing quality settings", rule 19).
+With `append`, bridge hits are served after the top-k instead of in place of its lowest hits,
+so a question that needed no bridge loses nothing (rule 38).
 """
 
 from __future__ import annotations
@@ -47,15 +49,18 @@ def bridge_names(question: str, seed: Hit) -> list[str]:
 
 def bridge_round(question: str, served: list[Hit], search: Callable[[str], list[Hit]],
                  seeds: int, slots: int, new_source: bool = False,
-                 rerank: Callable[[list[Hit]], list[Hit]] | None = None) -> list[Hit]:
-    """`served` with up to `slots` of its lowest hits replaced by bridge hits: for each of the
-    top `seeds` hits, the best hit of `search(question + its bridge names)` that is not served
-    and holds one of those names (and, with `new_source`, comes from a file no served hit
-    comes from: the second document). With `rerank` (the cross-encoder that ordered `served`,
-    setting `scores["rerank"]`), a bridge hit must outscore the served hit it replaces."""
-    if seeds <= 0 or slots <= 0 or len(served) < 2:
+                 rerank: Callable[[list[Hit]], list[Hit]] | None = None,
+                 append: bool = False) -> list[Hit]:
+    """`served` with up to `slots` of its lowest hits replaced by bridge hits (with `append`:
+    followed by them): for each of the top `seeds` hits, the best hit of `search(question +
+    its bridge names)` that is not served and holds one of those names (and, with
+    `new_source`, comes from a file no served hit comes from: the second document). With
+    `rerank` (the cross-encoder that ordered `served`, setting `scores["rerank"]`), a bridge
+    hit must outscore the served hit it replaces (appended: the lowest served hit)."""
+    if seeds <= 0 or slots <= 0 or len(served) < (1 if append else 2):
         return served
-    slots = min(slots, len(served) - 1)  # the top hit always stays
+    if not append:
+        slots = min(slots, len(served) - 1)  # the top hit always stays
     served_ids = {h.chunk.chunk_id for h in served}
     sources = {h.chunk.source for h in served}
     found: list[Hit] = []
@@ -75,9 +80,18 @@ def bridge_round(question: str, served: list[Hit], search: Callable[[str], list[
                 break
     if not found:
         return served
+    if append:
+        return served + (found if rerank is None else outscoring_lowest(served[-1], rerank(found)))
     if rerank is None:
         return served[: len(served) - len(found)] + found
     return outscoring(served, found, rerank(found))
+
+
+def outscoring_lowest(lowest: Hit, reranked: list[Hit]) -> list[Hit]:
+    """The bridge hits (`reranked`: rescored by the cross-encoder, best first) that it scores
+    above the lowest served hit; all of them when that hit has no cross-encoder score."""
+    low = lowest.scores.get("rerank")
+    return [hit for hit in reranked if low is None or hit.scores["rerank"] > low]
 
 
 def outscoring(served: list[Hit], found: list[Hit], reranked: list[Hit]) -> list[Hit]:

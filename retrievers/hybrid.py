@@ -107,7 +107,7 @@ class HybridRetriever:
         rerank_top_n: int = 20, consistent: Callable[[], ContextManager[Any]] | None = None,
         tracer: Any = None, cover_names: bool = False, max_per_source: int = 0,
         bridge_seeds: int = 0, bridge_slots: int = 1, bridge_new_source: bool = False,
-        bridge_rerank_gate: bool = True, named_weights: dict[str, float] | None = None,
+        bridge_rerank_gate: bool = True, bridge_append: bool = False, named_weights: dict[str, float] | None = None,
         phrase_boost: float = 0.0, phrase_document_boost: float = 0.0,
         phrase_search: RankedSearch | None = None,
     ):
@@ -119,8 +119,9 @@ class HybridRetriever:
         that the served top-k lacks (retrievers/name_coverage.py), `max_per_source` > 0
         caps one file's share of the top-k (retrievers/diversity.py), and `bridge_seeds` > 0
         searches again from the names in that many top hits, serving up to `bridge_slots`
-        bridge hits in place of the lowest (retrievers/bridge.py; with `bridge_rerank_gate` and a
-        reranker, only those it scores above the hit they replace). In hybrid mode, a question
+        bridge hits in place of the lowest, or after the top-k with `bridge_append`
+        (retrievers/bridge.py; with `bridge_rerank_gate` and a reranker, only those it scores
+        above the hit they replace, or above the lowest served one). In hybrid mode, a question
         quoting a phrase raises the candidates holding it by `phrase_boost` and those of a
         document holding it by `phrase_document_boost`, on the fused scale; `phrase_search`
         (a keyword search) finds holders the candidates lack (retrievers/phrases.py)."""
@@ -145,6 +146,7 @@ class HybridRetriever:
         self.bridge_slots = bridge_slots
         self.bridge_new_source = bridge_new_source
         self.bridge_rerank_gate = bridge_rerank_gate
+        self.bridge_append = bridge_append
         self.phrase_boost = phrase_boost
         self.phrase_document_boost = phrase_document_boost
         self.phrase_search = phrase_search
@@ -190,7 +192,8 @@ class HybridRetriever:
                     query, served,
                     lambda q: self._candidates(q, mode, depth, 2 * top_k, filters, False)[0],
                     self.bridge_seeds, self.bridge_slots, self.bridge_new_source,
-                    None if gate is None else (lambda found: gate.rerank(query, found)))
+                    None if gate is None else (lambda found: gate.rerank(query, found)),
+                    self.bridge_append)
         if not cover:
             return served
         with stage(self.tracer, "names"):

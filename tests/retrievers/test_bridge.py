@@ -108,3 +108,25 @@ def test_the_hybrid_retriever_gates_its_bridge_round_with_its_reranker(packaged_
     ungated = _retriever(seeds=1, reranker=packaged_reranker, bridge_rerank_gate=False)
     assert "rtm" not in _ids(gated)
     assert _ids(ungated.retrieve(QUESTION, top_k=3)) == _ids(gated)[:2] + ["rtm"]
+
+
+def test_appended_the_bridge_hit_follows_the_top_k_and_displaces_nothing():
+    plain = _retriever(seeds=0).retrieve(QUESTION, top_k=3)
+    appended = _retriever(seeds=1, bridge_append=True).retrieve(QUESTION, top_k=3)
+    assert _ids(appended) == _ids(plain) + ["rtm"]
+    # a question whose first round names no bridge is served its top-k alone
+    assert _ids(_retriever(seeds=1, bridge_append=True).retrieve("Who bought Viaweb?", top_k=3)) \
+        == _ids(_retriever(seeds=0).retrieve("Who bought Viaweb?", top_k=3))
+
+
+def test_appended_and_gated_a_bridge_hit_must_outscore_the_lowest_served_hit():
+    served = [_scored("rtml", 5.0), _scored("viaweb-1", 2.0), _scored("viaweb-2", 1.0)]
+    to_rtm = lambda query: [Hit(_chunk("rtm"), 0.3)]  # noqa: E731
+    rescored = lambda ce: (lambda found: [_scored(h.chunk.chunk_id, ce) for h in found])  # noqa: E731
+    assert _ids(bridge_round(QUESTION, served, to_rtm, 1, 1, rerank=rescored(1.5), append=True)) \
+        == _ids(served) + ["rtm"]
+    assert _ids(bridge_round(QUESTION, served, to_rtm, 1, 1, rerank=rescored(0.5), append=True)) \
+        == _ids(served)
+    # one served hit is enough to append to (replacing needs two: the top hit always stays)
+    assert _ids(bridge_round(QUESTION, served[:1], to_rtm, 1, 1, append=True)) == ["rtml", "rtm"]
+    assert _ids(bridge_round(QUESTION, served[:1], to_rtm, 1, 1)) == ["rtml"]
