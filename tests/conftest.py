@@ -111,6 +111,24 @@ def publish_documents(catalog, docs: dict[str, list[str]]) -> None:
         catalog.publish(sid, f"/essays/{sid}.txt", "h", "txt", [c.chunk_id for c in chunks])
 
 
+def rag_over_files(tmp_path_factory, embedder, llm, files: dict[str, str], **settings):
+    """A RAG over `files` (file name -> text), written to a fresh folder and ingested, sharing
+    the session's models; `settings` as for `RAG.open`. The caller closes it."""
+    from rag.api import RAG
+
+    docs = tmp_path_factory.mktemp("docs")
+    for name, text in files.items():
+        (docs / name).write_text(text)
+    rag = RAG.open(tmp_path_factory.mktemp("index"), llm=llm, embedder=embedder, **settings)
+    results = rag.ingest([docs])
+    assert all(r.status == "added" for r in results), results
+    return rag
+
+
+# The decline gate on names and coverage alone: no similarity floor, no cross-encoder.
+NAME_CHECK_ONLY = {"decline_gate": "evidence", "decline_min_dense": 0.0, "rerank_model": ""}
+
+
 @pytest.fixture(scope="session")
 def sample_rag(tmp_path_factory, sample_dir, embedder, llm):
     """A RAG over the whole bundled sample, sharing the session's models."""

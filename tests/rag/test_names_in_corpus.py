@@ -15,7 +15,7 @@ from retrievers.names import whole_names
 from retrievers.phrases import phrases_held
 from retrievers.records import Chunk
 from retrievers.text import source_name_terms, tokenize
-from tests.conftest import streamed
+from tests.conftest import NAME_CHECK_ONLY, rag_over_files, streamed
 
 QUESTION = "Humboldt Peak, in the state where Silverton is located, is part of what range?"
 PEAK = "Humboldt Peak is a high mountain summit in the Sangre de Cristo Range of Colorado."
@@ -94,15 +94,11 @@ def test_holding_forgets_the_terms_of_removed_chunks():
 @pytest.fixture(scope="module")
 def wiki_rag(tmp_path_factory, embedder, llm):
     """Two one-paragraph files and unrelated ones, as a Wikipedia-style corpus."""
-    from rag.api import RAG
-
-    docs = tmp_path_factory.mktemp("wiki")
-    (docs / "Humboldt Peak.txt").write_text(f"Humboldt Peak\n\n{PEAK}\n")
-    (docs / "Silverton, Colorado.txt").write_text(f"Silverton, Colorado\n\n{TOWN}\n")
-    (docs / "Tea.txt").write_text("Tea\n\nSteep green tea for two minutes in water at 80 degrees.\n")
-    rag = RAG.open(tmp_path_factory.mktemp("index"), llm=llm, embedder=embedder,
-                   decline_gate="evidence", decline_min_dense=0.0, rerank_model="")
-    assert all(r.status == "added" for r in rag.ingest([docs]))
+    rag = rag_over_files(tmp_path_factory, embedder, llm, {
+        "Humboldt Peak.txt": f"Humboldt Peak\n\n{PEAK}\n",
+        "Silverton, Colorado.txt": f"Silverton, Colorado\n\n{TOWN}\n",
+        "Tea.txt": "Tea\n\nSteep green tea for two minutes in water at 80 degrees.\n",
+    }, **NAME_CHECK_ONLY)
     yield rag
     rag.close()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from retrievers.names import casing_says_nothing, name_words, whole_names
-from tests.conftest import streamed
+from tests.conftest import NAME_CHECK_ONLY, rag_over_files, streamed
 
 
 @pytest.mark.parametrize("question", [
@@ -45,14 +45,10 @@ def test_in_capitals_words_with_digits_stay_names_and_no_word_is_an_acronym():
 
 @pytest.fixture(scope="module")
 def tea_rag(tmp_path_factory, embedder, llm):
-    from rag.api import RAG
-
-    docs = tmp_path_factory.mktemp("tea")
-    (docs / "tea.txt").write_text("Steep green tea for two minutes in water at 80 degrees.\n")
-    (docs / "lamp.txt").write_text("The desk lamp takes a 40 watt bulb.\n")
-    rag = RAG.open(tmp_path_factory.mktemp("index"), llm=llm, embedder=embedder,
-                   decline_gate="evidence", decline_min_dense=0.0, rerank_model="")
-    assert all(r.status == "added" for r in rag.ingest([docs]))
+    rag = rag_over_files(tmp_path_factory, embedder, llm, {
+        "tea.txt": "Steep green tea for two minutes in water at 80 degrees.\n",
+        "lamp.txt": "The desk lamp takes a 40 watt bulb.\n",
+    }, **NAME_CHECK_ONLY)
     yield rag
     rag.close()
 
