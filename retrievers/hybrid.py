@@ -107,7 +107,8 @@ class HybridRetriever:
         rerank_top_n: int = 20, consistent: Callable[[], ContextManager[Any]] | None = None,
         tracer: Any = None, cover_names: bool = False, max_per_source: int = 0,
         bridge_seeds: int = 0, bridge_slots: int = 1, bridge_new_source: bool = False,
-        bridge_rerank_gate: bool = True, bridge_append: bool = False, named_weights: dict[str, float] | None = None,
+        bridge_rerank_gate: bool = True, bridge_append: bool = False,
+        named_weights: dict[str, float] | None = None,
         phrase_boost: float = 0.0, phrase_document_boost: float = 0.0,
         phrase_search: RankedSearch | None = None,
     ):

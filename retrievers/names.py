@@ -66,12 +66,13 @@ def casing_says_nothing(text: str) -> bool:
     return capital_stop and not any(w[0].islower() and len(w) >= 4 for w in later)
 
 
-def _name_matches(text: str) -> list[re.Match[str]]:
+def _name_matches(text: str, capitals_mark_names: bool | None = None) -> list[re.Match[str]]:
     """The words of `text` (possessives already dropped) that `name_words` counts as names.
-    Where capitals say nothing (`casing_says_nothing`) only words with digits do, as in the
-    same question written in lower case."""
+    Where capitals say nothing (`casing_says_nothing`, asked unless the caller already knows)
+    only words with digits do, as in the same question written in lower case."""
     matches = []
-    capitals_mark_names = not casing_says_nothing(text)
+    if capitals_mark_names is None:
+        capitals_mark_names = not casing_says_nothing(text)
     for match in WORD.finditer(text):
         word = match.group(0)
         before = text[: match.start()].rstrip()
@@ -96,13 +97,14 @@ def whole_names(text: str) -> list[str]:
     ("party", "bench", "v4") that a corpus holds without ever naming the thing
     (`decline_names_in_corpus`)."""
     text = POSSESSIVE.sub("", text)
-    named = {m.start() for m in _name_matches(text)}
-    acronyms_possible = not casing_says_nothing(text)  # in a text all in capitals none is one
+    capitals_mark_names = not casing_says_nothing(text)  # in capitals no word is an acronym
+    named = {m.start() for m in _name_matches(text, capitals_mark_names)}
     runs: list[list[re.Match[str]]] = []
     joinable = False  # whether the next name or capitals word extends the last run
     for match in WORD.finditer(text):
         word = match.group(0)
-        if match.start() not in named and not (acronyms_possible and len(word) > 1 and word.isupper()):
+        acronym = capitals_mark_names and len(word) > 1 and word.isupper()
+        if match.start() not in named and not acronym:
             joinable = False
             continue
         if joinable and not text[runs[-1][-1].end(): match.start()].strip(" "):
