@@ -11,7 +11,7 @@ import pytest
 from rag.grounding import retrieval_evidence
 from retrievers.catalog import Catalog
 from retrievers.text import tokenize
-from tests.conftest import publish_documents, streamed
+from tests.conftest import publish_documents, rag_over_files, streamed
 
 QUESTION = 'In "Filters that Fight Back", which lists did the first version call whitelists?'
 ANSWERING = "The original version of this article said whitelist where it now says blacklist."
@@ -56,14 +56,11 @@ def test_document_terms_are_every_live_chunk_of_the_served_chunks_documents(tmp_
 @pytest.fixture(scope="module")
 def essay_rag(tmp_path_factory, embedder, llm):
     """An essay of two chunks: its title line, and (far from it) the answering paragraph."""
-    from rag.api import RAG
-
-    docs = tmp_path_factory.mktemp("essays")
     filler = " ".join(f"Spam filters learn from the mail each user marks, week {n}." for n in range(12))
-    (docs / "ffb.txt").write_text(f"{TITLE}\n\n{filler}\n\n{ANSWERING}\n")
-    rag = RAG.open(tmp_path_factory.mktemp("index"), llm=llm, embedder=embedder, chunk_size=60,
-                   chunk_overlap=0, decline_gate="evidence", decline_min_dense=0.0)
-    assert all(r.status == "added" for r in rag.ingest([docs]))
+    rag = rag_over_files(tmp_path_factory, embedder, llm,
+                         {"ffb.txt": f"{TITLE}\n\n{filler}\n\n{ANSWERING}\n"},
+                         chunk_size=60, chunk_overlap=0, decline_gate="evidence",
+                         decline_min_dense=0.0)
     yield rag
     rag.close()
 

@@ -13,7 +13,7 @@ import pytest
 from rag.grounding import quoted_anchor, quoted_phrases
 from retrievers.catalog import Catalog
 from retrievers.text import tokenize
-from tests.conftest import publish_documents, streamed
+from tests.conftest import publish_documents, rag_over_files, streamed
 
 TITLE = "Filters that Fight Back"
 OPENING = f"{TITLE}\n\nAugust 2003\n\nSpam filters could crawl the sites that spam points to."
@@ -53,14 +53,11 @@ def test_document_texts_are_the_live_chunks_of_the_served_chunks_documents(tmp_p
 def essay_rag(tmp_path_factory, embedder, llm):
     """An essay whose title chunk is far from its answering paragraph, behind a gate that finds
     every question's evidence weak (a cosine of 0.99 asked for), so only the anchor can pass."""
-    from rag.api import RAG
-
-    docs = tmp_path_factory.mktemp("essays")
     filler = " ".join(f"Spam filters learn from the mail each user marks, week {n}." for n in range(12))
-    (docs / "ffb.txt").write_text(f"{OPENING}\n\n{filler}\n\n{ANSWERING}\n")
-    rag = RAG.open(tmp_path_factory.mktemp("index"), llm=llm, embedder=embedder, chunk_size=60,
-                   chunk_overlap=0, decline_gate="evidence", decline_min_dense=0.99)
-    assert all(r.status == "added" for r in rag.ingest([docs]))
+    rag = rag_over_files(tmp_path_factory, embedder, llm,
+                         {"ffb.txt": f"{OPENING}\n\n{filler}\n\n{ANSWERING}\n"},
+                         chunk_size=60, chunk_overlap=0, decline_gate="evidence",
+                         decline_min_dense=0.99)
     yield rag
     rag.close()
 
