@@ -25,6 +25,10 @@ FRAMING = frozenset(tokenize(
 
 POSSESSIVE = re.compile(r"(?<=\w)['’][sS]\b")
 WORD = re.compile(r"[\w'’-]+")
+# Where a sentence ends: the casing of each sentence is read on its own ("I read the essay. What
+# Does He Say About Startups?" is a sentence of prose, then a Title Case question).
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+QUOTED = re.compile(r'"[^"]*"|“[^”]*”')  # a quoted title's "?" ends no sentence
 
 
 def source_terms(sources: Iterable[str]) -> set[str]:
@@ -66,18 +70,39 @@ def casing_says_nothing(text: str) -> bool:
     return capital_stop and not any(w[0].islower() and len(w) >= 4 for w in later)
 
 
-def _name_matches(text: str, capitals_mark_names: bool | None = None) -> list[re.Match[str]]:
+def capitals_mark_names_at(text: str) -> list[tuple[int, bool]]:
+    """(start, whether capitals mark names from there on) for each sentence of `text`: a
+    sentence in capitals or Title Case (`casing_says_nothing`) marks none, whatever the others do."""
+    quoted = [m.span() for m in QUOTED.finditer(text)]
+    starts = [0, *(m.end() for m in SENTENCE_END.finditer(text)
+                   if not any(a < m.start() < b for a, b in quoted))]
+    ends = [*starts[1:], len(text)]
+    return [(start, not casing_says_nothing(text[start:end])) for start, end in zip(starts, ends)]
+
+
+def _marks_names(casing: list[tuple[int, bool]], position: int) -> bool:
+    """Whether capitals mark names at `position`, by `capitals_mark_names_at`."""
+    marks = True
+    for start, sentence_marks in casing:
+        if start > position:
+            break
+        marks = sentence_marks
+    return marks
+
+
+def _name_matches(text: str, casing: list[tuple[int, bool]] | None = None) -> list[re.Match[str]]:
     """The words of `text` (possessives already dropped) that `name_words` counts as names.
-    Where capitals say nothing (`casing_says_nothing`, asked unless the caller already knows)
-    only words with digits do, as in the same question written in lower case."""
+    In a sentence where capitals say nothing (`capitals_mark_names_at`, read unless the caller
+    already has) only words with digits do, as in the same question written in lower case."""
     matches = []
-    if capitals_mark_names is None:
-        capitals_mark_names = not casing_says_nothing(text)
+    if casing is None:
+        casing = capitals_mark_names_at(text)
     for match in WORD.finditer(text):
         word = match.group(0)
         before = text[: match.start()].rstrip()
         opens = not before or before[-1] in ".!?:\"'(“"
-        capitalised = capitals_mark_names and word[0].isupper() and not opens and not word.isupper()
+        capitalised = (word[0].isupper() and not opens and not word.isupper()
+                       and _marks_names(casing, match.start()))
         if capitalised or any(ch.isdigit() for ch in word):
             matches.append(match)
     return matches
@@ -97,13 +122,13 @@ def whole_names(text: str) -> list[str]:
     ("party", "bench", "v4") that a corpus holds without ever naming the thing
     (`decline_names_in_corpus`)."""
     text = POSSESSIVE.sub("", text)
-    capitals_mark_names = not casing_says_nothing(text)  # in capitals no word is an acronym
-    named = {m.start() for m in _name_matches(text, capitals_mark_names)}
+    casing = capitals_mark_names_at(text)  # in capitals no word is an acronym
+    named = {m.start() for m in _name_matches(text, casing)}
     runs: list[list[re.Match[str]]] = []
     joinable = False  # whether the next name or capitals word extends the last run
     for match in WORD.finditer(text):
         word = match.group(0)
-        acronym = capitals_mark_names and len(word) > 1 and word.isupper()
+        acronym = len(word) > 1 and word.isupper() and _marks_names(casing, match.start())
         if match.start() not in named and not acronym:
             joinable = False
             continue

@@ -43,6 +43,18 @@ def test_in_capitals_words_with_digits_stay_names_and_no_word_is_an_acronym():
     assert name_words("WHAT ARE GRAHAM'S VIEWS ON 2005?") == ["2005"]  # possessive dropped
 
 
+@pytest.mark.parametrize("question, names", [
+    # prose, then a question typed in Title Case: each sentence's casing is read on its own
+    ("I read the essay. What Does He Say About Startups?", []),
+    ("I read the essay by Paul Graham. What Does He Say About Startups?", ["Paul", "Graham"]),
+    # a quoted title's "?" ends no sentence, so the title stays names
+    ('In "Can You Buy a Silicon Valley? Maybe.", which city does Graham name?',
+     ["You", "Buy", "Silicon", "Valley", "Graham"]),
+])
+def test_casing_is_read_sentence_by_sentence(question, names):
+    assert name_words(question) == names
+
+
 @pytest.fixture(scope="module")
 def tea_rag(tmp_path_factory, embedder, llm):
     rag = rag_over_files(tmp_path_factory, embedder, llm, {
