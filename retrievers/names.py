@@ -28,6 +28,10 @@ WORD = re.compile(r"[\w'’-]+")
 # Where a sentence ends: the casing of each sentence is read on its own ("I read the essay. What
 # Does He Say About Startups?" is a sentence of prose, then a Title Case question).
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# The words a title leaves in lower case; any other lower-case word ("is" in "Where is The
+# Hague?") says the capitals around it are names.
+TITLE_SMALL_WORDS = frozenset(
+    "a an the and or but nor of in on at to by for as vs via per off up out from into with over".split())
 QUOTED = re.compile(r'"[^"]*"|“[^”]*”')  # a quoted title's "?" ends no sentence
 
 
@@ -57,9 +61,9 @@ def casing_says_nothing(text: str) -> bool:
     """Whether `text` is written in capitals or in Title Case, where a capital letter marks
     every word rather than a name: "WHAT IS THE CAPITAL OF FRANCE?", "What Did Paul Graham Work
     On Before College?". Title Case is told from names by its capitalised stop words ("Did",
-    "On") with no lowercase word of four letters or more beside them, so a title inside a
-    sentence ("the Attention Is All You Need paper") and a question of names ("What is Proof
-    of History in Solana?") keep their names."""
+    "On") with no lower-case word beside them but those a title leaves in lower case ("of",
+    "in"), so a title inside a sentence ("the Attention Is All You Need paper"), a question of
+    names ("What is Proof of History in Solana?") and "Where is The Hague?" keep their names."""
     words = [w for w in WORD.findall(text) if w[0].isalpha()]
     if len(words) < 3:
         return False
@@ -67,7 +71,7 @@ def casing_says_nothing(text: str) -> bool:
         return True
     later = words[1:]
     capital_stop = any(w[0].isupper() and w.lower() in STOP_WORDS for w in later)
-    return capital_stop and not any(w[0].islower() and len(w) >= 4 for w in later)
+    return capital_stop and all(w.lower() in TITLE_SMALL_WORDS for w in later if w[0].islower())
 
 
 def capitals_mark_names_at(text: str) -> list[tuple[int, bool]]:
