@@ -84,6 +84,7 @@ class AnswerStream:
                  document_texts: Callable[[list[str]], Iterable[str]] | None = None,
                  corpus_terms: Callable[[Sequence[str]], set[str]] | None = None,
                  corpus_phrases: Callable[[Sequence[str]], set[str]] | None = None,
+                 rare_words: Sequence[str] = (),
                  nothing_because: str | None = None):
         """`nothing_because`: why nothing was retrieved, when filters left nothing to search."""
         self.question, self.query = question, query
@@ -115,6 +116,7 @@ class AnswerStream:
                 lambda: document_terms([c.chunk_id for c in contexts])),
             corpus=corpus_terms,  # `decline_names_in_corpus`: the whole index vouches too
             corpus_phrases=corpus_phrases,  # ... a name that only counts whole, whole
+            rare_words=rare_words,  # `decline_rare_words`: names a question's casing hides
         )
         # `decline_quoted_anchor`: the chunk texts of the served contexts' whole documents
         self._document_texts = document_texts

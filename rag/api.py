@@ -63,6 +63,7 @@ class RAG:
         self.oplog = OperationLog(self.index_dir, keep=settings.oplog_keep)
         self.telemetry = Telemetry(self.oplog.add_operation if settings.latency_log else None)
         self._query_vector = threading.local()  # the last query embedding, for the query log
+        self._common_words: Any = None  # rag.common_words.CommonWords, loaded on first use
         # This process's index writes (ingest, delete, repair, a re-index's switch) one at a
         # time; queries never take it.
         self._writes = threading.RLock()
@@ -403,6 +404,18 @@ class RAG:
             return None
         return getattr(self.index.keywords, "holding", None)
 
+    def _rare_words(self, query: str) -> list[str]:
+        """Words of `query` that English rarely uses, where its casing marks no names, for the
+        name check (`decline_rare_words`; rag.common_words); [] when the setting is off."""
+        if not self.settings.decline_rare_words:
+            return []
+        from rag.common_words import CommonWords
+        from retrievers.names import unmarked_words
+
+        if self._common_words is None:
+            self._common_words = CommonWords()
+        return self._common_words.rare(unmarked_words(query))
+
     def _corpus_phrases(self) -> Any:
         """Which of some names that only count whole (`retrievers.names.whole_names`) a chunk
         of the index holds word for word, for `decline_names_in_corpus` (with `_corpus_terms`);
@@ -476,7 +489,8 @@ class RAG:
                                             if self.settings.decline_names_in_documents else None),
                             document_texts=(self.index.catalog.document_texts
                                             if self.settings.decline_quoted_anchor else None),
-                            corpus_terms=self._corpus_terms(), corpus_phrases=self._corpus_phrases())
+                            corpus_terms=self._corpus_terms(), corpus_phrases=self._corpus_phrases(),
+                            rare_words=self._rare_words(query))
 
     def chat(self, messages: list[dict[str, str]], top_k: int | None = None,
              filters: Any = None) -> Answer:

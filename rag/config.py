@@ -293,6 +293,12 @@ class Settings:
     # unanswerable declined as often; README "Choosing quality settings", rules 28, 34, 35).
     # Needs the local BM25 index (`sparse = "bm25"`; Milvus's BM25 has no vocabulary to ask).
     decline_names_in_corpus: bool = True
+    # Where a question's capitals mark no names (typed in lower case, in Title Case or in
+    # capitals), a word English rarely uses (neither the embedding model's WordPiece vocabulary
+    # nor pyspellchecker's word list knows it as common: "tiktok", "firedancer") is a name to the
+    # decline check, vouched for as names are (rag/common_words.py; rule 42, README "Choosing
+    # quality settings").
+    decline_rare_words: bool = False
     # After generation, an answer whose cited contexts hold none of the question's names, while
     # a served context holds one, is withdrawn like an unsupported answer (and asked again with
     # answer_retry_withdrawn): the 0.5B model answers "Who was X's first wife?" from a paragraph

@@ -90,8 +90,8 @@ def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterab
                        sources: Sequence[str] = (),
                        documents: Callable[[], Iterable[str]] | None = None,
                        corpus: Callable[[Sequence[str]], set[str]] | None = None,
-                       corpus_phrases: Callable[[Sequence[str]], set[str]] | None = None
-                       ) -> Evidence:
+                       corpus_phrases: Callable[[Sequence[str]], set[str]] | None = None,
+                       rare_words: Sequence[str] = ()) -> Evidence:
     """Coverage of the question's terms by the union of `texts`, and the best dense score.
 
     `sources` (the contexts' file paths) vouch for names only: a paper's chunks rarely repeat
@@ -101,7 +101,9 @@ def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterab
     ...") is about that essay even where the served chunk does not repeat the title. `corpus`,
     when given, says which of the names still missing some chunk of the whole index holds; with
     `corpus_phrases` (which of some phrases a chunk holds word for word), a term of a name that
-    only counts whole (`whole_names`) is vouched for only by the whole name."""
+    only counts whole (`whole_names`) is vouched for only by the whole name. `rare_words`
+    (`decline_rare_words`: words English rarely uses, where the question's casing marks no
+    names) count as names here, and only here: "what is tiktok?" names tiktok."""
     terms = content_terms(question)
     seen: set[str] = set()
     for text in texts:
@@ -110,7 +112,9 @@ def retrieval_evidence(question: str, texts: Sequence[str], dense_scores: Iterab
     coverage = 1.0 if not terms else 1 - len(missing) / len(terms)
     dense_top = max((float(s) for s in dense_scores), default=None)
     named = seen | source_terms(sources)
-    names = tuple(n for n in named_terms(question) if n not in named)
+    asked = list(dict.fromkeys([*named_terms(question),
+                                *(t for w in rare_words for t in tokenize(w) if t not in FRAMING)]))
+    names = tuple(n for n in asked if n not in named)
     if names and documents is not None:
         whole = set(documents())
         names = tuple(n for n in names if n not in whole)

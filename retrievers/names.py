@@ -112,6 +112,23 @@ def _name_matches(text: str, casing: list[tuple[int, bool]] | None = None) -> li
     return matches
 
 
+def unmarked_words(text: str) -> list[str]:
+    """The words of `text` in its sentences whose capitals mark no names: in capitals or Title
+    Case (`casing_says_nothing`), or with no capital letter after the sentence's first word
+    ("what does graham think of tiktok?"). Letters only, three or more, possessives dropped,
+    each once, in order: where a name could hide without a capital to show it."""
+    text = POSSESSIVE.sub("", text)
+    casing = capitals_mark_names_at(text)
+    ends = [start for start, _ in casing[1:]] + [len(text)]
+    words: list[str] = []
+    for (start, marks), end in zip(casing, ends):
+        sentence = WORD.findall(text[start:end])
+        if marks and any(w[0].isupper() for w in sentence[1:]):
+            continue  # capitals there mark names: `name_words` reads them
+        words.extend(w for w in sentence if w.isalpha() and len(w) >= 3)
+    return list(dict.fromkeys(words))
+
+
 def name_words(text: str) -> list[str]:
     """Names and numbers in `text` as written: capitalised words not opening a sentence, and
     words with digits, each once, in order. A possessive is not part of the name."""
