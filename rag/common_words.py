@@ -7,7 +7,8 @@ check and was answered from neighbouring facts. A word that English rarely uses 
 that are installed anyway decide what is common: the packaged embedding model's WordPiece
 vocabulary (whole words only; it knows British spellings and much of the web's vocabulary) and
 pyspellchecker's English frequency list (a well-kept MIT package; a word counted more than 50
-times there is common). A word is rare when neither knows it as common.
+times there is common). A word is rare when neither knows it as common, in its own spelling or,
+for a British one, the American ("summarises": "summarizes").
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -60,6 +62,19 @@ def packaged_vocabulary() -> str | None:
     return str(path) if path.is_file() else None
 
 
+# British spellings the American word list spells otherwise ("summarises", "flavour", "centre",
+# "analyse"): a word is common when its American spelling is.
+AMERICAN = ((re.compile(r"is(e|ed|es|ing|ation|ations|er|ers)$"), r"iz\1"),
+            (re.compile(r"our(s|ed|ing|ite|ites|able)?$"), r"or\1"),
+            (re.compile(r"tre(s)?$"), r"ter\1"),
+            (re.compile(r"ys(e|ed|es|ing)$"), r"yz\1"))
+
+
+def spellings(word: str) -> list[str]:
+    """`word` and its American spelling where it has a British one."""
+    return list(dict.fromkeys([word, *(pattern.sub(repl, word) for pattern, repl in AMERICAN)]))
+
+
 class CommonWords:
     """`rare(words)`: the words neither list knows as common, each once, in order."""
 
@@ -77,7 +92,7 @@ class CommonWords:
         pieces = _wordpiece_words(self._vocab) if self._vocab else frozenset()
         out = []
         for word in words:
-            lower = word.lower()
-            if lower not in pieces and counts.get(lower, 0) <= COMMON_COUNT:
+            if not any(w in pieces or counts.get(w, 0) > COMMON_COUNT
+                       for w in spellings(word.lower())):
                 out.append(word)
         return list(dict.fromkeys(out))

@@ -24,6 +24,12 @@ def test_words_where_capitals_mark_no_names(question, words):
     assert unmarked_words(question) == words
 
 
+def test_british_spellings_are_as_common_as_american_ones(tmp_path):
+    common = CommonWords(str(tmp_path / "no-vocab.txt"))
+    assert common.rare(["summarises", "characterise", "flavours", "centre", "analysed", "tiktok"]) == [
+        "tiktok"]
+
+
 def test_rare_words_are_those_neither_word_list_knows_as_common(tmp_path):
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("[PAD]\n##ing\nflavour\ngraham\n", encoding="utf-8")
