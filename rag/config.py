@@ -296,9 +296,10 @@ class Settings:
     # Where a question's capitals mark no names (typed in lower case, in Title Case or in
     # capitals), a word English rarely uses (neither the embedding model's WordPiece vocabulary
     # nor pyspellchecker's word list knows it as common: "tiktok", "firedancer") is a name to the
-    # decline check, vouched for as names are (rag/common_words.py; rule 42, README "Choosing
-    # quality settings").
-    decline_rare_words: bool = False
+    # decline check, vouched for as names are (rag/common_words.py). On since 2026-12-06: every
+    # leave-one-corpus-out fold chose it, lower-cased held-out unanswerable questions declined
+    # 17 -> 22 of 66 (rule 42, README "Choosing quality settings").
+    decline_rare_words: bool = True
     # After generation, an answer whose cited contexts hold none of the question's names, while
     # a served context holds one, is withdrawn like an unsupported answer (and asked again with
     # answer_retry_withdrawn): the 0.5B model answers "Who was X's first wife?" from a paragraph

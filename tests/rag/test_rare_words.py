@@ -47,15 +47,15 @@ TEA_FILES = {
 
 @pytest.fixture(scope="module")
 def tea_rag_rare(tmp_path_factory, embedder, llm):
-    rag = rag_over_files(tmp_path_factory, embedder, llm, TEA_FILES, decline_rare_words=True,
-                         **NAME_CHECK_ONLY)
+    rag = rag_over_files(tmp_path_factory, embedder, llm, TEA_FILES, **NAME_CHECK_ONLY)
     yield rag
     rag.close()
 
 
 @pytest.fixture(scope="module")
-def tea_rag_default(tmp_path_factory, embedder, llm):
-    rag = rag_over_files(tmp_path_factory, embedder, llm, TEA_FILES, **NAME_CHECK_ONLY)
+def tea_rag_without(tmp_path_factory, embedder, llm):
+    rag = rag_over_files(tmp_path_factory, embedder, llm, TEA_FILES, decline_rare_words=False,
+                         **NAME_CHECK_ONLY)
     yield rag
     rag.close()
 
@@ -79,6 +79,6 @@ def test_common_words_still_reach_the_model(tea_rag_rare, question):
         assert stream.evidence.missing_names == () and not stream.gated
 
 
-def test_off_by_default_a_lower_case_question_has_no_name_to_check(tea_rag_default):
-    with streamed(tea_rag_default, "how long should sencha tea steep?") as stream:
+def test_without_the_setting_a_lower_case_question_has_no_name_to_check(tea_rag_without):
+    with streamed(tea_rag_without, "how long should sencha tea steep?") as stream:
         assert stream.evidence.missing_names == ()
