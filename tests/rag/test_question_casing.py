@@ -56,12 +56,23 @@ def test_casing_is_read_sentence_by_sentence(question, names):
     assert name_words(question) == names
 
 
+TEA_FILES = {
+    "tea.txt": "Steep green tea for two minutes in water at 80 degrees.\n",
+    "lamp.txt": "The desk lamp takes a 40 watt bulb.\n",
+}
+
+
 @pytest.fixture(scope="module")
 def tea_rag(tmp_path_factory, embedder, llm):
-    rag = rag_over_files(tmp_path_factory, embedder, llm, {
-        "tea.txt": "Steep green tea for two minutes in water at 80 degrees.\n",
-        "lamp.txt": "The desk lamp takes a 40 watt bulb.\n",
-    }, **NAME_CHECK_ONLY)
+    rag = rag_over_files(tmp_path_factory, embedder, llm, TEA_FILES, **NAME_CHECK_ONLY)
+    yield rag
+    rag.close()
+
+
+@pytest.fixture(scope="module")
+def tea_rag_without_rare_words(tmp_path_factory, embedder, llm):
+    rag = rag_over_files(tmp_path_factory, embedder, llm, TEA_FILES, **NAME_CHECK_ONLY,
+                         decline_rare_words=False)
     yield rag
     rag.close()
 
@@ -80,3 +91,20 @@ def test_the_same_question_in_any_casing_reaches_the_model(tea_rag, question):
 def test_a_name_the_sources_lack_still_declines_a_question_in_sentence_case(tea_rag):
     with streamed(tea_rag, "How long should Darjeeling tea steep?") as stream:
         assert stream.gated and stream.evidence.missing_names == ("darjeel",)
+
+
+# Rule 42 (`decline_rare_words`, on): where the casing marks no names, a word English rarely
+# uses is one, so "sencha" declines the question however it is typed.
+@pytest.mark.parametrize("question", [
+    "how long should sencha tea steep?",
+    "How Long Should Sencha Tea Steep?",
+    "HOW LONG SHOULD SENCHA TEA STEEP?",
+])
+def test_a_rare_word_the_sources_lack_declines_a_question_in_any_casing(tea_rag, question):
+    with streamed(tea_rag, question) as stream:
+        assert stream.gated and stream.evidence.missing_names == ("sencha",)
+
+
+def test_without_rare_words_a_lower_case_question_has_no_name_to_check(tea_rag_without_rare_words):
+    with streamed(tea_rag_without_rare_words, "how long should sencha tea steep?") as stream:
+        assert stream.evidence.missing_names == () and not stream.gated
