@@ -434,7 +434,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "rerank_blend": 1.0, "rerank_max_tokens": 512, "rerank_source_titles": False,
                 "dense_weight": 0.8, "named_dense_factor": 1.0, "candidate_k": 50,
                 # whole chunks, as the preset was measured (README "Choosing quality settings")
-                "context_budget_tokens": 0},
+                "context_budget_tokens": 0,
+                # bridge hits served after the top 5 (rule 40: every leave-one-corpus-out fold
+                # chose them under this preset; MuSiQue containment 0.22 -> 0.26)
+                "bridge_seeds": 2, "bridge_rerank_gate": False, "bridge_append": True},
     # "fast": the answer model's feed-forward matrices in Q4_0. Since the default became IQ4_NL
     # it is no faster (CPU 4.20 against 3.99 s to a first token, same probe) and its token F1 is
     # lower on Paul Graham and ARAGOG; kept so that settings naming it still work (README "A

@@ -118,9 +118,12 @@ def test_the_quality_preset_fills_only_what_nobody_set(tmp_path):
     s = load_settings(cwd=tmp_path, environ={"RAG_LLM_MODEL": "/models/mine.gguf"})
     assert s.rerank_model == "packaged" and s.sources["rerank_model"] == "preset quality"
     assert s.llm_model == "/models/mine.gguf" and s.sources["llm_model"] == "env"
+    # the bridge round's hits come after the top 5 (rule 40)
+    assert (s.bridge_seeds, s.bridge_rerank_gate, s.bridge_append) == (2, False, True)
     # a later layer that drops the preset takes its values back
     plain = load_settings(cwd=tmp_path, environ={}, preset="")
     assert plain.rerank_top_n == 10 and plain.sources["rerank_top_n"] == "default"
     assert plain.llm_model == "packaged"
+    assert (plain.bridge_seeds, plain.bridge_append) == (0, False)
     with pytest.raises(ConfigError, match="preset"):
         load_settings(cwd=tmp_path, environ={}, preset="fastest")
