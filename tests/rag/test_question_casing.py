@@ -77,10 +77,14 @@ def tea_rag_without_rare_words(tmp_path_factory, embedder, llm):
     rag.close()
 
 
+def typed_three_ways(question: str) -> list[str]:
+    """`question` in lower case, in Title Case and in capitals."""
+    return [question.lower(), question.title(), question.upper()]
+
+
 @pytest.mark.parametrize("question", [
     "How long should green tea steep for best flavour?",
-    "How Long Should Green Tea Steep For Best Flavour?",
-    "HOW LONG SHOULD GREEN TEA STEEP FOR BEST FLAVOUR?",
+    *typed_three_ways("How long should green tea steep for best flavour?"),
 ])
 def test_the_same_question_in_any_casing_reaches_the_model(tea_rag, question):
     with streamed(tea_rag, question) as stream:
@@ -95,11 +99,7 @@ def test_a_name_the_sources_lack_still_declines_a_question_in_sentence_case(tea_
 
 # Rule 42 (`decline_rare_words`, on): where the casing marks no names, a word English rarely
 # uses is one, so "sencha" declines the question however it is typed.
-@pytest.mark.parametrize("question", [
-    "how long should sencha tea steep?",
-    "How Long Should Sencha Tea Steep?",
-    "HOW LONG SHOULD SENCHA TEA STEEP?",
-])
+@pytest.mark.parametrize("question", typed_three_ways("How long should sencha tea steep?"))
 def test_a_rare_word_the_sources_lack_declines_a_question_in_any_casing(tea_rag, question):
     with streamed(tea_rag, question) as stream:
         assert stream.gated and stream.evidence.missing_names == ("sencha",)
