@@ -74,27 +74,23 @@ def casing_says_nothing(text: str) -> bool:
     return capital_stop and all(w.lower() in TITLE_SMALL_WORDS for w in later if w[0].islower())
 
 
-def capitals_mark_names_at(text: str) -> list[tuple[int, bool]]:
-    """(start, whether capitals mark names from there on) for each sentence of `text`: a
-    sentence in capitals or Title Case (`casing_says_nothing`) marks none, whatever the others do."""
+def capitals_mark_names_at(text: str) -> list[tuple[int, int, bool]]:
+    """(start, end, whether capitals mark names there) for each sentence of `text`: a sentence
+    in capitals or Title Case (`casing_says_nothing`) marks none, whatever the others do."""
     quoted = [m.span() for m in QUOTED.finditer(text)]
     starts = [0, *(m.end() for m in SENTENCE_END.finditer(text)
                    if not any(a < m.start() < b for a, b in quoted))]
     ends = [*starts[1:], len(text)]
-    return [(start, not casing_says_nothing(text[start:end])) for start, end in zip(starts, ends)]
+    return [(start, end, not casing_says_nothing(text[start:end])) for start, end in zip(starts, ends)]
 
 
-def _marks_names(casing: list[tuple[int, bool]], position: int) -> bool:
+def _marks_names(casing: list[tuple[int, int, bool]], position: int) -> bool:
     """Whether capitals mark names at `position`, by `capitals_mark_names_at`."""
-    marks = True
-    for start, sentence_marks in casing:
-        if start > position:
-            break
-        marks = sentence_marks
-    return marks
+    return next((marks for start, end, marks in casing if start <= position < end), True)
 
 
-def _name_matches(text: str, casing: list[tuple[int, bool]] | None = None) -> list[re.Match[str]]:
+def _name_matches(text: str, casing: list[tuple[int, int, bool]] | None = None
+                  ) -> list[re.Match[str]]:
     """The words of `text` (possessives already dropped) that `name_words` counts as names.
     In a sentence where capitals say nothing (`capitals_mark_names_at`, read unless the caller
     already has) only words with digits do, as in the same question written in lower case."""
@@ -118,10 +114,8 @@ def unmarked_words(text: str) -> list[str]:
     ("what does graham think of tiktok?"). Letters only, three or more, possessives dropped,
     each once, in order: where a name could hide without a capital to show it."""
     text = POSSESSIVE.sub("", text)
-    casing = capitals_mark_names_at(text)
-    ends = [start for start, _ in casing[1:]] + [len(text)]
     words: list[str] = []
-    for (start, marks), end in zip(casing, ends):
+    for start, end, marks in capitals_mark_names_at(text):
         sentence = WORD.findall(text[start:end])
         if marks and any(w[0].isupper() for w in sentence[1:]):
             continue  # capitals there mark names: `name_words` reads them
