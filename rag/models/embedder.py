@@ -9,12 +9,12 @@ Queries are embedded by an ONNX float32 export of the same model where one can b
 ("onnx": an ingest without torch, for machines where memory is short), or on an int8 copy of it
 ("onnx-int8", rag/models/onnx_int8.py; queries stay float32). "auto" picks per CPU at run time:
 torch where the CPU has AVX-512 (bfloat16, or float32 AVX-512 kernels, which beat onnxruntime's
-on the Intel VM measured), the float32 export on a CPU with AVX2 and no AVX-512 (1.35x torch
-float32's ingest there, the same vectors). The int8 copy ingests ~2x torch float32 there but is
-not picked: its vectors depend on which texts share an onnxruntime call (one activation scale
-per call), and of two groupings of the same corpora one kept every dev set's Recall@10 (rule 21)
-and the other lost an ARAGOG question from the top 10 (rule 24; README "Embedding on AVX2-only
-CPUs"). By name it is there for whoever accepts that.
+on the Intel VM measured), the int8 copy on a CPU with AVX2 and no AVX-512 or VNNI, one text per
+onnxruntime call: there it ingests ~2x torch float32 and kept every dev set's Recall@10 (README
+"Embedding on AVX2-only CPUs", rule 43). Batched, int8 vectors had depended on the texts sharing
+a call and one batching lost a question (rule 24); one text per call each vector is its own
+text's. VNNI int8 kernels round otherwise and lost a question (rule 22), so an AVX2 CPU with
+AVX-VNNI takes the float32 export (the same vectors as torch float32).
 """
 
 from __future__ import annotations
@@ -36,11 +36,12 @@ from rag.models.embedding import embedding_fingerprint, is_static_folder, resolv
 logger = logging.getLogger(__name__)
 QUERY_BACKENDS = ("auto", "onnx", "torch")
 PASSAGE_BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
-# Texts per forward pass when none is asked for. Torch: 16 was fastest (MODELS.md). The float32
-# ONNX export is for ingesting in less memory, so it takes 8: encoding 400 Paul Graham chunks
-# alone peaked at 302 MB against 442 MB at 16 (669 at 32), and a 10 MB text ingest at 863 MB
-# against 995 MB, in 429 s against 390 s (2-core Intel VM, 2026-12-01).
-DEFAULT_BATCH = {"torch": 16, "onnx": 8, "onnx-int8": 8}
+# Texts per forward pass when none is asked for. Torch: 16 was fastest (MODELS.md). The ONNX
+# paths take 1: one text per call, one call per core at once (`OnnxEmbedder`), which embedded
+# 1.59x torch float32 on the float32 export under the AVX2 mask against 1.45x in batches of 8
+# (2-core Intel VM, 2026-12-06, README rule 43), with no padding and one text's activations
+# per core in memory (batches of 8 had been chosen over 16 for memory: 302 against 442 MB).
+DEFAULT_BATCH = {"torch": 16, "onnx": 1, "onnx-int8": 1}
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -59,9 +60,6 @@ def choose_passage_backend(requested: str, device: str,
     """(backend, why) for passages: `requested` unless it is "auto", which picks per CPU (`flags`
     defaults to this CPU's, from /proc/cpuinfo). An unknown CPU keeps torch, the long-standing
     path; an export is taken only where it was measured faster."""
-    if requested == "onnx-int8":
-        return requested, ("embedding_passage_backend = onnx-int8; int8 vectors vary with the "
-                           "texts embedded beside them (README rule 24)")
     if requested != "auto":
         return requested, f"embedding_passage_backend = {requested}"
     if not device.startswith("cpu"):
@@ -71,11 +69,15 @@ def choose_passage_backend(requested: str, device: str,
         return "torch", "auto: this CPU has bfloat16, torch's fastest path"
     if "avx512f" in flags:
         return "torch", "auto: AVX-512 without bfloat16, where torch float32 beat onnxruntime"
+    if "avx2" in flags and "avx_vnni" in flags:
+        # VNNI int8 kernels round otherwise than AVX2's: on AVX-512 VNNI they lost a Paul Graham
+        # question from the top 10 (rule 22), so only the float32 export is sure here.
+        return "onnx", ("auto: AVX2 with AVX-VNNI, no AVX-512: the float32 export (torch "
+                        "float32's vectors); int8 with VNNI kernels lost recall")
     if "avx2" in flags:
-        # int8 passages (onnx-int8) ingest ~2x here, but one of two groupings of the dev corpora
-        # lost an ARAGOG question from the top 10 (rule 24): float32 keeps torch's vectors.
-        return "onnx", ("auto: AVX2 without AVX-512, where the float32 export embeds ~1.35x "
-                        "torch float32 with the same vectors")
+        return "onnx-int8", ("auto: AVX2 without AVX-512, where int8 passages one text per call "
+                             "(queries float32) ingested ~2x torch float32 with every dev set's "
+                             "Recall@10 kept (README rule 43)")
     return "torch", "auto: CPU extensions unknown"
 
 
@@ -194,7 +196,7 @@ class Embedder:
     def load_passage_model(self) -> None:
         """Load what embeds passages now (a worker does it before its first batch)."""
         if (onnx := self._onnx_passages) is not None:
-            onnx.session
+            onnx.passage_session
         else:
             self.model
 
@@ -202,8 +204,15 @@ class Embedder:
     def passage_runtime(self) -> str:
         """What embeds passages and why, in words (for `rag config`)."""
         if (onnx := self._onnx_passages) is not None:
-            kind = "int8, per-channel weights" if self.passage_backend == "onnx-int8" else "float32"
-            return f"onnxruntime {kind} ({onnx.path}; {self.passage_backend_reason})"
+            int8 = self.passage_backend == "onnx-int8"
+            kind = "int8, per-channel weights" if int8 else "float32"
+            if onnx.batch_size == 1:
+                calls = f"one text per call, {onnx.calls_at_once} calls at once"
+            else:
+                calls = f"{onnx.batch_size} texts per call" + (
+                    ": int8 vectors vary with the texts embedded beside them (README rule 24)"
+                    if int8 else "")
+            return f"onnxruntime {kind} ({onnx.path}; {self.passage_backend_reason}; {calls})"
         runtime = f"torch {self.dtype} ({self.passage_backend_reason})"
         if self._may_embed_small_ingests_on_export():
             runtime += ("; an ingest whose chunks fit in one batch: onnxruntime float32, the "
@@ -294,21 +303,22 @@ class Embedder:
 
     @cached_property
     def _passages(self) -> "_PassagePlan":
-        """What embeds passages, settled once: the chosen export when present; torch when "auto"
-        chose the float32 export and this model has none; an error when the missing one was
-        asked for by name."""
+        """What embeds passages, settled once: the chosen export when present; when "auto" chose
+        one this model lacks, the next one down (int8 copy, float32 export, torch); an error when
+        the missing one was asked for by name."""
         backend, reason = self._passage_choice
-        if backend == "torch":
-            return _PassagePlan(backend, reason, self._batch_for(backend), None)
-        encoder, why_not = self._int8_encoder if backend == "onnx-int8" else (
-            self._onnx_encoder, self._export[1])
-        if encoder is None:
+        encoder = None
+        while backend in _ONNX_FALLBACK:
+            needs, fallen_back, instead, settings = _ONNX_FALLBACK[backend]
+            encoder, why_not = self._int8_encoder if backend == "onnx-int8" else (
+                self._onnx_encoder, self._export[1])
+            if encoder is not None:
+                break
             if self._passage_asked != "auto":
-                needs, instead = _ONNX_NEEDS[backend]
                 raise ModelFileError(f"{self.path}: embedding_passage_backend = {backend} needs "
                                      f"{needs} ({why_not}); set embedding_passage_backend = "
-                                     f"{instead}")
-            backend, reason = "torch", f"auto: no ONNX export ({why_not})"
+                                     f"{settings}")
+            backend, reason = instead, fallen_back.format(why_not)
         return _PassagePlan(backend, reason, self._batch_for(backend), encoder)
 
     def _batch_for(self, backend: str) -> int:
@@ -358,10 +368,12 @@ class Embedder:
                             dtype=dtype)
 
 
-# Each ONNX passage backend: (what it needs, in words; what to set instead when it is missing).
-_ONNX_NEEDS = {
-    "onnx-int8": ("an int8 copy of the model's ONNX export", "onnx or torch"),
-    "onnx": ("an ONNX export of the model", "torch"),
+# Each ONNX passage backend: (what it needs, in words; the reason "auto" gives when it falls
+# back, "{}" the cause; what "auto" falls back to; what to set instead when it was asked by name).
+_ONNX_FALLBACK = {
+    "onnx-int8": ("an int8 copy of the model's ONNX export",
+                  "auto: no int8 copy ({}), the float32 export", "onnx", "onnx or torch"),
+    "onnx": ("an ONNX export of the model", "auto: no ONNX export ({})", "torch", "torch"),
 }
 
 

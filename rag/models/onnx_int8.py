@@ -4,10 +4,11 @@ Why: on a CPU with AVX2 and no AVX-512 the float32 export embeds ~1.4x torch flo
 and cannot go much further (README "Why 2x is out of reach in float32"); int8 matrix products
 run at about twice float32's rate there. Only passages use it: queries stay on the float32
 export, so a passage vector moves a little (cosine ~0.99 to float32) and a query vector not at
-all. Chosen by name only (`embedding_passage_backend = onnx-int8`), never by `auto`: the move
-depends on which texts share an onnxruntime call (one activation scale per call), and one of two
-batchings of the dev corpora lost a question from the top 10 (README "Embedding on AVX2-only
-CPUs", rules 21 and 24).
+all. `auto` picks it on CPUs with AVX2 and no AVX-512 or VNNI, where it runs one text per
+onnxruntime call (`OnnxEmbedder`, batch 1): dynamic quantisation takes one activation scale per
+call, so batched vectors depended on the texts sharing the call and one batching of the dev
+corpora lost a question from the top 10 (rule 24); alone in its call a passage's vector is its
+own text's, and every dev set kept its Recall@10 (README "Embedding on AVX2-only CPUs", rule 43).
 
 The recipe is onnxruntime's own tools, not hand-written kernels: the BERT graph fusions
 (`onnxruntime.transformers.optimizer`, so attention runs as one quantised operator), then

@@ -41,9 +41,9 @@ def test_int8_passages_are_close_to_float32_and_rank_alike(int8, float32):
 def test_queries_stay_on_the_float32_export(int8, float32):
     assert np.abs(int8.encode_query(QUESTIONS[0]) - float32.encode_query(QUESTIONS[0])).max() < 1e-6
     assert int8.passage_runtime.startswith("onnxruntime int8")
-    assert "vary with the texts embedded beside them" in int8.passage_runtime  # `rag config` warns
+    assert "one text per call" in int8.passage_runtime  # what `rag config` says
     assert int8.query_runtime.startswith("onnxruntime float32")
-    assert int8.batch_size == 8
+    assert int8.batch_size == 1
 
 
 def test_a_damaged_int8_copy_is_made_again(tmp_path, monkeypatch):
@@ -69,11 +69,17 @@ def test_an_unknown_passage_backend_is_refused_with_the_choices():
         Embedder("packaged", passage_backend="int4")
 
 
-def test_int8_vectors_depend_on_the_texts_batched_with_them_and_float32_ones_do_not(int8, float32):
-    """Why `auto` never picks int8 (README rule 24): one activation scale per onnxruntime call,
-    so a passage embedded beside other texts gets another vector than alone; float32 does not."""
+def test_an_int8_vector_depends_on_its_own_text_only_unless_texts_share_a_call(int8, tmp_path):
+    """Why passages go one text per call (README rules 24 and 43): dynamic int8 takes one
+    activation scale per onnxruntime call, so in batches a passage gets another vector beside
+    other texts than alone; one text per call, in any order or grouping, gives the same bits."""
+    from rag.config import load_settings
+    from rag.models.embedder import embedder_for
+
     alone = np.vstack([int8.encode([text]) for text in PASSAGES])
-    together = int8.encode(PASSAGES)
-    assert (alone * together).sum(axis=1).min() < 0.9999
-    float32_alone = np.vstack([float32.encode([text]) for text in PASSAGES])
-    assert np.abs(float32_alone - float32.encode(PASSAGES)).max() < 1e-5
+    assert np.array_equal(int8.encode(PASSAGES), alone)
+    assert np.array_equal(int8.encode(PASSAGES[::-1])[::-1], alone)
+    batched = embedder_for("packaged", load_settings(
+        tmp_path, embedding_passage_backend="onnx-int8", embedding_batch_size=8))
+    assert batched.batch_size == 8 and "vary with the texts" in batched.passage_runtime
+    assert (batched.encode(PASSAGES) * alone).sum(axis=1).min() < 0.9999
