@@ -51,7 +51,7 @@ class OnnxEmbedder:
         self.threads = threads  # 0: onnxruntime's default (all cores)
         self.calls_at_once = calls_at_once or usable_cores()
         self.dtype = dtype  # what its weights are, in words (the packaged candidates: int8)
-        self._lock = threading.Lock()
+        self._passage_lock = threading.Lock()  # one passage encode at a time: each takes every core
 
     @cached_property
     def fingerprint(self) -> str:
@@ -128,15 +128,16 @@ class OnnxEmbedder:
         texts = [self.passage_prefix + t for t in texts]
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
+        with self._passage_lock:
             if self.batch_size == 1:
                 return self._one_text_per_call(texts, progress)
             return encode_longest_first(texts, self.batch_size,
                                         lambda batch: self._embed(batch, self.session), progress)
 
     def encode_query(self, text: str) -> np.ndarray:
-        with self._lock:
-            return self._embed([self.query_prefix + text], self.session)[0]
+        """One query, never queued behind a passage encode of the same model (an ingest in this
+        process): onnxruntime runs calls on one session side by side."""
+        return self._embed([self.query_prefix + text], self.session)[0]
 
     def _one_text_per_call(self, texts: list[str],
                            progress: Callable[[int], None] | None) -> np.ndarray:

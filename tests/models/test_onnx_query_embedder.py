@@ -241,3 +241,28 @@ def test_an_onnx_folder_fingerprint_covers_its_external_weights(tmp_path):
     onnx.save(onnx.load(str(folder / "model.onnx")), str(single / "model.onnx"))  # weights inlined
     assert external_data_files(single / "model.onnx") == []
     assert OnnxEmbedder("s", single).fingerprint == "sha256:" + sha256_of([single / "model.onnx"])[:32]
+
+
+def test_a_query_is_not_queued_behind_an_ingest_of_the_same_model():
+    """With passages on the float32 export (`onnx`, or `auto` on an AVX-VNNI CPU) the ingest and
+    the queries of one process (the UI, the API) share a model: a question asked while a batch
+    of passages is being embedded gets its vector before that batch is done."""
+    import threading
+
+    embedder = Embedder("packaged", passage_backend="onnx")
+    quiet = embedder.encode_query("How long should green tea steep?")
+    passages = [f"Passage {i}: " + "green tea steeps in water below boiling. " * 30 for i in range(200)]
+    done, started = [], threading.Event()
+
+    def progress(n: int) -> None:
+        done.append(n)
+        started.set()
+
+    ingest = threading.Thread(target=embedder.encode, args=(passages, progress))
+    ingest.start()
+    assert started.wait(60)
+    during = embedder.encode_query("How long should green tea steep?")
+    unfinished = sum(done) < len(passages)
+    ingest.join()
+    assert unfinished, "the query waited for the whole passage batch"
+    assert np.abs(during - quiet).max() < 1e-6
