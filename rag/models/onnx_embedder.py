@@ -142,20 +142,13 @@ class OnnxEmbedder:
     def _one_text_per_call(self, texts: list[str],
                            progress: Callable[[int], None] | None) -> np.ndarray:
         """Each text alone in its call, `calls_at_once` calls at once (onnxruntime releases the
-        GIL while it runs), longest first so that the last calls are short ones."""
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        GIL while it runs): texts of similar length side by side, longest first, as
+        `encode_longest_first` orders batches."""
         session = self.single_thread_session
-        vectors: np.ndarray | None = None
         with ThreadPoolExecutor(min(self.calls_at_once, len(texts)),
                                 thread_name_prefix="onnx-passage") as pool:
-            for i, vector in zip(order, pool.map(
-                    lambda i: self._embed([texts[i]], session)[0], order)):
-                if vectors is None:
-                    vectors = np.empty((len(texts), vector.shape[0]), dtype=np.float32)
-                vectors[i] = vector
-                if progress:
-                    progress(1)
-        return vectors
+            return encode_longest_first(texts, self.calls_at_once, lambda side_by_side: np.vstack(
+                list(pool.map(lambda text: self._embed([text], session), side_by_side))), progress)
 
 
 def usable_cores() -> int:
