@@ -13,29 +13,20 @@ peak would embed ~36 chunks/s, 1.8x torch's rate (README "Embedding on AVX2-only
 
     flock /tmp/rag-heavy.lock .venv/bin/python benchmarks/embed_roofline.py --index IDX [--mask]
 """
-import argparse
 import statistics
-import sqlite3
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO)); sys.path.insert(0, str(REPO / "benchmarks"))
-from cpu_mask import reexec_avx2_only  # noqa: E402
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--index", type=Path, required=True, help="an index folder (its chunks are encoded)")
-parser.add_argument("--chunks", type=int, default=320)
-parser.add_argument("--mask", action="store_true", help="as on an AVX2-only CPU")
-opts = parser.parse_args()
-if opts.mask:
-    reexec_avx2_only()
+from index_chunks import live_chunk_texts, options  # noqa: E402
+opts = options(__doc__.splitlines()[0])
 import torch  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.models.embedder import embedder_for  # noqa: E402
 print('torch capability', torch.backends.cpu.get_cpu_capability(), 'threads', torch.get_num_threads(), flush=True)
-db = sqlite3.connect(f'file:{opts.index / "catalog.sqlite"}?mode=ro', uri=True)
-texts = [t for (t,) in db.execute("select text from chunks where state='live' order by chunk_id limit ?", (opts.chunks,))]
+texts = live_chunk_texts(opts.index, opts.chunks)
 def shape(model_dir: str) -> tuple[int, int, int]:
     """Hidden width, feed-forward width and layers, from the model's own config.json."""
     import json

@@ -14,32 +14,22 @@ unmasked, torch bfloat16 58.8 chunks/s, int8 one text per call 92.3, the export 
 
     flock /tmp/rag-heavy.lock .venv/bin/python benchmarks/passage_paths.py --index IDX [--mask]
 """
-import argparse
-import sqlite3
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO)); sys.path.insert(0, str(REPO / "benchmarks"))
-from cpu_mask import reexec_avx2_only  # noqa: E402
+from index_chunks import live_chunk_texts, options  # noqa: E402
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--index", type=Path, required=True, help="an index folder (its chunks are encoded)")
-parser.add_argument("--chunks", type=int, default=320)
-parser.add_argument("--rounds", type=int, default=2, help="timed runs per path (the best counts)")
-parser.add_argument("--mask", action="store_true", help="as on an AVX2-only CPU")
-opts = parser.parse_args()
-if opts.mask:
-    reexec_avx2_only()
+opts = options(__doc__.splitlines()[0], lambda parser: parser.add_argument(
+    "--rounds", type=int, default=2, help="timed runs per path (the best counts)"))
 import numpy as np  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.models.embedder import embedder_for  # noqa: E402
 from rag.models.onnx_embedder import OnnxEmbedder  # noqa: E402
 
-db = sqlite3.connect(f"file:{opts.index / 'catalog.sqlite'}?mode=ro", uri=True)
-texts = [t for (t,) in db.execute(
-    "select text from chunks where state='live' order by chunk_id limit ?", (opts.chunks,))]
+texts = live_chunk_texts(opts.index, opts.chunks)
 
 
 def rate(encode) -> tuple[float, np.ndarray]:
