@@ -10,8 +10,8 @@ Queries are embedded by an ONNX float32 export of the same model where one can b
 ("onnx-int8", rag/models/onnx_int8.py; queries stay float32). "auto" picks per CPU at run time:
 torch where the CPU has AVX-512 (bfloat16, or float32 AVX-512 kernels, which beat onnxruntime's
 on the Intel VM measured), the int8 copy on a CPU with AVX2 and no AVX-512 or VNNI, one text per
-onnxruntime call: there it ingests ~2x torch float32 and kept every dev set's Recall@10 (README
-"Embedding on AVX2-only CPUs", rule 43). Batched, int8 vectors had depended on the texts sharing
+onnxruntime call: there it ingests 2.1x torch float32 and kept every dev set's Recall@10 (README
+"Embedding on AVX2-only CPUs", rules 43 and 44). Batched, int8 vectors had depended on the texts sharing
 a call and one batching lost a question (rule 24); one text per call each vector is its own
 text's. VNNI int8 kernels round otherwise and lost a question (rule 22), so an AVX2 CPU with
 AVX-VNNI takes the float32 export (the same vectors as torch float32).
@@ -76,8 +76,8 @@ def choose_passage_backend(requested: str, device: str,
                         "float32's vectors); int8 with VNNI kernels lost recall")
     if "avx2" in flags:
         return "onnx-int8", ("auto: AVX2 without AVX-512, where int8 passages one text per call "
-                             "(queries float32) ingested ~2x torch float32 with every dev set's "
-                             "Recall@10 kept (README rule 43)")
+                             "(queries float32) ingested 2.1x torch float32 with every dev set's "
+                             "Recall@10 kept (README rules 43 and 44)")
     return "torch", "auto: CPU extensions unknown"
 
 

@@ -83,3 +83,19 @@ def test_an_int8_vector_depends_on_its_own_text_only_unless_texts_share_a_call(i
         tmp_path, embedding_passage_backend="onnx-int8", embedding_batch_size=8))
     assert batched.batch_size == 8 and "vary with the texts" in batched.passage_runtime
     assert (batched.encode(PASSAGES) * alone).sum(axis=1).min() < 0.9999
+
+
+def test_the_int8_copy_runs_without_the_scalar_skip_layer_norm_kernel(int8, tmp_path):
+    """onnxruntime's CPU SkipLayerNormalization is scalar code, 12% of an int8 passage's time
+    (README rule 44): the copy keeps Add + LayerNormalization, and its session does not fuse
+    them back, while attention stays one quantised operator."""
+    import onnx
+
+    from rag.models.onnx_embedder import open_session
+
+    int8.encode(PASSAGES[:1])  # makes the copy on first use
+    folder = onnx_int8.int8_folder(int8.fingerprint)
+    open_session(folder / "model.onnx", 1, save_optimized_to=tmp_path / "runs.onnx")
+    runs = {node.op_type for node in onnx.load(str(tmp_path / "runs.onnx")).graph.node}
+    assert "LayerNormalization" in runs and "SkipLayerNormalization" not in runs
+    assert "QAttention" in runs
