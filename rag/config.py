@@ -56,8 +56,8 @@ class Settings:
     # export as queries, so an ingest never loads torch (~440 MB less; slower than bfloat16);
     # onnx-int8 = an int8 copy of that export (per-channel weights) for passages only, queries
     # staying float32, one text per call: 2.1x torch float32 on AVX2 with every dev set's
-    # Recall@10 kept (README "Embedding on AVX2-only CPUs", rules 43 and 44); auto = onnx-int8 on a CPU
-    # with AVX2 and no AVX-512 or AVX-VNNI, onnx with AVX-VNNI, else torch.
+    # Recall@10 kept (README "Embedding on AVX2-only CPUs", rules 43 and 44); auto = onnx-int8
+    # on a CPU with AVX2 and no AVX-512 or AVX-VNNI, onnx with AVX-VNNI, else torch.
     embedding_passage_backend: str = "auto"  # auto | torch | onnx | onnx-int8
 
     # Re-indexing into another embedding model (`rag reindex`, rag/reindex.py): chunks embedded

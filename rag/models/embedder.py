@@ -11,9 +11,9 @@ Queries are embedded by an ONNX float32 export of the same model where one can b
 torch where the CPU has AVX-512 (bfloat16, or float32 AVX-512 kernels, which beat onnxruntime's
 on the Intel VM measured), the int8 copy on a CPU with AVX2 and no AVX-512 or VNNI, one text per
 onnxruntime call: there it ingests 2.1x torch float32 and kept every dev set's Recall@10 (README
-"Embedding on AVX2-only CPUs", rules 43 and 44). Batched, int8 vectors had depended on the texts sharing
-a call and one batching lost a question (rule 24); one text per call each vector is its own
-text's. VNNI int8 kernels round otherwise and lost a question (rule 22), so an AVX2 CPU with
+"Embedding on AVX2-only CPUs", rules 43 and 44). Batched, int8 vectors had depended on the texts
+sharing a call and one batching lost a question (rule 24); one text per call each vector is its
+own text's. VNNI int8 kernels round otherwise and lost a question (rule 22), so an AVX2 CPU with
 AVX-VNNI takes the float32 export (the same vectors as torch float32).
 """
 

@@ -251,7 +251,8 @@ def test_a_query_is_not_queued_behind_an_ingest_of_the_same_model():
 
     embedder = Embedder("packaged", passage_backend="onnx")
     quiet = embedder.encode_query("How long should green tea steep?")
-    passages = [f"Passage {i}: " + "green tea steeps in water below boiling. " * 30 for i in range(200)]
+    passages = [f"Passage {i}: " + "green tea steeps in water below boiling. " * 30
+                for i in range(200)]
     done, started = [], threading.Event()
 
     def progress(n: int) -> None:
