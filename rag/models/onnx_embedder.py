@@ -158,6 +158,25 @@ def usable_cores() -> int:
 # 12% of the int8 copy's time. Its graph keeps Add + LayerNormalization (`onnx_int8`), and the
 # session must not fuse them back (README rule 44).
 SLOW_FUSIONS = ["SkipLayerNormFusion"]
+# onnxruntime's worker threads spin for milliseconds after a run, waiting for the next; on two
+# cores they then slow whatever the caller does next (a query's Milvus segment walks after its
+# embedding: p50 2.19 ms spinning, 1.17 ms stopped). Stopped at the end of each run, they cost
+# the run itself nothing measurable (query embedding p50 3.16 against 3.32 ms; README "Where the
+# growth comes from").
+STOP_SPINNING = {"session.force_spinning_stop": "1"}
+
+
+def session_options(threads: int = 0):
+    """onnxruntime options for `threads` threads (0: every core) whose workers stop spinning
+    when a run ends (`STOP_SPINNING`)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    for key, value in STOP_SPINNING.items():
+        options.add_session_config_entry(key, value)
+    return options
 
 
 def open_session(model: Path, threads: int = 0, save_optimized_to: Path | None = None):
@@ -165,9 +184,7 @@ def open_session(model: Path, threads: int = 0, save_optimized_to: Path | None =
     the fusions into slow kernels; `save_optimized_to` writes the graph it runs (to inspect)."""
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
+    options = session_options(threads)
     if save_optimized_to is not None:
         options.optimized_model_filepath = str(save_optimized_to)
     return onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"],

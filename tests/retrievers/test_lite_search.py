@@ -492,3 +492,32 @@ def test_a_store_that_let_its_index_go_while_writing_answers_exactly_and_reopens
         assert reopened.count() == rows
     finally:
         reopened.close()
+
+
+def test_segment_walks_answer_in_order_two_at_a_time_and_leave_openmp_as_they_found_it():
+    """A large index is several Lite segments; their walks run half on a helper thread beside
+    the caller (issue 17: the dense side grew with the number of segments)."""
+    import os
+    import threading
+    import time
+
+    import faiss
+
+    from retrievers.lite_search import walk_segments
+
+    threads = []
+
+    def walk(n: int, seconds: float):
+        def run():
+            threads.append(threading.current_thread().name)
+            time.sleep(seconds)
+            return np.array([n]), np.array([float(n)])
+        return run
+
+    before = faiss.omp_get_max_threads()
+    found = walk_segments([walk(n, 0.05 if n == 0 else 0.01) for n in range(5)])
+    assert [int(ids[0]) for ids, _ in found] == [0, 1, 2, 3, 4]
+    assert faiss.omp_get_max_threads() == before
+    if len(os.sched_getaffinity(0)) > 1:
+        assert threads.count(threading.current_thread().name) == 3  # the caller's share
+        assert sum(name.startswith("lite-walk") for name in threads) == 2
