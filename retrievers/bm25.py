@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import threading
 from array import array
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
@@ -49,6 +49,9 @@ class Facets:
 NO_FACETS = Facets()
 # `BM25Index._kth_floor` reads the rarest query terms' holders until it has this many times k.
 FLOOR_POOL = 4
+# The most postings whose scores `BM25Index._term_scores` keeps between queries (8 bytes each):
+# a question's common terms hold half of a 100k-chunk corpus each, and the same ones recur.
+TERM_SCORES_KEPT = 1 << 21
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -102,6 +105,9 @@ class BM25Index:
         self._idf: np.ndarray | None = None
         self._norms: np.ndarray | None = None  # per-slot length norms (`_length_norms`)
         self._buffers: dict[str, np.ndarray] = {}  # per-query scratch arrays (`_scratch`)
+        # per term, its postings' scores until the index changes (`_term_scores`)
+        self._kept_scores: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._kept_postings = 0
         self.version = 0  # bumped on every change; snapshots use it to skip needless writes
 
     # --- maintenance -------------------------------------------------------------------
@@ -213,6 +219,8 @@ class BM25Index:
     def _changed(self) -> None:
         self._idf = None
         self._norms = None
+        self._kept_scores.clear()
+        self._kept_postings = 0
         self.version += 1
 
     @staticmethod
@@ -280,9 +288,9 @@ class BM25Index:
         """(scores per slot, mask of live slots that contain a query term), in scratch buffers
         valid until the next query.
 
-        Each term's scores are computed in place in one scratch buffer (a query's common terms
-        have tens of thousands of postings at 100k chunks; a new array per operation cost more
-        than the arithmetic)."""
+        Each term's posting scores come from `_term_scores` (kept from an earlier query, or
+        computed in place: a query's common terms have tens of thousands of postings at 100k
+        chunks, and a new array per operation cost more than the arithmetic)."""
         n_slots = len(self._ids)
         total = self._scratch("total", n_slots, np.float64)
         touched = self._scratch("touched", n_slots, np.bool_)
@@ -291,23 +299,13 @@ class BM25Index:
         if not self._slot_of:
             return total, touched
         idf = self._idf_table()
-        norms = self._length_norms()
-        k1_plus_1 = self.k1 + 1
         tids = self._present_terms(query_tokens)
         # With every idf > 0, a slot holds a query term iff it scored > 0: `touched` is read off
         # the scores at the end instead of being set per posting.
         mark = any(idf[tid] <= 0 for tid in tids)
         for tid in tids:
             slots = np.frombuffer(self._post_slots[tid], dtype=np.int32)
-            tfs = self._scratch("tfs", len(slots), np.float64)
-            np.copyto(tfs, _counts(self._post_tfs[tid]), casting="unsafe")
-            denominator = self._scratch("denominator", len(slots), np.float64)
-            np.take(norms, slots, out=denominator)
-            denominator += tfs  # tf + norm
-            tfs *= k1_plus_1
-            tfs /= denominator
-            tfs *= idf[tid]  # idf * (tf * (k1 + 1) / (tf + norm)), as rank-bm25 computes it
-            total[slots] += tfs
+            total[slots] += self._term_scores(tid, slots)
             if mark:
                 touched[slots] = True
         if not mark:
@@ -315,6 +313,34 @@ class BM25Index:
         if self._dead:
             touched &= np.frombuffer(self._alive, dtype=np.uint8).astype(bool)
         return total, touched
+
+    def _term_scores(self, tid: int, slots: np.ndarray) -> np.ndarray:
+        """The BM25 score of term `tid` in each document holding it (`slots`), kept until the
+        index changes (up to `TERM_SCORES_KEPT` postings, the least recently used let go).
+        Why: a question's common terms hold tens of thousands of postings each at 100k chunks,
+        and computing their scores took six passes over them per query where adding kept ones
+        takes one (the same operations in the same order as before, so the scores keep every
+        bit)."""
+        kept = self._kept_scores.get(tid)
+        if kept is not None:
+            self._kept_scores.move_to_end(tid)
+            return kept
+        keep = len(slots) <= TERM_SCORES_KEPT
+        scores = (np.empty(len(slots), dtype=np.float64) if keep
+                  else self._scratch("tfs", len(slots), np.float64))
+        np.copyto(scores, _counts(self._post_tfs[tid]), casting="unsafe")
+        denominator = self._scratch("denominator", len(slots), np.float64)
+        np.take(self._length_norms(), slots, out=denominator)
+        denominator += scores  # tf + norm
+        scores *= self.k1 + 1
+        scores /= denominator
+        scores *= self._idf_table()[tid]  # idf * (tf * (k1 + 1) / (tf + norm)), as rank-bm25 does
+        if keep:
+            self._kept_scores[tid] = scores
+            self._kept_postings += len(scores)
+            while self._kept_postings > TERM_SCORES_KEPT:
+                self._kept_postings -= len(self._kept_scores.popitem(last=False)[1])
+        return scores
 
     @_locked
     def scores(self, query_tokens: list[str]) -> dict[str, float]:

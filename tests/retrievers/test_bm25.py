@@ -206,3 +206,27 @@ def test_top_k_ranks_every_chunk_when_common_terms_touch_most_chunks():
             np.testing.assert_allclose([s for _, s in got], [expected[i] for i, _ in got],
                                        rtol=1e-9)
     assert len(index) > FLOOR_POOL * 50  # the floor took part
+
+
+def test_scores_kept_between_queries_are_the_fresh_scores_to_the_bit_until_the_index_changes():
+    """`_term_scores` keeps each queried term's posting scores: a second query reuses them and
+    must rank exactly as an index that never kept any; an added chunk must change them."""
+    from retrievers.bm25 import TERM_SCORES_KEPT
+
+    docs = {f"p{n:03d}": text for n, text in enumerate(paragraphs())}
+    index = BM25Index()
+    for chunk_id, text in docs.items():
+        index.add_tokens(chunk_id, tokenize(text))
+    for query in QUERIES:  # fills the kept scores
+        index.top_k(tokenize(query), 5)
+    assert index._kept_scores and index._kept_postings <= TERM_SCORES_KEPT
+    fresh = BM25Index.from_arrays(index.to_arrays())
+    for query in QUERIES:
+        assert index.top_k(tokenize(query), 5) == fresh.top_k(tokenize(query), 5)
+    tokens = tokenize("green tea water temperature")
+    before = index.scores(tokens)
+    index.add_tokens("new", tokenize("green tea " * 30))
+    docs["new"] = "green tea " * 30
+    after = index.scores(tokens)
+    assert after["new"] > 0 and any(after[i] != before[i] for i in before)
+    assert_same_as_okapi(index, docs)
