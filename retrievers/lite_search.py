@@ -435,6 +435,16 @@ _helper: ThreadPoolExecutor | None = None
 _helper_lock = threading.Lock()
 
 
+def _forget_helper() -> None:
+    """In a forked child the helper's thread does not exist: a walk handed to it would wait
+    forever, so the child starts its own."""
+    global _helper, _helper_lock
+    _helper, _helper_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_helper)
+
+
 def _one_openmp_thread() -> None:
     """FAISS parallelises a single query's walk with OpenMP, whose start-up costs more than it
     saves on a 20k-row graph (five walks: 1.13 ms on one thread, 1.41 on two). libgomp keeps

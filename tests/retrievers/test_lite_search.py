@@ -521,3 +521,29 @@ def test_segment_walks_answer_in_order_two_at_a_time_and_leave_openmp_as_they_fo
     if len(os.sched_getaffinity(0)) > 1:
         assert threads.count(threading.current_thread().name) == 3  # the caller's share
         assert sum(name.startswith("lite-walk") for name in threads) == 2
+
+
+def test_segment_walks_still_run_in_a_process_forked_after_some_ran():
+    """A server that forks workers after answering (a pre-fork web server) must not hand the
+    child's walks to a helper thread that only the parent has."""
+    import os
+    import time
+
+    from retrievers.lite_search import walk_segments
+
+    def walk(n: int):
+        return lambda: (np.array([n]), np.array([float(n)]))
+
+    walk_segments([walk(n) for n in range(4)])  # the parent's helper exists now
+    child = os.fork()
+    if child == 0:
+        found = walk_segments([walk(n) for n in range(4)])
+        os._exit(0 if [int(ids[0]) for ids, _ in found] == [0, 1, 2, 3] else 1)
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+        pytest.fail("the forked child's walks never finished")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
