@@ -48,11 +48,11 @@ import contextlib
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, ContextManager, Iterator
 
 import numpy as np
 
+from retrievers.helper_thread import submit
 from retrievers.lite_memtable import UnflushedRows, unflushed_rows
 
 log = logging.getLogger(__name__)
@@ -431,46 +431,12 @@ def _walk(index: Any, query: np.ndarray, fetch: int, ef: int, valid: Any = None
     return run_wrapped
 
 
-_helper: ThreadPoolExecutor | None = None
-_helper_lock = threading.Lock()
-
-
-def _forget_helper() -> None:
-    """In a forked child the helper's thread does not exist: a walk handed to it would wait
-    forever, so the child starts its own."""
-    global _helper, _helper_lock
-    _helper, _helper_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_helper)
-
-
-def _one_openmp_thread() -> None:
-    """FAISS parallelises a single query's walk with OpenMP, whose start-up costs more than it
-    saves on a 20k-row graph (five walks: 1.13 ms on one thread, 1.41 on two). libgomp keeps
-    the thread count per thread, so this changes the calling thread only."""
-    import faiss
-
-    faiss.omp_set_num_threads(1)
-
-
-def _walk_helper() -> ThreadPoolExecutor | None:
-    """The one thread that walks half of a query's segments beside the caller (None on a
-    single core)."""
-    global _helper
-    if _helper is None and len(os.sched_getaffinity(0)) > 1:
-        with _helper_lock:
-            if _helper is None:
-                _helper = ThreadPoolExecutor(1, thread_name_prefix="lite-walk",
-                                             initializer=_one_openmp_thread)
-    return _helper
-
-
 def walk_segments(walks: list[Callable[[], tuple[np.ndarray, np.ndarray]]]
                   ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Run a query's segment walks, in order: with more than one, the first half on a helper
-    thread while the caller walks the rest (FAISS lets the GIL go while it walks), both with
-    one OpenMP thread. Why: Milvus Lite keeps a large index as several segments (five of 20k
+    """Run a query's segment walks, in order: with more than one, the first half on the query
+    helper thread (retrievers/helper_thread.py) while the caller walks the rest (FAISS lets
+    the GIL go while it walks), both with one OpenMP thread; all on the caller while the
+    helper is busy (another query's part, or this query's BM25 beside its dense search). Why: Milvus Lite keeps a large index as several segments (five of 20k
     rows at 100k chunks), each its own graph, and walking them one after another made the
     dense side grow with the index (issue 17): five walks took p50 0.63 ms split like this,
     1.41 ms one after another (2-core Intel Xeon VM)."""
@@ -481,15 +447,25 @@ def walk_segments(walks: list[Callable[[], tuple[np.ndarray, np.ndarray]]]
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        helper = _walk_helper() if len(walks) > 1 else None
-        if helper is None:
-            return [walk() for walk in walks]
         half = len(walks) // 2
-        theirs = helper.submit(lambda: [walk() for walk in walks[:half]])
+        theirs = submit(_walk_all, walks[:half]) if half else None
+        if theirs is None:
+            return [walk() for walk in walks]
         mine = [walk() for walk in walks[half:]]
         return theirs.result() + mine
     finally:
         faiss.omp_set_num_threads(threads)
+
+
+def _walk_all(walks: list[Callable[[], tuple[np.ndarray, np.ndarray]]]
+              ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Walks on the helper thread, with one OpenMP thread: FAISS parallelises a single query's
+    walk with OpenMP, whose start-up costs more than it saves on a 20k-row graph (five walks:
+    1.13 ms on one thread, 1.41 on two); libgomp keeps the count per thread."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    return [walk() for walk in walks]
 
 
 class _FilterOnLite:

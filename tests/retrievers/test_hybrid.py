@@ -93,3 +93,39 @@ def test_named_dense_factor_scales_the_dense_weight_for_named_questions_only(
     assert weights(dense_weight=2.0, named_dense_factor=0.5)[1] == {"bm25": 1.0, "dense": 1.0}
     plain, named = weights(preset="quality")
     assert plain == named == {"bm25": 1.0, "dense": 0.8}
+
+
+def test_a_hybrid_query_runs_bm25_beside_the_dense_search_with_the_same_answer(filter_index,
+                                                                               embedder):
+    """Once the question is embedded, the in-process BM25 search runs on the query helper
+    thread while the caller searches the vectors; with the helper busy (another query's part)
+    the caller runs both, and the fused answer is the same either way."""
+    import threading
+
+    from retrievers.helper_thread import submit
+    from retrievers.hybrid import KeywordSearch, keyword_and_dense
+
+    ran_on: list[str] = []
+
+    class RecordingKeywordSearch(KeywordSearch):
+        def __call__(self, query, k, filters=None):
+            ran_on.append(threading.current_thread().name)
+            return super().__call__(query, k, filters)
+
+    searches = keyword_and_dense(filter_index, embedder.encode_query)
+    searches["bm25"] = RecordingKeywordSearch(filter_index.keywords)
+    assert searches["bm25"].in_process
+    retriever = HybridRetriever(searches, filter_index.chunks, consistent=filter_index.reading)
+    query = "how long should green tea steep"
+    beside = retriever.retrieve(query, top_k=8)
+    release = threading.Event()
+    busy = submit(release.wait, 30)
+    try:
+        alone = retriever.retrieve(query, top_k=8)
+    finally:
+        release.set()
+    assert busy is not None and busy.result() is True
+    me = threading.current_thread().name
+    assert ran_on[0].startswith("rag-query-helper") and ran_on[1] == me
+    assert [(h.chunk.chunk_id, h.score, h.ranks) for h in beside] == [
+        (h.chunk.chunk_id, h.score, h.ranks) for h in alone]

@@ -520,7 +520,7 @@ def test_segment_walks_answer_in_order_two_at_a_time_and_leave_openmp_as_they_fo
     assert faiss.omp_get_max_threads() == before
     if len(os.sched_getaffinity(0)) > 1:
         assert threads.count(threading.current_thread().name) == 3  # the caller's share
-        assert sum(name.startswith("lite-walk") for name in threads) == 2
+        assert sum(name.startswith("rag-query-helper") for name in threads) == 2
 
 
 def test_segment_walks_still_run_in_a_process_forked_after_some_ran():
