@@ -436,10 +436,11 @@ def walk_segments(walks: list[Callable[[], tuple[np.ndarray, np.ndarray]]]
     """Run a query's segment walks, in order: with more than one, the first half on the query
     helper thread (retrievers/helper_thread.py) while the caller walks the rest (FAISS lets
     the GIL go while it walks), both with one OpenMP thread; all on the caller while the
-    helper is busy (another query's part, or this query's BM25 beside its dense search). Why: Milvus Lite keeps a large index as several segments (five of 20k
-    rows at 100k chunks), each its own graph, and walking them one after another made the
-    dense side grow with the index (issue 17): five walks took p50 0.63 ms split like this,
-    1.41 ms one after another (2-core Intel Xeon VM)."""
+    helper is busy (another query's part, or this query's BM25 beside its dense search).
+    Why: Milvus Lite keeps a large index as several segments (five of 20k rows at 100k
+    chunks), each its own graph, and walking them one after another made the dense side grow
+    with the index (issue 17): five walks took p50 0.63 ms split like this, 1.41 ms one after
+    another (2-core Intel Xeon VM)."""
     if not walks:
         return []
     import faiss

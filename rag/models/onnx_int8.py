@@ -17,9 +17,9 @@ vectors ten times as far: cosine 0.94). A model the optimiser cannot fuse is qua
 (same scales, a few percent slower). The residual additions stay Add + LayerNormalization
 instead of the fused SkipLayerNormalization, whose CPU kernel is scalar: 7% more chunks/s under
 the AVX2 mask (README rule 44; the sessions are opened without that fusion). The copy is made
-once per machine and model next to the float32 export, checked against it on a few probes, written to a temporary folder and renamed
-into place, as the float32 export is. Making it imports torch (the optimiser does), as making the
-float32 export does; using it does not.
+once per machine and model next to the float32 export, checked against it on a few probes,
+written to a temporary folder and renamed into place, as the float32 export is. Making it
+imports torch (the optimiser does), as making the float32 export does; using it does not.
 """
 
 from __future__ import annotations
