@@ -394,7 +394,7 @@ class BM25Index:
                 break
         if held < k:
             return None
-        pool = np.unique(np.concatenate(parts)) if len(parts) > 1 else parts[0]
+        pool = _distinct(np.concatenate(parts)) if len(parts) > 1 else parts[0]
         pool = pool[touched[pool]]
         if len(pool) < k:
             return None
@@ -529,6 +529,19 @@ _COUNT_TYPES = {"B": np.uint8, "I": np.uint32}
 
 
 _ESCAPE = 0xFFFF  # a gap this large or larger: this word, then the gap's low and high words
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted. Why not `np.unique`: numpy 2.4 answers it for integers with
+    a hash table that took 0.7-3 ms for the ~8k slots of a question's rarest terms at 100k
+    chunks, against 0.02 ms for a sort (the slowest BM25 searches of the retrieval benchmark)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 def _encode_terms(terms: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

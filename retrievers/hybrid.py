@@ -15,8 +15,6 @@ has just forgotten.
 
 from __future__ import annotations
 
-import contextvars
-from concurrent.futures import wait
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping
 
@@ -26,7 +24,7 @@ from retrievers.bridge import bridge_round
 from retrievers.diversity import cap_per_source
 from retrievers.filters import Filters, as_filters
 from retrievers.fusion import Fused, fuse, weights_for
-from retrievers.helper_thread import submit
+from retrievers.helper_thread import meanwhile
 from retrievers.live import top_live
 from retrievers.name_coverage import cover_names
 from retrievers.names import named_terms
@@ -247,25 +245,18 @@ class HybridRetriever:
     def _rankings(self, query: str, names: list[str], depth: int, filters: Filters | None
                   ) -> dict[str, Ranked]:
         """Each named retriever's ranking. A hybrid query over the in-process BM25 index runs
-        it on the query helper thread beside the dense search, once the question is embedded
-        (the embedding uses every core). Why: at 100k chunks the two took p50 3.62 / p95 4.98
-        ms one after the other and 3.25 / 4.00 ms side by side (2-core Intel Xeon VM;
-        README "Where the growth comes from")."""
+        BM25 while the dense search's segment walks run on the query helper thread, once the
+        question is embedded (the embedding uses every core): `helper_thread.meanwhile`. Why:
+        FAISS walks without the GIL, so the two overlap (README "Where the growth comes
+        from"); where no walk goes to the helper (it is busy), BM25 runs after."""
         keywords, dense = self.retrievers.get("bm25"), self.retrievers.get("dense")
         if (names != ["bm25", "dense"] or not getattr(keywords, "in_process", False)
                 or not hasattr(dense, "embedded")):
             return {name: self.retrievers[name](query, depth, filters) for name in names}
         search = dense.embedded(query)
-        context = contextvars.copy_context()  # the bm25 stage is timed under this query
-        ranked = submit(context.run, keywords, query, depth, filters)
-        if ranked is None:  # the helper is busy (another query) or there is one core
-            return {"bm25": keywords(query, depth, filters), "dense": search(depth, filters)}
-        try:
-            found = search(depth, filters)  # its segment walks stay here: the helper is taken
-        except BaseException:
-            wait([ranked])
-            raise
-        return {"bm25": ranked.result(), "dense": found}
+        with meanwhile(lambda: keywords(query, depth, filters)) as ranked:
+            found = search(depth, filters)
+        return {"bm25": ranked.value(), "dense": found}
 
     def _boost_quoted(self, query: str, fused: list[Fused], filters: Filters | None) -> list[Fused]:
         """`fused` with the candidates holding a phrase the question quotes raised (and holders

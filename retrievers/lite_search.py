@@ -48,14 +48,16 @@ import contextlib
 import logging
 import os
 import threading
-from typing import Any, Callable, ContextManager, Iterator
+from functools import partial
+from typing import Any, Callable, ContextManager, Iterator, TypeVar
 
 import numpy as np
 
-from retrievers.helper_thread import submit
+from retrievers.helper_thread import run_tasks
 from retrievers.lite_memtable import UnflushedRows, unflushed_rows
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 SUPPORTED_VERSIONS = {"3.2.2"}
 QUANTISED = {"HNSW_SQ"}  # index types whose distances are approximate: re-scored exactly
 GATE_TIMEOUT_S = 60  # the longest a merge waits for a reading after a flush (a flush that hangs)
@@ -433,14 +435,14 @@ def _walk(index: Any, query: np.ndarray, fetch: int, ef: int, valid: Any = None
 
 def walk_segments(walks: list[Callable[[], tuple[np.ndarray, np.ndarray]]]
                   ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Run a query's segment walks, in order: with more than one, the first half on the query
-    helper thread (retrievers/helper_thread.py) while the caller walks the rest (FAISS lets
-    the GIL go while it walks), both with one OpenMP thread; all on the caller while the
-    helper is busy (another query's part, or this query's BM25 beside its dense search).
-    Why: Milvus Lite keeps a large index as several segments (five of 20k rows at 100k
-    chunks), each its own graph, and walking them one after another made the dense side grow
-    with the index (issue 17): five walks took p50 0.63 ms split like this, 1.41 ms one after
-    another (2-core Intel Xeon VM)."""
+    """Run a query's segment walks, in order, with the query helper thread
+    (`helper_thread.run_tasks`): it walks from the first segment while the caller does its
+    other work (a hybrid query's BM25 search), then walks from the last; each thread with one
+    OpenMP thread; all on the caller while the helper is busy (another query's part). Why:
+    Milvus Lite keeps a large index as several segments (five of 20k rows at 100k chunks), each
+    its own graph, and walking them one after another made the dense side grow with the index
+    (issue 17): five walks took p50 0.63 ms split over two threads, 1.41 ms one after another
+    (2-core Intel Xeon VM). FAISS lets the GIL go while it walks."""
     if not walks:
         return []
     import faiss
@@ -448,25 +450,19 @@ def walk_segments(walks: list[Callable[[], tuple[np.ndarray, np.ndarray]]]
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        half = len(walks) // 2
-        theirs = submit(_walk_all, walks[:half]) if half else None
-        if theirs is None:
-            return [walk() for walk in walks]
-        mine = [walk() for walk in walks[half:]]
-        return theirs.result() + mine
+        return run_tasks([partial(_one_openmp_thread, walk) for walk in walks])
     finally:
         faiss.omp_set_num_threads(threads)
 
 
-def _walk_all(walks: list[Callable[[], tuple[np.ndarray, np.ndarray]]]
-              ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Walks on the helper thread, with one OpenMP thread: FAISS parallelises a single query's
-    walk with OpenMP, whose start-up costs more than it saves on a 20k-row graph (five walks:
-    1.13 ms on one thread, 1.41 on two); libgomp keeps the count per thread."""
+def _one_openmp_thread(walk: Callable[[], _T]) -> _T:
+    """A walk with one OpenMP thread on whichever thread runs it: FAISS parallelises a single
+    query's walk with OpenMP, whose start-up costs more than it saves on a 20k-row graph (five
+    walks: 1.13 ms on one thread, 1.41 on two); libgomp keeps the count per thread."""
     import faiss
 
     faiss.omp_set_num_threads(1)
-    return [walk() for walk in walks]
+    return walk()
 
 
 class _FilterOnLite:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from retrievers.errors import DenseStoreDamagedError, IndexLockedError, StoreConfigError, one_line
+from retrievers.helper_thread import run_tasks
 from retrievers.lite_search import LiteDirectSearch, build_missing_indexes, search_ef
 from retrievers.lite_merges import DEFAULT_SEGMENT_ROWS, bound_merges
 from retrievers.records import Chunk
@@ -365,13 +366,18 @@ class MilvusDenseStore:
             hits = self._direct.search(vector, k, ef, _expr(filters))
             if hits is not None:
                 return hits
-        with self._flushing if is_lite(self.uri) else contextlib.nullcontext():
-            result = self.client.search(
-                self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], limit=k,
-                filter=_expr(filters), search_params=self._dense_params(k, ef),
-                output_fields=[], anns_field="vector",
-            )
-        return [(hit["id"], float(hit["distance"])) for hit in result[0]]
+
+        def through_milvus() -> list[tuple[str, float]]:
+            with self._flushing if is_lite(self.uri) else contextlib.nullcontext():
+                result = self.client.search(
+                    self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()],
+                    limit=k, filter=_expr(filters), search_params=self._dense_params(k, ef),
+                    output_fields=[], anns_field="vector",
+                )
+            return [(hit["id"], float(hit["distance"])) for hit in result[0]]
+        # On the query helper thread while a hybrid query's BM25 runs here, if it is free
+        # (`helper_thread.meanwhile`): a server's round trip or Lite's own search overlaps it.
+        return run_tasks([through_milvus])[0]
 
     def _dense_params(self, k: int, ef: int = 64) -> dict[str, Any]:
         params: dict[str, Any] = {"metric_type": "COSINE"}

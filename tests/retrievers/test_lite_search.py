@@ -494,34 +494,41 @@ def test_a_store_that_let_its_index_go_while_writing_answers_exactly_and_reopens
         reopened.close()
 
 
-def test_segment_walks_answer_in_order_two_at_a_time_and_leave_openmp_as_they_found_it():
-    """A large index is several Lite segments; their walks run half on a helper thread beside
-    the caller (issue 17: the dense side grew with the number of segments)."""
+def test_segment_walks_answer_in_order_shared_with_the_helper_and_leave_openmp_as_found():
+    """A large index is several Lite segments; the helper thread walks from the first while
+    the caller walks from the last (issue 17: the dense side grew with the number of
+    segments). The last walk waits until the first has started, the first until the caller
+    has walked the second."""
     import os
     import threading
-    import time
 
     import faiss
 
     from retrievers.lite_search import walk_segments
 
-    threads = []
+    threads: dict[int, str] = {}
+    first_started, second_walked = threading.Event(), threading.Event()
 
-    def walk(n: int, seconds: float):
+    def walk(n: int):
         def run():
-            threads.append(threading.current_thread().name)
-            time.sleep(seconds)
+            threads[n] = threading.current_thread().name
+            if n == 0:
+                first_started.set()
+                second_walked.wait(5)
+            if n == 1:
+                second_walked.set()
+            if n == 4:
+                first_started.wait(5)
             return np.array([n]), np.array([float(n)])
         return run
 
     before = faiss.omp_get_max_threads()
-    found = walk_segments([walk(n, 0.05 if n == 0 else 0.01) for n in range(5)])
+    found = walk_segments([walk(n) for n in range(5)])
     assert [int(ids[0]) for ids, _ in found] == [0, 1, 2, 3, 4]
     assert faiss.omp_get_max_threads() == before
     if len(os.sched_getaffinity(0)) > 1:
-        assert threads.count(threading.current_thread().name) == 3  # the caller's share
-        assert sum(name.startswith("rag-query-helper") for name in threads) == 2
-
+        assert threads[0].startswith("rag-query-helper")
+        assert {threads[n] for n in (1, 2, 3, 4)} == {threading.current_thread().name}
 
 def test_segment_walks_still_run_in_a_process_forked_after_some_ran():
     """A server that forks workers after answering (a pre-fork web server) must not hand the
