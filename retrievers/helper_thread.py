@@ -56,6 +56,10 @@ class Meanwhile(Generic[_T]):
         self._result: Any = None
         self._error: BaseException | None = None
 
+    @property
+    def ran(self) -> bool:
+        return self._ran
+
     def run(self) -> None:
         if self._ran:
             return
@@ -95,7 +99,7 @@ def run_tasks(tasks: list[Callable[[], _T]]) -> list[_T]:
     back; else the caller runs them all. A task's exception is raised here, once the helper's
     share is done."""
     pending = _pending.get()
-    if pending is not None and pending._ran:
+    if pending is not None and pending.ran:
         pending = None
     if len(tasks) < (1 if pending is not None else 2):
         return [task() for task in tasks]

@@ -50,7 +50,7 @@ class KeywordSearch:
     @property
     def in_process(self) -> bool:
         """Whether the search runs in this process on numpy (the rank-bm25 index, not Milvus's
-        BM25), so the query helper thread can run it beside the dense search."""
+        BM25), so a hybrid query can run it while the query helper thread walks the vectors."""
         from retrievers.bm25 import BM25Index
 
         return isinstance(self.keywords, BM25Index)

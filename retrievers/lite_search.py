@@ -447,8 +447,7 @@ def walk_segments(walks: list[Callable[[], tuple[np.ndarray, np.ndarray]]]
         return []
     import faiss
 
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
+    threads = faiss.omp_get_max_threads()  # each walk sets one; the caller's count comes back
     try:
         return run_tasks([partial(_one_openmp_thread, walk) for walk in walks])
     finally:
